@@ -1,0 +1,40 @@
+//! The portable kernels of `scalar.rs`, compiled again with wider vector units enabled.
+//! Callers check the CPU feature first (see `dispatch!` in `mod.rs`).
+
+macro_rules! instantiate {
+    ($name:ident, $feat:literal) => {
+        pub mod $name {
+            use super::super::scalar;
+
+            /// # Safety
+            /// The CPU must support the target feature this module is compiled for.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn inner_product(a: &[f32], b: &[f32]) -> f32 {
+                scalar::inner_product(a, b)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
+                scalar::l2_sqr(a, b)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn nearest_l2(
+                x: &[f32],
+                d: usize,
+                centroids: &[f32],
+                c_norms: &[f32],
+                out: &mut [(u32, f32)],
+            ) {
+                scalar::nearest_l2(x, d, centroids, c_norms, out)
+            }
+        }
+    };
+}
+
+instantiate!(avx2, "avx2,fma");
+instantiate!(avx512, "avx512f,avx2,fma");

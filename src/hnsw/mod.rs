@@ -1,0 +1,133 @@
+//! Hierarchical navigable small-world graph (Malkov & Yashunin 2018) as faiss lays it out: one
+//! flat `u32` neighbour array, node `i` owning `2M` slots on level 0 and `M` on every level above
+//! it up to its own, unused slots holding [`EMPTY`]. The graph does not own the vectors; build
+//! and search take them as a slice, so the same code serves the coarse quantizer (a graph over
+//! centroids) and `HNSW32,Flat` (a graph over the base).
+
+mod build;
+mod search;
+
+pub use build::HnswParams;
+pub use search::VisitedSet;
+
+/// Marks an unused neighbour slot.
+pub const EMPTY: u32 = u32::MAX;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GraphError {
+    #[error("HNSW graph is inconsistent: {0}")]
+    Invalid(String),
+}
+
+/// The graph: adjacency only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hnsw {
+    /// Links per node on levels ≥ 1; level 0 has `2 * m`.
+    pub m: usize,
+    /// Top level of each node.
+    pub levels: Vec<u8>,
+    /// Neighbour slots of all nodes, node by node, level 0 first.
+    pub neighbors: Vec<u32>,
+    pub entry_point: u32,
+    pub max_level: u8,
+    offsets: Vec<usize>,
+}
+
+impl Hnsw {
+    /// Number of neighbour slots a node on `level` owns in total.
+    pub fn slots_for_level(m: usize, level: u8) -> usize {
+        2 * m + level as usize * m
+    }
+
+    /// Reassembles a graph from its stored parts, checking every invariant search relies on
+    /// (slot counts, ids in range, entry point on the top level) so that a damaged graph is an
+    /// error here and never an out-of-bounds access later.
+    pub fn from_parts(
+        m: usize,
+        levels: Vec<u8>,
+        neighbors: Vec<u32>,
+        entry_point: u32,
+    ) -> Result<Self, GraphError> {
+        let n = levels.len();
+        let bad = |s: String| Err(GraphError::Invalid(s));
+        if m == 0 {
+            return bad("M = 0".into());
+        }
+        let offsets = Self::offsets_for(m, &levels);
+        let total = offsets[n];
+        if total != neighbors.len() {
+            return bad(format!(
+                "{} neighbour slots stored, levels need {total}",
+                neighbors.len()
+            ));
+        }
+        if let Some(&v) = neighbors.iter().find(|&&v| v != EMPTY && v as usize >= n) {
+            return bad(format!("neighbour id {v} out of range (n = {n})"));
+        }
+        let max_level = levels.iter().copied().max().unwrap_or(0);
+        if n > 0 && (entry_point as usize >= n || levels[entry_point as usize] != max_level) {
+            return bad(format!(
+                "entry point {entry_point} is not a node on the top level {max_level}"
+            ));
+        }
+        Ok(Hnsw {
+            m,
+            levels,
+            neighbors,
+            entry_point,
+            max_level,
+            offsets,
+        })
+    }
+
+    /// A graph with every slot empty, sized for `levels`.
+    pub(crate) fn with_levels(m: usize, levels: Vec<u8>) -> Self {
+        let offsets = Self::offsets_for(m, &levels);
+        let neighbors = vec![EMPTY; offsets[levels.len()]];
+        Hnsw {
+            m,
+            levels,
+            neighbors,
+            entry_point: 0,
+            max_level: 0,
+            offsets,
+        }
+    }
+
+    fn offsets_for(m: usize, levels: &[u8]) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(levels.len() + 1);
+        let mut total = 0usize;
+        for &l in levels {
+            offsets.push(total);
+            total += Self::slots_for_level(m, l);
+        }
+        offsets.push(total);
+        offsets
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    fn range(&self, node: u32, level: u8) -> std::ops::Range<usize> {
+        let base = self.offsets[node as usize];
+        if level == 0 {
+            base..base + 2 * self.m
+        } else {
+            let s = base + 2 * self.m + (level as usize - 1) * self.m;
+            s..s + self.m
+        }
+    }
+
+    /// The used neighbour slots of `node` on `level`.
+    pub fn neighbors_of(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_ {
+        self.neighbors[self.range(node, level)]
+            .iter()
+            .copied()
+            .take_while(|&v| v != EMPTY)
+    }
+}

@@ -1,0 +1,250 @@
+//! Lloyd's k-means as faiss's `Clustering` runs it for IVF training: random initial centroids
+//! from a seeded permutation (no k-means++: nlist passes over the data are unaffordable at 65,536
+//! lists), at most `max_points_per_centroid` training points per centroid (sampled down beyond),
+//! empty clusters re-seeded by splitting a large one, and spherical k-means (centroids
+//! re-normalised each iteration) for inner-product indexes.
+//!
+//! Assignment is always squared L2, as faiss's HNSW-quantizer training does (it clusters with a
+//! flat L2 index); on normalised data and normalised centroids that is the same argmin as IP.
+
+use rayon::prelude::*;
+
+use crate::distance;
+use crate::rng::Rng;
+
+/// Parameters, named and defaulted as in faiss's `ClusteringParameters`.
+#[derive(Clone, Debug)]
+pub struct KMeansParams {
+    pub niter: usize,
+    pub max_points_per_centroid: usize,
+    pub spherical: bool,
+    pub seed: u64,
+}
+
+impl Default for KMeansParams {
+    fn default() -> Self {
+        KMeansParams {
+            niter: 10,
+            max_points_per_centroid: 256,
+            spherical: false,
+            seed: 1234,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum KMeansError {
+    #[error(
+        "k-means needs at least as many training points as clusters: {n} points for {k} clusters"
+    )]
+    TooFewPoints { n: usize, k: usize },
+    #[error("k-means needs k > 0 and dimension > 0 (got k = {k}, d = {d})")]
+    Empty { k: usize, d: usize },
+}
+
+/// Trains `k` centroids on `x` (n × d, row-major). Returns k × d centroids.
+pub fn train(
+    x: &[f32],
+    d: usize,
+    k: usize,
+    params: &KMeansParams,
+) -> Result<Vec<f32>, KMeansError> {
+    if k == 0 || d == 0 {
+        return Err(KMeansError::Empty { k, d });
+    }
+    let n = x.len() / d;
+    if n < k {
+        return Err(KMeansError::TooFewPoints { n, k });
+    }
+    let mut rng = Rng::new(params.seed);
+    let cap = k.saturating_mul(params.max_points_per_centroid.max(1));
+    let sampled;
+    let x: &[f32] = if n > cap {
+        sampled = gather(x, d, &rng.sample_indices(n, cap));
+        &sampled
+    } else {
+        x
+    };
+    let n = x.len() / d;
+    let mut centroids = gather(x, d, &rng.permutation_prefix(n, k));
+    if params.spherical {
+        centroids.chunks_exact_mut(d).for_each(distance::normalize);
+    }
+    let mut assign = vec![(0u32, 0f32); n];
+    for _ in 0..params.niter {
+        assign_l2(x, d, &centroids, &mut assign);
+        let mut sums = vec![0f64; k * d];
+        let mut counts = vec![0usize; k];
+        for (row, &(c, _)) in x.chunks_exact(d).zip(&assign) {
+            counts[c as usize] += 1;
+            for (s, &v) in sums[c as usize * d..(c as usize + 1) * d]
+                .iter_mut()
+                .zip(row)
+            {
+                *s += v as f64;
+            }
+        }
+        for c in 0..k {
+            if counts[c] > 0 {
+                let inv = 1.0 / counts[c] as f64;
+                for j in 0..d {
+                    centroids[c * d + j] = (sums[c * d + j] * inv) as f32;
+                }
+            }
+        }
+        split_empty_clusters(&mut centroids, &mut counts, d, n, &mut rng);
+        if params.spherical {
+            centroids.chunks_exact_mut(d).for_each(distance::normalize);
+        }
+    }
+    Ok(centroids)
+}
+
+/// Nearest centroid (squared L2) for every row of `x`, in parallel.
+pub fn assign_l2(x: &[f32], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
+    let norms = distance::norms_sqr(centroids, d);
+    const BLOCK: usize = 64;
+    out.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK * d))
+        .for_each(|(o, xs)| {
+            distance::nearest_l2(xs, d, centroids, &norms, o);
+        });
+}
+
+/// faiss's remedy for an empty cluster: copy a cluster chosen with probability proportional to
+/// its size, nudge the two copies apart by a relative ε in opposite directions, split its count.
+fn split_empty_clusters(
+    centroids: &mut [f32],
+    counts: &mut [usize],
+    d: usize,
+    n: usize,
+    rng: &mut Rng,
+) {
+    const EPS: f32 = 1.0 / 1024.0;
+    let k = counts.len();
+    if n <= k {
+        return;
+    }
+    for ci in 0..k {
+        if counts[ci] != 0 {
+            continue;
+        }
+        let mut cj = 0;
+        loop {
+            let p = (counts[cj] as f64 - 1.0) / (n - k) as f64;
+            if rng.next_f64() < p {
+                break;
+            }
+            cj = (cj + 1) % k;
+        }
+        let src: Vec<f32> = centroids[cj * d..(cj + 1) * d].to_vec();
+        centroids[ci * d..(ci + 1) * d].copy_from_slice(&src);
+        for j in 0..d {
+            let (up, down) = if j % 2 == 0 { (ci, cj) } else { (cj, ci) };
+            centroids[up * d + j] *= 1.0 + EPS;
+            centroids[down * d + j] *= 1.0 - EPS;
+        }
+        counts[ci] = counts[cj] / 2;
+        counts[cj] -= counts[ci];
+    }
+}
+
+/// Rows `idx` of `x` (n × d), in that order.
+pub fn gather(x: &[f32], d: usize, idx: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * d);
+    for &i in idx {
+        out.extend_from_slice(&x[i * d..(i + 1) * d]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Four tight blobs at known corners: k-means with k = 4 must find the four centres.
+    #[test]
+    fn finds_separated_blobs() {
+        let mut r = Rng::new(3);
+        let centres = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
+        let mut x = Vec::new();
+        for i in 0..400 {
+            let c = centres[i % 4];
+            x.push(c[0] + 0.1 * r.normal() as f32);
+            x.push(c[1] + 0.1 * r.normal() as f32);
+        }
+        let mut best = f32::INFINITY;
+        for seed in 0..5 {
+            let cents = train(
+                &x,
+                2,
+                4,
+                &KMeansParams {
+                    seed,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let err: f32 = centres
+                .iter()
+                .map(|c| {
+                    cents
+                        .chunks_exact(2)
+                        .map(|g| distance::l2_sqr(c, g))
+                        .fold(f32::INFINITY, f32::min)
+                })
+                .sum();
+            best = best.min(err);
+        }
+        assert!(best < 0.01, "centres not recovered: {best}");
+    }
+
+    #[test]
+    fn empty_clusters_are_reseeded() {
+        // 8 distinct points, 8 clusters, but all initial picks could collide on duplicates:
+        // with many duplicates some clusters empty out and must be split, never left at NaN.
+        let mut x = vec![0f32; 2 * 64];
+        x[0] = 5.0;
+        let c = train(&x, 2, 8, &KMeansParams::default()).unwrap();
+        assert!(c.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn too_few_points_is_an_error() {
+        let x = vec![0f32; 6];
+        assert_eq!(
+            train(&x, 2, 4, &KMeansParams::default()),
+            Err(KMeansError::TooFewPoints { n: 3, k: 4 })
+        );
+    }
+
+    #[test]
+    fn spherical_centroids_are_unit_length() {
+        let mut r = Rng::new(9);
+        let x: Vec<f32> = (0..300 * 8).map(|_| r.normal() as f32).collect();
+        let c = train(
+            &x,
+            8,
+            5,
+            &KMeansParams {
+                spherical: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for row in c.chunks_exact(8) {
+            assert!((distance::inner_product(row, row) - 1.0).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn seeded_training_is_deterministic() {
+        let mut r = Rng::new(4);
+        let x: Vec<f32> = (0..2000 * 4).map(|_| r.normal() as f32).collect();
+        let p = KMeansParams {
+            seed: 11,
+            ..Default::default()
+        };
+        assert_eq!(train(&x, 4, 16, &p).unwrap(), train(&x, 4, 16, &p).unwrap());
+    }
+}

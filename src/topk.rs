@@ -1,0 +1,123 @@
+//! Bounded k-best selection. `Neighbor` orders by dissimilarity with `f32::total_cmp`, then by id,
+//! so a NaN never corrupts the heap and ties resolve the same way on every run.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// One result: a vector id and its dissimilarity to the query (smaller is closer).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Neighbor {
+    pub id: u64,
+    pub dist: f32,
+}
+
+impl Eq for Neighbor {}
+
+impl Ord for Neighbor {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist
+            .total_cmp(&other.dist)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Neighbor {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Keeps the `k` smallest neighbours pushed so far. The heap's top is the current worst, so a
+/// push that cannot enter costs one comparison.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Neighbor>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// The dissimilarity a candidate must beat to enter (∞ until k are held).
+    #[inline]
+    pub fn threshold(&self) -> f32 {
+        if self.heap.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.heap.peek().map_or(f32::INFINITY, |n| n.dist)
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, id: u64, dist: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let n = Neighbor { id, dist };
+        if self.heap.len() < self.k {
+            self.heap.push(n);
+        } else if let Some(mut top) = self.heap.peek_mut() {
+            if n < *top {
+                *top = n;
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The held neighbours, closest first.
+    pub fn into_sorted_vec(self) -> Vec<Neighbor> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn keeps_the_k_smallest_in_order() {
+        let mut r = Rng::new(5);
+        let vals: Vec<f32> = (0..1000).map(|_| r.next_f64() as f32).collect();
+        let mut t = TopK::new(10);
+        for (i, &v) in vals.iter().enumerate() {
+            t.push(i as u64, v);
+        }
+        let got: Vec<f32> = t.into_sorted_vec().iter().map(|n| n.dist).collect();
+        let mut want = vals.clone();
+        want.sort_by(f32::total_cmp);
+        assert_eq!(got, want[..10]);
+    }
+
+    #[test]
+    fn nan_never_displaces_a_number() {
+        let mut t = TopK::new(2);
+        t.push(0, 1.0);
+        t.push(1, 2.0);
+        t.push(2, f32::NAN);
+        let ids: Vec<u64> = t.into_sorted_vec().iter().map(|n| n.id).collect();
+        assert_eq!(ids, vec![0, 1]);
+    }
+
+    #[test]
+    fn ties_break_by_id() {
+        let mut t = TopK::new(2);
+        for id in [9, 3, 7, 1] {
+            t.push(id, 0.5);
+        }
+        let ids: Vec<u64> = t.into_sorted_vec().iter().map(|n| n.id).collect();
+        assert_eq!(ids, vec![1, 3]);
+    }
+}
