@@ -1,5 +1,7 @@
 pub mod distance;
+pub mod format;
 pub mod hnsw;
+pub mod io;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;

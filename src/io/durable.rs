@@ -1,0 +1,54 @@
+//! The only module that calls fsync. Publishing a file atomically: write a temporary, fsync it,
+//! rename it over the final name, fsync the directory so the rename itself is durable.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::context;
+
+/// Writes `bytes` to `dir/name` atomically and durably.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join(name))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| context(e, format_args!("writing {}", dir.join(name).display())))
+}
+
+/// Flushes a file's data and metadata to stable storage.
+pub fn sync_file(f: &File) -> io::Result<()> {
+    f.sync_all()
+}
+
+/// Makes directory entries (creates, renames) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_atomically_and_leaves_no_temporary() {
+        let d = tempfile::tempdir().unwrap();
+        write_atomic(d.path(), "M", b"one").unwrap();
+        write_atomic(d.path(), "M", b"two").unwrap();
+        assert_eq!(fs::read(d.path().join("M")).unwrap(), b"two");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failure_names_the_file() {
+        let e = write_atomic(Path::new("/nonexistent/dir"), "M", b"x").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/dir/M"), "{e}");
+    }
+}

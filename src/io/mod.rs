@@ -1,0 +1,246 @@
+//! Moving bytes: page-aligned reads of many extents at once (io_uring with O_DIRECT, or `pread`
+//! where io_uring is unavailable), and durable writes. This layer knows file descriptors,
+//! offsets and aligned buffers; it knows nothing of the format or the algorithms.
+//!
+//! Reads follow "schedule, then wait": [`Reader::read_all`] puts every request in flight, and
+//! hands each buffer to a callback as its completion arrives, in whatever order the device
+//! finishes them, so the caller scans one list while others are still being read.
+
+mod aligned;
+pub mod durable;
+mod pread;
+mod uring;
+
+pub use aligned::{AlignedBuf, ReadRequest, ALIGN};
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Which engine to read with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// io_uring where the kernel offers it, else pread (said once on stderr).
+    #[default]
+    Auto,
+    /// io_uring or an error.
+    Uring,
+    /// Positional reads, one at a time.
+    Pread,
+}
+
+/// The engine that actually served a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoEngine {
+    Uring,
+    Pread,
+}
+
+impl IoEngine {
+    /// Names as they appear in the `io` field of the search tool's JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoEngine::Uring => "io_uring",
+            IoEngine::Pread => "pread",
+        }
+    }
+}
+
+static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
+static DIRECT_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Opens `path` for reading with O_DIRECT so reads bypass the page cache (the index is larger
+/// than RAM; caching it would only evict something useful). Filesystems that refuse O_DIRECT
+/// (tmpfs, some overlays) get a buffered descriptor instead, and this is said once.
+/// Returns the file and whether it is O_DIRECT.
+pub fn open_for_reads(path: &Path) -> io::Result<(File, bool)> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            if !DIRECT_WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "quiver: {} does not support O_DIRECT; reading through the page cache",
+                    path.display()
+                );
+            }
+            Ok((File::open(path)?, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One thread's reader: an io_uring (created on first use, kept for the thread's life: one ring
+/// per thread, not per query) and a pool of aligned buffers reused across queries.
+pub struct Reader {
+    uring: Option<uring::UringReader>,
+    bufs: Vec<AlignedBuf>,
+}
+
+thread_local! {
+    static READER: RefCell<Reader> = const { RefCell::new(Reader { uring: None, bufs: Vec::new() }) };
+}
+
+/// Runs `f` with this thread's reader.
+pub fn with_reader<R>(f: impl FnOnce(&mut Reader) -> R) -> R {
+    READER.with(|r| f(&mut r.borrow_mut()))
+}
+
+impl Reader {
+    /// Resolves `mode` to the engine this thread will use, creating its ring if needed.
+    pub fn engine(&mut self, mode: IoMode) -> io::Result<IoEngine> {
+        if mode == IoMode::Pread {
+            return Ok(IoEngine::Pread);
+        }
+        if self.uring.is_some() {
+            return Ok(IoEngine::Uring);
+        }
+        if mode == IoMode::Auto && URING_UNAVAILABLE.load(Ordering::Relaxed) {
+            return Ok(IoEngine::Pread);
+        }
+        match uring::UringReader::new() {
+            Ok(u) => {
+                self.uring = Some(u);
+                Ok(IoEngine::Uring)
+            }
+            Err(e) if mode == IoMode::Auto => {
+                if !URING_UNAVAILABLE.swap(true, Ordering::Relaxed) {
+                    eprintln!("quiver: io_uring unavailable ({e}); falling back to pread");
+                }
+                Ok(IoEngine::Pread)
+            }
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("io_uring requested but unavailable: {e}"),
+            )),
+        }
+    }
+
+    /// Reads every request and calls `on_done(i, bytes)` for request `i` once all its bytes
+    /// have arrived. Completion order is the device's. If a read or a callback fails, no new
+    /// reads are started, the ones in flight are drained (their buffers must outlive them), and
+    /// the first error is returned.
+    pub fn read_all<E: From<io::Error>>(
+        &mut self,
+        mode: IoMode,
+        reqs: &[ReadRequest],
+        on_done: impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<IoEngine, E> {
+        let engine = self.engine(mode)?;
+        if self.bufs.len() < reqs.len() {
+            self.bufs.resize_with(reqs.len(), AlignedBuf::default);
+        }
+        for (b, r) in self.bufs.iter_mut().zip(reqs) {
+            b.resize(r.len());
+        }
+        match (engine, self.uring.as_mut()) {
+            (IoEngine::Uring, Some(u)) => u.read_all(reqs, &mut self.bufs, on_done)?,
+            _ => pread::read_all(reqs, &mut self.bufs, on_done)?,
+        }
+        Ok(engine)
+    }
+}
+
+/// Adds where and what to an I/O error, so the message names the file and offset.
+pub fn context(e: io::Error, what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// One conformance suite, run on every engine: the same requests must give the same bytes,
+/// completions may come in any order, and a read past the end is an error, not a hang.
+#[cfg(test)]
+mod conformance {
+    use super::*;
+    use std::io::Write;
+
+    fn fixture(pages: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let bytes: Vec<u8> = (0..pages * ALIGN).map(|i| (i * 31 % 251) as u8).collect();
+        File::create(&path).unwrap().write_all(&bytes).unwrap();
+        (dir, path, bytes)
+    }
+
+    fn engines() -> Vec<IoMode> {
+        let mut v = vec![IoMode::Pread];
+        if with_reader(|r| r.engine(IoMode::Uring)).is_ok() {
+            v.push(IoMode::Uring);
+        } else {
+            eprintln!("SKIPPED io_uring conformance: io_uring unavailable on this kernel");
+        }
+        v
+    }
+
+    #[test]
+    fn every_engine_returns_the_file_bytes() {
+        let (_d, path, bytes) = fixture(64);
+        let (f, _) = open_for_reads(&path).unwrap();
+        let spans = [(0usize, 1usize), (5, 3), (63, 1), (10, 20), (1, 1)];
+        let reqs: Vec<ReadRequest> = spans
+            .iter()
+            .map(|&(p, n)| ReadRequest::new(&f, (p * ALIGN) as u64, n * ALIGN).unwrap())
+            .collect();
+        for mode in engines() {
+            let mut seen = vec![false; reqs.len()];
+            let engine = with_reader(|r| {
+                r.read_all::<io::Error>(mode, &reqs, |i, got| {
+                    let (p, n) = spans[i];
+                    assert_eq!(got, &bytes[p * ALIGN..(p + n) * ALIGN]);
+                    seen[i] = true;
+                    Ok(())
+                })
+            })
+            .unwrap();
+            assert!(seen.iter().all(|&s| s), "{engine:?} missed a completion");
+        }
+    }
+
+    #[test]
+    fn reads_past_the_end_fail_cleanly_and_the_reader_stays_usable() {
+        let (_d, path, _) = fixture(2);
+        let (f, _) = open_for_reads(&path).unwrap();
+        let bad = [
+            ReadRequest::new(&f, 0, ALIGN).unwrap(),
+            ReadRequest::new(&f, 8 * ALIGN as u64, ALIGN).unwrap(),
+        ];
+        let good = [ReadRequest::new(&f, ALIGN as u64, ALIGN).unwrap()];
+        for mode in engines() {
+            let r = with_reader(|r| r.read_all::<io::Error>(mode, &bad, |_, _| Ok(())));
+            assert_eq!(
+                r.unwrap_err().kind(),
+                io::ErrorKind::UnexpectedEof,
+                "{mode:?}"
+            );
+            let mut n = 0;
+            with_reader(|r| r.read_all::<io::Error>(mode, &good, |_, _| Ok(n += 1))).unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[test]
+    fn a_failing_callback_stops_the_batch_and_drains() {
+        let (_d, path, _) = fixture(300);
+        let (f, _) = open_for_reads(&path).unwrap();
+        let reqs: Vec<ReadRequest> = (0..300)
+            .map(|p| ReadRequest::new(&f, (p * ALIGN) as u64, ALIGN).unwrap())
+            .collect();
+        for mode in engines() {
+            let r = with_reader(|r| {
+                r.read_all::<io::Error>(mode, &reqs, |_, _| Err(io::Error::other("stop")))
+            });
+            assert_eq!(r.unwrap_err().to_string(), "stop");
+            let mut n = 0;
+            with_reader(|r| r.read_all::<io::Error>(mode, &reqs, |_, _| Ok(n += 1))).unwrap();
+            assert_eq!(
+                n, 300,
+                "{mode:?}: more requests than the ring depth must all complete"
+            );
+        }
+    }
+}
