@@ -1,10 +1,65 @@
+//! # quiver
+//!
+//! Billion-scale approximate nearest-neighbour search on one machine whose data does not fit in
+//! RAM: an IVF-PQ index with an HNSW coarse quantizer (faiss's `IVF65536_HNSW32,PQ32` family)
+//! whose inverted lists live on disk in page-aligned segment files, read per query through
+//! io_uring with O_DIRECT.
+//!
+//! ```text
+//! build:  input -> sample -> train (k-means, HNSW, PQ) -> stream (assign, encode, spill) -> merge -> segments + manifest
+//! search: open (manifest, quantizer, codebooks, list directory) -> probe (HNSW) -> read (io_uring) -> scan (ADC) -> top-k
+//! ```
+//!
+//! RAM holds the centroids and their HNSW graph, the PQ codebooks and the list directory;
+//! everything else stays on disk. The byte layout is specified in `format-spec/`.
+//!
+//! ```
+//! use quiver::{build_index, BuildOptions, Index, Metric, NoProgress, SearchParams, SliceSource};
+//! # let dir = tempfile::tempdir()?;
+//! // 2,000 random 16-d vectors; in practice, `VectorFile::open("base.fvecs")?`.
+//! let data: Vec<f32> = (0..2000 * 16).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+//! let opts = BuildOptions { factory: "IVF16_HNSW8,PQ4".into(), metric: Metric::L2, ..Default::default() };
+//! build_index(&SliceSource { data: &data, dim: 16 }, dir.path(), &opts, &NoProgress)?;
+//!
+//! let index = Index::open(dir.path())?;
+//! let res = index.search(&data[..16], &SearchParams { k: 5, nprobe: 4, ef_search: 16 })?;
+//! assert_eq!(res.ids_of(0).len(), 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layers, with dependencies pointing one way (checked by `tests/layering.rs`): the algorithms
+//! (`distance`, `topk`, `kmeans`, `pq`, `hnsw`, `ivf`, `spec`) see slices and know no files;
+//! `format` sees bytes and knows no algorithms; `io` moves bytes and knows neither; `input`
+//! reads user files; the engine (`store`, `build`, `search`, `verify`) wires them together.
+
 pub mod distance;
+pub mod flat;
 pub mod format;
 pub mod hnsw;
+pub mod input;
 pub mod io;
 pub mod ivf;
 pub mod kmeans;
 pub mod pq;
-mod rng;
 pub mod spec;
+pub mod synthetic;
 pub mod topk;
+
+mod build;
+mod error;
+mod rng;
+mod search;
+pub mod store;
+mod verify;
+
+pub use build::{build_index, BuildOptions, BuildReport, NoProgress, Progress};
+pub use distance::Metric;
+pub use error::{Error, Result};
+pub use flat::ExactKnn;
+pub use input::{InputError, SliceSource, VectorFile, VectorSource, VectorWriter};
+pub use io::{IoEngine, IoMode};
+pub use rng::Rng;
+pub use search::{Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats};
+pub use spec::IndexSpec;
+pub use synthetic::Synthetic;
+pub use verify::{ListStats, VerifyReport};

@@ -1,0 +1,188 @@
+//! k-way merge of the sorted runs into segments: for each list in order, its records from every
+//! run (runs are in input order and sorted by (list, id) inside, so ids come out ascending)
+//! become one extent, appended to the current segment; a segment is closed (header page
+//! written, fsynced) when the next extent would take it past the size limit.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::Progress;
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, Directory, Extent, FileEntry, FileKind, PAGE};
+use crate::io::durable;
+use crate::store;
+
+pub(super) struct Merged {
+    pub directory: Directory,
+    pub segment_files: Vec<FileEntry>,
+}
+
+struct Run {
+    path: PathBuf,
+    reader: BufReader<File>,
+    /// The next record, if any: (list, id, code).
+    head: Option<(u32, u64, Vec<u8>)>,
+}
+
+impl Run {
+    fn advance(&mut self, code_size: usize) -> Result<()> {
+        let mut rec = vec![0u8; 12 + code_size];
+        match self.reader.read_exact(&mut rec) {
+            Ok(()) => {
+                let list = u32::from_le_bytes(rec[0..4].try_into().unwrap_or_default());
+                let id = u64::from_le_bytes(rec[4..12].try_into().unwrap_or_default());
+                self.head = Some((list, id, rec[12..].to_vec()));
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                self.head = None;
+                Ok(())
+            }
+            Err(e) => Err(e).at(&self.path),
+        }
+    }
+}
+
+struct SegmentWriter<'a> {
+    dir: &'a Path,
+    index_id: [u8; 16],
+    max_bytes: u64,
+    current: Option<(u32, File, u64, u32)>,
+    next_no: u32,
+    done: Vec<FileEntry>,
+}
+
+impl SegmentWriter<'_> {
+    /// Appends one padded extent; returns (segment, offset).
+    fn append(&mut self, bytes: &[u8]) -> Result<(u32, u64)> {
+        if let Some((_, _, size, _)) = &self.current {
+            if *size > PAGE && size + bytes.len() as u64 > self.max_bytes {
+                self.close()?;
+            }
+        }
+        if self.current.is_none() {
+            let no = self.next_no;
+            self.next_no += 1;
+            let path = self.dir.join(store::segment_name(no));
+            let f = File::create(&path).at(&path)?;
+            // Placeholder header page; the real one is written when the segment closes.
+            f.write_all_at(&vec![0u8; PAGE as usize], 0).at(&path)?;
+            self.current = Some((no, f, PAGE, 0));
+        }
+        let Some((no, f, size, crc)) = self.current.as_mut() else {
+            unreachable!("opened above")
+        };
+        let path = self.dir.join(store::segment_name(*no));
+        f.write_all_at(bytes, *size).at(&path)?;
+        let off = *size;
+        *size += bytes.len() as u64;
+        *crc = crc32c::crc32c_append(*crc, bytes);
+        Ok((*no, off))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some((no, mut f, size, crc)) = self.current.take() {
+            let path = self.dir.join(store::segment_name(no));
+            f.write_all_at(
+                &format::segment_header_page(self.index_id, size - PAGE, crc),
+                0,
+            )
+            .at(&path)?;
+            f.flush().at(&path)?;
+            durable::sync_file(&f).at(&path)?;
+            self.done.push(FileEntry::new(
+                &store::segment_name(no),
+                FileKind::Segment,
+                size,
+                crc,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn merge_runs(
+    runs: &[PathBuf],
+    nlist: usize,
+    code_size: usize,
+    dir: &Path,
+    index_id: [u8; 16],
+    segment_bytes: u64,
+    ntotal: u64,
+    progress: &dyn Progress,
+) -> Result<Merged> {
+    progress.begin("merge into segments", nlist as u64);
+    let mut readers = Vec::with_capacity(runs.len());
+    for p in runs {
+        let f = File::open(p).at(p)?;
+        let mut r = Run {
+            path: p.clone(),
+            reader: BufReader::with_capacity(256 << 10, f),
+            head: None,
+        };
+        r.advance(code_size)?;
+        readers.push(r);
+    }
+    let mut seg = SegmentWriter {
+        dir,
+        index_id,
+        max_bytes: segment_bytes.max(2 * PAGE),
+        current: None,
+        next_no: 0,
+        done: Vec::new(),
+    };
+    let mut list_starts = Vec::with_capacity(nlist + 1);
+    let mut extents = Vec::new();
+    let (mut codes, mut ids, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+    for list in 0..nlist as u32 {
+        list_starts.push(extents.len() as u32);
+        codes.clear();
+        ids.clear();
+        for r in readers.iter_mut() {
+            while let Some((l, id, code)) = &r.head {
+                if *l != list {
+                    break;
+                }
+                ids.push(*id);
+                codes.extend_from_slice(code);
+                r.advance(code_size)?;
+            }
+        }
+        if !ids.is_empty() {
+            let crc = format::encode_extent(&codes, &ids, code_size, &mut buf);
+            let (segment, offset) = seg.append(&buf)?;
+            extents.push(Extent {
+                segment: segment.into(),
+                count: (ids.len() as u32).into(),
+                offset: offset.into(),
+                length: (buf.len() as u64).into(),
+                crc: crc.into(),
+                reserved: 0.into(),
+            });
+        }
+        progress.advance(1);
+    }
+    list_starts.push(extents.len() as u32);
+    if let Some(r) = readers.iter().find(|r| r.head.is_some()) {
+        return Err(Error::Corrupt {
+            file: r.path.display().to_string(),
+            reason: "run holds a list number beyond nlist".into(),
+        });
+    }
+    seg.close()?;
+    progress.end();
+    let directory = Directory {
+        n_segments: seg.next_no,
+        code_size: code_size as u32,
+        ntotal,
+        list_starts,
+        extents,
+    };
+    Ok(Merged {
+        directory,
+        segment_files: seg.done,
+    })
+}

@@ -1,0 +1,349 @@
+//! The streaming builder: sample → train (k-means, HNSW over centroids, PQ on residuals) →
+//! stream the input in chunks (assign through the HNSW, encode residuals, sort by list, spill a
+//! sorted run) → merge the runs list by list into page-aligned extents of segment files → write
+//! the RAM-resident files → publish the manifest atomically.
+//!
+//! Nothing here holds all vectors or all codes in memory: a chunk of vectors, one run's read
+//! buffers and one list's codes at a time. If anything fails, the files this build created are
+//! removed and nothing that was in the directory before is touched (it must be empty anyway).
+
+mod merge;
+mod spill;
+mod train;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::distance::{self, Metric};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{self, FileEntry, FileKind, Manifest, ManifestBody, Params};
+use crate::input::VectorSource;
+use crate::io::durable;
+use crate::ivf::CoarseQuantizer;
+use crate::pq::{ProductQuantizer, NBITS};
+use crate::rng::Rng;
+use crate::spec::{IndexSpec, Payload};
+use crate::store;
+
+/// How to build. Names follow faiss (`niter`, `efConstruction`, `efSearch`).
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// faiss factory string, e.g. `IVF4096_HNSW32,PQ32`.
+    pub factory: String,
+    pub metric: Metric,
+    /// Training sample size; default max(100,000, 40 × nlist), capped at the input size.
+    pub train_size: Option<usize>,
+    /// k-means iterations for the coarse centroids (faiss: 10).
+    pub niter: usize,
+    /// HNSW efConstruction for the graph over centroids (faiss: 40).
+    pub ef_construction: usize,
+    /// HNSW efSearch used to assign vectors to lists, and the index's default at search (faiss: 16).
+    pub ef_search: usize,
+    pub seed: u64,
+    /// Vectors per streamed chunk: bounds the builder's working memory.
+    pub chunk_size: usize,
+    /// Segment files are closed once they reach this size (a list's extent is never split).
+    pub segment_bytes: u64,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            factory: "IVF1024_HNSW32,PQ32".into(),
+            metric: Metric::L2,
+            train_size: None,
+            niter: 10,
+            ef_construction: 40,
+            ef_search: 16,
+            seed: 1234,
+            chunk_size: 1 << 18,
+            segment_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Progress of long work, reported by the library and drawn by the caller (the CLI turns it
+/// into progress bars). All methods have empty defaults.
+pub trait Progress: Sync {
+    /// A stage starts; `total` units of work (0 when unknown).
+    fn begin(&self, _stage: &str, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn end(&self) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// What a build did, for the tool's summary.
+#[derive(Clone, Debug, Default)]
+pub struct BuildReport {
+    pub ntotal: u64,
+    pub dim: usize,
+    pub nlist: usize,
+    pub train_size: usize,
+    pub train_s: f64,
+    pub add_s: f64,
+    pub merge_s: f64,
+    pub total_s: f64,
+    pub index_bytes: u64,
+    pub segments: usize,
+}
+
+/// Removes what a failed build created; disarmed once the manifest is published.
+struct Cleanup {
+    dir: PathBuf,
+    created_dir: bool,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.created_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            // The directory was empty when the build began: everything in it is ours.
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+    }
+}
+
+pub(crate) struct Plan {
+    pub nlist: usize,
+    pub hnsw_m: usize,
+    pub pq_m: usize,
+}
+
+fn plan(spec: &IndexSpec) -> Result<Plan> {
+    match *spec {
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => Ok(Plan { nlist, hnsw_m, pq_m: m }),
+        _ => Err(Error::Unsupported(format!(
+            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} indexes; the other factory kinds parse but are not built yet"
+        ))),
+    }
+}
+
+/// Builds an index from `source` into `dir` (new or empty).
+///
+/// ```no_run
+/// use quiver::{build_index, BuildOptions, NoProgress, VectorFile};
+/// let base = VectorFile::open("base.fvecs")?;
+/// let opts = BuildOptions { factory: "IVF4096_HNSW32,PQ32".into(), ..Default::default() };
+/// let report = build_index(&base, "my-index".as_ref(), &opts, &NoProgress)?;
+/// println!("{} vectors in {:.1} s", report.ntotal, report.total_s);
+/// # Ok::<(), quiver::Error>(())
+/// ```
+pub fn build_index(
+    source: &dyn VectorSource,
+    dir: &Path,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildReport> {
+    let t0 = Instant::now();
+    let spec: IndexSpec = opts.factory.parse()?;
+    let plan = plan(&spec)?;
+    let (n, d) = (source.len(), source.dim());
+    if n == 0 || d == 0 {
+        return Err(Error::InvalidParameter("the input holds no vectors".into()));
+    }
+    ProductQuantizer::new(d, plan.pq_m)?;
+    if opts.chunk_size == 0 || opts.niter == 0 || opts.ef_construction == 0 || opts.ef_search == 0 {
+        return Err(Error::InvalidParameter(
+            "chunk size, niter, efConstruction and efSearch must be at least 1".into(),
+        ));
+    }
+    let train_size = opts
+        .train_size
+        .unwrap_or((40 * plan.nlist).max(100_000))
+        .min(n);
+    if train_size < plan.nlist.max(crate::pq::KSUB) {
+        return Err(Error::InvalidParameter(format!(
+            "{train_size} training vectors for nlist = {} and 256 PQ centroids: need at least {} (more input, a larger --train-size, or a smaller nlist)",
+            plan.nlist,
+            plan.nlist.max(crate::pq::KSUB)
+        )));
+    }
+    let created_dir = store::prepare_new(dir)?;
+    let mut cleanup = Cleanup {
+        dir: dir.to_owned(),
+        created_dir,
+        armed: true,
+    };
+
+    let index_id = index_id(opts, &spec, n, d);
+    let (coarse, pq) = train::train(source, opts, &plan, train_size, progress)?;
+    let train_s = t0.elapsed().as_secs_f64();
+
+    let tmp = dir.join(store::BUILD_TMP);
+    std::fs::create_dir(&tmp).at(&tmp)?;
+    let runs = spill::spill_runs(source, &coarse, &pq, opts, &tmp, progress)?;
+    let add_s = t0.elapsed().as_secs_f64() - train_s;
+
+    let merged = merge::merge_runs(
+        &runs,
+        plan.nlist,
+        pq.code_size(),
+        dir,
+        index_id,
+        opts.segment_bytes,
+        n as u64,
+        progress,
+    )?;
+    std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    let mut files = merged.segment_files;
+    files.extend(write_ram_files(
+        dir,
+        index_id,
+        &coarse,
+        &pq,
+        &merged.directory,
+    )?);
+    let merge_s = t0.elapsed().as_secs_f64() - train_s - add_s;
+
+    let manifest = Manifest {
+        index_id,
+        body: ManifestBody {
+            generation: 1.into(),
+            params: params(opts, &spec, &plan, n, d, train_size),
+            n_files: 0.into(),
+            reserved: [0; 20],
+        },
+        files,
+    };
+    let bytes = manifest.encode();
+    durable::write_atomic(dir, &store::manifest_name(1), &bytes).at(dir)?;
+    cleanup.armed = false;
+    let index_bytes = manifest.files.iter().map(|f| f.size.get()).sum::<u64>() + bytes.len() as u64;
+    Ok(BuildReport {
+        ntotal: n as u64,
+        dim: d,
+        nlist: plan.nlist,
+        train_size,
+        train_s,
+        add_s,
+        merge_s,
+        total_s: t0.elapsed().as_secs_f64(),
+        index_bytes,
+        segments: merged.directory.n_segments as usize,
+    })
+}
+
+/// A deterministic id from the build's inputs, so that a seeded build is byte-identical and a
+/// file from another index is still told apart.
+fn index_id(opts: &BuildOptions, spec: &IndexSpec, n: usize, d: usize) -> [u8; 16] {
+    let salt = format::crc32c(format!("{spec}/{}/{n}/{d}", opts.metric).as_bytes()) as u64;
+    let mut r = Rng::new(opts.seed ^ (salt << 32) ^ 0x7175_6976);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&r.next_u64().to_le_bytes());
+    id[8..].copy_from_slice(&r.next_u64().to_le_bytes());
+    id
+}
+
+fn params(
+    opts: &BuildOptions,
+    spec: &IndexSpec,
+    plan: &Plan,
+    n: usize,
+    d: usize,
+    train_size: usize,
+) -> Params {
+    let mut factory = [0u8; 64];
+    let s = spec.to_string();
+    factory[..s.len().min(64)].copy_from_slice(&s.as_bytes()[..s.len().min(64)]);
+    Params {
+        dim: (d as u32).into(),
+        metric: metric_code(opts.metric),
+        code_layout: format::CODE_LAYOUT_PQ8,
+        reserved0: [0; 2],
+        nlist: (plan.nlist as u32).into(),
+        pq_m: (plan.pq_m as u32).into(),
+        pq_nbits: (NBITS as u32).into(),
+        hnsw_m: (plan.hnsw_m as u32).into(),
+        ef_construction: (opts.ef_construction as u32).into(),
+        ef_search: (opts.ef_search as u32).into(),
+        niter: (opts.niter as u32).into(),
+        reserved1: 0.into(),
+        ntotal: (n as u64).into(),
+        seed: opts.seed.into(),
+        train_size: (train_size as u64).into(),
+        factory,
+    }
+}
+
+pub(crate) fn metric_code(m: Metric) -> u8 {
+    match m {
+        Metric::L2 => format::METRIC_L2,
+        Metric::InnerProduct => format::METRIC_INNER_PRODUCT,
+        Metric::Cosine => format::METRIC_COSINE,
+    }
+}
+
+/// Writes the quantizer, codebooks and list directory (each fsynced) and returns their entries.
+fn write_ram_files(
+    dir: &Path,
+    index_id: [u8; 16],
+    coarse: &CoarseQuantizer,
+    pq: &ProductQuantizer,
+    directory: &format::Directory,
+) -> Result<Vec<FileEntry>> {
+    let g = &coarse.hnsw;
+    let quantizer = format::QuantizerBlock {
+        dim: coarse.d as u32,
+        hnsw_m: g.m as u32,
+        entry_point: g.entry_point,
+        centroids: coarse.centroids.clone(),
+        levels: g.levels.clone(),
+        neighbors: g.neighbors.clone(),
+    };
+    let codebooks = format::Codebooks {
+        m: pq.m as u32,
+        ksub: crate::pq::KSUB as u32,
+        dsub: pq.dsub as u32,
+        nbits: NBITS as u32,
+        centroids: pq.centroids.clone(),
+    };
+    let files = [
+        (
+            store::QUANTIZER,
+            FileKind::Quantizer,
+            quantizer.encode(index_id),
+        ),
+        (
+            store::CODEBOOKS,
+            FileKind::Codebooks,
+            codebooks.encode(index_id),
+        ),
+        (
+            store::DIRECTORY,
+            FileKind::Directory,
+            directory.encode(index_id),
+        ),
+    ];
+    let mut entries = Vec::new();
+    for (name, kind, bytes) in files {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).at(&path)?;
+        std::io::Write::write_all(&mut &f, &bytes).at(&path)?;
+        durable::sync_file(&f).at(&path)?;
+        let payload_crc = format::crc32c(&bytes[format::HEADER_LEN..]);
+        entries.push(FileEntry::new(name, kind, bytes.len() as u64, payload_crc));
+    }
+    Ok(entries)
+}
+
+/// Normalises rows in place when the metric asks for it (cosine).
+pub(crate) fn prepare_rows(metric: Metric, x: &mut [f32], d: usize) {
+    if metric.normalizes() {
+        x.chunks_exact_mut(d).for_each(distance::normalize);
+    }
+}

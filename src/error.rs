@@ -1,0 +1,94 @@
+//! The crate's error: one enum composing the layers' errors. Every variant says what failed,
+//! where (file, offset, list, query) and, where there is a remedy, what to do.
+
+use std::path::PathBuf;
+
+use crate::format::FormatError;
+use crate::hnsw::GraphError;
+use crate::input::InputError;
+use crate::kmeans::KMeansError;
+use crate::pq::PqError;
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} does not exist; build an index there with `quiver build --index {path}`")]
+    MissingIndex { path: PathBuf },
+    #[error(
+        "{path} is not a quiver index (no MANIFEST-* file in it); build one with `quiver build`"
+    )]
+    NotAnIndex { path: PathBuf },
+    #[error("{path} exists and is not empty; quiver builds only into a new or empty directory and never overwrites")]
+    DirectoryNotEmpty { path: PathBuf },
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    #[error("query {query} has {got} components, the index holds {expected}-dimensional vectors")]
+    DimensionMismatch {
+        query: usize,
+        got: usize,
+        expected: usize,
+    },
+    #[error("query {query}, component {col} is {value}; queries must be finite")]
+    NonFiniteQuery {
+        query: usize,
+        col: usize,
+        value: f32,
+    },
+    #[error("training failed: {0}")]
+    Training(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{file}: {reason}; the index is damaged: rebuild it or restore it from a copy")]
+    Corrupt { file: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<KMeansError> for Error {
+    fn from(e: KMeansError) -> Self {
+        Error::Training(e.to_string())
+    }
+}
+
+impl From<PqError> for Error {
+    fn from(e: PqError) -> Self {
+        match e {
+            PqError::Indivisible { .. } => Error::InvalidParameter(e.to_string()),
+            other => Error::Training(other.to_string()),
+        }
+    }
+}
+
+impl From<GraphError> for Error {
+    fn from(e: GraphError) -> Self {
+        Error::Corrupt {
+            file: crate::store::QUANTIZER.into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Attaches a path to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,498 @@
+//! User vector files: texmex `fvecs/bvecs/ivecs`, big-ann-benchmarks `fbin/u8bin/i8bin/ibin`
+//! and NumPy `.npy` (C order, 2-d; float32, uint8, int8, int32). The format is chosen by the
+//! extension. Rows are read by position, in batches, so a 10^9-row file streams through bounded
+//! memory. Every error names the file and, where it applies, the row.
+
+mod npy;
+mod write;
+
+pub use write::VectorWriter;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// What a bad input file looks like, in words the user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: unknown vector file extension {ext:?}: use .fvecs, .bvecs, .ivecs, .fbin, .u8bin, .i8bin, .ibin or .npy")]
+    UnknownFormat { path: PathBuf, ext: String },
+    #[error("{path}: {reason}")]
+    BadHeader { path: PathBuf, reason: String },
+    #[error("{path}: file size {size} is not a whole number of rows ({detail}); the file is truncated or not in this format")]
+    Truncated {
+        path: PathBuf,
+        size: u64,
+        detail: String,
+    },
+    #[error("{path}: row {row} has dimension {found}, expected {expected}")]
+    DimensionMismatch {
+        path: PathBuf,
+        row: u64,
+        found: i64,
+        expected: usize,
+    },
+    #[error("{path}: row {row}, component {col} is {value} (NaN and infinity cannot be indexed)")]
+    NonFinite {
+        path: PathBuf,
+        row: u64,
+        col: usize,
+        value: f32,
+    },
+    #[error("{path}: the file holds no vectors")]
+    Empty { path: PathBuf },
+    #[error("{path}: holds {found} values, expected {expected}")]
+    WrongType {
+        path: PathBuf,
+        expected: &'static str,
+        found: &'static str,
+    },
+}
+
+/// Element type of a vector file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    U8,
+    I8,
+    I32,
+}
+
+impl Elem {
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 | Elem::I32 => 4,
+            Elem::U8 | Elem::I8 => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Elem::F32 => "float32",
+            Elem::U8 => "uint8",
+            Elem::I8 => "int8",
+            Elem::I32 => "int32",
+        }
+    }
+}
+
+/// File layouts, by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Each row prefixed by its dimension as an int32 (texmex).
+    Vecs(Elem),
+    /// int32 n, int32 d, then n × d values (big-ann-benchmarks).
+    Bin(Elem),
+    Npy,
+}
+
+impl Layout {
+    pub fn from_path(path: &Path) -> Result<Layout, InputError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        Ok(match ext.as_str() {
+            "fvecs" => Layout::Vecs(Elem::F32),
+            "bvecs" => Layout::Vecs(Elem::U8),
+            "ivecs" => Layout::Vecs(Elem::I32),
+            "fbin" => Layout::Bin(Elem::F32),
+            "u8bin" => Layout::Bin(Elem::U8),
+            "i8bin" => Layout::Bin(Elem::I8),
+            "ibin" => Layout::Bin(Elem::I32),
+            "npy" => Layout::Npy,
+            _ => {
+                return Err(InputError::UnknownFormat {
+                    path: path.to_owned(),
+                    ext,
+                })
+            }
+        })
+    }
+}
+
+/// An open vector file: its shape, element type and where the rows are.
+#[derive(Debug)]
+pub struct VectorFile {
+    path: PathBuf,
+    file: File,
+    layout: Layout,
+    elem: Elem,
+    dim: usize,
+    n: usize,
+    data_offset: u64,
+    /// Bytes before each row's values (4 for texmex, 0 otherwise).
+    row_prefix: usize,
+}
+
+impl VectorFile {
+    /// Opens and checks the shape against the file size. An empty file is an error.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, InputError> {
+        let path = path.as_ref().to_owned();
+        let layout = Layout::from_path(&path)?;
+        let io = |source| InputError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let (elem, dim, n, data_offset, row_prefix) = match layout {
+            Layout::Vecs(elem) => {
+                if size == 0 {
+                    return Err(InputError::Empty { path });
+                }
+                let mut b = [0u8; 4];
+                file.read_exact_at(&mut b, 0)
+                    .map_err(|_| InputError::Truncated {
+                        path: path.clone(),
+                        size,
+                        detail: "no dimension field".into(),
+                    })?;
+                let d = i32::from_le_bytes(b);
+                if d <= 0 || d > 1 << 20 {
+                    return Err(InputError::BadHeader {
+                        path,
+                        reason: format!(
+                            "first row declares dimension {d}; not a {} file?",
+                            ext_name(layout)
+                        ),
+                    });
+                }
+                let stride = 4 + d as u64 * elem.size() as u64;
+                if size % stride != 0 {
+                    return Err(InputError::Truncated {
+                        path,
+                        size,
+                        detail: format!("{stride} bytes per row of dimension {d}"),
+                    });
+                }
+                (elem, d as usize, (size / stride) as usize, 0, 4)
+            }
+            Layout::Bin(elem) => {
+                let mut b = [0u8; 8];
+                file.read_exact_at(&mut b, 0)
+                    .map_err(|_| InputError::Truncated {
+                        path: path.clone(),
+                        size,
+                        detail: "no 8-byte (n, d) header".into(),
+                    })?;
+                let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let d = i32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                if n < 0 || d <= 0 {
+                    return Err(InputError::BadHeader {
+                        path,
+                        reason: format!("header declares n = {n}, d = {d}"),
+                    });
+                }
+                let want = 8 + n as u64 * d as u64 * elem.size() as u64;
+                if size != want {
+                    return Err(InputError::Truncated {
+                        path,
+                        size,
+                        detail: format!(
+                            "header declares {n} × {d} {}, which needs {want} bytes",
+                            elem.name()
+                        ),
+                    });
+                }
+                (elem, d as usize, n as usize, 8, 0)
+            }
+            Layout::Npy => {
+                let h = npy::read_header(&file, &path)?;
+                let want = h.data_offset + h.n as u64 * h.d as u64 * h.elem.size() as u64;
+                if size != want {
+                    return Err(InputError::Truncated {
+                        path,
+                        size,
+                        detail: format!(
+                            "shape ({}, {}) of {} needs {want} bytes",
+                            h.n,
+                            h.d,
+                            h.elem.name()
+                        ),
+                    });
+                }
+                (h.elem, h.d, h.n, h.data_offset, 0)
+            }
+        };
+        if n == 0 {
+            return Err(InputError::Empty { path });
+        }
+        Ok(VectorFile {
+            path,
+            file,
+            layout,
+            elem,
+            dim,
+            n,
+            data_offset,
+            row_prefix,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn elem(&self) -> Elem {
+        self.elem
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn stride(&self) -> usize {
+        self.row_prefix + self.dim * self.elem.size()
+    }
+
+    /// Raw bytes of rows `start..start + count`, per-row dimension prefixes checked and removed.
+    fn read_raw(&self, start: usize, count: usize) -> Result<Vec<u8>, InputError> {
+        let count = count.min(self.n.saturating_sub(start));
+        let stride = self.stride();
+        let mut raw = vec![0u8; count * stride];
+        self.file
+            .read_exact_at(&mut raw, self.data_offset + (start * stride) as u64)
+            .map_err(|source| InputError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if self.row_prefix == 0 {
+            return Ok(raw);
+        }
+        let vsize = self.dim * self.elem.size();
+        let mut out = Vec::with_capacity(count * vsize);
+        for (i, row) in raw.chunks_exact(stride).enumerate() {
+            let d = i32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            if d as i64 != self.dim as i64 {
+                return Err(InputError::DimensionMismatch {
+                    path: self.path.clone(),
+                    row: (start + i) as u64,
+                    found: d as i64,
+                    expected: self.dim,
+                });
+            }
+            out.extend_from_slice(&row[4..]);
+        }
+        Ok(out)
+    }
+
+    /// Appends rows `start..start + count` (clipped to the file) to `out` as f32, and checks
+    /// that every value is finite.
+    pub fn read_f32(
+        &self,
+        start: usize,
+        count: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), InputError> {
+        if self.elem == Elem::I32 {
+            return Err(InputError::WrongType {
+                path: self.path.clone(),
+                expected: "vectors (float32, uint8 or int8)",
+                found: "int32",
+            });
+        }
+        let raw = self.read_raw(start, count)?;
+        let first = out.len();
+        match self.elem {
+            Elem::F32 => out.extend(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+            Elem::U8 => out.extend(raw.iter().map(|&b| b as f32)),
+            Elem::I8 => out.extend(raw.iter().map(|&b| b as i8 as f32)),
+            Elem::I32 => unreachable!("rejected above"),
+        }
+        if let Some(pos) = out[first..].iter().position(|v| !v.is_finite()) {
+            return Err(InputError::NonFinite {
+                path: self.path.clone(),
+                row: (start + pos / self.dim) as u64,
+                col: pos % self.dim,
+                value: out[first + pos],
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the whole file as f32 (for query sets; base files stream through `read_f32`).
+    pub fn read_all_f32(&self) -> Result<Vec<f32>, InputError> {
+        let mut v = Vec::with_capacity(self.n * self.dim);
+        self.read_f32(0, self.n, &mut v)?;
+        Ok(v)
+    }
+
+    /// Reads the whole file as int32 rows (ground truth files: `.ivecs`, `.ibin`, int32 `.npy`).
+    pub fn read_all_i32(&self) -> Result<Vec<i32>, InputError> {
+        if self.elem != Elem::I32 {
+            return Err(InputError::WrongType {
+                path: self.path.clone(),
+                expected: "int32 ids",
+                found: self.elem.name(),
+            });
+        }
+        let raw = self.read_raw(0, self.n)?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}
+
+fn ext_name(l: Layout) -> &'static str {
+    match l {
+        Layout::Vecs(Elem::F32) => "fvecs",
+        Layout::Vecs(Elem::U8) => "bvecs",
+        Layout::Vecs(_) => "ivecs",
+        _ => "vector",
+    }
+}
+
+/// Where the builder gets vectors: a file, or rows already in memory.
+pub trait VectorSource: Sync {
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Appends rows `start..start + count` as f32; errors on non-finite values.
+    fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError>;
+}
+
+impl VectorSource for VectorFile {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn len(&self) -> usize {
+        self.n
+    }
+    fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
+        VectorFile::read_f32(self, start, count, out)
+    }
+}
+
+/// Rows held in memory, n × dim.
+pub struct SliceSource<'a> {
+    pub data: &'a [f32],
+    pub dim: usize,
+}
+
+impl VectorSource for SliceSource<'_> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn len(&self) -> usize {
+        self.data.len() / self.dim.max(1)
+    }
+    fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
+        let end = (start + count).min(self.len());
+        let rows = &self.data[start * self.dim..end * self.dim];
+        if let Some(pos) = rows.iter().position(|v| !v.is_finite()) {
+            return Err(InputError::NonFinite {
+                path: "<memory>".into(),
+                row: (start + pos / self.dim) as u64,
+                col: pos % self.dim,
+                value: rows[pos],
+            });
+        }
+        out.extend_from_slice(rows);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<f32> {
+        (0..30).map(|i| i as f32).collect()
+    }
+
+    /// Every writable format reads back the same values, by extension alone.
+    #[test]
+    fn formats_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        for ext in ["fvecs", "fbin", "bvecs", "u8bin", "i8bin", "npy"] {
+            let p = d.path().join(format!("x.{ext}"));
+            let mut w = VectorWriter::create(&p, 3).unwrap();
+            w.write_f32(&rows()).unwrap();
+            w.finish().unwrap();
+            let f = VectorFile::open(&p).unwrap();
+            assert_eq!((f.len(), f.dim()), (10, 3), "{ext}");
+            let mut got = Vec::new();
+            f.read_f32(2, 3, &mut got).unwrap();
+            assert_eq!(got, rows()[6..15], "{ext}");
+        }
+        for ext in ["ivecs", "ibin"] {
+            let p = d.path().join(format!("g.{ext}"));
+            let mut w = VectorWriter::create(&p, 2).unwrap();
+            w.write_i32(&[1, 2, 3, -1]).unwrap();
+            w.finish().unwrap();
+            assert_eq!(
+                VectorFile::open(&p).unwrap().read_all_i32().unwrap(),
+                vec![1, 2, 3, -1]
+            );
+        }
+    }
+
+    #[test]
+    fn bad_files_are_typed_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.fvecs");
+        let mut w = VectorWriter::create(&p, 3).unwrap();
+        w.write_f32(&rows()).unwrap();
+        w.finish().unwrap();
+        let full = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &full[..full.len() - 2]).unwrap();
+        assert!(matches!(
+            VectorFile::open(&p),
+            Err(InputError::Truncated { .. })
+        ));
+        let mut bad = full.clone();
+        bad[16] = 4; // row 1 declares dimension 4
+        std::fs::write(&p, &bad).unwrap();
+        let f = VectorFile::open(&p).unwrap();
+        assert!(matches!(
+            f.read_all_f32(),
+            Err(InputError::DimensionMismatch { row: 1, .. })
+        ));
+        let mut nan = full.clone();
+        nan[16 * 3 + 4..16 * 3 + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(&p, &nan).unwrap();
+        let e = VectorFile::open(&p).unwrap().read_all_f32().unwrap_err();
+        assert!(
+            matches!(e, InputError::NonFinite { row: 3, col: 0, .. }),
+            "{e}"
+        );
+        std::fs::write(&p, b"").unwrap();
+        assert!(matches!(
+            VectorFile::open(&p),
+            Err(InputError::Empty { .. })
+        ));
+        assert!(matches!(
+            VectorFile::open(d.path().join("x.csv")),
+            Err(InputError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            VectorFile::open(d.path().join("missing.fvecs")),
+            Err(InputError::Io { .. })
+        ));
+    }
+}
