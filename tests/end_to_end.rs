@@ -182,10 +182,12 @@ fn verify_walks_every_extent() {
     assert_eq!((s.nlist, (s.mean * 16.0).round() as usize), (16, n));
 }
 
-/// Real SIFT descriptors (sift5k-ngt, L2). faiss at the same parameters, from
-/// `python faiss_baseline.py --base sift5k_base.fvecs --query sift5k_query.fvecs
-///  --gt sift5k_groundtruth.ivecs --factory IVF64_HNSW32,PQ32 --nprobe 1,4,16,64 --train-size 4500`
-/// gave 10-recall@10 = 0.399 / 0.615 / 0.710 / 0.725 (see the closing note of issue 7).
+/// Real SIFT descriptors (sift5k-ngt, L2). faiss 1.15.1 at the same parameters, from
+/// `python faiss_baseline.py --base ../data/sift5k-ngt/sift5k_base.fvecs
+///  --query ../data/sift5k-ngt/sift5k_query.fvecs --gt ../data/sift5k-ngt/sift5k_groundtruth.ivecs
+///  --factory IVF64_HNSW32,PQ32 --nprobe 1,4,16,64 --train-size 4500` (in ../shared/bench)
+/// gave 10-recall@10 = 0.407 / 0.705 / 0.828 / 0.833. faiss's spread across seeds is about
+/// ±0.01 and 500 queries add sampling noise of about ±0.01, so the floor is faiss − 0.03.
 #[test]
 fn sift5k_matches_faiss_recall() {
     let Some(dir) = shared_data("sift5k-ngt") else {
@@ -211,7 +213,7 @@ fn sift5k_matches_faiss_recall() {
     };
     quiver::build_index(&base, out.path(), &o, &quiver::NoProgress).unwrap();
     let index = Index::open(out.path()).unwrap();
-    for (nprobe, faiss) in [(1, 0.399), (4, 0.615), (16, 0.710), (64, 0.725)] {
+    for (nprobe, faiss) in [(1, 0.407), (4, 0.705), (16, 0.828), (64, 0.833)] {
         let res = index
             .search(
                 &q,

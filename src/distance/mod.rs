@@ -159,8 +159,21 @@ pub fn norms_sqr(x: &[f32], d: usize) -> Vec<f32> {
 pub fn nearest_l2(x: &[f32], d: usize, centroids: &[f32], c_norms: &[f32], out: &mut [(u32, f32)]) {
     assert_eq!(x.len(), out.len() * d);
     assert_eq!(centroids.len(), c_norms.len() * d);
+    if d < SMALL_D {
+        let k = c_norms.len();
+        let mut ct = vec![0f32; k * d];
+        for (c, row) in centroids.chunks_exact(d).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                ct[j * k + c] = v;
+            }
+        }
+        return dispatch!(nearest_l2_transposed(x, d, &ct, c_norms, out));
+    }
     dispatch!(nearest_l2(x, d, centroids, c_norms, out))
 }
+
+/// Below this dimension `nearest_l2` vectorises across centroids instead of across components.
+const SMALL_D: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -191,8 +204,14 @@ mod tests {
 
     #[test]
     fn nearest_l2_agrees_with_brute_force() {
+        for d in [2, 4, 8, 20] {
+            nearest_l2_case(d);
+        }
+    }
+
+    fn nearest_l2_case(d: usize) {
         let mut r = Rng::new(2);
-        let (n, k, d) = (37, 23, 20);
+        let (n, k) = (37, 23);
         let x = rand_vec(&mut r, n * d);
         let c = rand_vec(&mut r, k * d);
         let mut out = vec![(0u32, 0f32); n];

@@ -106,3 +106,34 @@ pub fn nearest_l2(x: &[f32], d: usize, centroids: &[f32], c_norms: &[f32], out: 
         *o = (best.0, (best.1 + inner_product(xr, xr)).max(0.0));
     }
 }
+
+/// Nearest centroid for small `d` (PQ sub-vectors: dsub = 2..8), where a dot product is too
+/// short to vectorise: with the centroids transposed to d × k, the inner loop runs over
+/// centroids instead, k lanes wide.
+#[inline(always)]
+pub fn nearest_l2_transposed(
+    x: &[f32],
+    d: usize,
+    ct: &[f32],
+    c_norms: &[f32],
+    out: &mut [(u32, f32)],
+) {
+    let k = c_norms.len();
+    let mut acc = vec![0f32; k];
+    for (xr, o) in x.chunks_exact(d).zip(out.iter_mut()) {
+        acc.copy_from_slice(c_norms);
+        for (j, &xj) in xr.iter().enumerate() {
+            let m2x = -2.0 * xj;
+            for (a, &c) in acc.iter_mut().zip(&ct[j * k..(j + 1) * k]) {
+                *a += m2x * c;
+            }
+        }
+        let mut best = (0u32, f32::INFINITY);
+        for (c, &v) in acc.iter().enumerate() {
+            if v < best.1 {
+                best = (c as u32, v);
+            }
+        }
+        *o = (best.0, (best.1 + inner_product(xr, xr)).max(0.0));
+    }
+}

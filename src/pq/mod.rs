@@ -124,6 +124,33 @@ impl ProductQuantizer {
         }
     }
 
+    /// Encodes the rows of `x` (n × d) into `codes` (n × code_size), in parallel: per
+    /// sub-quantizer, a block of sub-vectors against its codebook through the batched kernel.
+    pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
+        const BLOCK: usize = 256;
+        let (d, m, dsub) = (self.d, self.m, self.dsub);
+        let norms: Vec<Vec<f32>> = (0..m)
+            .map(|j| distance::norms_sqr(self.codebook(j), dsub))
+            .collect();
+        codes
+            .par_chunks_mut(BLOCK * m)
+            .zip(x.par_chunks(BLOCK * d))
+            .for_each(|(cb, xb)| {
+                let rows = xb.len() / d;
+                let mut sub = vec![0f32; rows * dsub];
+                let mut best = vec![(0u32, 0f32); rows];
+                for j in 0..m {
+                    for (s, r) in sub.chunks_exact_mut(dsub).zip(xb.chunks_exact(d)) {
+                        s.copy_from_slice(&r[j * dsub..(j + 1) * dsub]);
+                    }
+                    distance::nearest_l2(&sub, dsub, self.codebook(j), &norms[j], &mut best);
+                    for (i, b) in best.iter().enumerate() {
+                        cb[i * m + j] = b.0 as u8;
+                    }
+                }
+            });
+    }
+
     /// Reconstructs the vector a code stands for.
     pub fn decode(&self, code: &[u8], out: &mut [f32]) {
         for j in 0..self.m {
@@ -159,6 +186,9 @@ mod tests {
             pq.encode(row, &mut code);
             pq.decode(&code, &mut rec);
             err += distance::l2_sqr(row, &rec) as f64;
+            let mut batch = vec![0u8; m];
+            pq.encode_batch(row, &mut batch);
+            assert_eq!(batch, code);
             energy += distance::inner_product(row, row) as f64;
             let mut again = vec![0u8; m];
             pq.encode(&rec, &mut again);

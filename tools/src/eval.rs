@@ -1,0 +1,132 @@
+//! Runs a query set at several settings and measures what users compare systems by: recall
+//! against exact ground truth (faiss's definitions), per-query latency percentiles, QPS and
+//! bytes read per query.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use quiver::{Index, SearchParams};
+
+/// Ground truth: `depth` ids per query, row-major.
+pub struct GroundTruth {
+    pub ids: Vec<i32>,
+    pub depth: usize,
+}
+
+/// One setting's figures.
+pub struct Row {
+    pub nprobe: usize,
+    pub ef: usize,
+    pub k: usize,
+    pub recall_at_1: Option<f64>,
+    pub one_recall_at_3: Option<f64>,
+    pub recall_at_10: Option<f64>,
+    /// The depth recall@10 was computed at when k or the ground truth is shallower than 10.
+    pub recall_depth: Option<usize>,
+    pub ms_mean: f64,
+    pub ms_p50: f64,
+    pub ms_p99: f64,
+    pub qps: f64,
+    pub bytes_read_per_query: f64,
+    pub io: &'static str,
+    /// Results of the last run (ids, distances), for `--out`.
+    pub ids: Vec<i64>,
+    pub distances: Vec<f32>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Searches every query on its own (so each has a latency), `threads`-wide.
+pub fn run(
+    index: &Index,
+    queries: &[f32],
+    gt: Option<&GroundTruth>,
+    k: usize,
+    nprobe: usize,
+    ef: usize,
+    pool: &rayon::ThreadPool,
+) -> quiver::Result<Row> {
+    let d = index.info().dim;
+    let nq = queries.len() / d;
+    let p = SearchParams {
+        k,
+        nprobe,
+        ef_search: ef,
+    };
+    // Untimed warm-up: creates each thread's ring and scratch buffers.
+    pool.install(|| {
+        queries
+            .par_chunks(d)
+            .take(16.min(nq))
+            .try_for_each(|q| index.search(q, &p).map(|_| ()))
+    })?;
+    let t0 = Instant::now();
+    let per: Vec<quiver::Result<(f64, quiver::SearchResults)>> = pool.install(|| {
+        queries
+            .par_chunks(d)
+            .map(|q| {
+                let t = Instant::now();
+                let r = index.search(q, &p)?;
+                Ok((t.elapsed().as_secs_f64() * 1e3, r))
+            })
+            .collect()
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let mut lat = Vec::with_capacity(nq);
+    let (mut ids, mut distances) = (Vec::with_capacity(nq * k), Vec::with_capacity(nq * k));
+    let (mut bytes, mut io) = (0u64, "none");
+    for r in per {
+        let (ms, res) = r?;
+        lat.push(ms);
+        bytes += res.stats.bytes_read;
+        if let Some(e) = res.stats.io {
+            io = e.name();
+        }
+        ids.extend_from_slice(&res.ids);
+        distances.extend_from_slice(&res.distances);
+    }
+    let mean = lat.iter().sum::<f64>() / nq as f64;
+    lat.sort_by(f64::total_cmp);
+    let mut row = Row {
+        nprobe,
+        ef,
+        k,
+        recall_at_1: None,
+        one_recall_at_3: None,
+        recall_at_10: None,
+        recall_depth: None,
+        ms_mean: mean,
+        ms_p50: percentile(&lat, 0.5),
+        ms_p99: percentile(&lat, 0.99),
+        qps: nq as f64 / wall,
+        bytes_read_per_query: bytes as f64 / nq as f64,
+        io,
+        ids,
+        distances,
+    };
+    if let Some(gt) = gt {
+        let depth = gt.depth.min(k).min(10);
+        let (mut r1, mut r3, mut r10) = (0usize, 0usize, 0usize);
+        for q in 0..nq {
+            let res = &row.ids[q * k..(q + 1) * k];
+            let truth = &gt.ids[q * gt.depth..(q + 1) * gt.depth];
+            let nn = truth[0] as i64;
+            r1 += (res[0] == nn) as usize;
+            r3 += res[..k.min(3)].contains(&nn) as usize;
+            r10 += res[..depth]
+                .iter()
+                .filter(|&&id| id >= 0 && truth[..depth].contains(&(id as i32)))
+                .count();
+        }
+        row.recall_at_1 = Some(r1 as f64 / nq as f64);
+        row.one_recall_at_3 = Some(r3 as f64 / nq as f64);
+        row.recall_at_10 = Some(r10 as f64 / (nq * depth) as f64);
+        if depth < 10 {
+            row.recall_depth = Some(depth);
+        }
+    }
+    Ok(row)
+}
