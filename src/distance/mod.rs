@@ -146,34 +146,51 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
-/// Squared norms of the rows of `x` (n × d).
-pub fn norms_sqr(x: &[f32], d: usize) -> Vec<f32> {
-    x.chunks_exact(d).map(|r| inner_product(r, r)).collect()
+/// Centroids prepared for nearest-centroid search under squared L2: transposed into tiles of
+/// 32 and paired with their squared norms, so the kernel computes ‖c‖² − 2⟨x, c⟩ (+ ‖x‖²) as a
+/// register-blocked matrix product (the algebra faiss gets from BLAS). Build once per set of
+/// centroids, then call [`NearestL2::search`] on as many rows as needed, from any thread.
+pub struct NearestL2 {
+    d: usize,
+    k: usize,
+    tiles: Vec<f32>,
+    norms: Vec<f32>,
 }
 
-/// For each row of `x` (n × d), the index of the nearest row of `centroids` (k × d) under
-/// squared L2 and that distance. `c_norms` are the squared norms of the centroids.
-///
-/// Computed as ‖x‖² + ‖c‖² − 2⟨x, c⟩, four rows of `x` against each centroid at a time so a
-/// centroid is loaded once per four rows (the same algebra faiss gets from BLAS).
-pub fn nearest_l2(x: &[f32], d: usize, centroids: &[f32], c_norms: &[f32], out: &mut [(u32, f32)]) {
-    assert_eq!(x.len(), out.len() * d);
-    assert_eq!(centroids.len(), c_norms.len() * d);
-    if d < SMALL_D {
-        let k = c_norms.len();
-        let mut ct = vec![0f32; k * d];
+impl NearestL2 {
+    /// `centroids` is k × d.
+    pub fn new(centroids: &[f32], d: usize) -> Self {
+        let k = centroids.len() / d;
+        let ntiles = k.div_ceil(scalar::TILE);
+        let mut tiles = vec![0f32; ntiles * d * scalar::TILE];
+        let mut norms = vec![f32::INFINITY; ntiles * scalar::TILE];
         for (c, row) in centroids.chunks_exact(d).enumerate() {
+            let (b, t) = (c / scalar::TILE, c % scalar::TILE);
             for (j, &v) in row.iter().enumerate() {
-                ct[j * k + c] = v;
+                tiles[b * d * scalar::TILE + j * scalar::TILE + t] = v;
             }
+            norms[c] = inner_product(row, row);
         }
-        return dispatch!(nearest_l2_transposed(x, d, &ct, c_norms, out));
+        NearestL2 { d, k, tiles, norms }
     }
-    dispatch!(nearest_l2(x, d, centroids, c_norms, out))
-}
 
-/// Below this dimension `nearest_l2` vectorises across centroids instead of across components.
-const SMALL_D: usize = 16;
+    pub fn len(&self) -> usize {
+        self.k
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.k == 0
+    }
+
+    /// For each row of `x` (n × d): (index of the nearest centroid, squared distance).
+    pub fn search(&self, x: &[f32], out: &mut [(u32, f32)]) {
+        assert_eq!(x.len(), out.len() * self.d);
+        if self.k == 0 || out.is_empty() {
+            return;
+        }
+        dispatch!(nearest_l2_tiled(x, self.d, &self.tiles, &self.norms, out))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -204,18 +221,18 @@ mod tests {
 
     #[test]
     fn nearest_l2_agrees_with_brute_force() {
-        for d in [2, 4, 8, 20] {
+        for d in [1, 2, 4, 8, 20, 33] {
             nearest_l2_case(d);
         }
     }
 
     fn nearest_l2_case(d: usize) {
         let mut r = Rng::new(2);
-        let (n, k) = (37, 23);
+        let (n, k) = (37, 71);
         let x = rand_vec(&mut r, n * d);
         let c = rand_vec(&mut r, k * d);
         let mut out = vec![(0u32, 0f32); n];
-        nearest_l2(&x, d, &c, &norms_sqr(&c, d), &mut out);
+        NearestL2::new(&c, d).search(&x, &mut out);
         for i in 0..n {
             let xi = &x[i * d..(i + 1) * d];
             let best = (0..k)

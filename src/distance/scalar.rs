@@ -42,98 +42,49 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Four inner products against one `y`, so `y` is read once for four rows.
-#[inline(always)]
-fn inner_product4(x: [&[f32]; 4], y: &[f32]) -> [f32; 4] {
-    let d = y.len();
-    let mut acc = [[0f32; LANES]; 4];
-    let full = d - d % LANES;
-    let mut j = 0;
-    while j < full {
-        let yc = &y[j..j + LANES];
-        for r in 0..4 {
-            let xc = &x[r][j..j + LANES];
-            for i in 0..LANES {
-                acc[r][i] += xc[i] * yc[i];
-            }
-        }
-        j += LANES;
-    }
-    let mut out = [0f32; 4];
-    for r in 0..4 {
-        out[r] = acc[r].iter().sum::<f32>();
-        for t in full..d {
-            out[r] += x[r][t] * y[t];
-        }
-    }
-    out
-}
+/// Centroids per tile of the nearest-centroid kernel.
+pub const TILE: usize = 32;
 
+/// Nearest centroid for every row of `x` (n × d) against centroids stored in tiles: tile `b`
+/// is d × TILE floats (centroid `b·TILE + t`, component `j` at `j·TILE + t`), `norms` the
+/// squared norms padded with +∞. Four rows × 32 centroids of accumulators stay in registers,
+/// so each centroid load feeds four FMAs and each row value one broadcast: a GEMM micro-kernel.
 #[inline(always)]
-pub fn nearest_l2(x: &[f32], d: usize, centroids: &[f32], c_norms: &[f32], out: &mut [(u32, f32)]) {
-    let mut rows = x.chunks_exact(4 * d);
-    let mut outs = out.chunks_exact_mut(4);
-    for (block, o) in (&mut rows).zip(&mut outs) {
-        let xs = [
-            &block[..d],
-            &block[d..2 * d],
-            &block[2 * d..3 * d],
-            &block[3 * d..],
-        ];
+pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: &mut [(u32, f32)]) {
+    let n = out.len();
+    let ntiles = norms.len() / TILE;
+    let mut i = 0;
+    while i < n {
+        let rows: [&[f32]; 4] = std::array::from_fn(|r| {
+            let row = (i + r).min(n - 1);
+            &x[row * d..(row + 1) * d]
+        });
         let mut best = [(0u32, f32::INFINITY); 4];
-        for (c, (cv, &cn)) in centroids.chunks_exact(d).zip(c_norms).enumerate() {
-            let ip = inner_product4(xs, cv);
+        for b in 0..ntiles {
+            let tile = &tiles[b * d * TILE..(b + 1) * d * TILE];
+            let mut acc = [[0f32; TILE]; 4];
+            for j in 0..d {
+                let c = &tile[j * TILE..(j + 1) * TILE];
+                for r in 0..4 {
+                    let xv = rows[r][j];
+                    for t in 0..TILE {
+                        acc[r][t] += xv * c[t];
+                    }
+                }
+            }
+            let nb = &norms[b * TILE..(b + 1) * TILE];
             for r in 0..4 {
-                let v = cn - 2.0 * ip[r];
-                if v < best[r].1 {
-                    best[r] = (c as u32, v);
+                for t in 0..TILE {
+                    let v = nb[t] - 2.0 * acc[r][t];
+                    if v < best[r].1 {
+                        best[r] = ((b * TILE + t) as u32, v);
+                    }
                 }
             }
         }
-        for r in 0..4 {
-            let xn = inner_product(xs[r], xs[r]);
-            o[r] = (best[r].0, (best[r].1 + xn).max(0.0));
+        for r in 0..4.min(n - i) {
+            out[i + r] = (best[r].0, (best[r].1 + inner_product(rows[r], rows[r])).max(0.0));
         }
-    }
-    for (xr, o) in rows.remainder().chunks_exact(d).zip(outs.into_remainder()) {
-        let mut best = (0u32, f32::INFINITY);
-        for (c, (cv, &cn)) in centroids.chunks_exact(d).zip(c_norms).enumerate() {
-            let v = cn - 2.0 * inner_product(xr, cv);
-            if v < best.1 {
-                best = (c as u32, v);
-            }
-        }
-        *o = (best.0, (best.1 + inner_product(xr, xr)).max(0.0));
-    }
-}
-
-/// Nearest centroid for small `d` (PQ sub-vectors: dsub = 2..8), where a dot product is too
-/// short to vectorise: with the centroids transposed to d × k, the inner loop runs over
-/// centroids instead, k lanes wide.
-#[inline(always)]
-pub fn nearest_l2_transposed(
-    x: &[f32],
-    d: usize,
-    ct: &[f32],
-    c_norms: &[f32],
-    out: &mut [(u32, f32)],
-) {
-    let k = c_norms.len();
-    let mut acc = vec![0f32; k];
-    for (xr, o) in x.chunks_exact(d).zip(out.iter_mut()) {
-        acc.copy_from_slice(c_norms);
-        for (j, &xj) in xr.iter().enumerate() {
-            let m2x = -2.0 * xj;
-            for (a, &c) in acc.iter_mut().zip(&ct[j * k..(j + 1) * k]) {
-                *a += m2x * c;
-            }
-        }
-        let mut best = (0u32, f32::INFINITY);
-        for (c, &v) in acc.iter().enumerate() {
-            if v < best.1 {
-                best = (c as u32, v);
-            }
-        }
-        *o = (best.0, (best.1 + inner_product(xr, xr)).max(0.0));
+        i += 4;
     }
 }

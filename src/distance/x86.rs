@@ -23,28 +23,10 @@ macro_rules! instantiate {
             /// # Safety
             /// As for `inner_product`.
             #[target_feature(enable = $feat)]
-            pub unsafe fn nearest_l2(
-                x: &[f32],
-                d: usize,
-                centroids: &[f32],
-                c_norms: &[f32],
-                out: &mut [(u32, f32)],
-            ) {
-                scalar::nearest_l2(x, d, centroids, c_norms, out)
+            pub unsafe fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: &mut [(u32, f32)]) {
+                scalar::nearest_l2_tiled(x, d, tiles, norms, out)
             }
 
-            /// # Safety
-            /// As for `inner_product`.
-            #[target_feature(enable = $feat)]
-            pub unsafe fn nearest_l2_transposed(
-                x: &[f32],
-                d: usize,
-                ct: &[f32],
-                c_norms: &[f32],
-                out: &mut [(u32, f32)],
-            ) {
-                scalar::nearest_l2_transposed(x, d, ct, c_norms, out)
-            }
         }
     };
 }

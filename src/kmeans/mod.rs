@@ -102,13 +102,9 @@ pub fn train(
 
 /// Nearest centroid (squared L2) for every row of `x`, in parallel.
 pub fn assign_l2(x: &[f32], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
-    let norms = distance::norms_sqr(centroids, d);
+    let table = distance::NearestL2::new(centroids, d);
     const BLOCK: usize = 64;
-    out.par_chunks_mut(BLOCK)
-        .zip(x.par_chunks(BLOCK * d))
-        .for_each(|(o, xs)| {
-            distance::nearest_l2(xs, d, centroids, &norms, o);
-        });
+    out.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK * d)).for_each(|(o, xs)| table.search(xs, o));
 }
 
 /// faiss's remedy for an empty cluster: copy a cluster chosen with probability proportional to

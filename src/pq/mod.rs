@@ -129,9 +129,8 @@ impl ProductQuantizer {
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
         const BLOCK: usize = 256;
         let (d, m, dsub) = (self.d, self.m, self.dsub);
-        let norms: Vec<Vec<f32>> = (0..m)
-            .map(|j| distance::norms_sqr(self.codebook(j), dsub))
-            .collect();
+        let tables: Vec<distance::NearestL2> =
+            (0..m).map(|j| distance::NearestL2::new(self.codebook(j), dsub)).collect();
         codes
             .par_chunks_mut(BLOCK * m)
             .zip(x.par_chunks(BLOCK * d))
@@ -143,7 +142,7 @@ impl ProductQuantizer {
                     for (s, r) in sub.chunks_exact_mut(dsub).zip(xb.chunks_exact(d)) {
                         s.copy_from_slice(&r[j * dsub..(j + 1) * dsub]);
                     }
-                    distance::nearest_l2(&sub, dsub, self.codebook(j), &norms[j], &mut best);
+                    tables[j].search(&sub, &mut best);
                     for (i, b) in best.iter().enumerate() {
                         cb[i * m + j] = b.0 as u8;
                     }
