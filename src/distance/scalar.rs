@@ -83,7 +83,10 @@ pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: 
             }
         }
         for r in 0..4.min(n - i) {
-            out[i + r] = (best[r].0, (best[r].1 + inner_product(rows[r], rows[r])).max(0.0));
+            out[i + r] = (
+                best[r].0,
+                (best[r].1 + inner_product(rows[r], rows[r])).max(0.0),
+            );
         }
         i += 4;
     }

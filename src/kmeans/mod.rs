@@ -104,7 +104,9 @@ pub fn train(
 pub fn assign_l2(x: &[f32], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
     let table = distance::NearestL2::new(centroids, d);
     const BLOCK: usize = 64;
-    out.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK * d)).for_each(|(o, xs)| table.search(xs, o));
+    out.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK * d))
+        .for_each(|(o, xs)| table.search(xs, o));
 }
 
 /// faiss's remedy for an empty cluster: copy a cluster chosen with probability proportional to

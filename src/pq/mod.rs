@@ -129,8 +129,9 @@ impl ProductQuantizer {
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
         const BLOCK: usize = 256;
         let (d, m, dsub) = (self.d, self.m, self.dsub);
-        let tables: Vec<distance::NearestL2> =
-            (0..m).map(|j| distance::NearestL2::new(self.codebook(j), dsub)).collect();
+        let tables: Vec<distance::NearestL2> = (0..m)
+            .map(|j| distance::NearestL2::new(self.codebook(j), dsub))
+            .collect();
         codes
             .par_chunks_mut(BLOCK * m)
             .zip(x.par_chunks(BLOCK * d))
