@@ -19,32 +19,19 @@ pub enum Error {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} does not exist; build an index there with `quiver build --index {path}`")]
     MissingIndex { path: PathBuf },
-    #[error(
-        "{path} is not a quiver index (no MANIFEST-* file in it); build one with `quiver build`"
-    )]
+    #[error("{path} is not a quiver index (no MANIFEST-* file in it); build one with `quiver build`")]
     NotAnIndex { path: PathBuf },
     #[error("{path} exists and is not empty; quiver builds only into a new or empty directory and never overwrites")]
     DirectoryNotEmpty { path: PathBuf },
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
     #[error("query {query} has {got} components, the index holds {expected}-dimensional vectors")]
-    DimensionMismatch {
-        query: usize,
-        got: usize,
-        expected: usize,
-    },
+    DimensionMismatch { query: usize, got: usize, expected: usize },
     #[error("query {query}, component {col} is {value}; queries must be finite")]
-    NonFiniteQuery {
-        query: usize,
-        col: usize,
-        value: f32,
-    },
+    NonFiniteQuery { query: usize, col: usize, value: f32 },
     #[error("training failed: {0}")]
     Training(String),
     #[error("{0}")]
@@ -72,10 +59,7 @@ impl From<PqError> for Error {
 
 impl From<GraphError> for Error {
     fn from(e: GraphError) -> Self {
-        Error::Corrupt {
-            file: crate::store::QUANTIZER.into(),
-            reason: e.to_string(),
-        }
+        Error::Corrupt { file: crate::store::QUANTIZER.into(), reason: e.to_string() }
     }
 }
 
@@ -86,9 +70,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| Error::Io { path: path.into(), source })
     }
 }

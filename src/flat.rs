@@ -22,12 +22,7 @@ impl ExactKnn {
             queries.chunks_exact_mut(d).for_each(distance::normalize);
         }
         let heaps = (0..queries.len() / d).map(|_| TopK::new(k)).collect();
-        ExactKnn {
-            d,
-            metric,
-            queries,
-            heaps,
-        }
+        ExactKnn { d, metric, queries, heaps }
     }
 
     /// Scans one block of base rows whose first row has id `first_id`; parallel over queries.
@@ -43,17 +38,14 @@ impl ExactKnn {
         } else {
             block
         };
-        self.heaps
-            .par_iter_mut()
-            .zip(self.queries.par_chunks(d))
-            .for_each(|(heap, q)| {
-                for (i, row) in block.chunks_exact(d).enumerate() {
-                    let dist = distance::dissimilarity(metric, q, row);
-                    if dist < heap.threshold() {
-                        heap.push(first_id + i as u64, dist);
-                    }
+        self.heaps.par_iter_mut().zip(self.queries.par_chunks(d)).for_each(|(heap, q)| {
+            for (i, row) in block.chunks_exact(d).enumerate() {
+                let dist = distance::dissimilarity(metric, q, row);
+                if dist < heap.threshold() {
+                    heap.push(first_id + i as u64, dist);
                 }
-            });
+            }
+        });
     }
 
     /// Neighbours of every query, closest first.

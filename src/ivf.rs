@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use crate::distance::{self, Metric};
-use crate::hnsw::{Hnsw, HnswParams, VisitedSet};
+use crate::hnsw::{Hnsw, HnswParams, Points, VisitedSet};
 use crate::kmeans::{self, KMeansError, KMeansParams};
 use crate::topk::Neighbor;
 
@@ -32,12 +32,7 @@ pub struct CoarseParams {
 impl CoarseQuantizer {
     /// k-means on `sample` (n × d), then the HNSW graph over the centroids. Spherical k-means
     /// for inner product, as faiss's factory sets it up.
-    pub fn train(
-        sample: &[f32],
-        d: usize,
-        metric: Metric,
-        p: &CoarseParams,
-    ) -> Result<Self, KMeansError> {
+    pub fn train(sample: &[f32], d: usize, metric: Metric, p: &CoarseParams) -> Result<Self, KMeansError> {
         let metric = metric.kernel();
         let km = KMeansParams {
             niter: p.niter,
@@ -46,13 +41,8 @@ impl CoarseQuantizer {
             seed: p.seed,
         };
         let centroids = kmeans::train(sample, d, p.nlist, &km)?;
-        let hnsw = Hnsw::build(&centroids, d, metric, &p.hnsw);
-        Ok(CoarseQuantizer {
-            d,
-            metric,
-            centroids,
-            hnsw,
-        })
+        let hnsw = Hnsw::build(Points { data: &centroids, d, metric }, &p.hnsw);
+        Ok(CoarseQuantizer { d, metric, centroids, hnsw })
     }
 
     pub fn nlist(&self) -> usize {
@@ -69,22 +59,9 @@ impl CoarseQuantizer {
     }
 
     /// The `nprobe` closest lists to `q`, closest first (`id` = list number).
-    pub fn probe(
-        &self,
-        q: &[f32],
-        nprobe: usize,
-        ef_search: usize,
-        visited: &mut VisitedSet,
-    ) -> Vec<Neighbor> {
-        self.hnsw.search(
-            &self.centroids,
-            self.d,
-            self.metric,
-            q,
-            nprobe,
-            ef_search.max(nprobe),
-            visited,
-        )
+    pub fn probe(&self, q: &[f32], nprobe: usize, ef_search: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
+        let points = Points { data: &self.centroids, d: self.d, metric: self.metric };
+        self.hnsw.search(points, q, nprobe, ef_search.max(nprobe), visited)
     }
 
     /// The list of every row of `x` (n × d), in parallel.
@@ -95,11 +72,7 @@ impl CoarseQuantizer {
                 let mut visited = self.visited_set();
                 block
                     .chunks_exact(d)
-                    .map(|v| {
-                        self.probe(v, 1, ef_search, &mut visited)
-                            .first()
-                            .map_or(0, |n| n.id as u32)
-                    })
+                    .map(|v| self.probe(v, 1, ef_search, &mut visited).first().map_or(0, |n| n.id as u32))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -132,12 +105,7 @@ mod tests {
         let (n, d) = (5000, 16);
         let mut r = Rng::new(1);
         let x: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
-        let p = CoarseParams {
-            nlist: 64,
-            niter: 10,
-            hnsw: HnswParams::default(),
-            seed: 2,
-        };
+        let p = CoarseParams { nlist: 64, niter: 10, hnsw: HnswParams::default(), seed: 2 };
         let q = CoarseQuantizer::train(&x, d, Metric::L2, &p).unwrap();
         let got = q.assign_batch(&x, 16);
         let mut exact = vec![(0u32, 0f32); n];

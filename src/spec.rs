@@ -8,11 +8,7 @@ use std::str::FromStr;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IndexSpec {
     /// `IVF{nlist}_HNSW{M},{payload}`: inverted lists with an HNSW coarse quantizer.
-    Ivf {
-        nlist: usize,
-        hnsw_m: usize,
-        payload: Payload,
-    },
+    Ivf { nlist: usize, hnsw_m: usize, payload: Payload },
     /// `HNSW{M},Flat` or `HNSW{M}_PQ{m}`: one HNSW graph over the base.
     Hnsw { m: usize, payload: Payload },
 }
@@ -41,10 +37,7 @@ impl FromStr for IndexSpec {
     type Err = SpecError;
 
     fn from_str(input: &str) -> Result<Self, SpecError> {
-        let err = |reason: &str| SpecError {
-            input: input.to_string(),
-            reason: reason.to_string(),
-        };
+        let err = |reason: &str| SpecError { input: input.to_string(), reason: reason.to_string() };
         let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
         let payload_of = |p: &str| -> Result<Payload, SpecError> {
             if p == "Flat" {
@@ -54,23 +47,15 @@ impl FromStr for IndexSpec {
             } else if p.starts_with("PQ") && p.contains('x') {
                 Err(err("only 8-bit PQ is supported (PQ{m}, not PQ{m}x{nbits})"))
             } else {
-                Err(err(&format!(
-                    "unknown storage {p:?}: expected Flat or PQ{{m}}"
-                )))
+                Err(err(&format!("unknown storage {p:?}: expected Flat or PQ{{m}}")))
             }
         };
         if let Some((coarse, payload)) = s.split_once(',') {
             let payload = payload_of(payload)?;
             if let Some((ivf, q)) = coarse.split_once('_') {
-                let nlist =
-                    number(ivf, "IVF").ok_or_else(|| err("expected IVF{nlist} before '_'"))?;
-                let hnsw_m =
-                    number(q, "HNSW").ok_or_else(|| err("the coarse quantizer must be HNSW{M}"))?;
-                return Ok(IndexSpec::Ivf {
-                    nlist,
-                    hnsw_m,
-                    payload,
-                });
+                let nlist = number(ivf, "IVF").ok_or_else(|| err("expected IVF{nlist} before '_'"))?;
+                let hnsw_m = number(q, "HNSW").ok_or_else(|| err("the coarse quantizer must be HNSW{M}"))?;
+                return Ok(IndexSpec::Ivf { nlist, hnsw_m, payload });
             }
             if let Some(m) = number(coarse, "HNSW") {
                 if payload != Payload::Flat {
@@ -79,47 +64,26 @@ impl FromStr for IndexSpec {
                 return Ok(IndexSpec::Hnsw { m, payload });
             }
             if coarse.starts_with("IVF") {
-                return Err(err(
-                    "quiver's IVF indexes use an HNSW coarse quantizer: IVF{nlist}_HNSW{M}",
-                ));
+                return Err(err("quiver's IVF indexes use an HNSW coarse quantizer: IVF{nlist}_HNSW{M}"));
             }
             return Err(err("expected IVF{nlist}_HNSW{M} or HNSW{M} before ','"));
         }
         if let Some((h, pq)) = s.split_once('_') {
             let m = number(h, "HNSW").ok_or_else(|| err("expected HNSW{M}_PQ{m}"))?;
             let pq_m = number(pq, "PQ").ok_or_else(|| err("expected HNSW{M}_PQ{m}"))?;
-            return Ok(IndexSpec::Hnsw {
-                m,
-                payload: Payload::Pq { m: pq_m },
-            });
+            return Ok(IndexSpec::Hnsw { m, payload: Payload::Pq { m: pq_m } });
         }
-        Err(err(
-            "missing ',' between the coarse structure and the storage",
-        ))
+        Err(err("missing ',' between the coarse structure and the storage"))
     }
 }
 
 impl fmt::Display for IndexSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IndexSpec::Ivf {
-                nlist,
-                hnsw_m,
-                payload: Payload::Flat,
-            } => write!(f, "IVF{nlist}_HNSW{hnsw_m},Flat"),
-            IndexSpec::Ivf {
-                nlist,
-                hnsw_m,
-                payload: Payload::Pq { m },
-            } => write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}"),
-            IndexSpec::Hnsw {
-                m,
-                payload: Payload::Flat,
-            } => write!(f, "HNSW{m},Flat"),
-            IndexSpec::Hnsw {
-                m,
-                payload: Payload::Pq { m: pq },
-            } => write!(f, "HNSW{m}_PQ{pq}"),
+            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Flat } => write!(f, "IVF{nlist}_HNSW{hnsw_m},Flat"),
+            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}"),
+            IndexSpec::Hnsw { m, payload: Payload::Flat } => write!(f, "HNSW{m},Flat"),
+            IndexSpec::Hnsw { m, payload: Payload::Pq { m: pq } } => write!(f, "HNSW{m}_PQ{pq}"),
         }
     }
 }
@@ -130,23 +94,13 @@ mod tests {
 
     #[test]
     fn parses_the_four_kinds_and_round_trips() {
-        for s in [
-            "IVF4096_HNSW32,PQ32",
-            "HNSW32,Flat",
-            "IVF1024_HNSW32,Flat",
-            "HNSW32_PQ32",
-            "IVF65536_HNSW16,PQ48",
-        ] {
+        for s in ["IVF4096_HNSW32,PQ32", "HNSW32,Flat", "IVF1024_HNSW32,Flat", "HNSW32_PQ32", "IVF65536_HNSW16,PQ48"] {
             let spec: IndexSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
         }
         assert_eq!(
             "IVF4096_HNSW32,PQ32".parse::<IndexSpec>().unwrap(),
-            IndexSpec::Ivf {
-                nlist: 4096,
-                hnsw_m: 32,
-                payload: Payload::Pq { m: 32 }
-            }
+            IndexSpec::Ivf { nlist: 4096, hnsw_m: 32, payload: Payload::Pq { m: 32 } }
         );
     }
 

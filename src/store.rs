@@ -30,25 +30,18 @@ pub fn segment_name(n: u32) -> String {
 /// The newest manifest generation in `dir` and its path.
 pub fn latest_manifest(dir: &Path) -> Result<(u64, PathBuf)> {
     if !dir.exists() {
-        return Err(Error::MissingIndex {
-            path: dir.to_owned(),
-        });
+        return Err(Error::MissingIndex { path: dir.to_owned() });
     }
     let mut best: Option<u64> = None;
     for entry in fs::read_dir(dir).at(dir)? {
         let name = entry.at(dir)?.file_name();
-        let Some(gen) = name
-            .to_str()
-            .and_then(|s| s.strip_prefix("MANIFEST-"))
-            .and_then(|g| g.parse::<u64>().ok())
+        let Some(gen) = name.to_str().and_then(|s| s.strip_prefix("MANIFEST-")).and_then(|g| g.parse::<u64>().ok())
         else {
             continue;
         };
         best = best.max(Some(gen));
     }
-    let gen = best.ok_or_else(|| Error::NotAnIndex {
-        path: dir.to_owned(),
-    })?;
+    let gen = best.ok_or_else(|| Error::NotAnIndex { path: dir.to_owned() })?;
     Ok((gen, dir.join(manifest_name(gen))))
 }
 
@@ -58,9 +51,7 @@ pub fn prepare_new(dir: &Path) -> Result<bool> {
     match fs::read_dir(dir) {
         Ok(mut it) => {
             if it.next().is_some() {
-                return Err(Error::DirectoryNotEmpty {
-                    path: dir.to_owned(),
-                });
+                return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
             }
             Ok(false)
         }

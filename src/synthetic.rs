@@ -26,12 +26,7 @@ impl Synthetic {
         let mut r = Rng::new(seed);
         let proj = (0..D1 * d).map(|_| r.next_f64() as f32).collect();
         let scale = (0..d).map(|_| (r.next_f64() * 4.0 + 0.1) as f32).collect();
-        Synthetic {
-            d,
-            seed,
-            proj,
-            scale,
-        }
+        Synthetic { d, seed, proj, scale }
     }
 
     pub fn dim(&self) -> usize {
@@ -42,22 +37,14 @@ impl Synthetic {
     pub fn rows(&self, start: u64, count: usize, out: &mut Vec<f32>) {
         let first = out.len();
         out.resize(first + count * self.d, 0.0);
-        out[first..]
-            .par_chunks_mut(self.d)
-            .enumerate()
-            .for_each(|(i, row)| {
-                let mut r = Rng::new(
-                    self.seed
-                        ^ (start + i as u64)
-                            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                            .rotate_left(17),
-                );
-                let z: [f32; D1] = std::array::from_fn(|_| r.normal() as f32);
-                for (j, v) in row.iter_mut().enumerate() {
-                    let dot: f32 = (0..D1).map(|t| z[t] * self.proj[t * self.d + j]).sum();
-                    *v = (dot * self.scale[j]).sin();
-                }
-            });
+        out[first..].par_chunks_mut(self.d).enumerate().for_each(|(i, row)| {
+            let mut r = Rng::new(self.seed ^ (start + i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17));
+            let z: [f32; D1] = std::array::from_fn(|_| r.normal() as f32);
+            for (j, v) in row.iter_mut().enumerate() {
+                let dot: f32 = (0..D1).map(|t| z[t] * self.proj[t * self.d + j]).sum();
+                *v = (dot * self.scale[j]).sin();
+            }
+        });
     }
 }
 

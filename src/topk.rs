@@ -15,9 +15,7 @@ impl Eq for Neighbor {}
 
 impl Ord for Neighbor {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.dist
-            .total_cmp(&other.dist)
-            .then(self.id.cmp(&other.id))
+        self.dist.total_cmp(&other.dist).then(self.id.cmp(&other.id))
     }
 }
 
@@ -37,10 +35,7 @@ pub struct TopK {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
     }
 
     /// The dissimilarity a candidate must beat to enter (∞ until k are held).

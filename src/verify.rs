@@ -37,11 +37,8 @@ impl Index {
     /// Reads every byte of every segment: recomputes each segment's payload checksum and each
     /// extent's, and checks that every id is below ntotal and appears once.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut report = VerifyReport {
-            files: self.files.len() + 1,
-            segments: self.segments.len(),
-            ..Default::default()
-        };
+        let mut report =
+            VerifyReport { files: self.files.len() + 1, segments: self.segments.len(), ..Default::default() };
         let mut buf = vec![0u8; 8 << 20];
         for seg in &self.segments {
             // A buffered handle: O_DIRECT would need aligned buffers and gains nothing here.
@@ -55,12 +52,7 @@ impl Index {
                 crc = crc32c::crc32c_append(crc, &buf[..n]);
                 off += n as u64;
             }
-            let stored = self
-                .files
-                .iter()
-                .find(|e| e.name() == seg.name)
-                .map(|e| e.crc.get())
-                .unwrap_or_default();
+            let stored = self.files.iter().find(|e| e.name() == seg.name).map(|e| e.crc.get()).unwrap_or_default();
             if crc != stored {
                 return Err(format::FormatError::ChecksumMismatch {
                     file: seg.name.clone(),
@@ -80,10 +72,7 @@ impl Index {
                 let seg = &self.segments[e.segment.get() as usize];
                 let path = self.dir().join(&seg.name);
                 let mut bytes = vec![0u8; e.length.get() as usize];
-                std::fs::File::open(&path)
-                    .at(&path)?
-                    .read_exact_at(&mut bytes, e.offset.get())
-                    .at(&path)?;
+                std::fs::File::open(&path).at(&path)?.read_exact_at(&mut bytes, e.offset.get()).at(&path)?;
                 let view = format::decode_extent(&seg.name, e, self.pq.code_size(), &bytes)?;
                 for id in view.ids() {
                     match seen.get_mut(id as usize) {
@@ -117,11 +106,7 @@ impl Index {
             min: sizes[0],
             max: sizes[nlist - 1],
             mean: total as f64 / nlist as f64,
-            imbalance: if total > 0 {
-                nlist as f64 * sq / (total as f64 * total as f64)
-            } else {
-                0.0
-            },
+            imbalance: if total > 0 { nlist as f64 * sq / (total as f64 * total as f64) } else { 0.0 },
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
@@ -132,13 +117,7 @@ impl Index {
     pub fn files(&self) -> Vec<(String, &'static str, u64)> {
         self.files
             .iter()
-            .map(|f| {
-                (
-                    f.name(),
-                    format::FileKind::from_u32(f.kind.get()).map_or("?", |k| k.name()),
-                    f.size.get(),
-                )
-            })
+            .map(|f| (f.name(), format::FileKind::from_u32(f.kind.get()).map_or("?", |k| k.name()), f.size.get()))
             .collect()
     }
 }

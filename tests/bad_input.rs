@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use quiver::{
-    build_index, BuildOptions, Error, Index, InputError, Metric, NoProgress, SearchParams,
-    SliceSource, VectorFile, VectorSource,
+    build_index, BuildOptions, Error, Index, InputError, Metric, NoProgress, SearchParams, SliceSource, VectorFile,
+    VectorSource,
 };
 
 fn index() -> (tempfile::TempDir, usize) {
@@ -20,36 +20,16 @@ fn index() -> (tempfile::TempDir, usize) {
 fn query_errors_are_typed() {
     let (dir, d) = index();
     let idx = Index::open(dir.path()).unwrap();
-    let ok = SearchParams {
-        k: 5,
-        nprobe: 2,
-        ef_search: 16,
-    };
+    let ok = SearchParams { k: 5, nprobe: 2, ef_search: 16 };
     let q = vec![0.5f32; d];
     assert!(idx.search(&q, &ok).is_ok());
-    assert!(matches!(
-        idx.search(&q[..d - 1], &ok),
-        Err(Error::DimensionMismatch { expected: 8, .. })
-    ));
-    assert!(matches!(
-        idx.search(&[], &ok),
-        Err(Error::DimensionMismatch { .. })
-    ));
+    assert!(matches!(idx.search(&q[..d - 1], &ok), Err(Error::DimensionMismatch { expected: 8, .. })));
+    assert!(matches!(idx.search(&[], &ok), Err(Error::DimensionMismatch { .. })));
     let mut nan = q.clone();
     nan[3] = f32::NAN;
-    assert!(matches!(
-        idx.search(&nan, &ok),
-        Err(Error::NonFiniteQuery {
-            query: 0,
-            col: 3,
-            ..
-        })
-    ));
+    assert!(matches!(idx.search(&nan, &ok), Err(Error::NonFiniteQuery { query: 0, col: 3, .. })));
     nan[3] = f32::INFINITY;
-    assert!(matches!(
-        idx.search(&nan, &ok),
-        Err(Error::NonFiniteQuery { .. })
-    ));
+    assert!(matches!(idx.search(&nan, &ok), Err(Error::NonFiniteQuery { .. })));
     for bad in [
         SearchParams { k: 0, ..ok },
         SearchParams { k: 2_001, ..ok },
@@ -61,16 +41,7 @@ fn query_errors_are_typed() {
         assert!(matches!(e, Error::InvalidParameter(_)), "{bad:?}: {e}");
     }
     // k larger than what the probed lists hold: padded with -1, as faiss does.
-    let r = idx
-        .search(
-            &q,
-            &SearchParams {
-                k: 2_000,
-                nprobe: 1,
-                ef_search: 16,
-            },
-        )
-        .unwrap();
+    let r = idx.search(&q, &SearchParams { k: 2_000, nprobe: 1, ef_search: 16 }).unwrap();
     assert_eq!(*r.ids_of(0).last().unwrap(), -1);
 }
 
@@ -79,21 +50,11 @@ fn building_over_existing_data_is_refused_and_leaves_it_alone() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("precious.txt"), "keep me").unwrap();
     let data = vec![0.5f32; 8 * 1000];
-    let e = build_index(
-        &SliceSource {
-            data: &data,
-            dim: 8,
-        },
-        d.path(),
-        &opts("IVF4_HNSW8,PQ4", Metric::L2),
-        &NoProgress,
-    )
-    .unwrap_err();
+    let e =
+        build_index(&SliceSource { data: &data, dim: 8 }, d.path(), &opts("IVF4_HNSW8,PQ4", Metric::L2), &NoProgress)
+            .unwrap_err();
     assert!(matches!(e, Error::DirectoryNotEmpty { .. }), "{e}");
-    assert_eq!(
-        std::fs::read_to_string(d.path().join("precious.txt")).unwrap(),
-        "keep me"
-    );
+    assert_eq!(std::fs::read_to_string(d.path().join("precious.txt")).unwrap(), "keep me");
 }
 
 #[test]
@@ -104,42 +65,20 @@ fn nan_in_the_input_names_the_row_and_leaves_nothing_behind() {
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("idx");
     let e = build_index(
-        &SliceSource {
-            data: &base,
-            dim: d,
-        },
+        &SliceSource { data: &base, dim: d },
         &out,
-        &BuildOptions {
-            train_size: Some(1000),
-            ..opts("IVF8_HNSW8,PQ4", Metric::L2)
-        },
+        &BuildOptions { train_size: Some(1000), ..opts("IVF8_HNSW8,PQ4", Metric::L2) },
         &NoProgress,
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Input(InputError::NonFinite {
-                row: 2500,
-                col: 1,
-                ..
-            })
-        ),
-        "{e}"
-    );
-    assert!(
-        !out.exists(),
-        "a failed build must remove the directory it created"
-    );
+    assert!(matches!(e, Error::Input(InputError::NonFinite { row: 2500, col: 1, .. })), "{e}");
+    assert!(!out.exists(), "a failed build must remove the directory it created");
 }
 
 #[test]
 fn bad_build_parameters_are_refused_before_any_work() {
     let data = vec![0.5f32; 10 * 1000];
-    let src = SliceSource {
-        data: &data,
-        dim: 10,
-    };
+    let src = SliceSource { data: &data, dim: 10 };
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("idx");
     for (factory, want) in [
@@ -154,12 +93,7 @@ fn bad_build_parameters_are_refused_before_any_work() {
     }
     let empty = SliceSource { data: &[], dim: 10 };
     assert!(matches!(
-        build_index(
-            &empty,
-            &out,
-            &opts("IVF8_HNSW8,PQ5", Metric::L2),
-            &NoProgress
-        ),
+        build_index(&empty, &out, &opts("IVF8_HNSW8,PQ5", Metric::L2), &NoProgress),
         Err(Error::InvalidParameter(_))
     ));
 }
@@ -176,10 +110,7 @@ impl VectorSource for FailingSource {
     }
     fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
         if start >= 2_000 && count > 100 {
-            return Err(InputError::Io {
-                path: "base.fvecs".into(),
-                source: std::io::Error::other("simulated EIO"),
-            });
+            return Err(InputError::Io { path: "base.fvecs".into(), source: std::io::Error::other("simulated EIO") });
         }
         out.extend_from_slice(&self.0[start * 8..((start + count).min(self.len())) * 8]);
         Ok(())
@@ -192,33 +123,18 @@ fn a_read_error_mid_stream_fails_the_build_cleanly() {
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("idx");
     std::fs::create_dir(&out).unwrap();
-    let o = BuildOptions {
-        chunk_size: 1_000,
-        train_size: Some(500),
-        ..opts("IVF8_HNSW8,PQ4", Metric::L2)
-    };
+    let o = BuildOptions { chunk_size: 1_000, train_size: Some(500), ..opts("IVF8_HNSW8,PQ4", Metric::L2) };
     let e = build_index(&FailingSource(base), &out, &o, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("simulated EIO"), "{e}");
     assert!(out.exists(), "a directory the user made is kept");
-    assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
-        0,
-        "but everything the build wrote is gone"
-    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "but everything the build wrote is gone");
 }
 
 #[test]
 fn bad_files_name_file_and_row() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("q.fbin");
-    std::fs::write(
-        &p,
-        [2i32.to_le_bytes(), 3i32.to_le_bytes(), 0f32.to_le_bytes()].concat(),
-    )
-    .unwrap();
+    std::fs::write(&p, [2i32.to_le_bytes(), 3i32.to_le_bytes(), 0f32.to_le_bytes()].concat()).unwrap();
     let e = VectorFile::open(&p).unwrap_err();
-    assert!(
-        e.to_string().contains("q.fbin") && e.to_string().contains("truncated"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("q.fbin") && e.to_string().contains("truncated"), "{e}");
 }

@@ -13,39 +13,20 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     let (base, q) = synthetic(n, 2, d, 31);
     let parent = tempfile::tempdir().unwrap();
     let old = parent.path().join("old");
-    build_slice(
-        &base[..2_000 * d],
-        d,
-        &old,
-        &opts("IVF8_HNSW8,PQ8", Metric::L2),
-    );
+    build_slice(&base[..2_000 * d], d, &old, &opts("IVF8_HNSW8,PQ8", Metric::L2));
 
     // SAFETY: plain libc calls with valid arguments; ignoring SIGXFSZ makes an oversize write
     // return EFBIG instead of killing the process.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let lim = libc::rlimit {
-            rlim_cur: 256 * 1024,
-            rlim_max: libc::RLIM_INFINITY,
-        };
+        let lim = libc::rlimit { rlim_cur: 256 * 1024, rlim_max: libc::RLIM_INFINITY };
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
     }
     let new = parent.path().join("new");
-    let e = build_index(
-        &SliceSource {
-            data: &base,
-            dim: d,
-        },
-        &new,
-        &opts("IVF32_HNSW8,PQ32", Metric::L2),
-        &NoProgress,
-    );
+    let e = build_index(&SliceSource { data: &base, dim: d }, &new, &opts("IVF32_HNSW8,PQ32", Metric::L2), &NoProgress);
     // SAFETY: as above.
     unsafe {
-        let lim = libc::rlimit {
-            rlim_cur: libc::RLIM_INFINITY,
-            rlim_max: libc::RLIM_INFINITY,
-        };
+        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
         libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
     }
     match e {
@@ -57,16 +38,5 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     }
     assert!(!new.exists(), "the half-built index is removed");
     let idx = Index::open(&old).unwrap();
-    assert!(
-        idx.search(
-            &q,
-            &SearchParams {
-                k: 3,
-                nprobe: 8,
-                ef_search: 16
-            }
-        )
-        .is_ok(),
-        "the older index is untouched"
-    );
+    assert!(idx.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16 }).is_ok(), "the older index is untouched");
 }

@@ -16,21 +16,9 @@ fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
     let index = Index::open(dir.path()).unwrap();
     let mut last = 0.0;
     for nprobe in [1, 4, 16, 64] {
-        let res = index
-            .search(
-                &queries,
-                &SearchParams {
-                    k: 10,
-                    nprobe,
-                    ef_search: 16,
-                },
-            )
-            .unwrap();
+        let res = index.search(&queries, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
         let r = recall_at(&res.ids, 10, &gt, 10);
-        assert!(
-            r >= last - 0.01,
-            "recall fell from {last} to {r} at nprobe {nprobe}"
-        );
+        assert!(r >= last - 0.01, "recall fell from {last} to {r} at nprobe {nprobe}");
         last = r;
         // Every probed extent and nothing else: the sum of their page-rounded lengths.
         assert!(res.stats.bytes_read % 4096 == 0 && res.stats.bytes_read > 0);
@@ -49,39 +37,15 @@ fn bytes_read_equal_the_probed_extents() {
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW8,PQ8", Metric::L2));
     let index = Index::open(dir.path()).unwrap();
     for nprobe in [1, 3, 32] {
-        let res = index
-            .search(
-                &queries,
-                &SearchParams {
-                    k: 5,
-                    nprobe,
-                    ef_search: 64,
-                },
-            )
-            .unwrap();
-        assert_eq!(
-            res.stats.extents_read, nprobe as u64,
-            "one extent per probed list"
-        );
+        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64 }).unwrap();
+        assert_eq!(res.stats.extents_read, nprobe as u64, "one extent per probed list");
         let max = (0..32).map(|l| index.list_len(l)).max().unwrap();
         let per_extent = (max * (8 + 8)).div_ceil(4096) * 4096;
         assert!(res.stats.bytes_read <= nprobe as u64 * per_extent);
     }
-    let all = index
-        .search(
-            &queries,
-            &SearchParams {
-                k: 5,
-                nprobe: 32,
-                ef_search: 64,
-            },
-        )
-        .unwrap();
+    let all = index.search(&queries, &SearchParams { k: 5, nprobe: 32, ef_search: 64 }).unwrap();
     let seg_area = std::fs::metadata(segment_path(dir.path())).unwrap().len() - 4096;
-    assert_eq!(
-        all.stats.bytes_read, seg_area,
-        "nprobe = nlist reads the whole extent area once"
-    );
+    assert_eq!(all.stats.bytes_read, seg_area, "nprobe = nlist reads the whole extent area once");
 }
 
 #[test]
@@ -92,21 +56,12 @@ fn seeded_build_is_byte_identical() {
     let o = opts("IVF32_HNSW16,PQ8", Metric::L2);
     build_slice(&base, d, a.path(), &o);
     build_slice(&base, d, b.path(), &o);
-    let mut names: Vec<_> = std::fs::read_dir(a.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut names: Vec<_> = std::fs::read_dir(a.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names.len(), 5, "{names:?}");
     for name in names {
-        let (x, y) = (
-            std::fs::read(a.path().join(&name)).unwrap(),
-            std::fs::read(b.path().join(&name)).unwrap(),
-        );
-        assert!(
-            x == y,
-            "{name:?} differs between two builds with the same seed"
-        );
+        let (x, y) = (std::fs::read(a.path().join(&name)).unwrap(), std::fs::read(b.path().join(&name)).unwrap());
+        assert!(x == y, "{name:?} differs between two builds with the same seed");
     }
 }
 
@@ -116,20 +71,10 @@ fn io_uring_and_pread_return_identical_results() {
     let (base, queries) = synthetic(n, nq, d, 4);
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ8", Metric::L2));
-    let p = SearchParams {
-        k: 10,
-        nprobe: 8,
-        ef_search: 16,
-    };
-    let pread = Index::open_with(dir.path(), OpenOptions { io: IoMode::Pread })
-        .unwrap()
-        .search(&queries, &p)
-        .unwrap();
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let pread = Index::open_with(dir.path(), OpenOptions { io: IoMode::Pread }).unwrap().search(&queries, &p).unwrap();
     assert_eq!(pread.stats.io, Some(quiver::IoEngine::Pread));
-    match Index::open_with(dir.path(), OpenOptions { io: IoMode::Uring })
-        .unwrap()
-        .search(&queries, &p)
-    {
+    match Index::open_with(dir.path(), OpenOptions { io: IoMode::Uring }).unwrap().search(&queries, &p) {
         Ok(uring) => {
             assert_eq!(uring.stats.io, Some(quiver::IoEngine::Uring));
             assert_eq!(uring.ids, pread.ids);
@@ -149,16 +94,7 @@ fn inner_product_and_cosine_find_their_own_neighbours() {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ16", metric));
         let index = Index::open(dir.path()).unwrap();
-        let res = index
-            .search(
-                &queries,
-                &SearchParams {
-                    k: 10,
-                    nprobe: 32,
-                    ef_search: 32,
-                },
-            )
-            .unwrap();
+        let res = index.search(&queries, &SearchParams { k: 10, nprobe: 32, ef_search: 32 }).unwrap();
         let r = recall_at(&res.ids, 10, &gt, 10);
         assert!(r > 0.5, "{metric}: recall {r}");
         // Similarities come back largest first.
@@ -194,41 +130,19 @@ fn sift5k_matches_faiss_recall() {
         return;
     };
     let base = VectorFile::open(dir.join("sift5k_base.fvecs")).unwrap();
-    let q = VectorFile::open(dir.join("sift5k_query.fvecs"))
-        .unwrap()
-        .read_all_f32()
-        .unwrap();
+    let q = VectorFile::open(dir.join("sift5k_query.fvecs")).unwrap().read_all_f32().unwrap();
     let gt_raw = VectorFile::open(dir.join("sift5k_groundtruth.ivecs")).unwrap();
     let depth = gt_raw.dim();
-    let gt: Vec<Vec<u64>> = gt_raw
-        .read_all_i32()
-        .unwrap()
-        .chunks(depth)
-        .map(|r| r.iter().map(|&v| v as u64).collect())
-        .collect();
+    let gt: Vec<Vec<u64>> =
+        gt_raw.read_all_i32().unwrap().chunks(depth).map(|r| r.iter().map(|&v| v as u64).collect()).collect();
     let out = tempfile::tempdir().unwrap();
-    let o = quiver::BuildOptions {
-        factory: "IVF64_HNSW32,PQ32".into(),
-        ..Default::default()
-    };
+    let o = quiver::BuildOptions { factory: "IVF64_HNSW32,PQ32".into(), ..Default::default() };
     quiver::build_index(&base, out.path(), &o, &quiver::NoProgress).unwrap();
     let index = Index::open(out.path()).unwrap();
     for (nprobe, faiss) in [(1, 0.407), (4, 0.705), (16, 0.828), (64, 0.833)] {
-        let res = index
-            .search(
-                &q,
-                &SearchParams {
-                    k: 10,
-                    nprobe,
-                    ef_search: 16,
-                },
-            )
-            .unwrap();
+        let res = index.search(&q, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
         let r = recall_at(&res.ids, 10, &gt, 10);
         eprintln!("sift5k nprobe {nprobe}: quiver {r:.3}, faiss {faiss:.3}");
-        assert!(
-            r > faiss - 0.05,
-            "nprobe {nprobe}: recall {r} below faiss's {faiss} by more than 0.05"
-        );
+        assert!(r > faiss - 0.05, "nprobe {nprobe}: recall {r} below faiss's {faiss} by more than 0.05");
     }
 }

@@ -4,18 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-const ALGORITHMS: &[&str] = &[
-    "distance",
-    "topk",
-    "kmeans",
-    "pq",
-    "hnsw",
-    "ivf",
-    "spec",
-    "flat",
-    "synthetic",
-    "rng",
-];
+const ALGORITHMS: &[&str] = &["distance", "topk", "kmeans", "pq", "hnsw", "ivf", "spec", "flat", "synthetic", "rng"];
 const ENGINE: &[&str] = &["store", "build", "search", "verify", "error"];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -32,13 +21,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The top-level module a file belongs to (`src/pq/scan.rs` -> `pq`).
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel
-        .components()
-        .next()
-        .unwrap()
-        .as_os_str()
-        .to_string_lossy()
-        .into_owned();
+    let first = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -47,10 +30,7 @@ fn imports(text: &str) -> Vec<String> {
     let mut v = Vec::new();
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + 7..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect();
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if !name.is_empty() {
             v.push(name);
         }
@@ -92,9 +72,5 @@ fn dependencies_point_one_way() {
             f.display()
         );
     }
-    assert!(
-        violations.is_empty(),
-        "layering violations:\n{}",
-        violations.join("\n")
-    );
+    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
 }

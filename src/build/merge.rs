@@ -71,9 +71,7 @@ impl SegmentWriter<'_> {
             f.write_all_at(&vec![0u8; PAGE as usize], 0).at(&path)?;
             self.current = Some((no, f, PAGE, 0));
         }
-        let Some((no, f, size, crc)) = self.current.as_mut() else {
-            unreachable!("opened above")
-        };
+        let Some((no, f, size, crc)) = self.current.as_mut() else { unreachable!("opened above") };
         let path = self.dir.join(store::segment_name(*no));
         f.write_all_at(bytes, *size).at(&path)?;
         let off = *size;
@@ -85,19 +83,10 @@ impl SegmentWriter<'_> {
     fn close(&mut self) -> Result<()> {
         if let Some((no, mut f, size, crc)) = self.current.take() {
             let path = self.dir.join(store::segment_name(no));
-            f.write_all_at(
-                &format::segment_header_page(self.index_id, size - PAGE, crc),
-                0,
-            )
-            .at(&path)?;
+            f.write_all_at(&format::segment_header_page(self.index_id, size - PAGE, crc), 0).at(&path)?;
             f.flush().at(&path)?;
             durable::sync_file(&f).at(&path)?;
-            self.done.push(FileEntry::new(
-                &store::segment_name(no),
-                FileKind::Segment,
-                size,
-                crc,
-            ));
+            self.done.push(FileEntry::new(&store::segment_name(no), FileKind::Segment, size, crc));
         }
         Ok(())
     }
@@ -118,11 +107,7 @@ pub(super) fn merge_runs(
     let mut readers = Vec::with_capacity(runs.len());
     for p in runs {
         let f = File::open(p).at(p)?;
-        let mut r = Run {
-            path: p.clone(),
-            reader: BufReader::with_capacity(256 << 10, f),
-            head: None,
-        };
+        let mut r = Run { path: p.clone(), reader: BufReader::with_capacity(256 << 10, f), head: None };
         r.advance(code_size)?;
         readers.push(r);
     }
@@ -174,15 +159,6 @@ pub(super) fn merge_runs(
     }
     seg.close()?;
     progress.end();
-    let directory = Directory {
-        n_segments: seg.next_no,
-        code_size: code_size as u32,
-        ntotal,
-        list_starts,
-        extents,
-    };
-    Ok(Merged {
-        directory,
-        segment_files: seg.done,
-    })
+    let directory = Directory { n_segments: seg.next_no, code_size: code_size as u32, ntotal, list_starts, extents };
+    Ok(Merged { directory, segment_files: seg.done })
 }

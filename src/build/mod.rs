@@ -108,11 +108,7 @@ impl Drop for Cleanup {
             // The directory was empty when the build began: everything in it is ours.
             for e in entries.flatten() {
                 let p = e.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
         }
     }
@@ -162,10 +158,7 @@ pub fn build_index(
             "chunk size, niter, efConstruction and efSearch must be at least 1".into(),
         ));
     }
-    let train_size = opts
-        .train_size
-        .unwrap_or((40 * plan.nlist).max(100_000))
-        .min(n);
+    let train_size = opts.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
     if train_size < plan.nlist.max(crate::pq::KSUB) {
         return Err(Error::InvalidParameter(format!(
             "{train_size} training vectors for nlist = {} and 256 PQ centroids: need at least {} (more input, a larger --train-size, or a smaller nlist)",
@@ -174,11 +167,7 @@ pub fn build_index(
         )));
     }
     let created_dir = store::prepare_new(dir)?;
-    let mut cleanup = Cleanup {
-        dir: dir.to_owned(),
-        created_dir,
-        armed: true,
-    };
+    let mut cleanup = Cleanup { dir: dir.to_owned(), created_dir, armed: true };
 
     let index_id = index_id(opts, &spec, n, d);
     let (coarse, pq) = train::train(source, opts, &plan, train_size, progress)?;
@@ -189,25 +178,11 @@ pub fn build_index(
     let runs = spill::spill_runs(source, &coarse, &pq, opts, &tmp, progress)?;
     let add_s = t0.elapsed().as_secs_f64() - train_s;
 
-    let merged = merge::merge_runs(
-        &runs,
-        plan.nlist,
-        pq.code_size(),
-        dir,
-        index_id,
-        opts.segment_bytes,
-        n as u64,
-        progress,
-    )?;
+    let merged =
+        merge::merge_runs(&runs, plan.nlist, pq.code_size(), dir, index_id, opts.segment_bytes, n as u64, progress)?;
     std::fs::remove_dir_all(&tmp).at(&tmp)?;
     let mut files = merged.segment_files;
-    files.extend(write_ram_files(
-        dir,
-        index_id,
-        &coarse,
-        &pq,
-        &merged.directory,
-    )?);
+    files.extend(write_ram_files(dir, index_id, &coarse, &pq, &merged.directory)?);
     let merge_s = t0.elapsed().as_secs_f64() - train_s - add_s;
 
     let manifest = Manifest {
@@ -249,14 +224,7 @@ fn index_id(opts: &BuildOptions, spec: &IndexSpec, n: usize, d: usize) -> [u8; 1
     id
 }
 
-fn params(
-    opts: &BuildOptions,
-    spec: &IndexSpec,
-    plan: &Plan,
-    n: usize,
-    d: usize,
-    train_size: usize,
-) -> Params {
+fn params(opts: &BuildOptions, spec: &IndexSpec, plan: &Plan, n: usize, d: usize, train_size: usize) -> Params {
     let mut factory = [0u8; 64];
     let s = spec.to_string();
     factory[..s.len().min(64)].copy_from_slice(&s.as_bytes()[..s.len().min(64)]);
@@ -313,21 +281,9 @@ fn write_ram_files(
         centroids: pq.centroids.clone(),
     };
     let files = [
-        (
-            store::QUANTIZER,
-            FileKind::Quantizer,
-            quantizer.encode(index_id),
-        ),
-        (
-            store::CODEBOOKS,
-            FileKind::Codebooks,
-            codebooks.encode(index_id),
-        ),
-        (
-            store::DIRECTORY,
-            FileKind::Directory,
-            directory.encode(index_id),
-        ),
+        (store::QUANTIZER, FileKind::Quantizer, quantizer.encode(index_id)),
+        (store::CODEBOOKS, FileKind::Codebooks, codebooks.encode(index_id)),
+        (store::DIRECTORY, FileKind::Directory, directory.encode(index_id)),
     ];
     let mut entries = Vec::new();
     for (name, kind, bytes) in files {

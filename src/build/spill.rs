@@ -31,10 +31,7 @@ pub(super) fn spill_runs(
         s.spawn(move || {
             for start in (0..n).step_by(chunk) {
                 let mut buf = Vec::with_capacity(chunk.min(n - start) * d);
-                let r = source
-                    .read_f32(start, chunk, &mut buf)
-                    .map(|_| (start, buf))
-                    .map_err(Error::from);
+                let r = source.read_f32(start, chunk, &mut buf).map(|_| (start, buf)).map_err(Error::from);
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;
@@ -67,17 +64,13 @@ fn write_run(
     let lists = coarse.assign_batch(x, ef);
     let cs = pq.code_size();
     let mut codes = vec![0u8; lists.len() * cs];
-    codes
-        .par_chunks_mut(cs)
-        .zip(x.par_chunks(d))
-        .zip(lists.par_iter())
-        .for_each_init(
-            || vec![0f32; d],
-            |res, ((code, row), &l)| {
-                coarse.residual(row, l as usize, res);
-                pq.encode(res, code);
-            },
-        );
+    codes.par_chunks_mut(cs).zip(x.par_chunks(d)).zip(lists.par_iter()).for_each_init(
+        || vec![0f32; d],
+        |res, ((code, row), &l)| {
+            coarse.residual(row, l as usize, res);
+            pq.encode(res, code);
+        },
+    );
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
     let f = File::create(path).at(path)?;

@@ -47,11 +47,7 @@ pub(super) fn train(
     let cp = CoarseParams {
         nlist: plan.nlist,
         niter: opts.niter,
-        hnsw: HnswParams {
-            m: plan.hnsw_m,
-            ef_construction: opts.ef_construction,
-            seed: opts.seed.wrapping_add(1),
-        },
+        hnsw: HnswParams { m: plan.hnsw_m, ef_construction: opts.ef_construction, seed: opts.seed.wrapping_add(1) },
         seed: opts.seed.wrapping_add(2),
     };
     let coarse = CoarseQuantizer::train(&sample, d, opts.metric, &cp)?;
@@ -59,13 +55,10 @@ pub(super) fn train(
 
     progress.begin("train PQ on residuals", 0);
     let lists = coarse.assign_batch(&sample, opts.ef_search);
-    sample
-        .par_chunks_mut(d)
-        .zip(lists.par_iter())
-        .for_each(|(row, &l)| {
-            let c = coarse.centroid(l as usize);
-            row.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
-        });
+    sample.par_chunks_mut(d).zip(lists.par_iter()).for_each(|(row, &l)| {
+        let c = coarse.centroid(l as usize);
+        row.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
+    });
     let mut pq = ProductQuantizer::new(d, plan.pq_m)?;
     pq.train(&sample, PQ_NITER, opts.seed.wrapping_add(3))?;
     progress.end();

@@ -70,9 +70,7 @@ impl FromStr for Metric {
             "l2" | "euclidean" => Ok(Metric::L2),
             "ip" | "inner_product" | "dot" => Ok(Metric::InnerProduct),
             "cosine" | "angular" => Ok(Metric::Cosine),
-            other => Err(format!(
-                "unknown metric {other:?}: expected l2, ip or cosine"
-            )),
+            other => Err(format!("unknown metric {other:?}: expected l2, ip or cosine")),
         }
     }
 }
@@ -127,6 +125,13 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
 pub fn inner_product(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     dispatch!(inner_product(a, b))
+}
+
+/// `y += a · x` (the table-building step of ADC).
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    dispatch!(axpy(a, x, y))
 }
 
 /// Dissimilarity under `metric.kernel()`: smaller is closer.
@@ -208,11 +213,7 @@ mod tests {
             let a = rand_vec(&mut r, len);
             let b = rand_vec(&mut r, len);
             let ip: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let l2: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                .sum();
+            let l2: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
             assert!((inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
             assert!((l2_sqr(&a, &b) as f64 - l2).abs() < 1e-3 * (1.0 + l2));
             assert!((scalar::inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
@@ -236,10 +237,7 @@ mod tests {
         for i in 0..n {
             let xi = &x[i * d..(i + 1) * d];
             let best = (0..k)
-                .min_by(|&a, &b| {
-                    l2_sqr(xi, &c[a * d..(a + 1) * d])
-                        .total_cmp(&l2_sqr(xi, &c[b * d..(b + 1) * d]))
-                })
+                .min_by(|&a, &b| l2_sqr(xi, &c[a * d..(a + 1) * d]).total_cmp(&l2_sqr(xi, &c[b * d..(b + 1) * d])))
                 .unwrap();
             assert_eq!(out[i].0 as usize, best);
             assert!((out[i].1 - l2_sqr(xi, &c[best * d..(best + 1) * d])).abs() < 1e-3);

@@ -42,6 +42,14 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// `y += a · x`.
+#[inline(always)]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (v, &u) in y.iter_mut().zip(x) {
+        *v += a * u;
+    }
+}
+
 /// Centroids per tile of the nearest-centroid kernel.
 pub const TILE: usize = 32;
 
@@ -83,10 +91,7 @@ pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: 
             }
         }
         for r in 0..4.min(n - i) {
-            out[i + r] = (
-                best[r].0,
-                (best[r].1 + inner_product(rows[r], rows[r])).max(0.0),
-            );
+            out[i + r] = (best[r].0, (best[r].1 + inner_product(rows[r], rows[r])).max(0.0));
         }
         i += 4;
     }

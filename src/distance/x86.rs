@@ -23,13 +23,14 @@ macro_rules! instantiate {
             /// # Safety
             /// As for `inner_product`.
             #[target_feature(enable = $feat)]
-            pub unsafe fn nearest_l2_tiled(
-                x: &[f32],
-                d: usize,
-                tiles: &[f32],
-                norms: &[f32],
-                out: &mut [(u32, f32)],
-            ) {
+            pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+                scalar::axpy(a, x, y)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: &mut [(u32, f32)]) {
                 scalar::nearest_l2_tiled(x, d, tiles, norms, out)
             }
         }

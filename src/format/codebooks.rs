@@ -3,14 +3,10 @@
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{
-    decode_file, encode_file, f32s_from_le, put_f32s, Cursor, FileKind, FormatError, HEADER_LEN,
-};
+use super::{decode_file, encode_file, f32s_from_le, put_f32s, Cursor, FileKind, FormatError, HEADER_LEN};
 
 /// Fixed part of the codebooks payload, 16 bytes.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct CodebookHeader {
     pub m: U32,
@@ -46,37 +42,18 @@ impl Codebooks {
         let (fh, payload) = decode_file(file, FileKind::Codebooks, bytes)?;
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: CodebookHeader = c.read("codebook header")?;
-        let (m, ksub, dsub) = (
-            h.m.get() as usize,
-            h.ksub.get() as usize,
-            h.dsub.get() as usize,
-        );
+        let (m, ksub, dsub) = (h.m.get() as usize, h.ksub.get() as usize, h.dsub.get() as usize);
         if h.nbits.get() != 8 || ksub != 256 {
             return Err(c.invalid(
                 "codebook header",
-                format!(
-                    "nbits {} / ksub {ksub}: only 8-bit PQ is defined",
-                    h.nbits.get()
-                ),
+                format!("nbits {} / ksub {ksub}: only 8-bit PQ is defined", h.nbits.get()),
             ));
         }
-        let n = m
-            .checked_mul(ksub)
-            .and_then(|v| v.checked_mul(dsub))
-            .and_then(|v| v.checked_mul(4));
+        let n = m.checked_mul(ksub).and_then(|v| v.checked_mul(dsub)).and_then(|v| v.checked_mul(4));
         let n = n.ok_or_else(|| c.invalid("codebook header", "shape overflows".into()))?;
         let centroids = f32s_from_le(c.take(n, "PQ centroids")?);
         c.finish()?;
-        Ok((
-            Codebooks {
-                m: m as u32,
-                ksub: ksub as u32,
-                dsub: dsub as u32,
-                nbits: 8,
-                centroids,
-            },
-            fh.index_id,
-        ))
+        Ok((Codebooks { m: m as u32, ksub: ksub as u32, dsub: dsub as u32, nbits: 8, centroids }, fh.index_id))
     }
 }
 
@@ -86,20 +63,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_corruption() {
-        let cb = Codebooks {
-            m: 2,
-            ksub: 256,
-            dsub: 1,
-            nbits: 8,
-            centroids: (0..512).map(|i| i as f32).collect(),
-        };
+        let cb = Codebooks { m: 2, ksub: 256, dsub: 1, nbits: 8, centroids: (0..512).map(|i| i as f32).collect() };
         let bytes = cb.encode([1; 16]);
         assert_eq!(Codebooks::decode("c", &bytes).unwrap().0, cb);
         let mut b = bytes.clone();
         b[200] ^= 4;
-        assert!(matches!(
-            Codebooks::decode("c", &b),
-            Err(FormatError::ChecksumMismatch { .. })
-        ));
+        assert!(matches!(Codebooks::decode("c", &b), Err(FormatError::ChecksumMismatch { .. })));
     }
 }

@@ -6,14 +6,12 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    align_up, decode_file, encode_file, extent_len, put_u32s, u32s_from_le, Cursor, FileKind,
-    FormatError, HEADER_LEN, PAGE,
+    align_up, decode_file, encode_file, extent_len, put_u32s, u32s_from_le, Cursor, FileKind, FormatError, HEADER_LEN,
+    PAGE,
 };
 
 /// Fixed part of the directory payload, 32 bytes.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct DirectoryHeader {
     pub nlist: U32,
@@ -26,9 +24,7 @@ pub struct DirectoryHeader {
 
 /// Where one piece of one list lives, 32 bytes. `offset` and `length` are multiples of 4096;
 /// `crc` is the crc32c of all `length` bytes, padding included.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Extent {
     pub segment: U32,
@@ -85,26 +81,17 @@ impl Directory {
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: DirectoryHeader = c.read("directory header")?;
         let (nlist, n_ext) = (h.nlist.get() as usize, h.n_extents.get() as usize);
-        let starts_len = (nlist + 1)
-            .checked_mul(4)
-            .ok_or_else(|| c.invalid("directory header", "nlist overflows".into()))?;
+        let starts_len =
+            (nlist + 1).checked_mul(4).ok_or_else(|| c.invalid("directory header", "nlist overflows".into()))?;
         let list_starts = u32s_from_le(c.take(starts_len, "list starts")?);
         c.align(8, "list start padding")?;
         let ext_bytes = c.take(n_ext.saturating_mul(32), "extent table")?;
-        let extents: Vec<Extent> = ext_bytes
-            .chunks_exact(32)
-            .map(|b| Extent::read_from_bytes(b).unwrap_or_else(|_| unreachable!()))
-            .collect();
+        let extents: Vec<Extent> =
+            ext_bytes.chunks_exact(32).map(|b| Extent::read_from_bytes(b).unwrap_or_else(|_| unreachable!())).collect();
         c.finish()?;
         let code_size = h.code_size.get();
-        if list_starts[0] != 0
-            || list_starts.windows(2).any(|w| w[0] > w[1])
-            || list_starts[nlist] as usize != n_ext
-        {
-            return Err(c.invalid(
-                "list starts",
-                "not a monotone partition of the extent table".into(),
-            ));
+        if list_starts[0] != 0 || list_starts.windows(2).any(|w| w[0] > w[1]) || list_starts[nlist] as usize != n_ext {
+            return Err(c.invalid("list starts", "not a monotone partition of the extent table".into()));
         }
         let mut total = 0u64;
         for (i, e) in extents.iter().enumerate() {
@@ -114,29 +101,22 @@ impl Directory {
                 || len < extent_len(count, code_size as u64)
                 || e.segment.get() >= h.n_segments.get();
             if bad {
-                return Err(c.invalid("extent table", format!("extent {i} (segment {}, offset {off}, length {len}, count {count}) is malformed", e.segment.get())));
+                return Err(c.invalid(
+                    "extent table",
+                    format!(
+                        "extent {i} (segment {}, offset {off}, length {len}, count {count}) is malformed",
+                        e.segment.get()
+                    ),
+                ));
             }
             total += count;
         }
         if total != h.ntotal.get() {
-            return Err(c.invalid(
-                "extent table",
-                format!(
-                    "extents hold {total} vectors, header says {}",
-                    h.ntotal.get()
-                ),
-            ));
+            return Err(
+                c.invalid("extent table", format!("extents hold {total} vectors, header says {}", h.ntotal.get()))
+            );
         }
-        Ok((
-            Directory {
-                n_segments: h.n_segments.get(),
-                code_size,
-                ntotal: total,
-                list_starts,
-                extents,
-            },
-            fh.index_id,
-        ))
+        Ok((Directory { n_segments: h.n_segments.get(), code_size, ntotal: total, list_starts, extents }, fh.index_id))
     }
 }
 
@@ -177,10 +157,7 @@ mod tests {
     fn inconsistent_tables_are_rejected() {
         let mut d = sample();
         d.extents[1].offset = 100.into();
-        assert!(matches!(
-            Directory::decode("d", &d.encode([0; 16])),
-            Err(FormatError::Invalid { .. })
-        ));
+        assert!(matches!(Directory::decode("d", &d.encode([0; 16])), Err(FormatError::Invalid { .. })));
         let mut d = sample();
         d.list_starts = vec![0, 2, 1, 3];
         assert!(Directory::decode("d", &d.encode([0; 16])).is_err());

@@ -43,9 +43,7 @@ impl FileKind {
 
 /// Common file header. `header_crc` covers bytes 0..60; `payload_crc` covers
 /// `payload_len` bytes starting at `payload_offset`.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct FileHeader {
     pub magic: [u8; 8],
@@ -62,13 +60,7 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn new(kind: FileKind, index_id: [u8; 16], payload_offset: u64, payload: &[u8]) -> Self {
-        Self::with_crc(
-            kind,
-            index_id,
-            payload_offset,
-            payload.len() as u64,
-            crc32c(payload),
-        )
+        Self::with_crc(kind, index_id, payload_offset, payload.len() as u64, crc32c(payload))
     }
 
     pub fn with_crc(
@@ -107,10 +99,7 @@ impl FileHeader {
             });
         };
         if h.magic != MAGIC {
-            return Err(FormatError::BadMagic {
-                file: file.into(),
-                found: h.magic,
-            });
+            return Err(FormatError::BadMagic { file: file.into(), found: h.magic });
         }
         let computed = crc32c(&bytes[..HEADER_LEN - 4]);
         if computed != h.header_crc.get() {
@@ -125,13 +114,9 @@ impl FileHeader {
         }
         check_version(file, h.format_major.get(), h.format_minor.get())?;
         if h.kind.get() != expected as u32 {
-            let found = FileKind::from_u32(h.kind.get())
-                .map_or(format!("unknown ({})", h.kind.get()), |k| k.name().into());
-            return Err(FormatError::WrongKind {
-                file: file.into(),
-                expected: expected.name().into(),
-                found,
-            });
+            let found =
+                FileKind::from_u32(h.kind.get()).map_or(format!("unknown ({})", h.kind.get()), |k| k.name().into());
+            return Err(FormatError::WrongKind { file: file.into(), expected: expected.name().into(), found });
         }
         Ok(h)
     }
@@ -146,11 +131,7 @@ pub fn encode_file(kind: FileKind, index_id: [u8; 16], payload: &[u8]) -> Vec<u8
 }
 
 /// Verifies a whole small file and returns its header and payload.
-pub fn decode_file<'a>(
-    file: &str,
-    kind: FileKind,
-    bytes: &'a [u8],
-) -> Result<(FileHeader, &'a [u8]), FormatError> {
+pub fn decode_file<'a>(file: &str, kind: FileKind, bytes: &'a [u8]) -> Result<(FileHeader, &'a [u8]), FormatError> {
     let h = FileHeader::decode(file, kind, bytes)?;
     let (off, len) = (h.payload_offset.get(), h.payload_len.get());
     let end = off.checked_add(len);
@@ -159,10 +140,7 @@ pub fn decode_file<'a>(
             file: file.into(),
             what: "file header".into(),
             offset: 0,
-            reason: format!(
-                "payload at {off} (+{len}) is not where a {} file keeps it",
-                kind.name()
-            ),
+            reason: format!("payload at {off} (+{len}) is not where a {} file keeps it", kind.name()),
         });
     }
     if end != Some(bytes.len() as u64) {
@@ -208,42 +186,24 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
-            assert!(
-                decode_file("x", FileKind::Codebooks, &b).is_err(),
-                "flip at {i} undetected"
-            );
+            assert!(decode_file("x", FileKind::Codebooks, &b).is_err(), "flip at {i} undetected");
         }
     }
 
     #[test]
     fn truncation_foreign_kind_and_future_version_are_typed_errors() {
         let bytes = encode_file(FileKind::Codebooks, [0; 16], b"abc");
-        assert!(matches!(
-            decode_file("x", FileKind::Codebooks, &bytes[..10]),
-            Err(FormatError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode_file("x", FileKind::Codebooks, &bytes[..66]),
-            Err(FormatError::Truncated { .. })
-        ));
-        assert!(matches!(
-            decode_file("x", FileKind::Quantizer, &bytes),
-            Err(FormatError::WrongKind { .. })
-        ));
+        assert!(matches!(decode_file("x", FileKind::Codebooks, &bytes[..10]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(decode_file("x", FileKind::Codebooks, &bytes[..66]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(decode_file("x", FileKind::Quantizer, &bytes), Err(FormatError::WrongKind { .. })));
         let mut zip = b"PK\x03\x04".to_vec();
         zip.resize(100, b'z');
-        assert!(matches!(
-            decode_file("x", FileKind::Codebooks, &zip),
-            Err(FormatError::BadMagic { .. })
-        ));
+        assert!(matches!(decode_file("x", FileKind::Codebooks, &zip), Err(FormatError::BadMagic { .. })));
         let mut h = FileHeader::new(FileKind::Codebooks, [0; 16], 64, b"abc");
         h.format_minor = (FORMAT_MINOR + 1).into();
         h.header_crc = crc32c(&h.as_bytes()[..60]).into();
         let mut b = h.as_bytes().to_vec();
         b.extend_from_slice(b"abc");
-        assert!(matches!(
-            decode_file("x", FileKind::Codebooks, &b),
-            Err(FormatError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(decode_file("x", FileKind::Codebooks, &b), Err(FormatError::UnsupportedVersion { .. })));
     }
 }

@@ -10,9 +10,7 @@ use super::{decode_file, encode_file, Cursor, FileKind, FormatError, HEADER_LEN}
 pub const FILE_NAME_LEN: usize = 40;
 
 /// Build parameters, 128 bytes. `factory` is the canonical factory string, zero-padded.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct Params {
     pub dim: U32,
@@ -34,9 +32,7 @@ pub struct Params {
 }
 
 /// Fixed part of the manifest payload, 160 bytes.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct ManifestBody {
     pub generation: U64,
@@ -47,9 +43,7 @@ pub struct ManifestBody {
 
 /// One file of the index, 64 bytes. `crc` is the file's payload crc32c (the value its own
 /// header carries), so a file swapped in from another build is caught on open.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct FileEntry {
     pub name: [u8; FILE_NAME_LEN],
@@ -75,11 +69,7 @@ impl FileEntry {
     }
 
     pub fn name(&self) -> String {
-        let end = self
-            .name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(FILE_NAME_LEN);
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(FILE_NAME_LEN);
         String::from_utf8_lossy(&self.name[..end]).into_owned()
     }
 }
@@ -109,31 +99,18 @@ impl Manifest {
         let body: ManifestBody = c.read("manifest body")?;
         let n = body.n_files.get() as usize;
         if n > payload.len() / std::mem::size_of::<FileEntry>() {
-            return Err(c.invalid(
-                "file count",
-                format!("{n} files cannot fit in {} bytes", payload.len()),
-            ));
+            return Err(c.invalid("file count", format!("{n} files cannot fit in {} bytes", payload.len())));
         }
         let mut files = Vec::with_capacity(n);
         for _ in 0..n {
             let e: FileEntry = c.read("file entry")?;
-            if FileKind::from_u32(e.kind.get()).is_none()
-                || e.name().is_empty()
-                || e.name().contains('/')
-            {
-                return Err(c.invalid(
-                    "file entry",
-                    format!("bad entry {:?} (kind {})", e.name(), e.kind.get()),
-                ));
+            if FileKind::from_u32(e.kind.get()).is_none() || e.name().is_empty() || e.name().contains('/') {
+                return Err(c.invalid("file entry", format!("bad entry {:?} (kind {})", e.name(), e.kind.get())));
             }
             files.push(e);
         }
         c.finish()?;
-        Ok(Manifest {
-            index_id: h.index_id,
-            body,
-            files,
-        })
+        Ok(Manifest { index_id: h.index_id, body, files })
     }
 }
 
@@ -164,18 +141,8 @@ mod tests {
         };
         Manifest {
             index_id: [3; 16],
-            body: ManifestBody {
-                generation: 1.into(),
-                params,
-                n_files: 0.into(),
-                reserved: [0; 20],
-            },
-            files: vec![FileEntry::new(
-                "seg-000000.qseg",
-                FileKind::Segment,
-                8192,
-                0xdead_beef,
-            )],
+            body: ManifestBody { generation: 1.into(), params, n_files: 0.into(), reserved: [0; 20] },
+            files: vec![FileEntry::new("seg-000000.qseg", FileKind::Segment, 8192, 0xdead_beef)],
         }
     }
 
@@ -198,9 +165,6 @@ mod tests {
             b[i] ^= 1;
             assert!(Manifest::decode("MANIFEST", &b).is_err(), "flip at {i}");
         }
-        assert!(matches!(
-            Manifest::decode("MANIFEST", &bytes[..100]),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert!(matches!(Manifest::decode("MANIFEST", &bytes[..100]), Err(FormatError::Truncated { .. })));
     }
 }

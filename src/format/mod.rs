@@ -21,9 +21,7 @@ pub use error::FormatError;
 pub use header::{decode_file, encode_file, FileHeader, FileKind, HEADER_LEN};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
-pub use segment::{
-    decode_extent, encode_extent, extent_len, ids_offset, segment_header_page, ExtentView,
-};
+pub use segment::{decode_extent, encode_extent, extent_len, ids_offset, segment_header_page, ExtentView};
 
 /// First eight bytes of every quiver file.
 pub const MAGIC: [u8; 8] = *b"QUIVERix";
@@ -54,43 +52,34 @@ pub fn crc32c(data: &[u8]) -> u32 {
 }
 
 /// Whether this library reads files written as `major.minor`: the one place that decides.
+// FORMAT_MINOR is 0 today, which makes `minor <= FORMAT_MINOR` look degenerate to clippy;
+// the rule is the one that must hold once it grows.
+#[allow(clippy::absurd_extreme_comparisons)]
 pub fn check_version(file: &str, major: u16, minor: u16) -> Result<(), FormatError> {
     if major == FORMAT_MAJOR && minor <= FORMAT_MINOR {
         Ok(())
     } else {
-        Err(FormatError::UnsupportedVersion {
-            file: file.to_string(),
-            major,
-            minor,
-        })
+        Err(FormatError::UnsupportedVersion { file: file.to_string(), major, minor })
     }
 }
 
 /// Reads `n` little-endian f32 values from `bytes` (exactly 4n long).
 pub(crate) fn f32s_from_le(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 pub(crate) fn u32s_from_le(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
 pub(crate) fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
     out.reserve(v.len() * 4);
-    v.iter()
-        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
 }
 
 pub(crate) fn put_u32s(out: &mut Vec<u8>, v: &[u32]) {
     out.reserve(v.len() * 4);
-    v.iter()
-        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
 }
 
 /// A cursor over a verified payload that turns a short read into [`FormatError::Truncated`].
@@ -103,12 +92,7 @@ pub(crate) struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub fn new(file: &'a str, bytes: &'a [u8], base: u64) -> Self {
-        Cursor {
-            file,
-            bytes,
-            pos: 0,
-            base,
-        }
+        Cursor { file, bytes, pos: 0, base }
     }
 
     pub fn offset(&self) -> u64 {
@@ -158,12 +142,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub fn invalid(&self, what: &str, reason: String) -> FormatError {
-        FormatError::Invalid {
-            file: self.file.to_string(),
-            what: what.to_string(),
-            offset: self.offset(),
-            reason,
-        }
+        FormatError::Invalid { file: self.file.to_string(), what: what.to_string(), offset: self.offset(), reason }
     }
 }
 
@@ -182,17 +161,8 @@ mod tests {
     #[test]
     fn versions_newer_than_ours_are_refused() {
         assert!(check_version("f", 1, 0).is_ok());
-        assert!(matches!(
-            check_version("f", 1, 1),
-            Err(FormatError::UnsupportedVersion { .. })
-        ));
-        assert!(matches!(
-            check_version("f", 2, 0),
-            Err(FormatError::UnsupportedVersion { .. })
-        ));
-        assert!(matches!(
-            check_version("f", 0, 9),
-            Err(FormatError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(check_version("f", 1, 1), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }
 }

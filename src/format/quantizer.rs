@@ -4,14 +4,11 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    decode_file, encode_file, f32s_from_le, put_f32s, put_u32s, u32s_from_le, Cursor, FileKind,
-    FormatError, HEADER_LEN,
+    decode_file, encode_file, f32s_from_le, put_f32s, put_u32s, u32s_from_le, Cursor, FileKind, FormatError, HEADER_LEN,
 };
 
 /// Fixed part of the quantizer payload, 32 bytes.
-#[derive(
-    FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
-)]
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub struct QuantizerHeader {
     pub nlist: U32,
@@ -65,12 +62,8 @@ impl QuantizerBlock {
         let h: QuantizerHeader = c.read("quantizer header")?;
         let (nlist, dim) = (h.nlist.get() as usize, h.dim.get() as usize);
         let n_cent = nlist.checked_mul(dim).and_then(|v| v.checked_mul(4));
-        let n_cent = n_cent.ok_or_else(|| {
-            c.invalid(
-                "quantizer header",
-                format!("nlist {nlist} × dim {dim} overflows"),
-            )
-        })?;
+        let n_cent =
+            n_cent.ok_or_else(|| c.invalid("quantizer header", format!("nlist {nlist} × dim {dim} overflows")))?;
         let centroids = f32s_from_le(c.take(n_cent, "centroids")?);
         let levels = c.take(nlist, "HNSW levels")?.to_vec();
         c.align(4, "level padding")?;
@@ -78,10 +71,7 @@ impl QuantizerBlock {
         let neighbors = u32s_from_le(c.take(n_slots.saturating_mul(4), "HNSW neighbours")?);
         c.finish()?;
         if levels.iter().copied().max().unwrap_or(0) as u32 != h.max_level.get() {
-            return Err(c.invalid(
-                "quantizer header",
-                "max_level disagrees with the stored levels".into(),
-            ));
+            return Err(c.invalid("quantizer header", "max_level disagrees with the stored levels".into()));
         }
         Ok((
             QuantizerBlock {
@@ -124,13 +114,7 @@ mod tests {
         let bytes = sample().encode([0; 16]);
         let mut b = bytes.clone();
         b[HEADER_LEN + 40] ^= 0xff;
-        assert!(matches!(
-            QuantizerBlock::decode("q", &b),
-            Err(FormatError::ChecksumMismatch { .. })
-        ));
-        assert!(matches!(
-            QuantizerBlock::decode("q", &bytes[..bytes.len() - 4]),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert!(matches!(QuantizerBlock::decode("q", &b), Err(FormatError::ChecksumMismatch { .. })));
+        assert!(matches!(QuantizerBlock::decode("q", &bytes[..bytes.len() - 4]), Err(FormatError::Truncated { .. })));
     }
 }

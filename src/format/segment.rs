@@ -22,8 +22,7 @@ pub fn encode_extent(codes: &[u8], ids: &[u64], code_size: usize, out: &mut Vec<
     out.clear();
     out.extend_from_slice(codes);
     out.resize(ids_offset(count, code_size as u64) as usize, 0);
-    ids.iter()
-        .for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
+    ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
     out.resize(extent_len(count, code_size as u64) as usize, 0);
     crc32c(out)
 }
@@ -36,9 +35,7 @@ pub struct ExtentView<'a> {
 
 impl<'a> ExtentView<'a> {
     pub fn ids(&self) -> impl Iterator<Item = u64> + 'a {
-        self.ids
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        self.ids.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
     }
 }
 
@@ -71,10 +68,7 @@ pub fn decode_extent<'a>(
         });
     }
     let io = ids_offset(count as u64, code_size as u64) as usize;
-    Ok(ExtentView {
-        codes: &bytes[..count * code_size],
-        ids: &bytes[io..io + 8 * count],
-    })
+    Ok(ExtentView { codes: &bytes[..count * code_size], ids: &bytes[io..io + 8 * count] })
 }
 
 /// The first page of a segment: its header (payload = the extent area after this page), zeros.
@@ -123,27 +117,14 @@ mod tests {
             crc: crc.into(),
             reserved: 0.into(),
         };
-        assert!(matches!(
-            decode_extent("s", &e, 2, &buf),
-            Err(FormatError::ChecksumMismatch { .. })
-        ));
-        assert!(matches!(
-            decode_extent("s", &e, 2, &buf[..100]),
-            Err(FormatError::Truncated { .. })
-        ));
+        assert!(matches!(decode_extent("s", &e, 2, &buf), Err(FormatError::ChecksumMismatch { .. })));
+        assert!(matches!(decode_extent("s", &e, 2, &buf[..100]), Err(FormatError::Truncated { .. })));
     }
 
     #[test]
     fn header_page_decodes() {
         let p = segment_header_page([1; 16], 8192, 42);
         let h = FileHeader::decode("s", FileKind::Segment, &p).unwrap();
-        assert_eq!(
-            (
-                h.payload_offset.get(),
-                h.payload_len.get(),
-                h.payload_crc.get()
-            ),
-            (4096, 8192, 42)
-        );
+        assert_eq!((h.payload_offset.get(), h.payload_len.get(), h.payload_crc.get()), (4096, 8192, 42));
     }
 }

@@ -3,9 +3,9 @@
 //! and the neighbour-selection heuristic both for a new node's links and when a full neighbour
 //! list must make room.
 
-use super::search::{Space, VisitedSet};
+use super::search::VisitedSet;
+use super::Points;
 use super::{Hnsw, EMPTY};
-use crate::distance::Metric;
 use crate::rng::Rng;
 use crate::topk::Neighbor;
 
@@ -19,11 +19,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams {
-            m: 32,
-            ef_construction: 40,
-            seed: 12345,
-        }
+        HnswParams { m: 32, ef_construction: 40, seed: 12345 }
     }
 }
 
@@ -53,9 +49,9 @@ fn random_level(probas: &[f64], rng: &mut Rng) -> u8 {
 }
 
 impl Hnsw {
-    /// Builds the graph over the rows of `data` (n × d).
-    pub fn build(data: &[f32], d: usize, metric: Metric, params: &HnswParams) -> Hnsw {
-        let n = data.len() / d;
+    /// Builds the graph over `sp`'s rows.
+    pub fn build(sp: Points, params: &HnswParams) -> Hnsw {
+        let n = sp.data.len() / sp.d;
         let m = params.m.max(2);
         let mut rng = Rng::new(params.seed);
         let probas = level_probabilities(m);
@@ -75,7 +71,6 @@ impl Hnsw {
                 bucket.swap(i, rng.below(i as u64 + 1) as usize);
             }
         }
-        let sp = Space { data, d, metric };
         let mut visited = VisitedSet::new(n);
         g.entry_point = order[0];
         g.max_level = levels[order[0] as usize];
@@ -85,13 +80,10 @@ impl Hnsw {
         g
     }
 
-    fn insert(&mut self, sp: Space, node: u32, ef: usize, visited: &mut VisitedSet) {
+    fn insert(&mut self, sp: Points, node: u32, ef: usize, visited: &mut VisitedSet) {
         let q = sp.row(node);
         let level = self.levels[node as usize];
-        let mut cur = Neighbor {
-            id: self.entry_point as u64,
-            dist: sp.dist(q, self.entry_point),
-        };
+        let mut cur = Neighbor { id: self.entry_point as u64, dist: sp.dist(q, self.entry_point) };
         for l in ((level + 1)..=self.max_level).rev() {
             cur = self.greedy(sp, q, cur, l);
         }
@@ -115,7 +107,7 @@ impl Hnsw {
     }
 
     /// Adds `dst` to `src`'s list on `level`; a full list is re-selected by the heuristic.
-    fn add_link(&mut self, sp: Space, src: u32, dst: u32, level: u8) {
+    fn add_link(&mut self, sp: Points, src: u32, dst: u32, level: u8) {
         let r = self.range(src, level);
         let slots = &mut self.neighbors[r.clone()];
         if let Some(free) = slots.iter_mut().find(|s| **s == EMPTY) {
@@ -126,10 +118,7 @@ impl Hnsw {
         let mut cands: Vec<Neighbor> = slots
             .iter()
             .chain(std::iter::once(&dst))
-            .map(|&v| Neighbor {
-                id: v as u64,
-                dist: sp.dist(base, v),
-            })
+            .map(|&v| Neighbor { id: v as u64, dist: sp.dist(base, v) })
             .collect();
         cands.sort();
         let kept = select_heuristic(sp, &cands, r.len());
@@ -143,17 +132,14 @@ impl Hnsw {
 /// Malkov & Yashunin's heuristic (faiss's `shrink_neighbor_list`): walk candidates closest
 /// first, keep one only if it is closer to the base than to every neighbour already kept, so the
 /// links spread over directions instead of crowding one cluster.
-fn select_heuristic(sp: Space, sorted: &[Neighbor], max: usize) -> Vec<Neighbor> {
+fn select_heuristic(sp: Points, sorted: &[Neighbor], max: usize) -> Vec<Neighbor> {
     let mut out: Vec<Neighbor> = Vec::with_capacity(max);
     for &c in sorted {
         if out.len() >= max {
             break;
         }
         let crow = sp.row(c.id as u32);
-        if out
-            .iter()
-            .all(|kept| sp.dist(crow, kept.id as u32) >= c.dist)
-        {
+        if out.iter().all(|kept| sp.dist(crow, kept.id as u32) >= c.dist) {
             out.push(c);
         }
     }
@@ -163,14 +149,11 @@ fn select_heuristic(sp: Space, sorted: &[Neighbor], max: usize) -> Vec<Neighbor>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::distance;
+    use crate::distance::{self, Metric};
 
     fn brute(data: &[f32], d: usize, metric: Metric, q: &[f32], k: usize) -> Vec<u32> {
-        let mut v: Vec<(f32, u32)> = data
-            .chunks_exact(d)
-            .enumerate()
-            .map(|(i, r)| (distance::dissimilarity(metric, q, r), i as u32))
-            .collect();
+        let mut v: Vec<(f32, u32)> =
+            data.chunks_exact(d).enumerate().map(|(i, r)| (distance::dissimilarity(metric, q, r), i as u32)).collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         v.into_iter().take(k).map(|x| x.1).collect()
     }
@@ -179,22 +162,14 @@ mod tests {
         let (n, d, k) = (3000, 16, 10);
         let mut r = Rng::new(1);
         let data: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
-        let g = Hnsw::build(
-            &data,
-            d,
-            metric,
-            &HnswParams {
-                m: 16,
-                ef_construction: 40,
-                seed: 3,
-            },
-        );
+        let sp = Points { data: &data, d, metric };
+        let g = Hnsw::build(sp, &HnswParams { m: 16, ef_construction: 40, seed: 3 });
         let mut vis = VisitedSet::new(n);
         let mut hits = 0;
         let nq = 200;
         for _ in 0..nq {
             let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
-            let got = g.search(&data, d, metric, &q, k, 64, &mut vis);
+            let got = g.search(sp, &q, k, 64, &mut vis);
             let want = brute(&data, d, metric, &q, k);
             hits += got.iter().filter(|n| want.contains(&(n.id as u32))).count();
         }
@@ -219,17 +194,8 @@ mod tests {
         let mut r = Rng::new(2);
         let d = 8;
         let data: Vec<f32> = (0..500 * d).map(|_| r.normal() as f32).collect();
-        let g = Hnsw::build(
-            &data,
-            d,
-            Metric::L2,
-            &HnswParams {
-                m: 8,
-                ..Default::default()
-            },
-        );
-        let again =
-            Hnsw::from_parts(g.m, g.levels.clone(), g.neighbors.clone(), g.entry_point).unwrap();
+        let g = Hnsw::build(Points { data: &data, d, metric: Metric::L2 }, &HnswParams { m: 8, ..Default::default() });
+        let again = Hnsw::from_parts(g.m, g.levels.clone(), g.neighbors.clone(), g.entry_point).unwrap();
         assert_eq!(again, g);
         for i in 0..g.len() as u32 {
             assert!(g.neighbors_of(i, 0).all(|nb| nb != i));
@@ -239,14 +205,13 @@ mod tests {
 
     #[test]
     fn single_node_and_empty_graphs_search() {
-        let g = Hnsw::build(&[1.0, 2.0], 2, Metric::L2, &HnswParams::default());
+        let one = Points { data: &[1.0, 2.0], d: 2, metric: Metric::L2 };
+        let g = Hnsw::build(one, &HnswParams::default());
         let mut vis = VisitedSet::new(1);
-        let r = g.search(&[1.0, 2.0], 2, Metric::L2, &[0.0, 0.0], 5, 16, &mut vis);
-        assert_eq!(r.len(), 1);
-        let e = Hnsw::build(&[], 2, Metric::L2, &HnswParams::default());
-        assert!(e
-            .search(&[], 2, Metric::L2, &[0.0, 0.0], 5, 16, &mut vis)
-            .is_empty());
+        assert_eq!(g.search(one, &[0.0, 0.0], 5, 16, &mut vis).len(), 1);
+        let none = Points { data: &[], d: 2, metric: Metric::L2 };
+        let e = Hnsw::build(none, &HnswParams::default());
+        assert!(e.search(none, &[0.0, 0.0], 5, 16, &mut vis).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod build;
 mod search;
 
 pub use build::HnswParams;
-pub use search::VisitedSet;
+pub use search::{Points, VisitedSet};
 
 /// Marks an unused neighbour slot.
 pub const EMPTY: u32 = u32::MAX;
@@ -42,12 +42,7 @@ impl Hnsw {
     /// Reassembles a graph from its stored parts, checking every invariant search relies on
     /// (slot counts, ids in range, entry point on the top level) so that a damaged graph is an
     /// error here and never an out-of-bounds access later.
-    pub fn from_parts(
-        m: usize,
-        levels: Vec<u8>,
-        neighbors: Vec<u32>,
-        entry_point: u32,
-    ) -> Result<Self, GraphError> {
+    pub fn from_parts(m: usize, levels: Vec<u8>, neighbors: Vec<u32>, entry_point: u32) -> Result<Self, GraphError> {
         let n = levels.len();
         let bad = |s: String| Err(GraphError::Invalid(s));
         if m == 0 {
@@ -56,42 +51,23 @@ impl Hnsw {
         let offsets = Self::offsets_for(m, &levels);
         let total = offsets[n];
         if total != neighbors.len() {
-            return bad(format!(
-                "{} neighbour slots stored, levels need {total}",
-                neighbors.len()
-            ));
+            return bad(format!("{} neighbour slots stored, levels need {total}", neighbors.len()));
         }
         if let Some(&v) = neighbors.iter().find(|&&v| v != EMPTY && v as usize >= n) {
             return bad(format!("neighbour id {v} out of range (n = {n})"));
         }
         let max_level = levels.iter().copied().max().unwrap_or(0);
         if n > 0 && (entry_point as usize >= n || levels[entry_point as usize] != max_level) {
-            return bad(format!(
-                "entry point {entry_point} is not a node on the top level {max_level}"
-            ));
+            return bad(format!("entry point {entry_point} is not a node on the top level {max_level}"));
         }
-        Ok(Hnsw {
-            m,
-            levels,
-            neighbors,
-            entry_point,
-            max_level,
-            offsets,
-        })
+        Ok(Hnsw { m, levels, neighbors, entry_point, max_level, offsets })
     }
 
     /// A graph with every slot empty, sized for `levels`.
     pub(crate) fn with_levels(m: usize, levels: Vec<u8>) -> Self {
         let offsets = Self::offsets_for(m, &levels);
         let neighbors = vec![EMPTY; offsets[levels.len()]];
-        Hnsw {
-            m,
-            levels,
-            neighbors,
-            entry_point: 0,
-            max_level: 0,
-            offsets,
-        }
+        Hnsw { m, levels, neighbors, entry_point: 0, max_level: 0, offsets }
     }
 
     fn offsets_for(m: usize, levels: &[u8]) -> Vec<usize> {
@@ -125,9 +101,6 @@ impl Hnsw {
 
     /// The used neighbour slots of `node` on `level`.
     pub fn neighbors_of(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_ {
-        self.neighbors[self.range(node, level)]
-            .iter()
-            .copied()
-            .take_while(|&v| v != EMPTY)
+        self.neighbors[self.range(node, level)].iter().copied().take_while(|&v| v != EMPTY)
     }
 }

@@ -16,10 +16,7 @@ pub struct VisitedSet {
 
 impl VisitedSet {
     pub fn new(n: usize) -> Self {
-        VisitedSet {
-            marks: vec![0; n],
-            generation: 0,
-        }
+        VisitedSet { marks: vec![0; n], generation: 0 }
     }
 
     fn reset(&mut self, n: usize) {
@@ -43,15 +40,16 @@ impl VisitedSet {
     }
 }
 
-/// The vectors a graph indexes: row `i` of an n × d slice, compared under `metric`.
-#[derive(Clone, Copy)]
-pub(crate) struct Space<'a> {
+/// The vectors a graph indexes: row `i` of an n × d slice, compared under `metric` (the
+/// kernel metric: L2 or inner product).
+#[derive(Clone, Copy, Debug)]
+pub struct Points<'a> {
     pub data: &'a [f32],
     pub d: usize,
     pub metric: Metric,
 }
 
-impl Space<'_> {
+impl Points<'_> {
     #[inline]
     pub fn row(&self, i: u32) -> &[f32] {
         &self.data[i as usize * self.d..(i as usize + 1) * self.d]
@@ -65,16 +63,13 @@ impl Space<'_> {
 
 impl Hnsw {
     /// Moves to a closer neighbour on `level` until none is closer.
-    pub(crate) fn greedy(&self, sp: Space, q: &[f32], mut cur: Neighbor, level: u8) -> Neighbor {
+    pub(crate) fn greedy(&self, sp: Points, q: &[f32], mut cur: Neighbor, level: u8) -> Neighbor {
         loop {
             let mut improved = false;
             for nb in self.neighbors_of(cur.id as u32, level) {
                 let d = sp.dist(q, nb);
                 if d < cur.dist {
-                    cur = Neighbor {
-                        id: nb as u64,
-                        dist: d,
-                    };
+                    cur = Neighbor { id: nb as u64, dist: d };
                     improved = true;
                 }
             }
@@ -87,7 +82,7 @@ impl Hnsw {
     /// Best-first search of width `ef` on `level` from `entry`; returns candidates closest first.
     pub(crate) fn search_layer(
         &self,
-        sp: Space,
+        sp: Points,
         q: &[f32],
         entry: Neighbor,
         ef: usize,
@@ -101,9 +96,7 @@ impl Hnsw {
         candidates.push(Reverse(entry));
         results.push(entry);
         while let Some(Reverse(c)) = candidates.pop() {
-            if results.len() >= ef
-                && c.dist > results.peek().map_or(f32::INFINITY, |n: &Neighbor| n.dist)
-            {
+            if results.len() >= ef && c.dist > results.peek().map_or(f32::INFINITY, |n: &Neighbor| n.dist) {
                 break;
             }
             for nb in self.neighbors_of(c.id as u32, level) {
@@ -113,10 +106,7 @@ impl Hnsw {
                 let d = sp.dist(q, nb);
                 let worst = results.peek().map_or(f32::INFINITY, |n| n.dist);
                 if results.len() < ef || d < worst {
-                    let n = Neighbor {
-                        id: nb as u64,
-                        dist: d,
-                    };
+                    let n = Neighbor { id: nb as u64, dist: d };
                     candidates.push(Reverse(n));
                     results.push(n);
                     if results.len() > ef {
@@ -128,27 +118,13 @@ impl Hnsw {
         results.into_sorted_vec()
     }
 
-    /// The `k` nearest nodes to `q` (closest first) with search width `max(ef, k)`.
-    ///
-    /// `data` is the n × d matrix the graph was built over, `metric` the kernel metric.
-    pub fn search(
-        &self,
-        data: &[f32],
-        d: usize,
-        metric: Metric,
-        q: &[f32],
-        k: usize,
-        ef: usize,
-        visited: &mut VisitedSet,
-    ) -> Vec<Neighbor> {
+    /// The `k` nearest nodes to `q` (closest first) with search width `max(ef, k)`; `sp` are
+    /// the vectors the graph was built over.
+    pub fn search(&self, sp: Points, q: &[f32], k: usize, ef: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
         if self.is_empty() || k == 0 {
             return Vec::new();
         }
-        let sp = Space { data, d, metric };
-        let mut cur = Neighbor {
-            id: self.entry_point as u64,
-            dist: sp.dist(q, self.entry_point),
-        };
+        let mut cur = Neighbor { id: self.entry_point as u64, dist: sp.dist(q, self.entry_point) };
         for level in (1..=self.max_level).rev() {
             cur = self.greedy(sp, q, cur, level);
         }

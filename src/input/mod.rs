@@ -16,42 +16,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: unknown vector file extension {ext:?}: use .fvecs, .bvecs, .ivecs, .fbin, .u8bin, .i8bin, .ibin or .npy")]
     UnknownFormat { path: PathBuf, ext: String },
     #[error("{path}: {reason}")]
     BadHeader { path: PathBuf, reason: String },
     #[error("{path}: file size {size} is not a whole number of rows ({detail}); the file is truncated or not in this format")]
-    Truncated {
-        path: PathBuf,
-        size: u64,
-        detail: String,
-    },
+    Truncated { path: PathBuf, size: u64, detail: String },
     #[error("{path}: row {row} has dimension {found}, expected {expected}")]
-    DimensionMismatch {
-        path: PathBuf,
-        row: u64,
-        found: i64,
-        expected: usize,
-    },
+    DimensionMismatch { path: PathBuf, row: u64, found: i64, expected: usize },
     #[error("{path}: row {row}, component {col} is {value} (NaN and infinity cannot be indexed)")]
-    NonFinite {
-        path: PathBuf,
-        row: u64,
-        col: usize,
-        value: f32,
-    },
+    NonFinite { path: PathBuf, row: u64, col: usize, value: f32 },
     #[error("{path}: the file holds no vectors")]
     Empty { path: PathBuf },
     #[error("{path}: holds {found} values, expected {expected}")]
-    WrongType {
-        path: PathBuf,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { path: PathBuf, expected: &'static str, found: &'static str },
 }
 
 /// Element type of a vector file.
@@ -93,11 +72,7 @@ pub enum Layout {
 
 impl Layout {
     pub fn from_path(path: &Path) -> Result<Layout, InputError> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         Ok(match ext.as_str() {
             "fvecs" => Layout::Vecs(Elem::F32),
             "bvecs" => Layout::Vecs(Elem::U8),
@@ -107,12 +82,7 @@ impl Layout {
             "i8bin" => Layout::Bin(Elem::I8),
             "ibin" => Layout::Bin(Elem::I32),
             "npy" => Layout::Npy,
-            _ => {
-                return Err(InputError::UnknownFormat {
-                    path: path.to_owned(),
-                    ext,
-                })
-            }
+            _ => return Err(InputError::UnknownFormat { path: path.to_owned(), ext }),
         })
     }
 }
@@ -136,10 +106,7 @@ impl VectorFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, InputError> {
         let path = path.as_ref().to_owned();
         let layout = Layout::from_path(&path)?;
-        let io = |source| InputError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| InputError::Io { path: path.clone(), source };
         let file = File::open(&path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
         let (elem, dim, n, data_offset, row_prefix) = match layout {
@@ -148,20 +115,16 @@ impl VectorFile {
                     return Err(InputError::Empty { path });
                 }
                 let mut b = [0u8; 4];
-                file.read_exact_at(&mut b, 0)
-                    .map_err(|_| InputError::Truncated {
-                        path: path.clone(),
-                        size,
-                        detail: "no dimension field".into(),
-                    })?;
+                file.read_exact_at(&mut b, 0).map_err(|_| InputError::Truncated {
+                    path: path.clone(),
+                    size,
+                    detail: "no dimension field".into(),
+                })?;
                 let d = i32::from_le_bytes(b);
                 if d <= 0 || d > 1 << 20 {
                     return Err(InputError::BadHeader {
                         path,
-                        reason: format!(
-                            "first row declares dimension {d}; not a {} file?",
-                            ext_name(layout)
-                        ),
+                        reason: format!("first row declares dimension {d}; not a {} file?", ext_name(layout)),
                     });
                 }
                 let stride = 4 + d as u64 * elem.size() as u64;
@@ -176,29 +139,22 @@ impl VectorFile {
             }
             Layout::Bin(elem) => {
                 let mut b = [0u8; 8];
-                file.read_exact_at(&mut b, 0)
-                    .map_err(|_| InputError::Truncated {
-                        path: path.clone(),
-                        size,
-                        detail: "no 8-byte (n, d) header".into(),
-                    })?;
+                file.read_exact_at(&mut b, 0).map_err(|_| InputError::Truncated {
+                    path: path.clone(),
+                    size,
+                    detail: "no 8-byte (n, d) header".into(),
+                })?;
                 let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 let d = i32::from_le_bytes([b[4], b[5], b[6], b[7]]);
                 if n < 0 || d <= 0 {
-                    return Err(InputError::BadHeader {
-                        path,
-                        reason: format!("header declares n = {n}, d = {d}"),
-                    });
+                    return Err(InputError::BadHeader { path, reason: format!("header declares n = {n}, d = {d}") });
                 }
                 let want = 8 + n as u64 * d as u64 * elem.size() as u64;
                 if size != want {
                     return Err(InputError::Truncated {
                         path,
                         size,
-                        detail: format!(
-                            "header declares {n} × {d} {}, which needs {want} bytes",
-                            elem.name()
-                        ),
+                        detail: format!("header declares {n} × {d} {}, which needs {want} bytes", elem.name()),
                     });
                 }
                 (elem, d as usize, n as usize, 8, 0)
@@ -210,12 +166,7 @@ impl VectorFile {
                     return Err(InputError::Truncated {
                         path,
                         size,
-                        detail: format!(
-                            "shape ({}, {}) of {} needs {want} bytes",
-                            h.n,
-                            h.d,
-                            h.elem.name()
-                        ),
+                        detail: format!("shape ({}, {}) of {} needs {want} bytes", h.n, h.d, h.elem.name()),
                     });
                 }
                 (h.elem, h.d, h.n, h.data_offset, 0)
@@ -224,16 +175,7 @@ impl VectorFile {
         if n == 0 {
             return Err(InputError::Empty { path });
         }
-        Ok(VectorFile {
-            path,
-            file,
-            layout,
-            elem,
-            dim,
-            n,
-            data_offset,
-            row_prefix,
-        })
+        Ok(VectorFile { path, file, layout, elem, dim, n, data_offset, row_prefix })
     }
 
     pub fn path(&self) -> &Path {
@@ -271,10 +213,7 @@ impl VectorFile {
         let mut raw = vec![0u8; count * stride];
         self.file
             .read_exact_at(&mut raw, self.data_offset + (start * stride) as u64)
-            .map_err(|source| InputError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|source| InputError::Io { path: self.path.clone(), source })?;
         if self.row_prefix == 0 {
             return Ok(raw);
         }
@@ -297,12 +236,7 @@ impl VectorFile {
 
     /// Appends rows `start..start + count` (clipped to the file) to `out` as f32, and checks
     /// that every value is finite.
-    pub fn read_f32(
-        &self,
-        start: usize,
-        count: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<(), InputError> {
+    pub fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
         if self.elem == Elem::I32 {
             return Err(InputError::WrongType {
                 path: self.path.clone(),
@@ -313,10 +247,7 @@ impl VectorFile {
         let raw = self.read_raw(start, count)?;
         let first = out.len();
         match self.elem {
-            Elem::F32 => out.extend(
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
+            Elem::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
             Elem::U8 => out.extend(raw.iter().map(|&b| b as f32)),
             Elem::I8 => out.extend(raw.iter().map(|&b| b as i8 as f32)),
             Elem::I32 => unreachable!("rejected above"),
@@ -349,10 +280,7 @@ impl VectorFile {
             });
         }
         let raw = self.read_raw(0, self.n)?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 }
 
@@ -445,10 +373,7 @@ mod tests {
             let mut w = VectorWriter::create(&p, 2).unwrap();
             w.write_i32(&[1, 2, 3, -1]).unwrap();
             w.finish().unwrap();
-            assert_eq!(
-                VectorFile::open(&p).unwrap().read_all_i32().unwrap(),
-                vec![1, 2, 3, -1]
-            );
+            assert_eq!(VectorFile::open(&p).unwrap().read_all_i32().unwrap(), vec![1, 2, 3, -1]);
         }
     }
 
@@ -461,38 +386,20 @@ mod tests {
         w.finish().unwrap();
         let full = std::fs::read(&p).unwrap();
         std::fs::write(&p, &full[..full.len() - 2]).unwrap();
-        assert!(matches!(
-            VectorFile::open(&p),
-            Err(InputError::Truncated { .. })
-        ));
+        assert!(matches!(VectorFile::open(&p), Err(InputError::Truncated { .. })));
         let mut bad = full.clone();
         bad[16] = 4; // row 1 declares dimension 4
         std::fs::write(&p, &bad).unwrap();
         let f = VectorFile::open(&p).unwrap();
-        assert!(matches!(
-            f.read_all_f32(),
-            Err(InputError::DimensionMismatch { row: 1, .. })
-        ));
+        assert!(matches!(f.read_all_f32(), Err(InputError::DimensionMismatch { row: 1, .. })));
         let mut nan = full.clone();
         nan[16 * 3 + 4..16 * 3 + 8].copy_from_slice(&f32::NAN.to_le_bytes());
         std::fs::write(&p, &nan).unwrap();
         let e = VectorFile::open(&p).unwrap().read_all_f32().unwrap_err();
-        assert!(
-            matches!(e, InputError::NonFinite { row: 3, col: 0, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, InputError::NonFinite { row: 3, col: 0, .. }), "{e}");
         std::fs::write(&p, b"").unwrap();
-        assert!(matches!(
-            VectorFile::open(&p),
-            Err(InputError::Empty { .. })
-        ));
-        assert!(matches!(
-            VectorFile::open(d.path().join("x.csv")),
-            Err(InputError::UnknownFormat { .. })
-        ));
-        assert!(matches!(
-            VectorFile::open(d.path().join("missing.fvecs")),
-            Err(InputError::Io { .. })
-        ));
+        assert!(matches!(VectorFile::open(&p), Err(InputError::Empty { .. })));
+        assert!(matches!(VectorFile::open(d.path().join("x.csv")), Err(InputError::UnknownFormat { .. })));
+        assert!(matches!(VectorFile::open(d.path().join("missing.fvecs")), Err(InputError::Io { .. })));
     }
 }

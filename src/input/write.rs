@@ -28,18 +28,8 @@ impl VectorWriter {
             Layout::Vecs(e) | Layout::Bin(e) => e,
             Layout::Npy => Elem::F32,
         };
-        let f = File::create(&path).map_err(|source| InputError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mut w = VectorWriter {
-            path,
-            out: BufWriter::with_capacity(1 << 20, f),
-            layout,
-            elem,
-            dim,
-            rows: 0,
-        };
+        let f = File::create(&path).map_err(|source| InputError::Io { path: path.clone(), source })?;
+        let mut w = VectorWriter { path, out: BufWriter::with_capacity(1 << 20, f), layout, elem, dim, rows: 0 };
         let header_len = match layout {
             Layout::Bin(_) => 8,
             Layout::Npy => NPY_HEADER,
@@ -50,20 +40,13 @@ impl VectorWriter {
     }
 
     fn put(&mut self, b: &[u8]) -> Result<(), InputError> {
-        self.out.write_all(b).map_err(|source| InputError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.out.write_all(b).map_err(|source| InputError::Io { path: self.path.clone(), source })
     }
 
     /// Appends rows (a multiple of `dim` values). uint8/int8 targets round and saturate.
     pub fn write_f32(&mut self, v: &[f32]) -> Result<(), InputError> {
         if self.elem == Elem::I32 {
-            return Err(InputError::WrongType {
-                path: self.path.clone(),
-                expected: "int32 ids",
-                found: "float32",
-            });
+            return Err(InputError::WrongType { path: self.path.clone(), expected: "int32 ids", found: "float32" });
         }
         let mut buf = Vec::with_capacity(v.len() * 4 + v.len() / self.dim * 4);
         for row in v.chunks_exact(self.dim) {
@@ -86,19 +69,14 @@ impl VectorWriter {
     /// Appends rows of int32 (ids), for `.ivecs` / `.ibin`.
     pub fn write_i32(&mut self, v: &[i32]) -> Result<(), InputError> {
         if self.elem != Elem::I32 {
-            return Err(InputError::WrongType {
-                path: self.path.clone(),
-                expected: self.elem.name(),
-                found: "int32",
-            });
+            return Err(InputError::WrongType { path: self.path.clone(), expected: self.elem.name(), found: "int32" });
         }
         let mut buf = Vec::with_capacity(v.len() * 4 + v.len() / self.dim * 4);
         for row in v.chunks_exact(self.dim) {
             if matches!(self.layout, Layout::Vecs(_)) {
                 buf.extend_from_slice(&(self.dim as i32).to_le_bytes());
             }
-            row.iter()
-                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            row.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
             self.rows += 1;
         }
         self.put(&buf)
@@ -113,10 +91,8 @@ impl VectorWriter {
                 Some(h)
             }
             Layout::Npy => {
-                let dict = format!(
-                    "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-                    self.rows, self.dim
-                );
+                let dict =
+                    format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", self.rows, self.dim);
                 let mut h = b"\x93NUMPY\x01\x00".to_vec();
                 h.extend_from_slice(&((NPY_HEADER - 10) as u16).to_le_bytes());
                 h.extend_from_slice(dict.as_bytes());
@@ -127,10 +103,7 @@ impl VectorWriter {
             Layout::Vecs(_) => None,
         };
         let path = self.path.clone();
-        let io = |source| InputError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| InputError::Io { path: path.clone(), source };
         self.out.flush().map_err(io)?;
         let mut f = self.out.into_inner().map_err(|e| io(e.into_error()))?;
         if let Some(h) = header {

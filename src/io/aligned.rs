@@ -23,11 +23,7 @@ unsafe impl Sync for AlignedBuf {}
 
 impl Default for AlignedBuf {
     fn default() -> Self {
-        AlignedBuf {
-            ptr: NonNull::dangling(),
-            len: 0,
-            cap: 0,
-        }
+        AlignedBuf { ptr: NonNull::dangling(), len: 0, cap: 0 }
     }
 }
 
@@ -39,9 +35,7 @@ impl AlignedBuf {
             let layout = Layout::from_size_align(cap, ALIGN).expect("buffer size overflows isize");
             // SAFETY: layout has non-zero size.
             let p = unsafe { alloc::alloc_zeroed(layout) };
-            let Some(p) = NonNull::new(p) else {
-                alloc::handle_alloc_error(layout)
-            };
+            let Some(p) = NonNull::new(p) else { alloc::handle_alloc_error(layout) };
             self.free();
             self.ptr = p;
             self.cap = cap;
@@ -81,12 +75,7 @@ impl AlignedBuf {
     fn free(&mut self) {
         if self.cap > 0 {
             // SAFETY: allocated in resize with exactly this layout.
-            unsafe {
-                alloc::dealloc(
-                    self.ptr.as_ptr(),
-                    Layout::from_size_align_unchecked(self.cap, ALIGN),
-                )
-            };
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.cap, ALIGN)) };
             self.cap = 0;
         }
     }

@@ -57,18 +57,11 @@ static DIRECT_WARNED: AtomicBool = AtomicBool::new(false);
 /// (tmpfs, some overlays) get a buffered descriptor instead, and this is said once.
 /// Returns the file and whether it is O_DIRECT.
 pub fn open_for_reads(path: &Path) -> io::Result<(File, bool)> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
+    match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok((f, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             if !DIRECT_WARNED.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "quiver: {} does not support O_DIRECT; reading through the page cache",
-                    path.display()
-                );
+                eprintln!("quiver: {} does not support O_DIRECT; reading through the page cache", path.display());
             }
             Ok((File::open(path)?, false))
         }
@@ -115,10 +108,7 @@ impl Reader {
                 }
                 Ok(IoEngine::Pread)
             }
-            Err(e) => Err(io::Error::new(
-                e.kind(),
-                format!("io_uring requested but unavailable: {e}"),
-            )),
+            Err(e) => Err(io::Error::new(e.kind(), format!("io_uring requested but unavailable: {e}"))),
         }
     }
 
@@ -182,10 +172,8 @@ mod conformance {
         let (_d, path, bytes) = fixture(64);
         let (f, _) = open_for_reads(&path).unwrap();
         let spans = [(0usize, 1usize), (5, 3), (63, 1), (10, 20), (1, 1)];
-        let reqs: Vec<ReadRequest> = spans
-            .iter()
-            .map(|&(p, n)| ReadRequest::new(&f, (p * ALIGN) as u64, n * ALIGN).unwrap())
-            .collect();
+        let reqs: Vec<ReadRequest> =
+            spans.iter().map(|&(p, n)| ReadRequest::new(&f, (p * ALIGN) as u64, n * ALIGN).unwrap()).collect();
         for mode in engines() {
             let mut seen = vec![false; reqs.len()];
             let engine = with_reader(|r| {
@@ -205,20 +193,19 @@ mod conformance {
     fn reads_past_the_end_fail_cleanly_and_the_reader_stays_usable() {
         let (_d, path, _) = fixture(2);
         let (f, _) = open_for_reads(&path).unwrap();
-        let bad = [
-            ReadRequest::new(&f, 0, ALIGN).unwrap(),
-            ReadRequest::new(&f, 8 * ALIGN as u64, ALIGN).unwrap(),
-        ];
+        let bad = [ReadRequest::new(&f, 0, ALIGN).unwrap(), ReadRequest::new(&f, 8 * ALIGN as u64, ALIGN).unwrap()];
         let good = [ReadRequest::new(&f, ALIGN as u64, ALIGN).unwrap()];
         for mode in engines() {
             let r = with_reader(|r| r.read_all::<io::Error>(mode, &bad, |_, _| Ok(())));
-            assert_eq!(
-                r.unwrap_err().kind(),
-                io::ErrorKind::UnexpectedEof,
-                "{mode:?}"
-            );
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof, "{mode:?}");
             let mut n = 0;
-            with_reader(|r| r.read_all::<io::Error>(mode, &good, |_, _| Ok(n += 1))).unwrap();
+            with_reader(|r| {
+                r.read_all::<io::Error>(mode, &good, |_, _| {
+                    n += 1;
+                    Ok(())
+                })
+            })
+            .unwrap();
             assert_eq!(n, 1);
         }
     }
@@ -227,20 +214,20 @@ mod conformance {
     fn a_failing_callback_stops_the_batch_and_drains() {
         let (_d, path, _) = fixture(300);
         let (f, _) = open_for_reads(&path).unwrap();
-        let reqs: Vec<ReadRequest> = (0..300)
-            .map(|p| ReadRequest::new(&f, (p * ALIGN) as u64, ALIGN).unwrap())
-            .collect();
+        let reqs: Vec<ReadRequest> =
+            (0..300).map(|p| ReadRequest::new(&f, (p * ALIGN) as u64, ALIGN).unwrap()).collect();
         for mode in engines() {
-            let r = with_reader(|r| {
-                r.read_all::<io::Error>(mode, &reqs, |_, _| Err(io::Error::other("stop")))
-            });
+            let r = with_reader(|r| r.read_all::<io::Error>(mode, &reqs, |_, _| Err(io::Error::other("stop"))));
             assert_eq!(r.unwrap_err().to_string(), "stop");
             let mut n = 0;
-            with_reader(|r| r.read_all::<io::Error>(mode, &reqs, |_, _| Ok(n += 1))).unwrap();
-            assert_eq!(
-                n, 300,
-                "{mode:?}: more requests than the ring depth must all complete"
-            );
+            with_reader(|r| {
+                r.read_all::<io::Error>(mode, &reqs, |_, _| {
+                    n += 1;
+                    Ok(())
+                })
+            })
+            .unwrap();
+            assert_eq!(n, 300, "{mode:?}: more requests than the ring depth must all complete");
         }
     }
 }

@@ -15,12 +15,7 @@ pub(super) fn read_all<E: From<io::Error>>(
         // read_exact_at retries EINTR and short reads, and reports EOF as UnexpectedEof.
         r.file()
             .read_exact_at(b.as_mut_slice(), r.offset())
-            .map_err(|e| {
-                context(
-                    e,
-                    format_args!("pread of {} bytes at offset {}", r.len(), r.offset()),
-                )
-            })?;
+            .map_err(|e| context(e, format_args!("pread of {} bytes at offset {}", r.len(), r.offset())))?;
         on_done(i, b.as_slice())?;
     }
     Ok(())

@@ -24,10 +24,7 @@ pub(super) struct UringReader {
 
 impl UringReader {
     pub fn new() -> io::Result<Self> {
-        Ok(UringReader {
-            ring: IoUring::new(DEPTH)?,
-            in_flight: 0,
-        })
+        Ok(UringReader { ring: IoUring::new(DEPTH)?, in_flight: 0 })
     }
 
     /// Waits for every read still in flight and discards it.
@@ -55,12 +52,7 @@ impl UringReader {
         // read_all does not return (and Drop does not finish) while in_flight > 0, and the
         // buffers are owned by the thread's Reader, which outlives this engine's calls.
         // The queue has room: in_flight ≤ DEPTH and every slot is submitted before the next push.
-        unsafe {
-            self.ring
-                .submission()
-                .push(&sqe)
-                .expect("submission queue has room")
-        };
+        unsafe { self.ring.submission().push(&sqe).expect("submission queue has room") };
         self.in_flight += 1;
     }
 
@@ -92,11 +84,8 @@ impl UringReader {
                     break;
                 }
             }
-            let completions: Vec<(usize, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data() as usize, c.result()))
-                .collect();
+            let completions: Vec<(usize, i32)> =
+                self.ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
             for (tag, res) in completions {
                 self.in_flight -= 1;
                 let req = &reqs[tag];
@@ -109,23 +98,13 @@ impl UringReader {
                 let outcome = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
                 } else if res == 0 {
-                    Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file ends before the requested range",
-                    ))
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file ends before the requested range"))
                 } else {
                     done[tag] += res as usize;
                     Ok(())
                 };
                 if let Err(e) = outcome {
-                    let e = context(
-                        e,
-                        format_args!(
-                            "io_uring read of {} bytes at offset {}",
-                            req.len(),
-                            req.offset()
-                        ),
-                    );
+                    let e = context(e, format_args!("io_uring read of {} bytes at offset {}", req.len(), req.offset()));
                     first_err.get_or_insert(E::from(e));
                     continue;
                 }

@@ -23,32 +23,20 @@ pub struct KMeansParams {
 
 impl Default for KMeansParams {
     fn default() -> Self {
-        KMeansParams {
-            niter: 10,
-            max_points_per_centroid: 256,
-            spherical: false,
-            seed: 1234,
-        }
+        KMeansParams { niter: 10, max_points_per_centroid: 256, spherical: false, seed: 1234 }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KMeansError {
-    #[error(
-        "k-means needs at least as many training points as clusters: {n} points for {k} clusters"
-    )]
+    #[error("k-means needs at least as many training points as clusters: {n} points for {k} clusters")]
     TooFewPoints { n: usize, k: usize },
     #[error("k-means needs k > 0 and dimension > 0 (got k = {k}, d = {d})")]
     Empty { k: usize, d: usize },
 }
 
 /// Trains `k` centroids on `x` (n × d, row-major). Returns k × d centroids.
-pub fn train(
-    x: &[f32],
-    d: usize,
-    k: usize,
-    params: &KMeansParams,
-) -> Result<Vec<f32>, KMeansError> {
+pub fn train(x: &[f32], d: usize, k: usize, params: &KMeansParams) -> Result<Vec<f32>, KMeansError> {
     if k == 0 || d == 0 {
         return Err(KMeansError::Empty { k, d });
     }
@@ -77,10 +65,7 @@ pub fn train(
         let mut counts = vec![0usize; k];
         for (row, &(c, _)) in x.chunks_exact(d).zip(&assign) {
             counts[c as usize] += 1;
-            for (s, &v) in sums[c as usize * d..(c as usize + 1) * d]
-                .iter_mut()
-                .zip(row)
-            {
+            for (s, &v) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
                 *s += v as f64;
             }
         }
@@ -104,20 +89,12 @@ pub fn train(
 pub fn assign_l2(x: &[f32], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
     let table = distance::NearestL2::new(centroids, d);
     const BLOCK: usize = 64;
-    out.par_chunks_mut(BLOCK)
-        .zip(x.par_chunks(BLOCK * d))
-        .for_each(|(o, xs)| table.search(xs, o));
+    out.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK * d)).for_each(|(o, xs)| table.search(xs, o));
 }
 
 /// faiss's remedy for an empty cluster: copy a cluster chosen with probability proportional to
 /// its size, nudge the two copies apart by a relative ε in opposite directions, split its count.
-fn split_empty_clusters(
-    centroids: &mut [f32],
-    counts: &mut [usize],
-    d: usize,
-    n: usize,
-    rng: &mut Rng,
-) {
+fn split_empty_clusters(centroids: &mut [f32], counts: &mut [usize], d: usize, n: usize, rng: &mut Rng) {
     const EPS: f32 = 1.0 / 1024.0;
     let k = counts.len();
     if n <= k {
@@ -173,24 +150,10 @@ mod tests {
         }
         let mut best = f32::INFINITY;
         for seed in 0..5 {
-            let cents = train(
-                &x,
-                2,
-                4,
-                &KMeansParams {
-                    seed,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let cents = train(&x, 2, 4, &KMeansParams { seed, ..Default::default() }).unwrap();
             let err: f32 = centres
                 .iter()
-                .map(|c| {
-                    cents
-                        .chunks_exact(2)
-                        .map(|g| distance::l2_sqr(c, g))
-                        .fold(f32::INFINITY, f32::min)
-                })
+                .map(|c| cents.chunks_exact(2).map(|g| distance::l2_sqr(c, g)).fold(f32::INFINITY, f32::min))
                 .sum();
             best = best.min(err);
         }
@@ -210,26 +173,14 @@ mod tests {
     #[test]
     fn too_few_points_is_an_error() {
         let x = vec![0f32; 6];
-        assert_eq!(
-            train(&x, 2, 4, &KMeansParams::default()),
-            Err(KMeansError::TooFewPoints { n: 3, k: 4 })
-        );
+        assert_eq!(train(&x, 2, 4, &KMeansParams::default()), Err(KMeansError::TooFewPoints { n: 3, k: 4 }));
     }
 
     #[test]
     fn spherical_centroids_are_unit_length() {
         let mut r = Rng::new(9);
         let x: Vec<f32> = (0..300 * 8).map(|_| r.normal() as f32).collect();
-        let c = train(
-            &x,
-            8,
-            5,
-            &KMeansParams {
-                spherical: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let c = train(&x, 8, 5, &KMeansParams { spherical: true, ..Default::default() }).unwrap();
         for row in c.chunks_exact(8) {
             assert!((distance::inner_product(row, row) - 1.0).abs() < 1e-4);
         }
@@ -239,10 +190,7 @@ mod tests {
     fn seeded_training_is_deterministic() {
         let mut r = Rng::new(4);
         let x: Vec<f32> = (0..2000 * 4).map(|_| r.normal() as f32).collect();
-        let p = KMeansParams {
-            seed: 11,
-            ..Default::default()
-        };
+        let p = KMeansParams { seed: 11, ..Default::default() };
         assert_eq!(train(&x, 4, 16, &p).unwrap(), train(&x, 4, 16, &p).unwrap());
     }
 }

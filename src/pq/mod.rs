@@ -8,7 +8,7 @@
 mod lut;
 mod scan;
 
-pub use lut::{compute_lut, LUT_KSUB};
+pub use lut::{compute_lut, LutBuilder, LUT_KSUB};
 pub use scan::scan_codes;
 
 use rayon::prelude::*;
@@ -48,22 +48,14 @@ impl ProductQuantizer {
         if m == 0 || d % m != 0 {
             return Err(PqError::Indivisible { d, m });
         }
-        Ok(ProductQuantizer {
-            d,
-            m,
-            dsub: d / m,
-            centroids: vec![0.0; d * KSUB],
-        })
+        Ok(ProductQuantizer { d, m, dsub: d / m, centroids: vec![0.0; d * KSUB] })
     }
 
     /// Rebuilds a quantizer from stored codebooks of shape (m, ksub, dsub).
     pub fn from_codebooks(d: usize, m: usize, centroids: Vec<f32>) -> Result<Self, PqError> {
         let mut pq = Self::new(d, m)?;
         if centroids.len() != pq.centroids.len() {
-            return Err(PqError::BadCodebookSize {
-                got: centroids.len(),
-                expected: pq.centroids.len(),
-            });
+            return Err(PqError::BadCodebookSize { got: centroids.len(), expected: pq.centroids.len() });
         }
         pq.centroids = centroids;
         Ok(pq)
@@ -89,11 +81,7 @@ impl ProductQuantizer {
         let books: Vec<Result<Vec<f32>, KMeansError>> = (0..self.m)
             .into_par_iter()
             .map(|j| {
-                let sub: Vec<f32> = x
-                    .chunks_exact(d)
-                    .flat_map(|r| &r[j * dsub..(j + 1) * dsub])
-                    .copied()
-                    .collect();
+                let sub: Vec<f32> = x.chunks_exact(d).flat_map(|r| &r[j * dsub..(j + 1) * dsub]).copied().collect();
                 let p = KMeansParams {
                     niter,
                     max_points_per_centroid: 256,
@@ -129,26 +117,22 @@ impl ProductQuantizer {
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
         const BLOCK: usize = 256;
         let (d, m, dsub) = (self.d, self.m, self.dsub);
-        let tables: Vec<distance::NearestL2> = (0..m)
-            .map(|j| distance::NearestL2::new(self.codebook(j), dsub))
-            .collect();
-        codes
-            .par_chunks_mut(BLOCK * m)
-            .zip(x.par_chunks(BLOCK * d))
-            .for_each(|(cb, xb)| {
-                let rows = xb.len() / d;
-                let mut sub = vec![0f32; rows * dsub];
-                let mut best = vec![(0u32, 0f32); rows];
-                for j in 0..m {
-                    for (s, r) in sub.chunks_exact_mut(dsub).zip(xb.chunks_exact(d)) {
-                        s.copy_from_slice(&r[j * dsub..(j + 1) * dsub]);
-                    }
-                    tables[j].search(&sub, &mut best);
-                    for (i, b) in best.iter().enumerate() {
-                        cb[i * m + j] = b.0 as u8;
-                    }
+        let tables: Vec<distance::NearestL2> =
+            (0..m).map(|j| distance::NearestL2::new(self.codebook(j), dsub)).collect();
+        codes.par_chunks_mut(BLOCK * m).zip(x.par_chunks(BLOCK * d)).for_each(|(cb, xb)| {
+            let rows = xb.len() / d;
+            let mut sub = vec![0f32; rows * dsub];
+            let mut best = vec![(0u32, 0f32); rows];
+            for j in 0..m {
+                for (s, r) in sub.chunks_exact_mut(dsub).zip(xb.chunks_exact(d)) {
+                    s.copy_from_slice(&r[j * dsub..(j + 1) * dsub]);
                 }
-            });
+                tables[j].search(&sub, &mut best);
+                for (i, b) in best.iter().enumerate() {
+                    cb[i * m + j] = b.0 as u8;
+                }
+            }
+        });
     }
 
     /// Reconstructs the vector a code stands for.
@@ -200,15 +184,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert_eq!(
-            ProductQuantizer::new(10, 3),
-            Err(PqError::Indivisible { d: 10, m: 3 })
-        );
+        assert_eq!(ProductQuantizer::new(10, 3), Err(PqError::Indivisible { d: 10, m: 3 }));
         let mut pq = ProductQuantizer::new(8, 2).unwrap();
-        assert_eq!(
-            pq.train(&data(10, 8, 1), 5, 0),
-            Err(PqError::TooFewPoints { n: 10 })
-        );
+        assert_eq!(pq.train(&data(10, 8, 1), 5, 0), Err(PqError::TooFewPoints { n: 10 }));
         assert!(ProductQuantizer::from_codebooks(8, 2, vec![0.0; 7]).is_err());
     }
 }

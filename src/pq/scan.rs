@@ -6,14 +6,7 @@ use crate::topk::TopK;
 
 /// Scans `codes` (n × m, row-major 8-bit) whose ids are `ids`, adding `bias` (the per-list term,
 /// e.g. −⟨q, centroid⟩ for inner product) to each table sum, and pushes them into `topk`.
-pub fn scan_codes(
-    lut: &[f32],
-    m: usize,
-    bias: f32,
-    codes: &[u8],
-    ids: impl Iterator<Item = u64>,
-    topk: &mut TopK,
-) {
+pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], ids: impl Iterator<Item = u64>, topk: &mut TopK) {
     debug_assert_eq!(lut.len(), m * KSUB);
     let mut threshold = topk.threshold();
     for (code, id) in codes.chunks_exact(m).zip(ids) {
@@ -73,11 +66,7 @@ mod tests {
             for n in top.into_sorted_vec() {
                 pq.decode(&codes[n.id as usize * m..(n.id as usize + 1) * m], &mut rec);
                 let want = distance::dissimilarity(metric, &q, &rec);
-                assert!(
-                    (n.dist - want).abs() < 1e-3 * (1.0 + want.abs()),
-                    "{} vs {want}",
-                    n.dist
-                );
+                assert!((n.dist - want).abs() < 1e-3 * (1.0 + want.abs()), "{} vs {want}", n.dist);
             }
         }
     }

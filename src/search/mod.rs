@@ -13,13 +13,12 @@ use rayon::prelude::*;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, Codebooks, Directory, FileEntry, FileHeader, FileKind, FormatError, Manifest,
-    QuantizerBlock, PAGE,
+    self, Codebooks, Directory, FileEntry, FileHeader, FileKind, FormatError, Manifest, QuantizerBlock, PAGE,
 };
 use crate::hnsw::Hnsw;
 use crate::io::{self, IoEngine, IoMode};
 use crate::ivf::CoarseQuantizer;
-use crate::pq::ProductQuantizer;
+use crate::pq::{LutBuilder, ProductQuantizer};
 use crate::store;
 
 /// Per-search parameters, named as in faiss.
@@ -35,11 +34,7 @@ pub struct SearchParams {
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams {
-            k: 10,
-            nprobe: 1,
-            ef_search: 16,
-        }
+        SearchParams { k: 10, nprobe: 1, ef_search: 16 }
     }
 }
 
@@ -121,6 +116,7 @@ pub struct Index {
     info: IndexInfo,
     pub(crate) coarse: CoarseQuantizer,
     pub(crate) pq: ProductQuantizer,
+    pub(crate) lut: LutBuilder,
     pub(crate) directory: Directory,
     pub(crate) segments: Vec<Segment>,
     pub(crate) files: Vec<FileEntry>,
@@ -148,13 +144,7 @@ fn size_mismatch(name: &str, want: u64, got: u64) -> Error {
     .into()
 }
 
-fn check_owner(
-    name: &str,
-    id: [u8; 16],
-    want: [u8; 16],
-    crc: u32,
-    entry: &FileEntry,
-) -> Result<()> {
+fn check_owner(name: &str, id: [u8; 16], want: [u8; 16], crc: u32, entry: &FileEntry) -> Result<()> {
     if id != want {
         return Err(Error::Corrupt {
             file: name.into(),
@@ -164,10 +154,7 @@ fn check_owner(
     if crc != entry.crc.get() {
         return Err(Error::Corrupt {
             file: name.into(),
-            reason: format!(
-                "payload crc {crc:#010x} differs from the manifest's {:#010x}",
-                entry.crc.get()
-            ),
+            reason: format!("payload crc {crc:#010x} differs from the manifest's {:#010x}", entry.crc.get()),
         });
     }
     Ok(())
@@ -182,17 +169,11 @@ impl Index {
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_owned();
         let (_, mpath) = store::latest_manifest(&dir)?;
-        let mname = mpath
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let mname = mpath.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mbytes = std::fs::read(&mpath).at(&mpath)?;
         let manifest = Manifest::decode(&mname, &mbytes)?;
         let p = manifest.body.params;
-        let invalid = |reason: String| Error::Corrupt {
-            file: mname.clone(),
-            reason,
-        };
+        let invalid = |reason: String| Error::Corrupt { file: mname.clone(), reason };
         let metric = match p.metric {
             format::METRIC_L2 => Metric::L2,
             format::METRIC_INNER_PRODUCT => Metric::InnerProduct,
@@ -222,73 +203,40 @@ impl Index {
             generation: manifest.body.generation.get(),
         };
         let entry = |name: &str| {
-            manifest
-                .files
-                .iter()
-                .find(|f| f.name() == name)
-                .ok_or_else(|| invalid(format!("names no {name}")))
+            manifest.files.iter().find(|f| f.name() == name).ok_or_else(|| invalid(format!("names no {name}")))
         };
         let id = manifest.index_id;
 
         let e = entry(store::QUANTIZER)?;
         let bytes = read_whole(&dir, e)?;
         let (q, qid) = QuantizerBlock::decode(store::QUANTIZER, &bytes)?;
-        check_owner(
-            store::QUANTIZER,
-            qid,
-            id,
-            format::crc32c(&bytes[format::HEADER_LEN..]),
-            e,
-        )?;
-        if q.dim as usize != info.dim || q.nlist() != info.nlist || q.hnsw_m as usize != info.hnsw_m
-        {
+        check_owner(store::QUANTIZER, qid, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
+        if q.dim as usize != info.dim || q.nlist() != info.nlist || q.hnsw_m as usize != info.hnsw_m {
             return Err(Error::Corrupt {
                 file: store::QUANTIZER.into(),
                 reason: "shape disagrees with the manifest".into(),
             });
         }
         let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
-        let coarse = CoarseQuantizer {
-            d: info.dim,
-            metric: metric.kernel(),
-            centroids: q.centroids,
-            hnsw,
-        };
+        let coarse = CoarseQuantizer { d: info.dim, metric: metric.kernel(), centroids: q.centroids, hnsw };
 
         let e = entry(store::CODEBOOKS)?;
         let bytes = read_whole(&dir, e)?;
         let (cb, cid) = Codebooks::decode(store::CODEBOOKS, &bytes)?;
-        check_owner(
-            store::CODEBOOKS,
-            cid,
-            id,
-            format::crc32c(&bytes[format::HEADER_LEN..]),
-            e,
-        )?;
+        check_owner(store::CODEBOOKS, cid, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
         if cb.m as usize != info.pq_m || (cb.m * cb.dsub) as usize != info.dim {
             return Err(Error::Corrupt {
                 file: store::CODEBOOKS.into(),
                 reason: "shape disagrees with the manifest".into(),
             });
         }
-        let pq =
-            ProductQuantizer::from_codebooks(info.dim, info.pq_m, cb.centroids).map_err(|e| {
-                Error::Corrupt {
-                    file: store::CODEBOOKS.into(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let pq = ProductQuantizer::from_codebooks(info.dim, info.pq_m, cb.centroids)
+            .map_err(|e| Error::Corrupt { file: store::CODEBOOKS.into(), reason: e.to_string() })?;
 
         let e = entry(store::DIRECTORY)?;
         let bytes = read_whole(&dir, e)?;
         let (directory, did) = Directory::decode(store::DIRECTORY, &bytes)?;
-        check_owner(
-            store::DIRECTORY,
-            did,
-            id,
-            format::crc32c(&bytes[format::HEADER_LEN..]),
-            e,
-        )?;
+        check_owner(store::DIRECTORY, did, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
         if directory.nlist() != info.nlist
             || directory.code_size as usize != pq.code_size()
             || directory.ntotal != info.ntotal
@@ -309,10 +257,7 @@ impl Index {
                 return Err(size_mismatch(&name, e.size.get(), size));
             }
             let mut page = vec![0u8; PAGE as usize];
-            File::open(&path)
-                .at(&path)?
-                .read_exact_at(&mut page, 0)
-                .at(&path)?;
+            File::open(&path).at(&path)?.read_exact_at(&mut page, 0).at(&path)?;
             let h = FileHeader::decode(&name, FileKind::Segment, &page)?;
             if h.payload_offset.get() != PAGE || h.payload_len.get() != size - PAGE {
                 return Err(Error::Corrupt {
@@ -326,12 +271,7 @@ impl Index {
         }
         for (i, x) in directory.extents.iter().enumerate() {
             let seg = &segments[x.segment.get() as usize];
-            if x.offset.get() < PAGE
-                || x.offset
-                    .get()
-                    .checked_add(x.length.get())
-                    .is_none_or(|end| end > seg.size)
-            {
+            if x.offset.get() < PAGE || x.offset.get().checked_add(x.length.get()).is_none_or(|end| end > seg.size) {
                 return Err(Error::Corrupt {
                     file: store::DIRECTORY.into(),
                     reason: format!("extent {i} lies outside {}", seg.name),
@@ -342,6 +282,7 @@ impl Index {
             dir,
             info,
             coarse,
+            lut: LutBuilder::new(&pq),
             pq,
             directory,
             segments,
@@ -360,11 +301,7 @@ impl Index {
 
     /// Number of vectors in list `list`.
     pub fn list_len(&self, list: usize) -> u64 {
-        self.directory
-            .extents_of(list)
-            .iter()
-            .map(|e| e.count.get() as u64)
-            .sum()
+        self.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
     }
 
     /// Searches `queries` (nq × dim, row-major), in parallel over queries on the current rayon
@@ -373,10 +310,8 @@ impl Index {
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<SearchResults> {
         self.check_params(queries, params)?;
         let d = self.info.dim;
-        let per_query: Vec<Result<pipeline::QueryResult>> = queries
-            .par_chunks(d)
-            .map(|q| pipeline::search_one(self, q, params))
-            .collect();
+        let per_query: Vec<Result<pipeline::QueryResult>> =
+            queries.par_chunks(d).map(|q| pipeline::search_one(self, q, params)).collect();
         let mut out = SearchResults {
             k: params.k,
             ids: Vec::with_capacity(per_query.len() * params.k),
@@ -396,8 +331,7 @@ impl Index {
                 match r.neighbors.get(i) {
                     Some(n) => {
                         out.ids.push(n.id as i64);
-                        out.distances
-                            .push(self.info.metric.to_user_distance(n.dist));
+                        out.distances.push(self.info.metric.to_user_distance(n.dist));
                     }
                     None => {
                         out.ids.push(-1);
@@ -412,18 +346,10 @@ impl Index {
     fn check_params(&self, queries: &[f32], p: &SearchParams) -> Result<()> {
         let d = self.info.dim;
         if queries.is_empty() || queries.len() % d != 0 {
-            return Err(Error::DimensionMismatch {
-                query: queries.len() / d,
-                got: queries.len() % d,
-                expected: d,
-            });
+            return Err(Error::DimensionMismatch { query: queries.len() / d, got: queries.len() % d, expected: d });
         }
         if let Some(pos) = queries.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFiniteQuery {
-                query: pos / d,
-                col: pos % d,
-                value: queries[pos],
-            });
+            return Err(Error::NonFiniteQuery { query: pos / d, col: pos % d, value: queries[pos] });
         }
         if p.k == 0 || p.k as u64 > self.info.ntotal {
             return Err(Error::InvalidParameter(format!(
@@ -438,9 +364,7 @@ impl Index {
             )));
         }
         if p.ef_search == 0 {
-            return Err(Error::InvalidParameter(
-                "efSearch must be at least 1".into(),
-            ));
+            return Err(Error::InvalidParameter("efSearch must be at least 1".into()));
         }
         Ok(())
     }

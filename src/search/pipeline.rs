@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Extent};
 use crate::hnsw::VisitedSet;
 use crate::io::{self, ReadRequest};
-use crate::pq::{compute_lut, scan_codes, LUT_KSUB};
+use crate::pq::{scan_codes, LUT_KSUB};
 use crate::topk::{Neighbor, TopK};
 
 pub(crate) struct QueryResult {
@@ -40,12 +40,8 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
             for e in index.directory.extents_of(list) {
                 let seg = &index.segments[e.segment.get() as usize];
                 reqs.push(
-                    ReadRequest::new(&seg.file, e.offset.get(), e.length.get() as usize).map_err(
-                        |err| Error::Io {
-                            path: index.dir.join(&seg.name),
-                            source: err,
-                        },
-                    )?,
+                    ReadRequest::new(&seg.file, e.offset.get(), e.length.get() as usize)
+                        .map_err(|err| Error::Io { path: index.dir.join(&seg.name), source: err })?,
                 );
                 meta.push((list, e));
             }
@@ -59,7 +55,7 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
         residual.resize(q.len(), 0.0);
         if kernel == Metric::InnerProduct {
             // ⟨q, c + r⟩ = ⟨q, c⟩ + ⟨q, r⟩: one table for every list, a per-list bias.
-            compute_lut(pq, kernel, &q, lut);
+            index.lut.compute(kernel, &q, lut);
         }
         let mut top = TopK::new(p.k);
         let mut last_list = usize::MAX;
@@ -71,34 +67,21 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
                 if kernel == Metric::L2 && list != last_list {
                     // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
                     coarse.residual(&q, list, residual);
-                    compute_lut(pq, kernel, residual, lut);
+                    index.lut.compute(kernel, residual, lut);
                     last_list = list;
                 }
-                scan_codes(
-                    lut,
-                    pq.m,
-                    coarse.list_bias(&q, list),
-                    view.codes,
-                    view.ids(),
-                    &mut top,
-                );
+                scan_codes(lut, pq.m, coarse.list_bias(&q, list), view.codes, view.ids(), &mut top);
                 Ok(())
             })
         });
         let engine = engine.map_err(|e| match e {
-            ScanError::Io(source) => Error::Io {
-                path: index.dir.clone(),
-                source,
-            },
+            ScanError::Io(source) => Error::Io { path: index.dir.clone(), source },
             ScanError::Format(f) => Error::Format(f),
         })?;
         if !reqs.is_empty() {
             stats.io = Some(engine);
         }
-        Ok(QueryResult {
-            neighbors: top.into_sorted_vec(),
-            stats,
-        })
+        Ok(QueryResult { neighbors: top.into_sorted_vec(), stats })
     })
 }
 

@@ -16,19 +16,10 @@ pub fn synthetic(n: usize, nq: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32
 }
 
 /// Exact top-k ids of every query.
-pub fn ground_truth(
-    base: &[f32],
-    queries: &[f32],
-    d: usize,
-    k: usize,
-    metric: Metric,
-) -> Vec<Vec<u64>> {
+pub fn ground_truth(base: &[f32], queries: &[f32], d: usize, k: usize, metric: Metric) -> Vec<Vec<u64>> {
     let mut e = ExactKnn::new(queries, d, k, metric);
     e.add(base, 0);
-    e.finish()
-        .into_iter()
-        .map(|v| v.into_iter().map(|n| n.id).collect())
-        .collect()
+    e.finish().into_iter().map(|v| v.into_iter().map(|n| n.id).collect()).collect()
 }
 
 /// k-recall@k: mean |found top-k ∩ true top-k| / k.
@@ -36,10 +27,7 @@ pub fn recall_at(ids: &[i64], k_res: usize, gt: &[Vec<u64>], k: usize) -> f64 {
     let mut hits = 0usize;
     for (q, truth) in gt.iter().enumerate() {
         let row = &ids[q * k_res..q * k_res + k];
-        hits += row
-            .iter()
-            .filter(|&&id| id >= 0 && truth[..k].contains(&(id as u64)))
-            .count();
+        hits += row.iter().filter(|&&id| id >= 0 && truth[..k].contains(&(id as u64))).count();
     }
     hits as f64 / (gt.len() * k) as f64
 }
@@ -49,19 +37,12 @@ pub fn build_slice(data: &[f32], d: usize, dir: &Path, opts: &BuildOptions) -> q
 }
 
 pub fn opts(factory: &str, metric: Metric) -> BuildOptions {
-    BuildOptions {
-        factory: factory.into(),
-        metric,
-        seed: 7,
-        ..Default::default()
-    }
+    BuildOptions { factory: factory.into(), metric, seed: 7, ..Default::default() }
 }
 
 /// `../shared/data/<name>` if present (it is in CI, not in a user's fresh clone).
 pub fn shared_data(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data").join(name);
     if p.is_dir() {
         Some(p)
     } else {

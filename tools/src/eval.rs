@@ -51,18 +51,9 @@ pub fn run(
 ) -> quiver::Result<Row> {
     let d = index.info().dim;
     let nq = queries.len() / d;
-    let p = SearchParams {
-        k,
-        nprobe,
-        ef_search: ef,
-    };
+    let p = SearchParams { k, nprobe, ef_search: ef };
     // Untimed warm-up: creates each thread's ring and scratch buffers.
-    pool.install(|| {
-        queries
-            .par_chunks(d)
-            .take(16.min(nq))
-            .try_for_each(|q| index.search(q, &p).map(|_| ()))
-    })?;
+    pool.install(|| queries.par_chunks(d).take(16.min(nq)).try_for_each(|q| index.search(q, &p).map(|_| ())))?;
     let t0 = Instant::now();
     let per: Vec<quiver::Result<(f64, quiver::SearchResults)>> = pool.install(|| {
         queries
@@ -116,10 +107,7 @@ pub fn run(
             let nn = truth[0] as i64;
             r1 += (res[0] == nn) as usize;
             r3 += res[..k.min(3)].contains(&nn) as usize;
-            r10 += res[..depth]
-                .iter()
-                .filter(|&&id| id >= 0 && truth[..depth].contains(&(id as i32)))
-                .count();
+            r10 += res[..depth].iter().filter(|&&id| id >= 0 && truth[..depth].contains(&(id as i32))).count();
         }
         row.recall_at_1 = Some(r1 as f64 / nq as f64);
         row.one_recall_at_3 = Some(r3 as f64 / nq as f64);

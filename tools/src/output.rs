@@ -11,9 +11,7 @@ fn num(v: Option<f64>) -> String {
 
 /// One JSON object per row, keys as documented in the README.
 pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
-    let depth = r
-        .recall_depth
-        .map_or(String::new(), |d| format!(",\"recall_at_10_depth\":{d}"));
+    let depth = r.recall_depth.map_or(String::new(), |d| format!(",\"recall_at_10_depth\":{d}"));
     writeln!(
         out,
         "{{\"nprobe\":{},\"ef\":{},\"k\":{},\"recall_at_1\":{},\"one_recall_at_3\":{},\"recall_at_10\":{}{depth},\"ms_mean\":{:.6},\"ms_p50\":{:.6},\"ms_p99\":{:.6},\"qps\":{:.3},\"bytes_read_per_query\":{:.1},\"io\":\"{}\"}}",
@@ -36,17 +34,7 @@ pub fn table_header(out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:>6} {:>4} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8}",
-        "nprobe",
-        "ef",
-        "R@1",
-        "1-R@3",
-        "R@10",
-        "ms/q",
-        "p50 ms",
-        "p99 ms",
-        "QPS",
-        "KiB read/q",
-        "io"
+        "nprobe", "ef", "R@1", "1-R@3", "R@10", "ms/q", "p50 ms", "p99 ms", "QPS", "KiB read/q", "io"
     )
 }
 

@@ -29,13 +29,7 @@ impl Reporter {
         Reporter {
             quiet,
             bar: Mutex::new(None),
-            plain: Mutex::new(Plain {
-                stage: String::new(),
-                total: 0,
-                done: 0,
-                started: now,
-                last: now,
-            }),
+            plain: Mutex::new(Plain { stage: String::new(), total: 0, done: 0, started: now, last: now }),
         }
     }
 
@@ -53,11 +47,9 @@ impl quiver::Progress for Reporter {
             let bar = if total > 0 {
                 let b = ProgressBar::new(total);
                 b.set_style(
-                    ProgressStyle::with_template(
-                        "{msg:40} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                    ProgressStyle::with_template("{msg:40} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                 );
                 b
             } else {
@@ -70,13 +62,7 @@ impl quiver::Progress for Reporter {
         } else {
             let mut p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
-            *p = Plain {
-                stage: stage.to_string(),
-                total,
-                done: 0,
-                started: now,
-                last: now,
-            };
+            *p = Plain { stage: stage.to_string(), total, done: 0, started: now, last: now };
             eprintln!("[quiver] {stage} ...");
         }
     }
@@ -100,10 +86,7 @@ impl quiver::Progress for Reporter {
             } else {
                 String::new()
             };
-            eprintln!(
-                "[quiver] {}: {}/{} ({:.0}/s{eta})",
-                p.stage, p.done, p.total, rate
-            );
+            eprintln!("[quiver] {}: {}/{} ({:.0}/s{eta})", p.stage, p.done, p.total, rate);
         }
     }
 
@@ -113,18 +96,10 @@ impl quiver::Progress for Reporter {
         }
         if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             b.finish_and_clear();
-            eprintln!(
-                "[quiver] {} done in {:.1} s",
-                b.message(),
-                b.elapsed().as_secs_f64()
-            );
+            eprintln!("[quiver] {} done in {:.1} s", b.message(), b.elapsed().as_secs_f64());
             return;
         }
         let p = self.plain.lock().unwrap_or_else(|e| e.into_inner());
-        eprintln!(
-            "[quiver] {} done in {:.1} s",
-            p.stage,
-            p.started.elapsed().as_secs_f64()
-        );
+        eprintln!("[quiver] {} done in {:.1} s", p.stage, p.started.elapsed().as_secs_f64());
     }
 }

@@ -43,27 +43,12 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     knn.add(&base, 0);
     let gt = GroundTruth {
         depth: 10,
-        ids: knn
-            .finish()
-            .into_iter()
-            .flat_map(|v| v.into_iter().map(|n| n.id as i32))
-            .collect(),
+        ids: knn.finish().into_iter().flat_map(|v| v.into_iter().map(|n| n.id as i32)).collect(),
     };
     let tmp = tempfile::tempdir()?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().join("index"));
-    let opts = BuildOptions {
-        factory: a.factory.clone(),
-        ..Default::default()
-    };
-    let report = build_index(
-        &SliceSource {
-            data: &base,
-            dim: a.dim,
-        },
-        &dir,
-        &opts,
-        &Reporter::new(a.json),
-    )?;
+    let opts = BuildOptions { factory: a.factory.clone(), ..Default::default() };
+    let report = build_index(&SliceSource { data: &base, dim: a.dim }, &dir, &opts, &Reporter::new(a.json))?;
     let index = Index::open(&dir)?;
     if !a.json {
         writeln!(out, "quiver demo: {} synthetic {}-d vectors (SyntheticDataset-shaped), {} queries, exact ground truth by brute force", a.n, a.dim, a.nq)?;
@@ -79,15 +64,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let pool = pool(1)?;
     for nprobe in [1, 4, 16, 64] {
-        let row = eval::run(
-            &index,
-            &queries,
-            Some(&gt),
-            10,
-            nprobe.min(index.info().nlist),
-            16,
-            &pool,
-        )?;
+        let row = eval::run(&index, &queries, Some(&gt), 10, nprobe.min(index.info().nlist), 16, &pool)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {

@@ -34,12 +34,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if a.n == 0 || a.dim == 0 {
         return Err("--n and --dim must be at least 1".into());
     }
-    let ext = a
-        .out
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let (scale, offset) = match ext.as_str() {
         "u8bin" | "bvecs" => (127.5, 127.5),
         "i8bin" => (127.0, 0.0),
@@ -60,12 +55,6 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         done += count as u64;
     }
     w.finish()?;
-    writeln!(
-        out,
-        "wrote {} x {} vectors to {}",
-        a.n,
-        a.dim,
-        a.out.display()
-    )?;
+    writeln!(out, "wrote {} x {} vectors to {}", a.n, a.dim, a.out.display())?;
     Ok(())
 }

@@ -37,12 +37,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let base = VectorFile::open(&a.base)?;
     let q = VectorFile::open(&a.queries)?;
     if q.dim() != base.dim() {
-        return Err(format!(
-            "queries have dimension {}, base has {}",
-            q.dim(),
-            base.dim()
-        )
-        .into());
+        return Err(format!("queries have dimension {}, base has {}", q.dim(), base.dim()).into());
     }
     if a.k == 0 || a.k > base.len() {
         return Err(format!("--k must be in 1..={} (the base size)", base.len()).into());
@@ -61,11 +56,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         Ok(())
     })?;
     progress.end();
-    let ids: Vec<i32> = knn
-        .finish()
-        .into_iter()
-        .flat_map(|v| v.into_iter().map(|n| n.id as i32))
-        .collect();
+    let ids: Vec<i32> = knn.finish().into_iter().flat_map(|v| v.into_iter().map(|n| n.id as i32)).collect();
     let mut w = VectorWriter::create(&a.out, a.k)?;
     w.write_i32(&ids)?;
     w.finish()?;

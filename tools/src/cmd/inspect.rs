@@ -24,13 +24,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if a.json {
         let files_json: Vec<String> = files
             .iter()
-            .map(|(n, k, b)| {
-                format!(
-                    "{{\"name\":{},\"kind\":{},\"bytes\":{b}}}",
-                    json_str(n),
-                    json_str(k)
-                )
-            })
+            .map(|(n, k, b)| format!("{{\"name\":{},\"kind\":{},\"bytes\":{b}}}", json_str(n), json_str(k)))
             .collect();
         writeln!(
             out,
@@ -41,18 +35,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         return Ok(());
     }
     writeln!(out, "index      {}", a.index.display())?;
-    writeln!(
-        out,
-        "factory    {}  (metric {}, dim {}, generation {})",
-        i.factory, i.metric, i.dim, i.generation
-    )?;
+    writeln!(out, "factory    {}  (metric {}, dim {}, generation {})", i.factory, i.metric, i.dim, i.generation)?;
     writeln!(out, "vectors    {}", i.ntotal)?;
-    writeln!(out, "coarse     nlist {}, HNSW M {}, efConstruction {}, efSearch {}, k-means niter {}, trained on {}", i.nlist, i.hnsw_m, i.ef_construction, i.ef_search, i.niter, i.train_size)?;
     writeln!(
         out,
-        "codes      PQ m = {} x 8 bits ({} bytes per vector + 8-byte id)",
-        i.pq_m, i.pq_m
+        "coarse     nlist {}, HNSW M {}, efConstruction {}, efSearch {}, k-means niter {}, trained on {}",
+        i.nlist, i.hnsw_m, i.ef_construction, i.ef_search, i.niter, i.train_size
     )?;
+    writeln!(out, "codes      PQ m = {} x 8 bits ({} bytes per vector + 8-byte id)", i.pq_m, i.pq_m)?;
     writeln!(out, "seed       {}", i.seed)?;
     writeln!(
         out,

@@ -16,26 +16,17 @@ pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A rayon pool of `threads` (0 = one per core).
 pub fn pool(threads: usize) -> Result<rayon::ThreadPool, Box<dyn std::error::Error>> {
-    Ok(rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?)
+    Ok(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?)
 }
 
 pub fn load_ground_truth(path: &Path) -> Result<GroundTruth, quiver::Error> {
     let f = quiver::VectorFile::open(path)?;
-    Ok(GroundTruth {
-        depth: f.dim(),
-        ids: f.read_all_i32()?,
-    })
+    Ok(GroundTruth { depth: f.dim(), ids: f.read_all_i32()? })
 }
 
 /// Parses "1,4,16,64".
 pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
     s.split(',')
-        .map(|t| {
-            t.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("{t:?} is not a non-negative integer"))
-        })
+        .map(|t| t.trim().parse::<usize>().map_err(|_| format!("{t:?} is not a non-negative integer")))
         .collect()
 }

@@ -83,18 +83,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let gt = a.gt.as_deref().map(load_ground_truth).transpose()?;
     if let Some(g) = &gt {
         if g.ids.len() / g.depth.max(1) < nq {
-            return Err(format!(
-                "ground truth has {} rows for {nq} queries",
-                g.ids.len() / g.depth.max(1)
-            )
-            .into());
+            return Err(format!("ground truth has {} rows for {nq} queries", g.ids.len() / g.depth.max(1)).into());
         }
         let depth = g.depth.min(a.k).min(10);
         if depth < 10 {
-            eprintln!(
-                "note: recall@10 is computed at depth {depth} (k = {}, ground-truth depth {})",
-                a.k, g.depth
-            );
+            eprintln!("note: recall@10 is computed at depth {depth} (k = {}, ground-truth depth {})", a.k, g.depth);
         }
     }
     let ef = a.ef.unwrap_or(info.ef_search);

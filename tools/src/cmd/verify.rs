@@ -20,7 +20,11 @@ pub struct Args {
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let r = Index::open(&a.index)?.verify()?;
     if a.json {
-        writeln!(out, "{{\"ok\":true,\"files\":{},\"segments\":{},\"extents\":{},\"vectors\":{},\"bytes\":{}}}", r.files, r.segments, r.extents, r.vectors, r.bytes)?;
+        writeln!(
+            out,
+            "{{\"ok\":true,\"files\":{},\"segments\":{},\"extents\":{},\"vectors\":{},\"bytes\":{}}}",
+            r.files, r.segments, r.extents, r.vectors, r.bytes
+        )?;
     } else {
         writeln!(
             out,

@@ -1,0 +1,153 @@
+//! The `quiver` binary end to end: gen -> gt -> build -> search/inspect/verify, JSON output that
+//! scripts can rely on, exit codes, and --help that explains every flag.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn quiver(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quiver")).args(args).output().expect("run quiver")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = quiver(args);
+    assert!(o.status.success(), "quiver {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The value of `"key":` in one compact JSON object (numbers, strings and null).
+fn field<'a>(obj: &'a str, key: &str) -> &'a str {
+    let pat = format!("\"{key}\":");
+    let i = obj.find(&pat).unwrap_or_else(|| panic!("no {key} in {obj}")) + pat.len();
+    let rest = &obj[i..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].trim_matches('"')
+}
+
+fn fixture(dir: &Path) -> (String, String, String, String) {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (base, q, gt, idx) = (p("base.fbin"), p("q.fvecs"), p("gt.ivecs"), p("idx"));
+    ok(&["gen", "--n", "6000", "--dim", "16", "--out", &base]);
+    ok(&["gen", "--n", "50", "--dim", "16", "--first-row", "6000", "--out", &q]);
+    ok(&["gt", "--base", &base, "--queries", &q, "--k", "20", "--out", &gt, "--quiet"]);
+    ok(&["build", "--input", &base, "--index", &idx, "--factory", "IVF16_HNSW8,PQ8", "--quiet"]);
+    (base, q, gt, idx)
+}
+
+#[test]
+fn pipeline_and_json_contract() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, q, gt, idx) = fixture(d.path());
+    let out = ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--k", "10", "--nprobe", "1,16", "--json"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "one object per nprobe and nothing else: {out}");
+    for (line, nprobe) in lines.iter().zip(["1", "16"]) {
+        assert!(line.starts_with('{') && line.ends_with('}'));
+        for key in [
+            "nprobe",
+            "ef",
+            "k",
+            "recall_at_1",
+            "one_recall_at_3",
+            "recall_at_10",
+            "ms_mean",
+            "ms_p50",
+            "ms_p99",
+            "qps",
+            "bytes_read_per_query",
+            "io",
+        ] {
+            field(line, key);
+        }
+        assert_eq!(field(line, "nprobe"), nprobe);
+        assert!(["io_uring", "pread"].contains(&field(line, "io")), "{line}");
+        let bytes: f64 = field(line, "bytes_read_per_query").parse().unwrap();
+        assert!(bytes > 0.0, "{line}");
+    }
+    // nprobe = nlist reads every extent once: exactly the segment's extent area.
+    let area = std::fs::metadata(Path::new(&idx).join("seg-000000.qvs")).unwrap().len() - 4096;
+    assert_eq!(field(lines[1], "bytes_read_per_query").parse::<f64>().unwrap(), area as f64);
+    let r16: f64 = field(lines[1], "recall_at_10").parse().unwrap();
+    assert!(r16 > 0.5, "recall at nprobe = nlist: {r16}");
+
+    let pread =
+        ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--io", "pread", "--json"]);
+    assert_eq!(field(&pread, "io"), "pread");
+    assert_eq!(field(&pread, "recall_at_10"), field(lines[1], "recall_at_10"), "engines must agree");
+
+    let ids = d.path().join("ids.ivecs");
+    let dist = d.path().join("d.fbin");
+    ok(&[
+        "search",
+        "--index",
+        &idx,
+        "--queries",
+        &q,
+        "--nprobe",
+        "4",
+        "--k",
+        "7",
+        "--out",
+        ids.to_str().unwrap(),
+        "--out-distances",
+        dist.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::metadata(&ids).unwrap().len(), 50 * (4 + 7 * 4));
+    assert_eq!(std::fs::metadata(&dist).unwrap().len(), 8 + 50 * 7 * 4);
+
+    let inspect = ok(&["inspect", "--index", &idx, "--json"]);
+    assert_eq!(field(&inspect, "ntotal"), "6000");
+    assert!(ok(&["verify", "--index", &idx]).starts_with("ok:"));
+}
+
+#[test]
+fn shallow_k_is_reported_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, q, gt, idx) = fixture(d.path());
+    let o = quiver(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--k", "2", "--nprobe", "4", "--json"]);
+    assert!(o.status.success());
+    let line = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(field(&line, "recall_at_10_depth"), "2");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("depth 2"));
+}
+
+#[test]
+fn errors_exit_nonzero_with_a_message() {
+    let d = tempfile::tempdir().unwrap();
+    let (base, q, _, idx) = fixture(d.path());
+    for (args, needle) in [
+        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "0"], "nprobe"),
+        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "17"], "nprobe"),
+        (vec!["search", "--index", &idx, "--queries", &q, "--k", "0"], "k = 0"),
+        (vec!["search", "--index", &idx, "--queries", &base, "--nprobe", "1,2", "--out", "x.ivecs"], "single --nprobe"),
+        (vec!["build", "--input", "/nonexistent.fvecs", "--index", &idx], "nonexistent"),
+        (vec!["build", "--input", &base, "--index", &idx, "--factory", "IVF16_HNSW8,PQ8"], "not empty"),
+        (vec!["search", "--index", "/nonexistent-index", "--queries", &q], "does not exist"),
+    ] {
+        let o = quiver(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("error:") && err.contains(needle), "{args:?}: {err}");
+    }
+    let other_dim = d.path().join("q8.fvecs");
+    ok(&["gen", "--n", "3", "--dim", "8", "--out", other_dim.to_str().unwrap()]);
+    let o = quiver(&["search", "--index", &idx, "--queries", other_dim.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("dimension 8"));
+}
+
+#[test]
+fn help_explains_every_command_and_flag() {
+    let top = ok(&["--help"]);
+    for cmd in ["build", "search", "inspect", "verify", "gen", "gt", "demo"] {
+        assert!(top.contains(cmd), "{cmd} missing from --help");
+        // clap puts a flag's explanation after it on the same line, or on the next line when any
+        // explanation of the command is long.
+        let h = ok(&[cmd, "--help"]);
+        let lines: Vec<&str> = h.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.trim_start().starts_with("--")) {
+            let inline = line.trim().split("  ").filter(|p| !p.trim().is_empty()).count() >= 2;
+            let next = lines.get(i + 1).map_or("", |l| l.trim());
+            let below = !next.is_empty() && !next.starts_with('-');
+            assert!(inline || below, "{cmd}: {} has no explanation", line.trim());
+        }
+    }
+}
