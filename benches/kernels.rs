@@ -1,1 +1,73 @@
-fn main() {}
+//! Per-kernel throughput on seeded inputs: the loops build and search spend their time in.
+//! Compare `adc_scan` with the machine's memory bandwidth (it streams code bytes) and
+//! `nearest_l2` with faiss's k-means (BLAS sgemm) on the same shapes.
+//!
+//! cargo bench --bench kernels
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use quiver::distance::{self, Metric, NearestL2};
+use quiver::pq::{scan_codes, LutBuilder, ProductQuantizer};
+use quiver::topk::TopK;
+use quiver::Synthetic;
+
+fn data(n: usize, d: usize) -> Vec<f32> {
+    let mut v = Vec::new();
+    Synthetic::new(d, 42).rows(0, n, &mut v);
+    v
+}
+
+fn distances(c: &mut Criterion) {
+    let mut g = c.benchmark_group("distance");
+    for d in [64, 128, 384] {
+        let x = data(2, d);
+        g.throughput(Throughput::Elements(d as u64));
+        g.bench_with_input(BenchmarkId::new("l2_sqr", d), &d, |b, _| b.iter(|| distance::l2_sqr(&x[..d], &x[d..])));
+        g.bench_with_input(BenchmarkId::new("inner_product", d), &d, |b, _| {
+            b.iter(|| distance::inner_product(&x[..d], &x[d..]))
+        });
+    }
+    g.finish();
+}
+
+fn nearest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nearest_l2");
+    g.sample_size(10);
+    for (k, d) in [(4096, 128), (256, 4), (1024, 384)] {
+        let cents = data(k, d);
+        let x = data(1024, d);
+        let table = NearestL2::new(&cents, d);
+        let mut out = vec![(0u32, 0f32); 1024];
+        // Multiply-adds per call: 1024 rows x k centroids x d.
+        g.throughput(Throughput::Elements((1024 * k * d) as u64));
+        g.bench_function(format!("k{k}_d{d}"), |b| b.iter(|| table.search(&x, &mut out)));
+    }
+    g.finish();
+}
+
+fn adc(c: &mut Criterion) {
+    let (d, m, n) = (128, 32, 20_000);
+    let x = data(n, d);
+    let mut pq = ProductQuantizer::new(d, m).unwrap();
+    pq.train(&x[..5000 * d], 10, 1).unwrap();
+    let mut codes = vec![0u8; n * m];
+    pq.encode_batch(&x, &mut codes);
+    let lut_builder = LutBuilder::new(&pq);
+    let mut lut = vec![0f32; m * 256];
+    let mut g = c.benchmark_group("adc");
+    g.bench_function("lut_l2_m32_d128", |b| b.iter(|| lut_builder.compute(Metric::L2, &x[..d], &mut lut)));
+    lut_builder.compute(Metric::L2, &x[..d], &mut lut);
+    g.throughput(Throughput::Bytes((n * m) as u64));
+    g.bench_function("scan_m32_20k_codes", |b| {
+        b.iter(|| {
+            let mut top = TopK::new(10);
+            scan_codes(&lut, m, 0.0, &codes, 0..n as u64, &mut top);
+            top.len()
+        })
+    });
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("encode_m32_20k", |b| b.iter(|| pq.encode_batch(&x, &mut codes)));
+    g.finish();
+}
+
+criterion_group!(benches, distances, nearest, adc);
+criterion_main!(benches);

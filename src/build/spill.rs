@@ -63,14 +63,15 @@ fn write_run(
 ) -> Result<()> {
     let lists = coarse.assign_batch(x, ef);
     let cs = pq.code_size();
+    let mut residuals = vec![0f32; x.len()];
+    residuals
+        .par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .zip(lists.par_iter())
+        .for_each(|((res, row), &l)| coarse.residual(row, l as usize, res));
     let mut codes = vec![0u8; lists.len() * cs];
-    codes.par_chunks_mut(cs).zip(x.par_chunks(d)).zip(lists.par_iter()).for_each_init(
-        || vec![0f32; d],
-        |res, ((code, row), &l)| {
-            coarse.residual(row, l as usize, res);
-            pq.encode(res, code);
-        },
-    );
+    pq.encode_batch(&residuals, &mut codes);
+    drop(residuals);
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
     let f = File::create(path).at(path)?;
