@@ -126,9 +126,6 @@ impl Reader {
         if self.bufs.len() < reqs.len() {
             self.bufs.resize_with(reqs.len(), AlignedBuf::default);
         }
-        for (b, r) in self.bufs.iter_mut().zip(reqs) {
-            b.resize(r.len());
-        }
         match (engine, self.uring.as_mut()) {
             (IoEngine::Uring, Some(u)) => u.read_all(reqs, &mut self.bufs, on_done)?,
             _ => pread::read_all(reqs, &mut self.bufs, on_done)?,
@@ -207,6 +204,37 @@ mod conformance {
             })
             .unwrap();
             assert_eq!(n, 1);
+        }
+    }
+
+    /// Requests larger than the registered arena spill into ordinary buffers; a ring whose
+    /// registration was refused (RLIMIT_MEMLOCK for a user) reads the same bytes.
+    #[test]
+    fn arena_overflow_and_refused_registration_read_the_same_bytes() {
+        let (_d, path, bytes) = fixture(3 * 1024);
+        let (f, _) = open_for_reads(&path).unwrap();
+        let spans = [(0usize, 1024usize), (1024, 1024), (2048, 1000), (7, 1)];
+        let reqs: Vec<ReadRequest> =
+            spans.iter().map(|&(p, n)| ReadRequest::new(&f, (p * ALIGN) as u64, n * ALIGN).unwrap()).collect();
+        for refuse in [false, true] {
+            uring::REFUSE_REGISTRATION.with(|r| r.set(refuse));
+            let Ok(mut u) = uring::UringReader::new() else {
+                eprintln!("SKIPPED io_uring registration test: io_uring unavailable");
+                return;
+            };
+            uring::REFUSE_REGISTRATION.with(|r| r.set(false));
+            assert_eq!(u.registered(), !refuse);
+            let mut pool =
+                vec![AlignedBuf::default(), AlignedBuf::default(), AlignedBuf::default(), AlignedBuf::default()];
+            let mut seen = 0;
+            u.read_all::<io::Error>(&reqs, &mut pool, |i, got| {
+                let (p, n) = spans[i];
+                assert!(got == &bytes[p * ALIGN..(p + n) * ALIGN], "request {i}, refused = {refuse}");
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(seen, spans.len());
         }
     }
 

@@ -12,6 +12,7 @@ pub(super) fn read_all<E: From<io::Error>>(
     mut on_done: impl FnMut(usize, &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
     for (i, (r, b)) in reqs.iter().zip(bufs.iter_mut()).enumerate() {
+        b.resize(r.len());
         // read_exact_at retries EINTR and short reads, and reports EOF as UnexpectedEof.
         r.file()
             .read_exact_at(b.as_mut_slice(), r.offset())

@@ -7,8 +7,15 @@
 //! - EINTR / EAGAIN on a completion: the same read is resubmitted.
 //! - Buffers outlive the reads: `read_all` never returns while a read is in flight, not even on
 //!   error, and `Drop` drains whatever a panicking callback left behind.
+//! - Registered buffers: each ring registers one page-aligned arena with the kernel, so reads
+//!   into it (`READ_FIXED`) skip pinning and mapping pages on every I/O. A query's requests are
+//!   laid out in the arena in order; those that do not fit use ordinary buffers. Registration
+//!   counts against RLIMIT_MEMLOCK, which root bypasses and users often hit: when the kernel
+//!   refuses, the ring works without an arena and says so once.
 
 use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use io_uring::{opcode, types, IoUring};
 
@@ -16,15 +23,74 @@ use super::{context, AlignedBuf, ReadRequest};
 
 /// Ring size: the most reads one thread keeps in flight.
 const DEPTH: u32 = 256;
+/// Bytes of registered memory per ring: a query probing 64 lists of 16 KiB fits four times over.
+const ARENA: usize = 4 << 20;
+
+static REGISTRATION_WARNED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(test)]
+thread_local! {
+    /// Makes buffer registration fail on this thread, as RLIMIT_MEMLOCK would for a user.
+    pub(super) static REFUSE_REGISTRATION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Where a request's bytes land.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// At this offset in the registered arena.
+    Arena(usize),
+    /// In this buffer of the caller's pool.
+    Pool(usize),
+}
+
+/// The registered arena: its allocation and a raw pointer to it taken once, so that the kernel
+/// writing one region and the callback reading another never go through a `&mut` of the whole.
+struct Arena {
+    _buf: AlignedBuf,
+    base: NonNull<u8>,
+}
 
 pub(super) struct UringReader {
     ring: IoUring,
     in_flight: usize,
+    arena: Option<Arena>,
 }
 
 impl UringReader {
     pub fn new() -> io::Result<Self> {
-        Ok(UringReader { ring: IoUring::new(DEPTH)?, in_flight: 0 })
+        let ring = IoUring::new(DEPTH)?;
+        let arena = match Self::register(&ring) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                if !REGISTRATION_WARNED.swap(true, Ordering::Relaxed) {
+                    eprintln!("quiver: io_uring buffer registration refused ({e}); reading into unregistered buffers (raise RLIMIT_MEMLOCK to {} KiB per search thread to enable it)", ARENA >> 10);
+                }
+                None
+            }
+        };
+        Ok(UringReader { ring, in_flight: 0, arena })
+    }
+
+    fn register(ring: &IoUring) -> io::Result<Arena> {
+        #[cfg(test)]
+        if REFUSE_REGISTRATION.with(|r| r.get()) {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        let mut buf = AlignedBuf::default();
+        buf.resize(ARENA);
+        let base = NonNull::new(buf.as_mut_ptr()).ok_or_else(|| io::Error::other("null arena"))?;
+        let iov = libc::iovec { iov_base: base.as_ptr().cast(), iov_len: ARENA };
+        // SAFETY: the iovec describes memory owned by `buf`, which moves into the returned Arena
+        // (the heap allocation does not move) and lives as long as the ring: the Arena is a field
+        // of the UringReader that owns the ring, and Drop drains every read before either goes.
+        unsafe { ring.submitter().register_buffers(&[iov])? };
+        Ok(Arena { _buf: buf, base })
+    }
+
+    /// Whether reads go into registered memory.
+    #[cfg(test)]
+    pub fn registered(&self) -> bool {
+        self.arena.is_some()
     }
 
     /// Waits for every read still in flight and discards it.
@@ -40,14 +106,25 @@ impl UringReader {
         }
     }
 
-    fn push(&mut self, req: &ReadRequest, buf: &mut AlignedBuf, done: usize, tag: usize) {
+    fn push(&mut self, req: &ReadRequest, slot: Slot, bufs: &mut [AlignedBuf], done: usize, tag: usize) {
         let len = req.len() - done;
-        // SAFETY: done < len ≤ buf.len(), so the pointer and length stay inside the buffer.
-        let ptr = unsafe { buf.as_mut_ptr().add(done) };
-        let sqe = opcode::Read::new(types::Fd(req.fd()), ptr, len as u32)
-            .offset(req.offset() + done as u64)
-            .build()
-            .user_data(tag as u64);
+        let fd = types::Fd(req.fd());
+        let offset = req.offset() + done as u64;
+        let sqe = match (slot, &self.arena) {
+            (Slot::Arena(at), Some(arena)) => {
+                // SAFETY: at + req.len() ≤ ARENA (checked when the slot was assigned) and
+                // done < req.len(), so the range stays inside the registered arena.
+                let ptr = unsafe { arena.base.as_ptr().add(at + done) };
+                opcode::ReadFixed::new(fd, ptr, len as u32, 0).offset(offset).build()
+            }
+            (Slot::Pool(i), _) => {
+                // SAFETY: done < len ≤ bufs[i].len(), so the pointer stays inside the buffer.
+                let ptr = unsafe { bufs[i].as_mut_ptr().add(done) };
+                opcode::Read::new(fd, ptr, len as u32).offset(offset).build()
+            }
+            (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
+        }
+        .user_data(tag as u64);
         // SAFETY: the buffer stays allocated and untouched by us until this read completes:
         // read_all does not return (and Drop does not finish) while in_flight > 0, and the
         // buffers are owned by the thread's Reader, which outlives this engine's calls.
@@ -63,12 +140,26 @@ impl UringReader {
         mut on_done: impl FnMut(usize, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         self.drain();
+        let mut cursor = 0usize;
+        let slots: Vec<Slot> = reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if self.arena.is_some() && cursor + r.len() <= ARENA {
+                    cursor += r.len();
+                    Slot::Arena(cursor - r.len())
+                } else {
+                    bufs[i].resize(r.len());
+                    Slot::Pool(i)
+                }
+            })
+            .collect();
         let mut done = vec![0usize; reqs.len()];
         let mut next = 0;
         let mut first_err: Option<E> = None;
         loop {
             while first_err.is_none() && next < reqs.len() && self.in_flight < DEPTH as usize {
-                self.push(&reqs[next], &mut bufs[next], 0, next);
+                self.push(&reqs[next], slots[next], bufs, 0, next);
                 next += 1;
             }
             if self.in_flight == 0 {
@@ -91,7 +182,7 @@ impl UringReader {
                 let req = &reqs[tag];
                 if res == -libc::EINTR || res == -libc::EAGAIN {
                     if first_err.is_none() {
-                        self.push(req, &mut bufs[tag], done[tag], tag);
+                        self.push(req, slots[tag], bufs, done[tag], tag);
                     }
                     continue;
                 }
@@ -112,8 +203,19 @@ impl UringReader {
                     continue;
                 }
                 if done[tag] < req.len() {
-                    self.push(req, &mut bufs[tag], done[tag], tag);
-                } else if let Err(e) = on_done(tag, bufs[tag].as_slice()) {
+                    self.push(req, slots[tag], bufs, done[tag], tag);
+                    continue;
+                }
+                let bytes = match (slots[tag], &self.arena) {
+                    // SAFETY: this region was filled by a completed read and no read in flight
+                    // targets it (regions of one batch are disjoint); the arena outlives `bytes`.
+                    (Slot::Arena(at), Some(a)) => unsafe {
+                        std::slice::from_raw_parts(a.base.as_ptr().add(at), req.len())
+                    },
+                    (Slot::Pool(i), _) => bufs[i].as_slice(),
+                    (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
+                };
+                if let Err(e) = on_done(tag, bytes) {
                     first_err = Some(e);
                 }
             }
