@@ -118,6 +118,26 @@ fn verify_walks_every_extent() {
     assert_eq!((s.nlist, (s.mean * 16.0).round() as usize), (16, n));
 }
 
+/// 10-recall@10 at each (nprobe, faiss's figure) must be above faiss's minus `tolerance`.
+fn assert_recall_near_faiss(
+    name: &str,
+    index: &Index,
+    q: &[f32],
+    gt: &[Vec<u64>],
+    faiss: &[(usize, f64)],
+    tolerance: f64,
+) {
+    for &(nprobe, want) in faiss {
+        let res = index.search(q, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
+        let r = recall_at(&res.ids, 10, gt, 10);
+        eprintln!("{name} nprobe {nprobe}: quiver {r:.3}, faiss {want:.3}");
+        assert!(
+            r > want - tolerance,
+            "{name} nprobe {nprobe}: recall {r} below faiss's {want} by more than {tolerance}"
+        );
+    }
+}
+
 /// Real SIFT descriptors (sift5k-ngt, L2). faiss 1.15.1 at the same parameters, from
 /// `python faiss_baseline.py --base ../data/sift5k-ngt/sift5k_base.fvecs
 ///  --query ../data/sift5k-ngt/sift5k_query.fvecs --gt ../data/sift5k-ngt/sift5k_groundtruth.ivecs
@@ -139,12 +159,7 @@ fn sift5k_matches_faiss_recall() {
     let o = quiver::BuildOptions { factory: "IVF64_HNSW32,PQ32".into(), ..Default::default() };
     quiver::build_index(&base, out.path(), &o, &quiver::NoProgress).unwrap();
     let index = Index::open(out.path()).unwrap();
-    for (nprobe, faiss) in [(1, 0.407), (4, 0.705), (16, 0.828), (64, 0.833)] {
-        let res = index.search(&q, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
-        let r = recall_at(&res.ids, 10, &gt, 10);
-        eprintln!("sift5k nprobe {nprobe}: quiver {r:.3}, faiss {faiss:.3}");
-        assert!(r > faiss - 0.05, "nprobe {nprobe}: recall {r} below faiss's {faiss} by more than 0.05");
-    }
+    assert_recall_near_faiss("sift5k", &index, &q, &gt, &[(1, 0.407), (4, 0.705), (16, 0.828), (64, 0.833)], 0.03);
 }
 
 /// Real sentence embeddings (wordnet-minilm: unit-length MiniLM vectors, inner product), the
@@ -173,12 +188,7 @@ fn wordnet_slice_inner_product_matches_faiss_recall() {
     };
     build_slice(&base, d, out.path(), &o);
     let index = Index::open(out.path()).unwrap();
-    for (nprobe, faiss) in [(1, 0.458), (4, 0.635), (16, 0.704), (64, 0.714)] {
-        let res = index.search(&q, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
-        let r = recall_at(&res.ids, 10, &gt, 10);
-        eprintln!("wordnet-20k nprobe {nprobe}: quiver {r:.3}, faiss {faiss:.3}");
-        assert!(r > faiss - 0.04, "nprobe {nprobe}: recall {r} below faiss's {faiss} by more than 0.04");
-    }
+    assert_recall_near_faiss("wordnet-20k", &index, &q, &gt, &[(1, 0.458), (4, 0.635), (16, 0.704), (64, 0.714)], 0.04);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 
 pub struct Reporter {
     quiet: bool,
@@ -47,8 +47,11 @@ impl quiver::Progress for Reporter {
             let bar = if total > 0 {
                 let b = ProgressBar::new(total);
                 b.set_style(
-                    ProgressStyle::with_template("{msg:40} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}")
+                    ProgressStyle::with_template("{msg:40} [{bar:30}] {human_pos}/{human_len} {rate} ETA {eta}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .with_key("rate", |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0}/s", st.per_sec());
+                        })
                         .progress_chars("=> "),
                 );
                 b
