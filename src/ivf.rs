@@ -85,6 +85,14 @@ impl CoarseQuantizer {
         }
     }
 
+    /// Replaces each row of `x` (n × d) by its residual against its list in `lists`, in place
+    /// and in parallel (the builder's chunks are large; a second buffer would double them).
+    pub fn to_residuals(&self, x: &mut [f32], lists: &[u32]) {
+        x.par_chunks_mut(self.d).zip(lists.par_iter()).for_each(|(row, &l)| {
+            row.iter_mut().zip(self.centroid(l as usize)).for_each(|(v, c)| *v -= c);
+        });
+    }
+
     /// The per-list term of the ADC distance for inner product: −⟨q, centroid⟩ (for L2 the
     /// residual table carries everything and the term is 0).
     pub fn list_bias(&self, q: &[f32], list: usize) -> f32 {

@@ -6,8 +6,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::{prepare_rows, BuildOptions, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::input::VectorSource;
@@ -27,7 +25,9 @@ pub(super) fn spill_runs(
     progress.begin("assign + encode", n as u64);
     let mut runs = Vec::new();
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = crossbeam::channel::bounded::<Result<(usize, Vec<f32>)>>(1);
+        // A rendezvous channel: the reader fills the next chunk while this thread works on the
+        // current one, and hands it over only when taken, so at most two chunks exist at once.
+        let (tx, rx) = crossbeam::channel::bounded::<Result<(usize, Vec<f32>)>>(0);
         s.spawn(move || {
             for start in (0..n).step_by(chunk) {
                 let mut buf = Vec::with_capacity(chunk.min(n - start) * d);
@@ -42,7 +42,7 @@ pub(super) fn spill_runs(
             let (start, mut x) = msg?;
             prepare_rows(opts.metric, &mut x, d);
             let path = tmp.join(format!("run-{:06}.tmp", runs.len()));
-            write_run(&path, start as u64, &x, d, coarse, pq, opts.ef_search)?;
+            write_run(&path, start as u64, &mut x, coarse, pq, opts.ef_search)?;
             runs.push(path);
             progress.advance((x.len() / d) as u64);
         }
@@ -55,23 +55,16 @@ pub(super) fn spill_runs(
 fn write_run(
     path: &Path,
     first_id: u64,
-    x: &[f32],
-    d: usize,
+    x: &mut [f32],
     coarse: &CoarseQuantizer,
     pq: &ProductQuantizer,
     ef: usize,
 ) -> Result<()> {
     let lists = coarse.assign_batch(x, ef);
     let cs = pq.code_size();
-    let mut residuals = vec![0f32; x.len()];
-    residuals
-        .par_chunks_mut(d)
-        .zip(x.par_chunks(d))
-        .zip(lists.par_iter())
-        .for_each(|((res, row), &l)| coarse.residual(row, l as usize, res));
+    coarse.to_residuals(x, &lists);
     let mut codes = vec![0u8; lists.len() * cs];
-    pq.encode_batch(&residuals, &mut codes);
-    drop(residuals);
+    pq.encode_batch(x, &mut codes);
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
     let f = File::create(path).at(path)?;

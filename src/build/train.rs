@@ -2,8 +2,6 @@
 //! sample's residuals (each sample vector minus the centroid the HNSW assigns it to, exactly as
 //! base vectors will be encoded).
 
-use rayon::prelude::*;
-
 use super::{prepare_rows, BuildOptions, Plan, Progress};
 use crate::error::Result;
 use crate::hnsw::HnswParams;
@@ -55,10 +53,7 @@ pub(super) fn train(
 
     progress.begin("train PQ on residuals", 0);
     let lists = coarse.assign_batch(&sample, opts.ef_search);
-    sample.par_chunks_mut(d).zip(lists.par_iter()).for_each(|(row, &l)| {
-        let c = coarse.centroid(l as usize);
-        row.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
-    });
+    coarse.to_residuals(&mut sample, &lists);
     let mut pq = ProductQuantizer::new(d, plan.pq_m)?;
     pq.train(&sample, PQ_NITER, opts.seed.wrapping_add(3))?;
     progress.end();

@@ -206,32 +206,38 @@ impl VectorFile {
         self.row_prefix + self.dim * self.elem.size()
     }
 
-    /// Raw bytes of rows `start..start + count`, per-row dimension prefixes checked and removed.
-    fn read_raw(&self, start: usize, count: usize) -> Result<Vec<u8>, InputError> {
+    /// Calls `each` with the value bytes of every row in `start..start + count` (clipped to the
+    /// file), per-row dimension prefixes checked and skipped. Reads in blocks of about 1 MiB
+    /// through one reused buffer, so a chunk of the base never exists twice in memory.
+    fn for_each_row(&self, start: usize, count: usize, mut each: impl FnMut(&[u8])) -> Result<(), InputError> {
         let count = count.min(self.n.saturating_sub(start));
         let stride = self.stride();
-        let mut raw = vec![0u8; count * stride];
-        self.file
-            .read_exact_at(&mut raw, self.data_offset + (start * stride) as u64)
-            .map_err(|source| InputError::Io { path: self.path.clone(), source })?;
-        if self.row_prefix == 0 {
-            return Ok(raw);
-        }
-        let vsize = self.dim * self.elem.size();
-        let mut out = Vec::with_capacity(count * vsize);
-        for (i, row) in raw.chunks_exact(stride).enumerate() {
-            let d = i32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-            if d as i64 != self.dim as i64 {
-                return Err(InputError::DimensionMismatch {
-                    path: self.path.clone(),
-                    row: (start + i) as u64,
-                    found: d as i64,
-                    expected: self.dim,
-                });
+        let block = ((1usize << 20) / stride).max(1);
+        let mut raw = vec![0u8; block.min(count) * stride];
+        let mut row = start;
+        while row < start + count {
+            let rows = block.min(start + count - row);
+            let buf = &mut raw[..rows * stride];
+            self.file
+                .read_exact_at(buf, self.data_offset + (row * stride) as u64)
+                .map_err(|source| InputError::Io { path: self.path.clone(), source })?;
+            for (i, r) in buf.chunks_exact(stride).enumerate() {
+                if self.row_prefix > 0 {
+                    let d = i32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+                    if d as i64 != self.dim as i64 {
+                        return Err(InputError::DimensionMismatch {
+                            path: self.path.clone(),
+                            row: (row + i) as u64,
+                            found: d as i64,
+                            expected: self.dim,
+                        });
+                    }
+                }
+                each(&r[self.row_prefix..]);
             }
-            out.extend_from_slice(&row[4..]);
+            row += rows;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Appends rows `start..start + count` (clipped to the file) to `out` as f32, and checks
@@ -244,14 +250,15 @@ impl VectorFile {
                 found: "int32",
             });
         }
-        let raw = self.read_raw(start, count)?;
         let first = out.len();
-        match self.elem {
+        out.reserve(count.min(self.n.saturating_sub(start)) * self.dim);
+        let elem = self.elem;
+        self.for_each_row(start, count, |raw| match elem {
             Elem::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
             Elem::U8 => out.extend(raw.iter().map(|&b| b as f32)),
             Elem::I8 => out.extend(raw.iter().map(|&b| b as i8 as f32)),
-            Elem::I32 => unreachable!("rejected above"),
-        }
+            Elem::I32 => {}
+        })?;
         if let Some(pos) = out[first..].iter().position(|v| !v.is_finite()) {
             return Err(InputError::NonFinite {
                 path: self.path.clone(),
@@ -279,8 +286,11 @@ impl VectorFile {
                 found: self.elem.name(),
             });
         }
-        let raw = self.read_raw(0, self.n)?;
-        Ok(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let mut out = Vec::with_capacity(self.n * self.dim);
+        self.for_each_row(0, self.n, |raw| {
+            out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        })?;
+        Ok(out)
     }
 }
 
