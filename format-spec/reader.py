@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""An independent reader of the quiver v1 format, written from this folder's documents alone
+(standard library only). It verifies every checksum, decodes every vector of an index and can
+answer queries by exhaustive search over the decoded vectors, which equals quiver's answer
+with nprobe = nlist (ADC on by-residual codes is the exact distance to those reconstructions).
+
+    python3 format-spec/reader.py INDEX_DIR                          # verify and describe
+    python3 format-spec/reader.py INDEX_DIR --queries q.fvecs --k 3  # top-k ids per query
+
+Meant for small indexes (it is pure Python); not used by quiver or its tests.
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+# CRC-32C (Castagnoli), reflected polynomial 0x82F63B78 (README.md, Conventions).
+_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _TABLE.append(_c)
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = _TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283
+
+KINDS = {1: "manifest", 2: "quantizer", 3: "codebooks", 4: "list directory", 5: "segment"}
+
+
+class FormatError(Exception):
+    pass
+
+
+def header(name, data, kind):
+    """02-file-header.md: checks in the documented order."""
+    if len(data) < 64:
+        raise FormatError(f"{name}: truncated header")
+    magic, k, major, minor, index_id, poff, plen, pcrc, _res, hcrc = struct.unpack("<8sIHH16sQQI8sI", data[:64])
+    if magic != b"QUIVERix":
+        raise FormatError(f"{name}: not a quiver file")
+    if crc32c(data[:60]) != hcrc:
+        raise FormatError(f"{name}: header checksum mismatch")
+    if major != 1 or minor > 0:
+        raise FormatError(f"{name}: format {major}.{minor} not readable by this reader")
+    if k != kind:
+        raise FormatError(f"{name}: expected a {KINDS[kind]} file, found kind {k}")
+    return index_id, poff, plen, pcrc
+
+
+def small_file(dir_, name, kind):
+    data = open(os.path.join(dir_, name), "rb").read()
+    index_id, poff, plen, pcrc = header(name, data, kind)
+    if poff != 64 or 64 + plen != len(data):
+        raise FormatError(f"{name}: truncated payload")
+    payload = data[64:]
+    if crc32c(payload) != pcrc:
+        raise FormatError(f"{name}: payload checksum mismatch")
+    return index_id, pcrc, len(data), payload
+
+
+def f32s(b):
+    return list(struct.unpack(f"<{len(b) // 4}f", b))
+
+
+def read_index(dir_):
+    manifests = sorted(n for n in os.listdir(dir_) if n.startswith("MANIFEST-"))
+    if not manifests:
+        raise FormatError(f"{dir_}: no MANIFEST-* file")
+    mname = max(manifests, key=lambda n: int(n.split("-", 1)[1]))
+    index_id, _, _, p = small_file(dir_, mname, 1)
+    # 03-manifest.md: ManifestBody (160) = generation, Params (128), n_files, reserved.
+    generation = struct.unpack_from("<Q", p, 0)[0]
+    (dim, metric, layout, _r0, nlist, pq_m, nbits, hnsw_m, efc, efs, niter, _r1, ntotal, seed, train,
+     factory) = struct.unpack_from("<IBB2sIIIIIIIIQQQ64s", p, 8)
+    n_files = struct.unpack_from("<I", p, 136)[0]
+    files = {}
+    for i in range(n_files):
+        name, kind, _r, size, crc, _r2 = struct.unpack_from("<40sIIQII", p, 160 + 64 * i)
+        files[name.rstrip(b"\0").decode()] = (kind, size, crc)
+    if layout != 1 or nbits != 8:
+        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.0")
+
+    def owned(name, kind):
+        fid, crc, size, payload = small_file(dir_, name, kind)
+        want_kind, want_size, want_crc = files[name]
+        if (fid, crc, size, kind) != (index_id, want_crc, want_size, want_kind):
+            raise FormatError(f"{name}: does not match the manifest")
+        return payload
+
+    # 05-codebooks.md: quantizer and codebooks.
+    q = owned("quantizer.qvq", 2)
+    qn, qd, _m, _entry, _maxl, _r, n_slots = struct.unpack_from("<IIIIIIQ", q, 0)
+    centroids = f32s(q[32:32 + 4 * qn * qd])
+    cb = owned("codebooks.qvc", 3)
+    m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
+    codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
+    # 04-segment.md: list directory.
+    d = owned("lists.qvd", 4)
+    d_nlist, n_ext, n_seg, code_size, d_ntotal, _r = struct.unpack_from("<IIIIQQ", d, 0)
+    starts = struct.unpack_from(f"<{d_nlist + 1}I", d, 32)
+    off = 32 + 4 * (d_nlist + 1)
+    off += (-off) % 8
+    extents = [struct.unpack_from("<IIQQII", d, off + 32 * i) for i in range(n_ext)]
+    segments = {}
+    for s in range(n_seg):
+        name = f"seg-{s:06d}.qvs"
+        data = open(os.path.join(dir_, name), "rb").read()
+        sid, poff, plen, pcrc = header(name, data, 5)
+        kind, size, crc = files[name]
+        if (sid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
+            raise FormatError(f"{name}: does not match the manifest")
+        segments[s] = data
+    vectors = {}
+    for lst in range(d_nlist):
+        c = centroids[lst * dim:(lst + 1) * dim]
+        for seg, count, eoff, length, ecrc, _r in extents[starts[lst]:starts[lst + 1]]:
+            ext = segments[seg][eoff:eoff + length]
+            if len(ext) != length or crc32c(ext) != ecrc:
+                raise FormatError(f"seg-{seg:06d}.qvs: extent at {eoff}: checksum mismatch")
+            ids_at = (count * code_size + 7) // 8 * 8
+            ids = struct.unpack_from(f"<{count}Q", ext, ids_at)
+            for i, vid in enumerate(ids):
+                code = ext[i * code_size:(i + 1) * code_size]
+                v = list(c)
+                for j in range(m):
+                    base = (j * ksub + code[j]) * dsub
+                    for t in range(dsub):
+                        v[j * dsub + t] += codebook[base + t]
+                vectors[vid] = v
+    if len(vectors) != ntotal or d_ntotal != ntotal:
+        raise FormatError(f"decoded {len(vectors)} vectors, manifest says {ntotal}")
+    info = {"manifest": mname, "generation": generation, "factory": factory.rstrip(b"\0").decode(), "dim": dim,
+            "metric": ["l2", "ip", "cosine"][metric], "nlist": nlist, "pq_m": pq_m, "hnsw_m": hnsw_m,
+            "ntotal": ntotal, "segments": n_seg, "extents": n_ext}
+    return info, vectors
+
+
+def read_fvecs(path):
+    data = open(path, "rb").read()
+    d = struct.unpack_from("<i", data, 0)[0]
+    stride = 4 + 4 * d
+    return [list(struct.unpack_from(f"<{d}f", data, r * stride + 4)) for r in range(len(data) // stride)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("index")
+    ap.add_argument("--queries", help=".fvecs queries: print exhaustive top-k ids over the decoded vectors")
+    ap.add_argument("--k", type=int, default=10)
+    a = ap.parse_args()
+    try:
+        info, vectors = read_index(a.index)
+    except FormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not a.queries:
+        print(json.dumps({"ok": True, **info}))
+        return 0
+    ip = info["metric"] != "l2"
+    for q in read_fvecs(a.queries):
+        if info["metric"] == "cosine":
+            n = sum(x * x for x in q) ** 0.5 or 1.0
+            q = [x / n for x in q]
+        scored = []
+        for vid, v in vectors.items():
+            s = -sum(x * y for x, y in zip(q, v)) if ip else sum((x - y) ** 2 for x, y in zip(q, v))
+            scored.append((s, vid))
+        scored.sort()
+        print(json.dumps([vid for _, vid in scored[:a.k]]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
