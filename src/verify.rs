@@ -67,7 +67,7 @@ impl Index {
             report.bytes += seg.size;
         }
         let mut seen = vec![false; self.info().ntotal as usize];
-        for (list, _) in (0..self.info().nlist).enumerate() {
+        for list in 0..self.info().nlist {
             for e in self.directory.extents_of(list) {
                 let seg = &self.segments[e.segment.get() as usize];
                 let path = self.dir().join(&seg.name);

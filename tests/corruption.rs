@@ -41,13 +41,16 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
 fn flipped_padding_is_caught_too() {
     let (dir, q) = tiny_index();
     let seg = segment_path(dir.path());
-    let first_extent_end = {
-        let index = Index::open(dir.path()).unwrap();
-        // The last byte of the file is padding of the last extent (lists are never a page exactly).
-        let _ = index;
-        std::fs::metadata(&seg).unwrap().len() - 1
-    };
-    flip_byte(&seg, first_extent_end);
+    // Extents are written in list order, so the last list's extent ends the file; its padding
+    // starts where its ids end.
+    let index = Index::open(dir.path()).unwrap();
+    let last = (0..16).rev().find(|&l| index.list_len(l) > 0).unwrap();
+    let (count, code_size) = (index.list_len(last), index.info().pq_m as u64);
+    let file_len = std::fs::metadata(&seg).unwrap().len();
+    let padding = file_len - format::extent_len(count, code_size) + format::ids_offset(count, code_size) + 8 * count;
+    assert!(padding < file_len, "the last extent has no padding; pick another fixture");
+    drop(index);
+    flip_byte(&seg, padding);
     assert!(matches!(search_all(dir.path(), &q), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
 }
 

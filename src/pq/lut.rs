@@ -67,8 +67,3 @@ impl LutBuilder {
         }
     }
 }
-
-/// Fills `lut` for `q` without a prepared builder (tests and one-off use).
-pub fn compute_lut(pq: &ProductQuantizer, metric: Metric, q: &[f32], lut: &mut [f32]) {
-    LutBuilder::new(pq).compute(metric, q, lut)
-}

@@ -41,7 +41,7 @@ fn adc_distance(lut: &[f32], code: &[u8]) -> f32 {
 mod tests {
     use super::*;
     use crate::distance::{self, Metric};
-    use crate::pq::{compute_lut, ProductQuantizer};
+    use crate::pq::{LutBuilder, ProductQuantizer};
     use crate::rng::Rng;
 
     /// ADC through the table equals the direct distance between the query and the decoded code.
@@ -55,7 +55,7 @@ mod tests {
         let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
         for metric in [Metric::L2, Metric::InnerProduct] {
             let mut lut = vec![0f32; m * KSUB];
-            compute_lut(&pq, metric, &q, &mut lut);
+            LutBuilder::new(&pq).compute(metric, &q, &mut lut);
             let mut codes = vec![0u8; 50 * m];
             for (row, c) in x.chunks_exact(d).zip(codes.chunks_exact_mut(m)) {
                 pq.encode(row, c);
