@@ -1,20 +1,10 @@
 use std::io::Write;
-use std::path::PathBuf;
 
 use quiver::Index;
 
 use super::CmdResult;
+pub use super::IndexArgs as Args;
 use crate::output::json_str;
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// Index directory.
-    #[arg(long)]
-    index: PathBuf,
-    /// One JSON object on stdout.
-    #[arg(long)]
-    json: bool,
-}
 
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let index = Index::open(&a.index)?;

@@ -14,6 +14,17 @@ use crate::eval::GroundTruth;
 
 pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Flags of the commands that read one index and describe it (`inspect`, `verify`).
+#[derive(clap::Args)]
+pub struct IndexArgs {
+    /// Index directory.
+    #[arg(long)]
+    pub index: std::path::PathBuf,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A rayon pool of `threads` (0 = one per core).
 pub fn pool(threads: usize) -> Result<rayon::ThreadPool, Box<dyn std::error::Error>> {
     Ok(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?)

@@ -1,19 +1,9 @@
 use std::io::Write;
-use std::path::PathBuf;
 
 use quiver::Index;
 
 use super::CmdResult;
-
-#[derive(clap::Args)]
-pub struct Args {
-    /// Index directory.
-    #[arg(long)]
-    index: PathBuf,
-    /// One JSON object on stdout.
-    #[arg(long)]
-    json: bool,
-}
+pub use super::IndexArgs as Args;
 
 /// Opening checks the manifest, headers, RAM-resident files and sizes; verify then reads every
 /// segment byte. Exit status 1 and the first problem on stderr if anything is wrong.
