@@ -40,8 +40,9 @@ impl Index {
         let mut report =
             VerifyReport { files: self.files.len() + 1, segments: self.segments.len(), ..Default::default() };
         let mut buf = vec![0u8; 8 << 20];
+        // Buffered handles, opened once: O_DIRECT would need aligned buffers and gains nothing here.
+        let mut files = Vec::with_capacity(self.segments.len());
         for seg in &self.segments {
-            // A buffered handle: O_DIRECT would need aligned buffers and gains nothing here.
             let path = self.dir().join(&seg.name);
             let f = std::fs::File::open(&path).at(&path)?;
             let mut crc = 0u32;
@@ -65,15 +66,21 @@ impl Index {
                 .into());
             }
             report.bytes += seg.size;
+            files.push(f);
         }
         let mut seen = vec![false; self.info().ntotal as usize];
         for list in 0..self.info().nlist {
             for e in self.directory.extents_of(list) {
-                let seg = &self.segments[e.segment.get() as usize];
-                let path = self.dir().join(&seg.name);
-                let mut bytes = vec![0u8; e.length.get() as usize];
-                std::fs::File::open(&path).at(&path)?.read_exact_at(&mut bytes, e.offset.get()).at(&path)?;
-                let view = format::decode_extent(&seg.name, e, self.pq.code_size(), &bytes)?;
+                let no = e.segment.get() as usize;
+                let seg = &self.segments[no];
+                // Lengths were checked against the segment sizes at open, so this is bounded.
+                let len = e.length.get() as usize;
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                let bytes = &mut buf[..len];
+                files[no].read_exact_at(bytes, e.offset.get()).at(self.dir().join(&seg.name))?;
+                let view = format::decode_extent(&seg.name, e, self.pq.code_size(), bytes)?;
                 for id in view.ids() {
                     match seen.get_mut(id as usize) {
                         Some(s) if !*s => *s = true,

@@ -22,18 +22,19 @@ pub(super) struct Merged {
 struct Run {
     path: PathBuf,
     reader: BufReader<File>,
-    /// The next record, if any: (list, id, code).
-    head: Option<(u32, u64, Vec<u8>)>,
+    /// The next record's (list, id), if any; its code is `rec[12..]`.
+    head: Option<(u32, u64)>,
+    /// The current record, reused for every record of the run.
+    rec: Vec<u8>,
 }
 
 impl Run {
-    fn advance(&mut self, code_size: usize) -> Result<()> {
-        let mut rec = vec![0u8; 12 + code_size];
-        match self.reader.read_exact(&mut rec) {
+    fn advance(&mut self) -> Result<()> {
+        match self.reader.read_exact(&mut self.rec) {
             Ok(()) => {
-                let list = u32::from_le_bytes(rec[0..4].try_into().unwrap_or_default());
-                let id = u64::from_le_bytes(rec[4..12].try_into().unwrap_or_default());
-                self.head = Some((list, id, rec[12..].to_vec()));
+                let list = u32::from_le_bytes(self.rec[0..4].try_into().unwrap_or_default());
+                let id = u64::from_le_bytes(self.rec[4..12].try_into().unwrap_or_default());
+                self.head = Some((list, id));
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -107,8 +108,13 @@ pub(super) fn merge_runs(
     let mut readers = Vec::with_capacity(runs.len());
     for p in runs {
         let f = File::open(p).at(p)?;
-        let mut r = Run { path: p.clone(), reader: BufReader::with_capacity(256 << 10, f), head: None };
-        r.advance(code_size)?;
+        let mut r = Run {
+            path: p.clone(),
+            reader: BufReader::with_capacity(256 << 10, f),
+            head: None,
+            rec: vec![0; 12 + code_size],
+        };
+        r.advance()?;
         readers.push(r);
     }
     let mut seg = SegmentWriter {
@@ -127,13 +133,13 @@ pub(super) fn merge_runs(
         codes.clear();
         ids.clear();
         for r in readers.iter_mut() {
-            while let Some((l, id, code)) = &r.head {
-                if *l != list {
+            while let Some((l, id)) = r.head {
+                if l != list {
                     break;
                 }
-                ids.push(*id);
-                codes.extend_from_slice(code);
-                r.advance(code_size)?;
+                ids.push(id);
+                codes.extend_from_slice(&r.rec[12..]);
+                r.advance()?;
             }
         }
         if !ids.is_empty() {

@@ -291,7 +291,7 @@ fn write_ram_files(
         let f = std::fs::File::create(&path).at(&path)?;
         std::io::Write::write_all(&mut &f, &bytes).at(&path)?;
         durable::sync_file(&f).at(&path)?;
-        let payload_crc = format::crc32c(&bytes[format::HEADER_LEN..]);
+        let payload_crc = format::FileHeader::decode(name, kind, &bytes)?.payload_crc.get();
         entries.push(FileEntry::new(name, kind, bytes.len() as u64, payload_crc));
     }
     Ok(entries)

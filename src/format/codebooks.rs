@@ -3,7 +3,7 @@
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{decode_file, encode_file, f32s_from_le, put_f32s, Cursor, FileKind, FormatError, HEADER_LEN};
+use super::{decode_file, encode_file, f32s_from_le, put_f32s, Cursor, FileHeader, FileKind, FormatError, HEADER_LEN};
 
 /// Fixed part of the codebooks payload, 16 bytes.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Codebooks {
         encode_file(FileKind::Codebooks, index_id, &p)
     }
 
-    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, [u8; 16]), FormatError> {
+    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, FileHeader), FormatError> {
         let (fh, payload) = decode_file(file, FileKind::Codebooks, bytes)?;
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: CodebookHeader = c.read("codebook header")?;
@@ -53,7 +53,7 @@ impl Codebooks {
         let n = n.ok_or_else(|| c.invalid("codebook header", "shape overflows".into()))?;
         let centroids = f32s_from_le(c.take(n, "PQ centroids")?);
         c.finish()?;
-        Ok((Codebooks { m: m as u32, ksub: ksub as u32, dsub: dsub as u32, nbits: 8, centroids }, fh.index_id))
+        Ok((Codebooks { m: m as u32, ksub: ksub as u32, dsub: dsub as u32, nbits: 8, centroids }, fh))
     }
 }
 

@@ -6,8 +6,8 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    align_up, decode_file, encode_file, extent_len, put_u32s, u32s_from_le, Cursor, FileKind, FormatError, HEADER_LEN,
-    PAGE,
+    align_up, decode_file, encode_file, extent_len, put_u32s, u32s_from_le, Cursor, FileHeader, FileKind, FormatError,
+    HEADER_LEN, PAGE,
 };
 
 /// Fixed part of the directory payload, 32 bytes.
@@ -76,7 +76,7 @@ impl Directory {
     /// bounds, extents page-aligned, long enough for their count, in a known segment, and counts
     /// summing to `ntotal`. Whether an extent fits inside its segment file is checked by the
     /// engine, which knows the file sizes.
-    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, [u8; 16]), FormatError> {
+    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, FileHeader), FormatError> {
         let (fh, payload) = decode_file(file, FileKind::Directory, bytes)?;
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: DirectoryHeader = c.read("directory header")?;
@@ -116,7 +116,7 @@ impl Directory {
                 c.invalid("extent table", format!("extents hold {total} vectors, header says {}", h.ntotal.get()))
             );
         }
-        Ok((Directory { n_segments: h.n_segments.get(), code_size, ntotal: total, list_starts, extents }, fh.index_id))
+        Ok((Directory { n_segments: h.n_segments.get(), code_size, ntotal: total, list_starts, extents }, fh))
     }
 }
 

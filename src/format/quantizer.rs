@@ -4,7 +4,8 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    decode_file, encode_file, f32s_from_le, put_f32s, put_u32s, u32s_from_le, Cursor, FileKind, FormatError, HEADER_LEN,
+    decode_file, encode_file, f32s_from_le, put_f32s, put_u32s, u32s_from_le, Cursor, FileHeader, FileKind,
+    FormatError, HEADER_LEN,
 };
 
 /// Fixed part of the quantizer payload, 32 bytes.
@@ -56,7 +57,7 @@ impl QuantizerBlock {
     }
 
     /// Decodes and checks shapes; graph invariants are checked by the HNSW when it is rebuilt.
-    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, [u8; 16]), FormatError> {
+    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, FileHeader), FormatError> {
         let (fh, payload) = decode_file(file, FileKind::Quantizer, bytes)?;
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: QuantizerHeader = c.read("quantizer header")?;
@@ -82,7 +83,7 @@ impl QuantizerBlock {
                 levels,
                 neighbors,
             },
-            fh.index_id,
+            fh,
         ))
     }
 }
@@ -105,8 +106,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let b = sample();
-        let (d, id) = QuantizerBlock::decode("q", &b.encode([9; 16])).unwrap();
-        assert_eq!((d, id), (b, [9; 16]));
+        let (d, h) = QuantizerBlock::decode("q", &b.encode([9; 16])).unwrap();
+        assert_eq!((d, h.index_id), (b, [9; 16]));
     }
 
     #[test]

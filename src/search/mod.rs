@@ -144,8 +144,10 @@ fn size_mismatch(name: &str, want: u64, got: u64) -> Error {
     .into()
 }
 
-fn check_owner(name: &str, id: [u8; 16], want: [u8; 16], crc: u32, entry: &FileEntry) -> Result<()> {
-    if id != want {
+/// The file's header must carry the manifest's index id and the payload crc the manifest recorded.
+fn check_owner(name: &str, h: &FileHeader, want: [u8; 16], entry: &FileEntry) -> Result<()> {
+    let crc = h.payload_crc.get();
+    if h.index_id != want {
         return Err(Error::Corrupt {
             file: name.into(),
             reason: "belongs to a different index (index id differs from the manifest's)".into(),
@@ -209,8 +211,8 @@ impl Index {
 
         let e = entry(store::QUANTIZER)?;
         let bytes = read_whole(&dir, e)?;
-        let (q, qid) = QuantizerBlock::decode(store::QUANTIZER, &bytes)?;
-        check_owner(store::QUANTIZER, qid, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
+        let (q, qh) = QuantizerBlock::decode(store::QUANTIZER, &bytes)?;
+        check_owner(store::QUANTIZER, &qh, id, e)?;
         if q.dim as usize != info.dim || q.nlist() != info.nlist || q.hnsw_m as usize != info.hnsw_m {
             return Err(Error::Corrupt {
                 file: store::QUANTIZER.into(),
@@ -222,8 +224,8 @@ impl Index {
 
         let e = entry(store::CODEBOOKS)?;
         let bytes = read_whole(&dir, e)?;
-        let (cb, cid) = Codebooks::decode(store::CODEBOOKS, &bytes)?;
-        check_owner(store::CODEBOOKS, cid, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
+        let (cb, ch) = Codebooks::decode(store::CODEBOOKS, &bytes)?;
+        check_owner(store::CODEBOOKS, &ch, id, e)?;
         if cb.m as usize != info.pq_m || (cb.m * cb.dsub) as usize != info.dim {
             return Err(Error::Corrupt {
                 file: store::CODEBOOKS.into(),
@@ -235,8 +237,8 @@ impl Index {
 
         let e = entry(store::DIRECTORY)?;
         let bytes = read_whole(&dir, e)?;
-        let (directory, did) = Directory::decode(store::DIRECTORY, &bytes)?;
-        check_owner(store::DIRECTORY, did, id, format::crc32c(&bytes[format::HEADER_LEN..]), e)?;
+        let (directory, dh) = Directory::decode(store::DIRECTORY, &bytes)?;
+        check_owner(store::DIRECTORY, &dh, id, e)?;
         if directory.nlist() != info.nlist
             || directory.code_size as usize != pq.code_size()
             || directory.ntotal != info.ntotal
@@ -265,7 +267,7 @@ impl Index {
                     reason: "header's extent area disagrees with the file size".into(),
                 });
             }
-            check_owner(&name, h.index_id, id, h.payload_crc.get(), e)?;
+            check_owner(&name, &h, id, e)?;
             let (file, _) = io::open_for_reads(&path).at(&path)?;
             segments.push(Segment { name, file, size });
         }
