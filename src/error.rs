@@ -28,6 +28,10 @@ pub enum Error {
     DirectoryNotEmpty { path: PathBuf },
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    #[error("{name} = {value} is out of range: {lo} ..= {hi}")]
+    OutOfRange { name: &'static str, value: u64, lo: u64, hi: u64 },
+    #[error("{have} training vectors for nlist = {nlist} and 256 PQ centroids: need at least {need} (more input, a larger train_size, or a smaller nlist)")]
+    TrainingSetTooSmall { have: usize, need: usize, nlist: usize },
     #[error("query {query} has {got} components, the index holds {expected}-dimensional vectors")]
     DimensionMismatch { query: usize, got: usize, expected: usize },
     #[error("query {query}, component {col} is {value}; queries must be finite")]
@@ -38,6 +42,19 @@ pub enum Error {
     Unsupported(String),
     #[error("{file}: {reason}; the index is damaged: rebuild it or restore it from a copy")]
     Corrupt { file: String, reason: String },
+    #[error("{what} needs {bytes} bytes of memory, which this machine cannot allocate; {hint}")]
+    OutOfMemory { what: String, bytes: u64, hint: String },
+}
+
+/// An empty vector with room for `len` elements, or [`Error::OutOfMemory`] where that is more
+/// than the machine's memory or the allocator refuses (instead of aborting the process).
+pub(crate) fn try_vec<T>(len: usize, what: impl FnOnce() -> String, hint: &str) -> Result<Vec<T>> {
+    let bytes = (len as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    let mut v = Vec::new();
+    if !crate::io::fits_in_memory(bytes) || v.try_reserve_exact(len).is_err() {
+        return Err(Error::OutOfMemory { what: what(), bytes, hint: hint.into() });
+    }
+    Ok(v)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

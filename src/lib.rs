@@ -52,14 +52,20 @@ mod search;
 pub mod store;
 mod verify;
 
-pub use build::{build_index, BuildOptions, BuildReport, NoProgress, Progress};
+pub use build::{build_index, BuildOptions, BuildReport, NoProgress, Plan, Progress};
 pub use distance::Metric;
 pub use error::{Error, Result};
 pub use flat::ExactKnn;
-pub use input::{InputError, SliceSource, VectorFile, VectorSource, VectorWriter};
+pub use input::{Contents, InputError, SliceSource, VectorFile, VectorSource, VectorWriter, MAX_DIM};
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats};
 pub use spec::IndexSpec;
+pub use store::SkippedManifest;
 pub use synthetic::Synthetic;
-pub use verify::{ListStats, VerifyReport};
+pub use verify::{verify_index, Fault, ListStats, VerifyReport};
+
+/// The README's code blocks, compiled and run as doc-tests so that what it shows stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -23,57 +23,80 @@ pub enum Payload {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("cannot parse factory string {input:?}: {reason} (examples: \"IVF4096_HNSW32,PQ32\", \"HNSW32,Flat\", \"IVF1024_HNSW32,Flat\", \"HNSW32_PQ32\")")]
+#[error("cannot parse factory string {input:?}: {reason} (for example \"IVF4096_HNSW32,PQ32\": nlist 4096, HNSW M 32, PQ with 32 bytes per vector)")]
 pub struct SpecError {
     pub input: String,
     pub reason: String,
 }
 
-fn number(s: &str, prefix: &str) -> Option<usize> {
-    s.strip_prefix(prefix)?.parse().ok().filter(|&v| v > 0)
+/// Largest nlist a factory string may ask for (2^24): far past the 2^20 lists a 10^9-vector
+/// index uses, and small enough that every count of lists fits the format's u32 fields.
+pub const MAX_NLIST: usize = 1 << 24;
+/// HNSW M bounds: below 2 the level distribution (mL = 1/ln M) is undefined; above 256 a node's
+/// links outgrow any benefit and the graph's memory explodes.
+pub const MIN_HNSW_M: usize = 2;
+pub const MAX_HNSW_M: usize = 256;
+/// Largest PQ m (bytes per code); m must also divide the dimension.
+pub const MAX_PQ_M: usize = 4096;
+
+/// The number after `prefix` in `s`, checked against `lo..=hi`; `what` names it in errors.
+fn number(s: &str, prefix: &str, what: &str, lo: usize, hi: usize) -> Result<Option<usize>, String> {
+    let Some(digits) = s.strip_prefix(prefix) else { return Ok(None) };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    match digits.parse::<usize>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(Some(v)),
+        _ => Err(format!("{what} {digits} in {s:?} is out of range: {lo} ..= {hi}")),
+    }
 }
 
 impl FromStr for IndexSpec {
     type Err = SpecError;
 
     fn from_str(input: &str) -> Result<Self, SpecError> {
-        let err = |reason: &str| SpecError { input: input.to_string(), reason: reason.to_string() };
+        let err = |reason: String| SpecError { input: input.to_string(), reason };
         let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+        let nlist_of = |p: &str| number(p, "IVF", "nlist", 1, MAX_NLIST).map_err(err);
+        let hnsw_of = |p: &str| number(p, "HNSW", "HNSW M", MIN_HNSW_M, MAX_HNSW_M).map_err(err);
+        let pq_of = |p: &str| number(p, "PQ", "PQ m", 1, MAX_PQ_M).map_err(err);
         let payload_of = |p: &str| -> Result<Payload, SpecError> {
             if p == "Flat" {
                 Ok(Payload::Flat)
-            } else if let Some(m) = number(p, "PQ") {
+            } else if let Some(m) = pq_of(p)? {
                 Ok(Payload::Pq { m })
             } else if p.starts_with("PQ") && p.contains('x') {
-                Err(err("only 8-bit PQ is supported (PQ{m}, not PQ{m}x{nbits})"))
+                Err(err("only 8-bit PQ is supported (PQ{m}, not PQ{m}x{nbits})".into()))
             } else {
-                Err(err(&format!("unknown storage {p:?}: expected Flat or PQ{{m}}")))
+                Err(err(format!("unknown storage {p:?}: expected PQ{{m}}")))
             }
         };
         if let Some((coarse, payload)) = s.split_once(',') {
             let payload = payload_of(payload)?;
             if let Some((ivf, q)) = coarse.split_once('_') {
-                let nlist = number(ivf, "IVF").ok_or_else(|| err("expected IVF{nlist} before '_'"))?;
-                let hnsw_m = number(q, "HNSW").ok_or_else(|| err("the coarse quantizer must be HNSW{M}"))?;
+                let nlist =
+                    nlist_of(ivf)?.ok_or_else(|| err(format!("expected IVF{{nlist}} before '_', found {ivf:?}")))?;
+                let hnsw_m =
+                    hnsw_of(q)?.ok_or_else(|| err(format!("the coarse quantizer must be HNSW{{M}}, found {q:?}")))?;
                 return Ok(IndexSpec::Ivf { nlist, hnsw_m, payload });
             }
-            if let Some(m) = number(coarse, "HNSW") {
+            if let Some(m) = hnsw_of(coarse)? {
                 if payload != Payload::Flat {
-                    return Err(err("write HNSW{M}_PQ{m} for an HNSW graph over PQ codes"));
+                    return Err(err("write HNSW{M}_PQ{m} for an HNSW graph over PQ codes".into()));
                 }
                 return Ok(IndexSpec::Hnsw { m, payload });
             }
             if coarse.starts_with("IVF") {
-                return Err(err("quiver's IVF indexes use an HNSW coarse quantizer: IVF{nlist}_HNSW{M}"));
+                return Err(err("quiver's IVF indexes use an HNSW coarse quantizer: IVF{nlist}_HNSW{M}".into()));
             }
-            return Err(err("expected IVF{nlist}_HNSW{M} or HNSW{M} before ','"));
+            return Err(err(format!("expected IVF{{nlist}}_HNSW{{M}} before ',', found {coarse:?}")));
         }
         if let Some((h, pq)) = s.split_once('_') {
-            let m = number(h, "HNSW").ok_or_else(|| err("expected HNSW{M}_PQ{m}"))?;
-            let pq_m = number(pq, "PQ").ok_or_else(|| err("expected HNSW{M}_PQ{m}"))?;
+            let m = hnsw_of(h)?.ok_or_else(|| err("expected IVF{nlist}_HNSW{M},PQ{m}".into()))?;
+            let pq_m = pq_of(pq)?.ok_or_else(|| err("expected IVF{nlist}_HNSW{M},PQ{m}".into()))?;
             return Ok(IndexSpec::Hnsw { m, payload: Payload::Pq { m: pq_m } });
         }
-        Err(err("missing ',' between the coarse structure and the storage"))
+        Err(err("missing ',' between the coarse quantizer and the storage".into()))
     }
 }
 
@@ -118,5 +141,25 @@ mod tests {
             let e = s.parse::<IndexSpec>().unwrap_err();
             assert!(!e.reason.is_empty(), "{s}");
         }
+    }
+
+    /// Numbers out of range name the parameter and its bounds instead of a shape the input
+    /// already has ("expected IVF{nlist}" for IVF0 was the old message).
+    #[test]
+    fn out_of_range_numbers_name_the_parameter() {
+        for (s, want) in [
+            ("IVF0_HNSW32,PQ32", "nlist 0"),
+            ("IVF99999999999999999999_HNSW32,PQ32", "nlist 99999999999999999999"),
+            ("IVF16777217_HNSW32,PQ32", "1 ..= 16777216"),
+            ("IVF16_HNSW1,PQ4", "HNSW M 1"),
+            ("IVF16_HNSW0,PQ4", "HNSW M 0"),
+            ("HNSW1,Flat", "HNSW M 1"),
+            ("IVF16_HNSW32,PQ0", "PQ m 0"),
+        ] {
+            let e = s.parse::<IndexSpec>().unwrap_err().to_string();
+            assert!(e.contains(want), "{s}: {e}");
+        }
+        let e = "IVF16_HNSW32,SQ8".parse::<IndexSpec>().unwrap_err().to_string();
+        assert!(!e.contains("HNSW32,Flat"), "the error suggests only kinds that build: {e}");
     }
 }

@@ -1,20 +1,344 @@
-//! Integrity walk and description of an open index: every segment's payload checksum, every
-//! extent's checksum, id ranges, and list-size statistics.
+//! Integrity walk of an index directory: every manifest, every file the newest sound one names,
+//! every checksum, every byte the spec says is zero, every extent's bounds and every id. It
+//! does not stop at the first problem: each is a [`Fault`] naming the file, the offset and what
+//! is wrong, and the walk goes on with whatever can still be checked.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
-use crate::error::{Error, IoContext, Result};
-use crate::format::{self, PAGE};
-use crate::search::Index;
+use crate::error::{try_vec, Error, Result};
+use crate::format::{self, Directory, FormatError, HEADER_LEN, PAGE};
+use crate::search::open::{self, Generation};
+use crate::search::{Index, IndexInfo};
+use crate::store;
 
-/// What `verify` checked.
+/// One thing wrong with an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// File name inside the index directory.
+    pub file: String,
+    /// Byte offset in that file, where one applies.
+    pub offset: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(o) => write!(f, "{} at offset {o}: {}", self.file, self.what),
+            None => write!(f, "{}: {}", self.file, self.what),
+        }
+    }
+}
+
+/// At most this many faults are kept (the rest are counted): a wrecked billion-vector index
+/// must not turn its report into gigabytes.
+pub const MAX_FAULTS: usize = 10_000;
+
+/// What `verify` checked and what it found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// The generation verified: the newest whose manifest is sound (None if none is).
+    pub generation: Option<u64>,
     pub files: usize,
     pub segments: usize,
     pub extents: u64,
     pub vectors: u64,
     pub bytes: u64,
+    pub faults: Vec<Fault>,
+    /// Faults found beyond [`MAX_FAULTS`].
+    pub faults_omitted: u64,
+}
+
+impl VerifyReport {
+    /// True when no fault was found.
+    pub fn is_ok(&self) -> bool {
+        self.faults.is_empty() && self.faults_omitted == 0
+    }
+
+    fn fault(&mut self, file: &str, offset: Option<u64>, what: String) {
+        if self.faults.len() < MAX_FAULTS {
+            self.faults.push(Fault { file: file.into(), offset, what });
+        } else {
+            self.faults_omitted += 1;
+        }
+    }
+
+    /// Records an error from a reading step as a fault, with its file and offset.
+    fn error(&mut self, fallback_file: &str, e: Error) {
+        match e {
+            Error::Format(f) => {
+                let (file, offset) = (f.file().to_string(), f.offset());
+                self.fault(&file, Some(offset), f.to_string())
+            }
+            Error::Corrupt { file, reason } => self.fault(&file, None, reason),
+            Error::Io { path, source } => {
+                let file = path.file_name().map_or(fallback_file.into(), |n| n.to_string_lossy().into_owned());
+                self.fault(&file, None, format!("cannot be read: {source}"))
+            }
+            other => self.fault(fallback_file, None, other.to_string()),
+        }
+    }
+}
+
+/// Verifies the index in `dir`, reading every byte of it. Errors only when `dir` is not an
+/// index at all (missing, or no manifest) or cannot be listed; damage is reported in the
+/// report's faults.
+pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
+    let mut r = VerifyReport::default();
+    let mut newest = None;
+    for (gen, path) in store::manifest_generations(dir)? {
+        let name = store::manifest_name(gen);
+        match store::read_manifest(gen, &path) {
+            Ok(m) => {
+                if newest.is_none() {
+                    newest = Some((gen, name, m));
+                }
+            }
+            Err(e) => r.error(&name, e),
+        }
+    }
+    let Some((gen, mname, manifest)) = newest else { return Ok(r) };
+    r.generation = Some(gen);
+    r.files = manifest.files.len() + 1;
+    if let Err(e) = check_manifest_zeros(&mname, &manifest) {
+        r.error(&mname, e);
+    }
+    let g = Generation::new(dir, &manifest, &mname);
+    check_entries(&mut r, &manifest, &mname);
+    let info = match g.info() {
+        Ok(i) => Some(i),
+        Err(e) => {
+            r.error(&mname, e);
+            None
+        }
+    };
+    let mut directory = None;
+    if let Some(info) = &info {
+        if let Err(e) = g.quantizer(info) {
+            r.error(store::QUANTIZER, e);
+        }
+        if let Err(e) = g.codebooks(info) {
+            r.error(store::CODEBOOKS, e);
+        }
+        match g.directory(info) {
+            Ok(d) => directory = Some(d),
+            Err(e) => r.error(store::DIRECTORY, e),
+        }
+    }
+    // Segments: those the directory names, or, without a directory, those the manifest names.
+    let n_segments = match &directory {
+        Some(d) => d.n_segments,
+        None => manifest.files.iter().filter(|f| f.kind.get() == format::FileKind::Segment as u32).count() as u32,
+    };
+    r.segments = n_segments as usize;
+    let mut segments: Vec<Option<(File, u64)>> = Vec::with_capacity(n_segments as usize);
+    for no in 0..n_segments {
+        segments.push(verify_segment(&mut r, &g, no));
+    }
+    if let (Some(d), Some(info)) = (&directory, &info) {
+        verify_extents(&mut r, d, info, &segments)?;
+    }
+    Ok(r)
+}
+
+/// Reserved fields the spec says are zero, in the manifest itself.
+fn check_manifest_zeros(name: &str, m: &format::Manifest) -> Result<()> {
+    let b = &m.body;
+    let nonzero = b.reserved.iter().any(|&x| x != 0)
+        || b.params.reserved0.iter().any(|&x| x != 0)
+        || b.params.reserved1.get() != 0
+        || m.files.iter().any(|f| f.reserved.get() != 0 || f.reserved2.get() != 0);
+    if nonzero {
+        return Err(Error::Corrupt { file: name.into(), reason: "a reserved field is not zero".into() });
+    }
+    Ok(())
+}
+
+/// A version-1 manifest names each file once, with the kind its name implies, and nothing else.
+fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
+    use format::FileKind;
+    let mut seen = std::collections::HashSet::new();
+    for f in &m.files {
+        let name = f.name();
+        if !seen.insert(name.clone()) {
+            r.fault(mname, None, format!("names {name} twice"));
+        }
+        let want = match name.as_str() {
+            store::QUANTIZER => Some(FileKind::Quantizer),
+            store::CODEBOOKS => Some(FileKind::Codebooks),
+            store::DIRECTORY => Some(FileKind::Directory),
+            n if store::is_segment_name(n) => Some(FileKind::Segment),
+            _ => None,
+        };
+        match want {
+            Some(k) if k as u32 == f.kind.get() => {}
+            Some(k) => {
+                r.fault(mname, None, format!("records {name} as kind {}, its name says {}", f.kind.get(), k.name()))
+            }
+            None => r.fault(mname, None, format!("names {name:?}, which is no file of a version-1 index")),
+        }
+    }
+}
+
+/// Checks one segment's size, header, owner, the zero padding of its header page and the
+/// checksum of its whole extent area. Returns the open file and its size when it can be read.
+fn verify_segment(r: &mut VerifyReport, g: &Generation, no: u32) -> Option<(File, u64)> {
+    let name = store::segment_name(no);
+    let path = g.dir.join(&name);
+    let size = match g.segment_header(no) {
+        Ok((_, size)) => size,
+        Err(e) => {
+            r.error(&name, e);
+            // Go on reading what is there: the extents may still be checkable.
+            std::fs::metadata(&path).ok()?.len()
+        }
+    };
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            r.error(&name, open::missing_or_io(&name, &path, e));
+            return None;
+        }
+    };
+    if let Ok(page) = open::read_header_page(&path, &name) {
+        if let Some(i) = page[HEADER_LEN - 12..HEADER_LEN - 4].iter().position(|&b| b != 0) {
+            r.fault(&name, Some((HEADER_LEN - 12 + i) as u64), "header's reserved field is not zero".into());
+        }
+        if let Some(i) = page[HEADER_LEN..].iter().position(|&b| b != 0) {
+            r.fault(&name, Some((HEADER_LEN + i) as u64), "header page padding is not zero".into());
+        }
+    }
+    if size > PAGE {
+        let mut buf = vec![0u8; 8 << 20];
+        let mut crc = 0u32;
+        let mut off = PAGE;
+        while off < size {
+            let n = ((size - off) as usize).min(buf.len());
+            if let Err(e) = f.read_exact_at(&mut buf[..n], off) {
+                r.fault(&name, Some(off), format!("cannot be read: {e}"));
+                return Some((f, size));
+            }
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            off += n as u64;
+        }
+        let stored = g.entry(&name).map(|e| e.crc.get()).ok();
+        if stored.is_some_and(|s| s != crc) {
+            let e = FormatError::ChecksumMismatch {
+                file: name.clone(),
+                what: "extent area".into(),
+                offset: PAGE,
+                len: size - PAGE,
+                stored: stored.unwrap_or_default(),
+                computed: crc,
+            };
+            r.fault(&name, Some(PAGE), e.to_string());
+        }
+        r.bytes += size;
+    }
+    Some((f, size))
+}
+
+/// Reads every extent: bounds, no overlap, checksum, zero padding, ids in range, ascending
+/// within the extent and each appearing once in the index.
+fn verify_extents(
+    r: &mut VerifyReport,
+    d: &Directory,
+    info: &IndexInfo,
+    segments: &[Option<(File, u64)>],
+) -> Result<()> {
+    let ntotal = info.ntotal;
+    let words = usize::try_from(ntotal.div_ceil(64)).unwrap_or(usize::MAX);
+    let mut seen: Vec<u64> =
+        try_vec(words, || format!("a bitmap of {ntotal} ids"), "verify on a machine with more memory")?;
+    seen.resize(words, 0);
+    let code_size = d.code_size as u64;
+    let mut buf = Vec::new();
+    let mut spans: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); segments.len()];
+    let mut index_no = 0usize;
+    for list in 0..d.nlist() {
+        for e in d.extents_of(list) {
+            let i = index_no;
+            index_no += 1;
+            let no = e.segment.get() as usize;
+            let seg_name = store::segment_name(no as u32);
+            let Some((f, size)) = &segments[no] else { continue };
+            if let Err(err) = open::check_extent_bounds(i, e, &seg_name, *size) {
+                r.error(store::DIRECTORY, err);
+                continue;
+            }
+            spans[no].push((e.offset.get(), e.length.get(), list));
+            let len = e.length.get() as usize;
+            buf.resize(len, 0);
+            if let Err(err) = f.read_exact_at(&mut buf, e.offset.get()) {
+                r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: extent cannot be read: {err}"));
+                continue;
+            }
+            let view = match format::decode_extent(&seg_name, e, code_size as usize, &buf) {
+                Ok(v) => v,
+                Err(err) => {
+                    r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: {err}"));
+                    continue;
+                }
+            };
+            if e.reserved.get() != 0 {
+                r.fault(store::DIRECTORY, None, format!("list {list}: extent {i} has a non-zero reserved field"));
+            }
+            let count = e.count.get() as u64;
+            let codes_end = (count * code_size) as usize;
+            let ids_at = format::ids_offset(count, code_size) as usize;
+            let ids_end = ids_at + 8 * count as usize;
+            let pad = buf[codes_end..ids_at].iter().chain(&buf[ids_end..]).position(|&b| b != 0);
+            if let Some(p) = pad {
+                let at = if p < ids_at - codes_end { codes_end + p } else { ids_end + p - (ids_at - codes_end) };
+                r.fault(
+                    &seg_name,
+                    Some(e.offset.get() + at as u64),
+                    format!("list {list}: extent padding is not zero"),
+                );
+            }
+            let mut prev: Option<u64> = None;
+            for id in view.ids() {
+                let fresh = id < ntotal && {
+                    let (w, b) = ((id / 64) as usize, id % 64);
+                    let was = seen[w] >> b & 1 == 1;
+                    seen[w] |= 1 << b;
+                    !was
+                };
+                if !fresh {
+                    r.fault(
+                        &seg_name,
+                        Some(e.offset.get()),
+                        format!("list {list}: id {id} is out of range (ntotal {ntotal}) or repeated"),
+                    );
+                }
+                if prev.is_some_and(|p| p >= id) {
+                    r.fault(
+                        &seg_name,
+                        Some(e.offset.get()),
+                        format!("list {list}: ids do not ascend within the extent"),
+                    );
+                }
+                prev = Some(id);
+            }
+            r.extents += 1;
+            r.vectors += count;
+        }
+    }
+    for (no, s) in spans.iter_mut().enumerate() {
+        s.sort_unstable();
+        for w in s.windows(2) {
+            if w[0].0 + w[0].1 > w[1].0 {
+                r.fault(
+                    &store::segment_name(no as u32),
+                    Some(w[1].0),
+                    format!("the extents of lists {} and {} overlap", w[0].2, w[1].2),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// List sizes of an index, for `inspect`.
@@ -34,69 +358,9 @@ pub struct ListStats {
 }
 
 impl Index {
-    /// Reads every byte of every segment: recomputes each segment's payload checksum and each
-    /// extent's, and checks that every id is below ntotal and appears once.
+    /// Verifies this index's directory: see [`verify_index`].
     pub fn verify(&self) -> Result<VerifyReport> {
-        let mut report =
-            VerifyReport { files: self.files.len() + 1, segments: self.segments.len(), ..Default::default() };
-        let mut buf = vec![0u8; 8 << 20];
-        // Buffered handles, opened once: O_DIRECT would need aligned buffers and gains nothing here.
-        let mut files = Vec::with_capacity(self.segments.len());
-        for seg in &self.segments {
-            let path = self.dir().join(&seg.name);
-            let f = std::fs::File::open(&path).at(&path)?;
-            let mut crc = 0u32;
-            let mut off = PAGE;
-            while off < seg.size {
-                let n = ((seg.size - off) as usize).min(buf.len());
-                f.read_exact_at(&mut buf[..n], off).at(&path)?;
-                crc = crc32c::crc32c_append(crc, &buf[..n]);
-                off += n as u64;
-            }
-            let stored = self.files.iter().find(|e| e.name() == seg.name).map(|e| e.crc.get()).unwrap_or_default();
-            if crc != stored {
-                return Err(format::FormatError::ChecksumMismatch {
-                    file: seg.name.clone(),
-                    what: "extent area".into(),
-                    offset: PAGE,
-                    len: seg.size - PAGE,
-                    stored,
-                    computed: crc,
-                }
-                .into());
-            }
-            report.bytes += seg.size;
-            files.push(f);
-        }
-        let mut seen = vec![false; self.info().ntotal as usize];
-        for list in 0..self.info().nlist {
-            for e in self.directory.extents_of(list) {
-                let no = e.segment.get() as usize;
-                let seg = &self.segments[no];
-                // Lengths were checked against the segment sizes at open, so this is bounded.
-                let len = e.length.get() as usize;
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                let bytes = &mut buf[..len];
-                files[no].read_exact_at(bytes, e.offset.get()).at(self.dir().join(&seg.name))?;
-                let view = format::decode_extent(&seg.name, e, self.pq.code_size(), bytes)?;
-                for id in view.ids() {
-                    match seen.get_mut(id as usize) {
-                        Some(s) if !*s => *s = true,
-                        _ => {
-                            return Err(Error::Corrupt {
-                                file: seg.name.clone(),
-                                reason: format!("list {list}: id {id} is out of range or repeated"),
-                            })
-                        }
-                    }
-                }
-                report.extents += 1;
-                report.vectors += e.count.get() as u64;
-            }
-        }
-        Ok(report)
+        verify_index(self.dir())
     }
 
     /// List-size statistics.

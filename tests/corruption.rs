@@ -34,7 +34,13 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
         }
         other => panic!("expected a checksum error, got {other:?}"),
     }
-    assert!(matches!(index.verify(), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
+    let r = index.verify().unwrap();
+    assert!(!r.is_ok());
+    assert!(
+        r.faults.iter().any(|f| f.file == "seg-000000.qvs" && f.offset == Some(4096) && f.what.contains("checksum")),
+        "{:?}",
+        r.faults
+    );
 }
 
 #[test]
@@ -127,4 +133,72 @@ fn foreign_and_missing_directories() {
     assert!(matches!(Index::open(d.path()), Err(Error::NotAnIndex { .. })));
     std::fs::write(d.path().join("MANIFEST-000001"), vec![b'x'; 500]).unwrap();
     assert!(matches!(Index::open(d.path()), Err(Error::Format(FormatError::BadMagic { .. }))));
+}
+
+/// Class 6: a damaged newest manifest does not hide a sound older generation; opening says
+/// which generation it passed over and why, and verify reports the damaged one as a fault.
+#[test]
+fn a_damaged_newest_manifest_falls_back_to_the_older_generation() {
+    let (dir, q) = tiny_index();
+    let want = search_all(dir.path(), &q).unwrap();
+    std::fs::write(dir.path().join("MANIFEST-000002"), b"garbage, not a manifest").unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.info().generation, 1);
+    let skipped = index.skipped_generations();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].generation, 2);
+    assert!(skipped[0].reason.contains("MANIFEST-000002"), "{}", skipped[0].reason);
+    assert_eq!(search_all(dir.path(), &q).unwrap(), want);
+    let r = quiver::verify_index(dir.path()).unwrap();
+    assert_eq!(r.generation, Some(1));
+    assert!(r.faults.iter().any(|f| f.file == "MANIFEST-000002"), "{:?}", r.faults);
+    // A manifest that decodes but claims another generation than its name is damage too.
+    std::fs::copy(dir.path().join("MANIFEST-000001"), dir.path().join("MANIFEST-000002")).unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    assert!(index.skipped_generations()[0].reason.contains("named for 2"), "{:?}", index.skipped_generations());
+    // With no sound manifest at all, the newest one's error is returned.
+    flip_byte(&dir.path().join("MANIFEST-000001"), 100);
+    assert!(Index::open(dir.path()).is_err());
+}
+
+/// Class 7: verify goes on past the first fault, reports each with its file and offset, and
+/// checks what the spec says is zero although no checksum covers it (a segment's header page).
+#[test]
+fn verify_reports_every_fault_and_checks_header_page_padding() {
+    let (dir, _) = tiny_index();
+    assert!(quiver::verify_index(dir.path()).unwrap().is_ok());
+    let seg = segment_path(dir.path());
+    flip_byte(&seg, 1000); // header-page padding: no checksum covers it
+    let r = quiver::verify_index(dir.path()).unwrap();
+    assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
+    assert_eq!((r.faults[0].file.as_str(), r.faults[0].offset), ("seg-000000.qvs", Some(1000)));
+    assert!(r.faults[0].what.contains("padding"), "{}", r.faults[0]);
+    // Three more faults in three places: all reported, and the walk still counts every vector
+    // of the sound extents.
+    flip_byte(&seg, 4096 + 10);
+    flip_byte(&dir.path().join("codebooks.qvc"), 200);
+    let last = std::fs::metadata(&seg).unwrap().len() - 1;
+    flip_byte(&seg, last);
+    let r = quiver::verify_index(dir.path()).unwrap();
+    let files: Vec<&str> = r.faults.iter().map(|f| f.file.as_str()).collect();
+    assert!(files.contains(&"codebooks.qvc"), "{files:?}");
+    assert!(r.faults.iter().filter(|f| f.file == "seg-000000.qvs").count() >= 4, "{:?}", r.faults);
+    assert!(r.vectors > 0 && r.vectors < 4_000, "{}", r.vectors);
+}
+
+/// Class 9: a segment that grew, and one that is gone, are named as damage to the index.
+#[test]
+fn grown_and_missing_segments_say_what_happened() {
+    let (dir, _) = tiny_index();
+    let seg = segment_path(dir.path());
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"x").unwrap();
+    let e = Index::open(dir.path()).err().expect("a grown segment is refused");
+    assert!(e.to_string().contains("grew") && !e.to_string().contains("cut short"), "{e}");
+    std::fs::remove_file(&seg).unwrap();
+    let e = Index::open(dir.path()).err().expect("a missing segment is refused");
+    assert!(matches!(&e, Error::Corrupt { file, .. } if file == "seg-000000.qvs"), "{e}");
+    assert!(e.to_string().contains("missing") && e.to_string().contains("damaged"), "{e}");
+    let r = quiver::verify_index(dir.path()).unwrap();
+    assert!(r.faults.iter().any(|f| f.what.contains("missing")), "{:?}", r.faults);
 }

@@ -62,6 +62,62 @@ impl Default for BuildOptions {
     }
 }
 
+/// Bounds of the numeric options: each must fit the format's u32 field it is stored in, and
+/// anything past these is a typo rather than a setting (faiss's defaults are 10, 40 and 16).
+pub const MAX_NITER: usize = 10_000;
+pub const MAX_EF: usize = 1 << 16;
+/// Segments larger than 1 TiB buy nothing and a shift past 2^64 would wrap.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 40;
+
+impl BuildOptions {
+    /// Everything `build_index` checks before it starts work, for `n` vectors of dimension `d`:
+    /// the factory string, the options' ranges, the dimension against PQ's m, and whether the
+    /// training sample can hold nlist and PQ centroids. Returns the parsed factory, the plan
+    /// and the training-sample size the build will use.
+    pub fn check_input(&self, n: usize, d: usize) -> Result<(IndexSpec, Plan, usize)> {
+        let spec: IndexSpec = self.factory.parse()?;
+        let plan = plan(&spec)?;
+        if n == 0 || d == 0 {
+            return Err(Error::InvalidParameter("the input holds no vectors".into()));
+        }
+        if d > crate::input::MAX_DIM {
+            return Err(Error::InvalidParameter(format!(
+                "dimension {d} is above the largest supported, {}",
+                crate::input::MAX_DIM
+            )));
+        }
+        ProductQuantizer::new(d, plan.pq_m)?;
+        self.validate()?;
+        let train_size = self.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
+        let need = plan.nlist.max(crate::pq::KSUB);
+        if train_size < need {
+            return Err(Error::TrainingSetTooSmall { have: train_size, need, nlist: plan.nlist });
+        }
+        Ok((spec, plan, train_size))
+    }
+
+    /// Checks every option against its range, naming the option that is out of it. The
+    /// builder calls this before any work; callers may call it earlier.
+    pub fn validate(&self) -> Result<()> {
+        let range = |name: &'static str, value: u64, lo: u64, hi: u64| -> Result<()> {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(Error::OutOfRange { name, value, lo, hi })
+            }
+        };
+        range("niter", self.niter as u64, 1, MAX_NITER as u64)?;
+        range("efConstruction", self.ef_construction as u64, 1, MAX_EF as u64)?;
+        range("efSearch", self.ef_search as u64, 1, MAX_EF as u64)?;
+        range("chunk_size", self.chunk_size as u64, 1, u32::MAX as u64)?;
+        range("segment_bytes", self.segment_bytes, 1, MAX_SEGMENT_BYTES)?;
+        if let Some(t) = self.train_size {
+            range("train_size", t as u64, 1, u64::MAX)?;
+        }
+        Ok(())
+    }
+}
+
 /// Progress of long work, reported by the library and drawn by the caller (the CLI turns it
 /// into progress bars). All methods have empty defaults.
 pub trait Progress: Sync {
@@ -114,7 +170,9 @@ impl Drop for Cleanup {
     }
 }
 
-pub(crate) struct Plan {
+/// What a factory string asks the builder for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
     pub nlist: usize,
     pub hnsw_m: usize,
     pub pq_m: usize,
@@ -146,26 +204,8 @@ pub fn build_index(
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
     let t0 = Instant::now();
-    let spec: IndexSpec = opts.factory.parse()?;
-    let plan = plan(&spec)?;
     let (n, d) = (source.len(), source.dim());
-    if n == 0 || d == 0 {
-        return Err(Error::InvalidParameter("the input holds no vectors".into()));
-    }
-    ProductQuantizer::new(d, plan.pq_m)?;
-    if opts.chunk_size == 0 || opts.niter == 0 || opts.ef_construction == 0 || opts.ef_search == 0 {
-        return Err(Error::InvalidParameter(
-            "chunk size, niter, efConstruction and efSearch must be at least 1".into(),
-        ));
-    }
-    let train_size = opts.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
-    if train_size < plan.nlist.max(crate::pq::KSUB) {
-        return Err(Error::InvalidParameter(format!(
-            "{train_size} training vectors for nlist = {} and 256 PQ centroids: need at least {} (more input, a larger --train-size, or a smaller nlist)",
-            plan.nlist,
-            plan.nlist.max(crate::pq::KSUB)
-        )));
-    }
+    let (spec, plan, train_size) = opts.check_input(n, d)?;
     let created_dir = store::prepare_new(dir)?;
     let mut cleanup = Cleanup { dir: dir.to_owned(), created_dir, armed: true };
 

@@ -30,8 +30,13 @@ pub(super) fn spill_runs(
         let (tx, rx) = crossbeam::channel::bounded::<Result<(usize, Vec<f32>)>>(0);
         s.spawn(move || {
             for start in (0..n).step_by(chunk) {
-                let mut buf = Vec::with_capacity(chunk.min(n - start) * d);
-                let r = source.read_f32(start, chunk, &mut buf).map(|_| (start, buf)).map_err(Error::from);
+                let rows = chunk.min(n - start);
+                let r = crate::error::try_vec(
+                    rows * d,
+                    || format!("a chunk of {rows} × {d} float32"),
+                    "lower --chunk-size",
+                )
+                .and_then(|mut buf| source.read_f32(start, chunk, &mut buf).map(|_| (start, buf)).map_err(Error::from));
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;

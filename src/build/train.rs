@@ -22,7 +22,11 @@ pub(super) fn train(
 ) -> Result<(CoarseQuantizer, ProductQuantizer)> {
     let (n, d) = (source.len(), source.dim());
     progress.begin("sample", train_size as u64);
-    let mut sample = Vec::with_capacity(train_size * d);
+    let mut sample = crate::error::try_vec(
+        train_size.saturating_mul(d),
+        || format!("the training sample ({train_size} × {d} float32)"),
+        "lower --train-size",
+    )?;
     if train_size == n {
         source.read_f32(0, n, &mut sample)?;
     } else {

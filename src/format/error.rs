@@ -16,3 +16,27 @@ pub enum FormatError {
     #[error("{file}: invalid {what} at offset {offset}: {reason}")]
     Invalid { file: String, what: String, offset: u64, reason: String },
 }
+
+impl FormatError {
+    /// The file the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            FormatError::BadMagic { file, .. }
+            | FormatError::UnsupportedVersion { file, .. }
+            | FormatError::ChecksumMismatch { file, .. }
+            | FormatError::Truncated { file, .. }
+            | FormatError::WrongKind { file, .. }
+            | FormatError::Invalid { file, .. } => file,
+        }
+    }
+
+    /// The byte offset in the file where the problem is (0 for the header's fields).
+    pub fn offset(&self) -> u64 {
+        match self {
+            FormatError::ChecksumMismatch { offset, .. }
+            | FormatError::Truncated { offset, .. }
+            | FormatError::Invalid { offset, .. } => *offset,
+            _ => 0,
+        }
+    }
+}

@@ -52,7 +52,10 @@ impl Hnsw {
     /// Builds the graph over `sp`'s rows.
     pub fn build(sp: Points, params: &HnswParams) -> Hnsw {
         let n = sp.data.len() / sp.d;
-        let m = params.m.max(2);
+        // Callers validate M (the factory grammar refuses M < 2); clamping here instead would
+        // store a graph whose M differs from the one the manifest records.
+        assert!(params.m >= 2, "HNSW M must be at least 2, got {}", params.m);
+        let m = params.m;
         let mut rng = Rng::new(params.seed);
         let probas = level_probabilities(m);
         let levels: Vec<u8> = (0..n).map(|_| random_level(&probas, &mut rng)).collect();

@@ -6,7 +6,7 @@
 mod npy;
 mod write;
 
-pub use write::VectorWriter;
+pub use write::{Contents, VectorWriter};
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -31,6 +31,39 @@ pub enum InputError {
     Empty { path: PathBuf },
     #[error("{path}: holds {found} values, expected {expected}")]
     WrongType { path: PathBuf, expected: &'static str, found: &'static str },
+    #[error("{path}: {what} needs {bytes} bytes of memory, which this machine cannot allocate; {hint}")]
+    TooLarge { path: PathBuf, what: String, bytes: u64, hint: &'static str },
+}
+
+/// Largest dimension quiver reads or writes: 65,536 components, past every embedding model's
+/// width. A header declaring more is damage or a different format, and refusing it here keeps
+/// a bad header from turning into an impossible allocation later.
+pub const MAX_DIM: usize = 1 << 16;
+
+/// Reserves room for `additional` more elements, or returns [`InputError::TooLarge`] where that
+/// is more than the machine's memory or the allocator refuses, instead of aborting.
+fn try_reserve<T>(
+    v: &mut Vec<T>,
+    additional: usize,
+    path: &Path,
+    what: &str,
+    hint: &'static str,
+) -> Result<(), InputError> {
+    let bytes = (additional as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    if !crate::io::fits_in_memory(bytes) || v.try_reserve_exact(additional).is_err() {
+        return Err(InputError::TooLarge { path: path.to_owned(), what: what.into(), bytes, hint });
+    }
+    Ok(())
+}
+
+fn check_dim(path: &Path, d: u64) -> Result<(), InputError> {
+    if d == 0 || d > MAX_DIM as u64 {
+        return Err(InputError::BadHeader {
+            path: path.to_owned(),
+            reason: format!("dimension {d} is outside 1 ..= {MAX_DIM}; is this a vector file of this format?"),
+        });
+    }
+    Ok(())
 }
 
 /// Element type of a vector file.
@@ -121,10 +154,13 @@ impl VectorFile {
                     detail: "no dimension field".into(),
                 })?;
                 let d = i32::from_le_bytes(b);
-                if d <= 0 || d > 1 << 20 {
+                if d <= 0 || d as usize > MAX_DIM {
                     return Err(InputError::BadHeader {
                         path,
-                        reason: format!("first row declares dimension {d}; not a {} file?", ext_name(layout)),
+                        reason: format!(
+                            "first row declares dimension {d}, outside 1 ..= {MAX_DIM}; not a {} file?",
+                            ext_name(layout)
+                        ),
                     });
                 }
                 let stride = 4 + d as u64 * elem.size() as u64;
@@ -149,6 +185,7 @@ impl VectorFile {
                 if n < 0 || d <= 0 {
                     return Err(InputError::BadHeader { path, reason: format!("header declares n = {n}, d = {d}") });
                 }
+                check_dim(&path, d as u64)?;
                 let want = 8 + n as u64 * d as u64 * elem.size() as u64;
                 if size != want {
                     return Err(InputError::Truncated {
@@ -161,7 +198,11 @@ impl VectorFile {
             }
             Layout::Npy => {
                 let h = npy::read_header(&file, &path)?;
-                let want = h.data_offset + h.n as u64 * h.d as u64 * h.elem.size() as u64;
+                check_dim(&path, h.d as u64)?;
+                let want = (h.n as u64)
+                    .checked_mul(h.d as u64 * h.elem.size() as u64)
+                    .and_then(|b| b.checked_add(h.data_offset))
+                    .unwrap_or(u64::MAX);
                 if size != want {
                     return Err(InputError::Truncated {
                         path,
@@ -251,7 +292,9 @@ impl VectorFile {
             });
         }
         let first = out.len();
-        out.reserve(count.min(self.n.saturating_sub(start)) * self.dim);
+        let rows = count.min(self.n.saturating_sub(start));
+        let what = format!("{rows} rows of dimension {} as float32", self.dim);
+        try_reserve(out, rows * self.dim, &self.path, &what, "read fewer rows at a time")?;
         let elem = self.elem;
         self.for_each_row(start, count, |raw| match elem {
             Elem::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
@@ -272,7 +315,7 @@ impl VectorFile {
 
     /// Reads the whole file as f32 (for query sets; base files stream through `read_f32`).
     pub fn read_all_f32(&self) -> Result<Vec<f32>, InputError> {
-        let mut v = Vec::with_capacity(self.n * self.dim);
+        let mut v = Vec::new();
         self.read_f32(0, self.n, &mut v)?;
         Ok(v)
     }
@@ -286,7 +329,8 @@ impl VectorFile {
                 found: self.elem.name(),
             });
         }
-        let mut out = Vec::with_capacity(self.n * self.dim);
+        let mut out = Vec::new();
+        try_reserve(&mut out, self.n * self.dim, &self.path, "the whole file as int32", "use a smaller file")?;
         self.for_each_row(0, self.n, |raw| {
             out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
         })?;
@@ -385,6 +429,53 @@ mod tests {
             w.finish().unwrap();
             assert_eq!(VectorFile::open(&p).unwrap().read_all_i32().unwrap(), vec![1, 2, 3, -1]);
         }
+    }
+
+    /// The target changes only when a writer finishes: an unfinished writer (an error or a full
+    /// disk part-way) leaves the previous file intact and no temporary behind.
+    #[test]
+    fn writers_replace_the_target_only_when_finished() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("gt.ivecs");
+        let mut w = VectorWriter::create(&p, 2).unwrap();
+        w.write_i32(&[1, 2]).unwrap();
+        w.finish().unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let mut w = VectorWriter::create(&p, 2).unwrap();
+        w.write_i32(&[3, 4, 5, 6]).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary left behind");
+        // The wrong kind of rows for an extension, a missing directory or a directory as the
+        // target are refused before a byte is written.
+        assert!(VectorWriter::create_for(d.path().join("x.fvecs"), 2, Contents::Ids).is_err());
+        assert!(VectorWriter::create_for(d.path().join("x.ibin"), 2, Contents::Vectors).is_err());
+        assert!(VectorWriter::create(d.path().join("no/such/dir.ivecs"), 2).is_err());
+        assert!(VectorWriter::create(d.path(), 2).is_err());
+        assert!(VectorWriter::create(d.path().join("x.fbin"), MAX_DIM + 1).is_err());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        // .npy takes ids as int32.
+        let n = d.path().join("ids.npy");
+        let mut w = VectorWriter::create_for(&n, 2, Contents::Ids).unwrap();
+        w.write_i32(&[7, -1]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(VectorFile::open(&n).unwrap().read_all_i32().unwrap(), vec![7, -1]);
+    }
+
+    /// Sizes in headers are checked before anything is allocated from them.
+    #[test]
+    fn implausible_headers_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.fbin");
+        std::fs::write(&p, [1i32.to_le_bytes(), 2_000_000_000i32.to_le_bytes()].concat()).unwrap();
+        assert!(matches!(VectorFile::open(&p), Err(InputError::BadHeader { .. })));
+        let p = d.path().join("x.npy");
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }";
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        b.extend_from_slice(dict.as_bytes());
+        std::fs::write(&p, &b).unwrap();
+        assert!(matches!(VectorFile::open(&p), Err(InputError::Truncated { .. })));
     }
 
     #[test]

@@ -1,35 +1,88 @@
 //! Streaming writer for the same formats (`gen`, `gt` and `search --out` use it). Headers that
 //! carry a row count (`fbin`, `.npy`) are patched when the writer finishes.
+//!
+//! The rows go to a temporary file beside the target (`.<name>.tmp-<pid>`), which `finish`
+//! syncs and renames over the target. Until then the target is untouched: a full disk, an
+//! error or a kill mid-way leaves the previous file as it was, and a writer dropped without
+//! `finish` removes its temporary.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Elem, InputError, Layout};
+use super::{Elem, InputError, Layout, MAX_DIM};
+use crate::io::durable;
 
 pub struct VectorWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
     layout: Layout,
     elem: Elem,
     dim: usize,
     rows: u64,
 }
 
+/// What the rows of a file are: vectors (float32, uint8, int8) or ids (int32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contents {
+    Vectors,
+    Ids,
+}
+
 /// Fixed size of the .npy header we write, so it can be rewritten in place with the final shape.
 const NPY_HEADER: usize = 128;
 
 impl VectorWriter {
-    /// Creates `path`; the format and element type follow the extension.
+    /// Starts writing `path` (vectors, or ids for `.ivecs`/`.ibin`); the format and element type
+    /// follow the extension. Nothing appears at `path` until [`finish`](Self::finish).
     pub fn create(path: impl AsRef<Path>, dim: usize) -> Result<Self, InputError> {
+        let path = path.as_ref();
+        let contents = match Layout::from_path(path)? {
+            Layout::Vecs(Elem::I32) | Layout::Bin(Elem::I32) => Contents::Ids,
+            _ => Contents::Vectors,
+        };
+        Self::create_for(path, dim, contents)
+    }
+
+    /// Starts writing `path` with rows of `contents`, checking before anything is written that
+    /// the extension can hold them (`.npy` holds either: float32 vectors or int32 ids), that
+    /// `dim` is in range and that the target's directory exists.
+    pub fn create_for(path: impl AsRef<Path>, dim: usize, contents: Contents) -> Result<Self, InputError> {
         let path = path.as_ref().to_owned();
         let layout = Layout::from_path(&path)?;
-        let elem = match layout {
-            Layout::Vecs(e) | Layout::Bin(e) => e,
-            Layout::Npy => Elem::F32,
+        let elem = match (layout, contents) {
+            (Layout::Npy, Contents::Vectors) => Elem::F32,
+            (Layout::Npy, Contents::Ids) => Elem::I32,
+            (Layout::Vecs(e) | Layout::Bin(e), _) => e,
         };
-        let f = File::create(&path).map_err(|source| InputError::Io { path: path.clone(), source })?;
-        let mut w = VectorWriter { path, out: BufWriter::with_capacity(1 << 20, f), layout, elem, dim, rows: 0 };
+        let wrong = |expected| InputError::WrongType { path: path.clone(), expected, found: elem.name() };
+        match contents {
+            Contents::Ids if elem != Elem::I32 => return Err(wrong("ids: use .ivecs, .ibin or .npy")),
+            Contents::Vectors if elem == Elem::I32 => {
+                return Err(wrong("vectors: use .fvecs, .fbin, .bvecs, .u8bin, .i8bin or .npy"))
+            }
+            _ => {}
+        }
+        if dim == 0 || dim > MAX_DIM {
+            return Err(InputError::BadHeader { path, reason: format!("dimension {dim} is outside 1 ..= {MAX_DIM}") });
+        }
+        let io = |source| InputError::Io { path: path.clone(), source };
+        if path.is_dir() {
+            return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "is a directory, not a file name")));
+        }
+        let parent = durable::parent_dir(&path);
+        if !parent.is_dir() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot be written: the directory {} does not exist", parent.display()),
+            )));
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = durable::parent_dir(&path).join(format!(".{name}.tmp-{}", std::process::id()));
+        let f = File::create(&tmp).map_err(io)?;
+        let mut w =
+            VectorWriter { path, tmp, out: Some(BufWriter::with_capacity(1 << 20, f)), layout, elem, dim, rows: 0 };
         let header_len = match layout {
             Layout::Bin(_) => 8,
             Layout::Npy => NPY_HEADER,
@@ -39,8 +92,36 @@ impl VectorWriter {
         Ok(w)
     }
 
+    /// Most rows the format can record: the `fbin` family stores n as an int32.
+    pub fn max_rows(&self) -> u64 {
+        match self.layout {
+            Layout::Bin(_) => i32::MAX as u64,
+            _ => u64::MAX,
+        }
+    }
+
+    fn count_rows(&mut self, rows: usize) -> Result<(), InputError> {
+        self.rows += rows as u64;
+        if self.rows > self.max_rows() {
+            return Err(InputError::BadHeader {
+                path: self.path.clone(),
+                reason: format!(
+                    "more than {} rows do not fit this format's header; use .fvecs or .npy",
+                    self.max_rows()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The element type rows are stored as.
+    pub fn elem(&self) -> Elem {
+        self.elem
+    }
+
     fn put(&mut self, b: &[u8]) -> Result<(), InputError> {
-        self.out.write_all(b).map_err(|source| InputError::Io { path: self.path.clone(), source })
+        let out = self.out.as_mut().expect("writer used after finish");
+        out.write_all(b).map_err(|source| InputError::Io { path: self.path.clone(), source })
     }
 
     /// Appends rows (a multiple of `dim` values). uint8/int8 targets round and saturate.
@@ -61,8 +142,8 @@ impl VectorWriter {
                     Elem::I32 => unreachable!(),
                 }
             }
-            self.rows += 1;
         }
+        self.count_rows(v.len() / self.dim)?;
         self.put(&buf)
     }
 
@@ -77,12 +158,12 @@ impl VectorWriter {
                 buf.extend_from_slice(&(self.dim as i32).to_le_bytes());
             }
             row.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
-            self.rows += 1;
         }
+        self.count_rows(v.len() / self.dim)?;
         self.put(&buf)
     }
 
-    /// Writes the header's final row count and flushes to disk.
+    /// Writes the header's final row count, syncs, and renames the file into place.
     pub fn finish(mut self) -> Result<(), InputError> {
         let header = match self.layout {
             Layout::Bin(_) => {
@@ -91,8 +172,9 @@ impl VectorWriter {
                 Some(h)
             }
             Layout::Npy => {
+                let descr = if self.elem == Elem::I32 { "<i4" } else { "<f4" };
                 let dict =
-                    format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", self.rows, self.dim);
+                    format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}", self.rows, self.dim);
                 let mut h = b"\x93NUMPY\x01\x00".to_vec();
                 h.extend_from_slice(&((NPY_HEADER - 10) as u16).to_le_bytes());
                 h.extend_from_slice(dict.as_bytes());
@@ -104,12 +186,27 @@ impl VectorWriter {
         };
         let path = self.path.clone();
         let io = |source| InputError::Io { path: path.clone(), source };
-        self.out.flush().map_err(io)?;
-        let mut f = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        let mut out = self.out.take().expect("finish runs once");
+        out.flush().map_err(io)?;
+        let mut f = out.into_inner().map_err(|e| io(e.into_error()))?;
         if let Some(h) = header {
             f.seek(SeekFrom::Start(0)).map_err(io)?;
             f.write_all(&h).map_err(io)?;
         }
-        f.sync_all().map_err(io)
+        durable::sync_file(&f).map_err(io)?;
+        drop(f);
+        durable::publish(&self.tmp, &self.path).map_err(io)?;
+        // Published: nothing left for Drop to remove.
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for VectorWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            drop(self.out.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }

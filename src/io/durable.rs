@@ -23,6 +23,21 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result.map_err(|e| context(e, format_args!("writing {}", dir.join(name).display())))
 }
 
+/// Renames a finished, already synced `tmp` over `target` (same directory) and makes the
+/// rename durable: a reader sees the old file or the whole new one, never a partial one.
+pub fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
+    fs::rename(tmp, target)?;
+    sync_dir(parent_dir(target))
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Flushes a file's data and metadata to stable storage.
 pub fn sync_file(f: &File) -> io::Result<()> {
     f.sync_all()

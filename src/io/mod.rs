@@ -49,6 +49,23 @@ impl IoEngine {
     }
 }
 
+/// The machine's physical memory in bytes (`u64::MAX` if the system will not say).
+pub fn physical_memory() -> u64 {
+    // SAFETY: sysconf takes no pointers and has no preconditions.
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages <= 0 || size <= 0 {
+        return u64::MAX;
+    }
+    (pages as u64).saturating_mul(size as u64)
+}
+
+/// Whether a buffer of `bytes` can possibly be held: no larger than physical memory. Checked
+/// before allocating anything sized by a user or a file, because with overcommit an allocation
+/// past RAM can succeed and then end in the OOM killer instead of an error.
+pub fn fits_in_memory(bytes: u64) -> bool {
+    bytes <= physical_memory()
+}
+
 static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 static DIRECT_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -61,7 +78,7 @@ pub fn open_for_reads(path: &Path) -> io::Result<(File, bool)> {
         Ok(f) => Ok((f, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             if !DIRECT_WARNED.swap(true, Ordering::Relaxed) {
-                eprintln!("quiver: {} does not support O_DIRECT; reading through the page cache", path.display());
+                log::warn!("{} does not support O_DIRECT; reading through the page cache", path.display());
             }
             Ok((File::open(path)?, false))
         }
@@ -104,7 +121,7 @@ impl Reader {
             }
             Err(e) if mode == IoMode::Auto => {
                 if !URING_UNAVAILABLE.swap(true, Ordering::Relaxed) {
-                    eprintln!("quiver: io_uring unavailable ({e}); falling back to pread");
+                    log::warn!("io_uring unavailable ({e}); falling back to pread");
                 }
                 Ok(IoEngine::Pread)
             }

@@ -63,7 +63,7 @@ impl UringReader {
             Ok(a) => Some(a),
             Err(e) => {
                 if !REGISTRATION_WARNED.swap(true, Ordering::Relaxed) {
-                    eprintln!("quiver: io_uring buffer registration refused ({e}); reading into unregistered buffers (raise RLIMIT_MEMLOCK to {} KiB per search thread to enable it)", ARENA >> 10);
+                    log::warn!("io_uring buffer registration refused ({e}); reading into unregistered buffers (raise RLIMIT_MEMLOCK to {} KiB per search thread to enable it)", ARENA >> 10);
                 }
                 None
             }

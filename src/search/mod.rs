@@ -2,20 +2,17 @@
 //! quantizer, codebooks, list directory) and checks every checksum and cross-reference; a query
 //! then reads only the extents of the lists it probes, all in flight at once.
 
+pub(crate) mod open;
 mod pipeline;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{
-    self, Codebooks, Directory, FileEntry, FileHeader, FileKind, FormatError, Manifest, QuantizerBlock, PAGE,
-};
-use crate::hnsw::Hnsw;
+use crate::format::{Directory, FileEntry};
 use crate::io::{self, IoEngine, IoMode};
 use crate::ivf::CoarseQuantizer;
 use crate::pq::{LutBuilder, ProductQuantizer};
@@ -121,45 +118,7 @@ pub struct Index {
     pub(crate) segments: Vec<Segment>,
     pub(crate) files: Vec<FileEntry>,
     io: IoMode,
-}
-
-fn read_whole(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
-    let name = entry.name();
-    let path = dir.join(&name);
-    let bytes = std::fs::read(&path).at(&path)?;
-    if bytes.len() as u64 != entry.size.get() {
-        return Err(size_mismatch(&name, entry.size.get(), bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-fn size_mismatch(name: &str, want: u64, got: u64) -> Error {
-    FormatError::Truncated {
-        file: name.into(),
-        what: "file (size recorded in the manifest)".into(),
-        offset: 0,
-        needed: want,
-        available: got,
-    }
-    .into()
-}
-
-/// The file's header must carry the manifest's index id and the payload crc the manifest recorded.
-fn check_owner(name: &str, h: &FileHeader, want: [u8; 16], entry: &FileEntry) -> Result<()> {
-    let crc = h.payload_crc.get();
-    if h.index_id != want {
-        return Err(Error::Corrupt {
-            file: name.into(),
-            reason: "belongs to a different index (index id differs from the manifest's)".into(),
-        });
-    }
-    if crc != entry.crc.get() {
-        return Err(Error::Corrupt {
-            file: name.into(),
-            reason: format!("payload crc {crc:#010x} differs from the manifest's {:#010x}", entry.crc.get()),
-        });
-    }
-    Ok(())
+    skipped: Vec<store::SkippedManifest>,
 }
 
 impl Index {
@@ -170,115 +129,22 @@ impl Index {
 
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_owned();
-        let (_, mpath) = store::latest_manifest(&dir)?;
-        let mname = mpath.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mbytes = std::fs::read(&mpath).at(&mpath)?;
-        let manifest = Manifest::decode(&mname, &mbytes)?;
-        let p = manifest.body.params;
-        let invalid = |reason: String| Error::Corrupt { file: mname.clone(), reason };
-        let metric = match p.metric {
-            format::METRIC_L2 => Metric::L2,
-            format::METRIC_INNER_PRODUCT => Metric::InnerProduct,
-            format::METRIC_COSINE => Metric::Cosine,
-            m => return Err(invalid(format!("unknown metric code {m}"))),
-        };
-        if p.code_layout != format::CODE_LAYOUT_PQ8 || p.pq_nbits.get() != 8 {
-            return Err(Error::Unsupported(format!(
-                "{mname}: code layout {} is not readable by this quiver",
-                p.code_layout
-            )));
-        }
-        let end = p.factory.iter().position(|&b| b == 0).unwrap_or(64);
-        let info = IndexInfo {
-            factory: String::from_utf8_lossy(&p.factory[..end]).into_owned(),
-            dim: p.dim.get() as usize,
-            metric,
-            ntotal: p.ntotal.get(),
-            nlist: p.nlist.get() as usize,
-            pq_m: p.pq_m.get() as usize,
-            hnsw_m: p.hnsw_m.get() as usize,
-            ef_construction: p.ef_construction.get() as usize,
-            ef_search: p.ef_search.get() as usize,
-            niter: p.niter.get() as usize,
-            train_size: p.train_size.get(),
-            seed: p.seed.get(),
-            generation: manifest.body.generation.get(),
-        };
-        let entry = |name: &str| {
-            manifest.files.iter().find(|f| f.name() == name).ok_or_else(|| invalid(format!("names no {name}")))
-        };
-        let id = manifest.index_id;
-
-        let e = entry(store::QUANTIZER)?;
-        let bytes = read_whole(&dir, e)?;
-        let (q, qh) = QuantizerBlock::decode(store::QUANTIZER, &bytes)?;
-        check_owner(store::QUANTIZER, &qh, id, e)?;
-        if q.dim as usize != info.dim || q.nlist() != info.nlist || q.hnsw_m as usize != info.hnsw_m {
-            return Err(Error::Corrupt {
-                file: store::QUANTIZER.into(),
-                reason: "shape disagrees with the manifest".into(),
-            });
-        }
-        let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
-        let coarse = CoarseQuantizer { d: info.dim, metric: metric.kernel(), centroids: q.centroids, hnsw };
-
-        let e = entry(store::CODEBOOKS)?;
-        let bytes = read_whole(&dir, e)?;
-        let (cb, ch) = Codebooks::decode(store::CODEBOOKS, &bytes)?;
-        check_owner(store::CODEBOOKS, &ch, id, e)?;
-        if cb.m as usize != info.pq_m || (cb.m * cb.dsub) as usize != info.dim {
-            return Err(Error::Corrupt {
-                file: store::CODEBOOKS.into(),
-                reason: "shape disagrees with the manifest".into(),
-            });
-        }
-        let pq = ProductQuantizer::from_codebooks(info.dim, info.pq_m, cb.centroids)
-            .map_err(|e| Error::Corrupt { file: store::CODEBOOKS.into(), reason: e.to_string() })?;
-
-        let e = entry(store::DIRECTORY)?;
-        let bytes = read_whole(&dir, e)?;
-        let (directory, dh) = Directory::decode(store::DIRECTORY, &bytes)?;
-        check_owner(store::DIRECTORY, &dh, id, e)?;
-        if directory.nlist() != info.nlist
-            || directory.code_size as usize != pq.code_size()
-            || directory.ntotal != info.ntotal
-        {
-            return Err(Error::Corrupt {
-                file: store::DIRECTORY.into(),
-                reason: "shape disagrees with the manifest".into(),
-            });
-        }
-
+        let (manifest, mname, skipped) = store::open_newest_manifest(&dir)?;
+        let g = open::Generation::new(&dir, &manifest, &mname);
+        let info = g.info()?;
+        let coarse = g.quantizer(&info)?;
+        let pq = g.codebooks(&info)?;
+        let directory = g.directory(&info)?;
         let mut segments = Vec::with_capacity(directory.n_segments as usize);
         for no in 0..directory.n_segments {
-            let name = store::segment_name(no);
-            let e = entry(&name)?;
+            let (name, size) = g.segment_header(no)?;
             let path = dir.join(&name);
-            let size = std::fs::metadata(&path).at(&path)?.len();
-            if size != e.size.get() {
-                return Err(size_mismatch(&name, e.size.get(), size));
-            }
-            let mut page = vec![0u8; PAGE as usize];
-            File::open(&path).at(&path)?.read_exact_at(&mut page, 0).at(&path)?;
-            let h = FileHeader::decode(&name, FileKind::Segment, &page)?;
-            if h.payload_offset.get() != PAGE || h.payload_len.get() != size - PAGE {
-                return Err(Error::Corrupt {
-                    file: name,
-                    reason: "header's extent area disagrees with the file size".into(),
-                });
-            }
-            check_owner(&name, &h, id, e)?;
             let (file, _) = io::open_for_reads(&path).at(&path)?;
             segments.push(Segment { name, file, size });
         }
         for (i, x) in directory.extents.iter().enumerate() {
             let seg = &segments[x.segment.get() as usize];
-            if x.offset.get() < PAGE || x.offset.get().checked_add(x.length.get()).is_none_or(|end| end > seg.size) {
-                return Err(Error::Corrupt {
-                    file: store::DIRECTORY.into(),
-                    reason: format!("extent {i} lies outside {}", seg.name),
-                });
-            }
+            open::check_extent_bounds(i, x, &seg.name, seg.size)?;
         }
         Ok(Index {
             dir,
@@ -290,7 +156,14 @@ impl Index {
             segments,
             files: manifest.files,
             io: opts.io,
+            skipped,
         })
+    }
+
+    /// Newer generations whose manifests did not verify and were passed over at open (each
+    /// was also logged as a warning). Empty for a sound index.
+    pub fn skipped_generations(&self) -> &[store::SkippedManifest] {
+        &self.skipped
     }
 
     pub fn info(&self) -> &IndexInfo {
@@ -314,10 +187,12 @@ impl Index {
         let d = self.info.dim;
         let per_query: Vec<Result<pipeline::QueryResult>> =
             queries.par_chunks(d).map(|q| pipeline::search_one(self, q, params)).collect();
+        let len = per_query.len().saturating_mul(params.k);
+        let what = || format!("results of {} queries × k = {}", per_query.len(), params.k);
         let mut out = SearchResults {
             k: params.k,
-            ids: Vec::with_capacity(per_query.len() * params.k),
-            distances: Vec::new(),
+            ids: crate::error::try_vec(len, what, "search fewer queries at a time or lower k")?,
+            distances: crate::error::try_vec(len, what, "search fewer queries at a time or lower k")?,
             stats: SearchStats::default(),
         };
         let missing = match self.info.metric {
@@ -347,7 +222,10 @@ impl Index {
 
     fn check_params(&self, queries: &[f32], p: &SearchParams) -> Result<()> {
         let d = self.info.dim;
-        if queries.is_empty() || queries.len() % d != 0 {
+        if queries.is_empty() {
+            return Err(Error::InvalidParameter("no queries were given: pass at least one row of dimension d".into()));
+        }
+        if queries.len() % d != 0 {
             return Err(Error::DimensionMismatch { query: queries.len() / d, got: queries.len() % d, expected: d });
         }
         if let Some(pos) = queries.iter().position(|v| !v.is_finite()) {

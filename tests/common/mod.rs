@@ -32,8 +32,13 @@ pub fn recall_at(ids: &[i64], k_res: usize, gt: &[Vec<u64>], k: usize) -> f64 {
     hits as f64 / (gt.len() * k) as f64
 }
 
+/// Builds, then checks that the index's own `verify` finds it sound: a build must never
+/// report success for an index its reader rejects.
 pub fn build_slice(data: &[f32], d: usize, dir: &Path, opts: &BuildOptions) -> quiver::BuildReport {
-    build_index(&SliceSource { data, dim: d }, dir, opts, &NoProgress).expect("build")
+    let r = build_index(&SliceSource { data, dim: d }, dir, opts, &NoProgress).expect("build");
+    let v = quiver::verify_index(dir).expect("verify");
+    assert!(v.is_ok(), "the build wrote an index its verify rejects: {:?}", v.faults);
+    r
 }
 
 pub fn opts(factory: &str, metric: Metric) -> BuildOptions {

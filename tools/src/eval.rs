@@ -51,6 +51,9 @@ pub fn run(
 ) -> quiver::Result<Row> {
     let d = index.info().dim;
     let nq = queries.len() / d;
+    if nq == 0 {
+        return Err(quiver::Error::InvalidParameter("no queries to search".into()));
+    }
     let p = SearchParams { k, nprobe, ef_search: ef };
     // Untimed warm-up: creates each thread's ring and scratch buffers.
     pool.install(|| queries.par_chunks(d).take(16.min(nq)).try_for_each(|q| index.search(q, &p).map(|_| ())))?;

@@ -1,6 +1,7 @@
 //! `quiver`: build, search, inspect and verify disk-resident IVF-PQ indexes; generate data and
 //! exact ground truth; run a self-contained demo.
 
+mod args;
 mod cmd;
 mod eval;
 mod output;
@@ -13,10 +14,14 @@ use clap::{Parser, Subcommand};
 
 /// Disk-resident approximate nearest-neighbour search (IVF-PQ with an HNSW coarse quantizer).
 ///
-/// Vector files are read by extension: .fvecs .bvecs .ivecs (texmex), .fbin .u8bin .i8bin .ibin
-/// (big-ann-benchmarks), .npy (float32, uint8, int8, int32).
+/// Files are read by extension. Vectors: .fvecs .bvecs (texmex), .fbin .u8bin .i8bin
+/// (big-ann-benchmarks), .npy (float32, uint8, int8). Ids and ground truth: .ivecs, .ibin,
+/// .npy (int32).
+///
+/// Exit status: 0 on success, 1 when the work failed (bad data, a damaged index, I/O), 2 when
+/// the command line is wrong (nothing was done).
 #[derive(Parser)]
-#[command(name = "quiver", version, about, long_about = None, propagate_version = true)]
+#[command(name = "quiver", version, about, long_about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +35,7 @@ enum Command {
     Search(cmd::search::Args),
     /// Describe an index: parameters, files, list sizes.
     Inspect(cmd::inspect::Args),
-    /// Check every checksum and every id of an index, reading all of it.
+    /// Check every checksum, every byte and every id of an index, reporting every fault found.
     Verify(cmd::verify::Args),
     /// Write synthetic vectors shaped like faiss's SyntheticDataset.
     Gen(cmd::gen::Args),
@@ -40,7 +45,38 @@ enum Command {
     Demo(cmd::demo::Args),
 }
 
+/// The library reports through `log`; the tool prints warnings and errors on stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Warn
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            let level = if r.level() == log::Level::Error { "error" } else { "warning" };
+            eprintln!("{level}: {}", r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Whether the error is a write to a closed pipe (`quiver inspect … | head -1`), which ends
+/// the command quietly as it does for `ls | head`.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 fn main() -> ExitCode {
+    static LOG: StderrLog = StderrLog;
+    let _ = log::set_logger(&LOG).map(|()| log::set_max_level(log::LevelFilter::Warn));
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -53,9 +89,14 @@ fn main() -> ExitCode {
         Command::Gt(a) => cmd::gt::run(a, &mut out),
         Command::Demo(a) => cmd::demo::run(a, &mut out),
     };
-    let _ = out.flush();
-    match result {
+    let flushed = out.flush();
+    match result.and_then(|()| flushed.map_err(Into::into)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<args::Usage>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -114,17 +114,22 @@ fn shallow_k_is_reported_not_a_crash() {
 fn errors_exit_nonzero_with_a_message() {
     let d = tempfile::tempdir().unwrap();
     let (base, q, _, idx) = fixture(d.path());
-    for (args, needle) in [
-        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "0"], "nprobe"),
-        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "17"], "nprobe"),
-        (vec!["search", "--index", &idx, "--queries", &q, "--k", "0"], "k = 0"),
-        (vec!["search", "--index", &idx, "--queries", &base, "--nprobe", "1,2", "--out", "x.ivecs"], "single --nprobe"),
-        (vec!["build", "--input", "/nonexistent.fvecs", "--index", &idx], "nonexistent"),
-        (vec!["build", "--input", &base, "--index", &idx, "--factory", "IVF16_HNSW8,PQ8"], "not empty"),
-        (vec!["search", "--index", "/nonexistent-index", "--queries", &q], "does not exist"),
+    // Status 2: the command line is wrong and nothing was done; 1: the work failed.
+    for (args, needle, code) in [
+        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "0"], "nprobe", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "17"], "nprobe", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--k", "0"], "--k", 2),
+        (
+            vec!["search", "--index", &idx, "--queries", &base, "--nprobe", "1,2", "--out", "x.ivecs"],
+            "single --nprobe",
+            2,
+        ),
+        (vec!["build", "--input", "/nonexistent.fvecs", "--index", &idx], "nonexistent", 1),
+        (vec!["build", "--input", &base, "--index", &idx, "--factory", "IVF16_HNSW8,PQ8"], "not empty", 2),
+        (vec!["search", "--index", "/nonexistent-index", "--queries", &q], "does not exist", 1),
     ] {
         let o = quiver(&args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert_eq!(o.status.code(), Some(code), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("error:") && err.contains(needle), "{args:?}: {err}");
     }

@@ -5,25 +5,26 @@ use std::time::Instant;
 use quiver::{build_index, BuildOptions, ExactKnn, Index, Metric, SliceSource, Synthetic};
 
 use super::{pool, CmdResult};
+use crate::args::{self, usage};
 use crate::eval::{self, GroundTruth};
 use crate::output;
 use crate::progress::Reporter;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base vectors to generate.
-    #[arg(long, default_value_t = 100_000)]
+    /// Base vectors to generate (enough to train the factory: at least max(nlist, 256)).
+    #[arg(long, default_value_t = 100_000, value_parser = args::count)]
     n: usize,
-    /// Dimension.
-    #[arg(long, default_value_t = 64)]
+    /// Dimension, 1 ..= 65536 (PQ's m must divide it).
+    #[arg(long, default_value_t = 64, value_parser = args::dim)]
     dim: usize,
-    /// Queries.
-    #[arg(long, default_value_t = 500)]
+    /// Queries (at least 1).
+    #[arg(long, default_value_t = 500, value_parser = args::count)]
     nq: usize,
-    /// Factory string.
+    /// Factory string, IVF{nlist}_HNSW{M},PQ{m}.
     #[arg(long, default_value = "IVF256_HNSW32,PQ16")]
     factory: String,
-    /// Keep the index in this directory instead of a temporary one.
+    /// Keep the index in this directory (new or empty) instead of a temporary one.
     #[arg(long)]
     keep: Option<PathBuf>,
     /// Print JSON Lines (one object per nprobe) instead of a table.
@@ -35,6 +36,21 @@ pub struct Args {
 /// searches it at nprobe 1, 4, 16, 64 and prints recall against the exact answer and latency.
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let t0 = Instant::now();
+    let opts = BuildOptions { factory: a.factory.clone(), ..Default::default() };
+    opts.check_input(a.n, a.dim)
+        .map_err(|e| args::Usage(format!("--n {} --dim {} --factory {}: {e}", a.n, a.dim, a.factory)))?;
+    if let Some(k) = &a.keep {
+        if std::fs::read_dir(k).is_ok_and(|mut d| d.next().is_some()) {
+            return usage(format!("--keep {}: the directory is not empty; give a new or empty one", k.display()));
+        }
+    }
+    let bytes = (a.n as u64 + a.nq as u64) * a.dim as u64 * 4;
+    if !quiver::io::fits_in_memory(bytes) {
+        return usage(format!(
+            "--n {} --dim {} needs {bytes} bytes of memory for the generated data; lower --n",
+            a.n, a.dim
+        ));
+    }
     let g = Synthetic::new(a.dim, 1338);
     let (mut base, mut queries) = (Vec::new(), Vec::new());
     g.rows(0, a.n, &mut base);
@@ -47,7 +63,6 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     };
     let tmp = tempfile::tempdir()?;
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().join("index"));
-    let opts = BuildOptions { factory: a.factory.clone(), ..Default::default() };
     let report = build_index(&SliceSource { data: &base, dim: a.dim }, &dir, &opts, &Reporter::new(a.json))?;
     let index = Index::open(&dir)?;
     if !a.json {
@@ -63,8 +78,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         output::table_header(out)?;
     }
     let pool = pool(1)?;
-    for nprobe in [1, 4, 16, 64] {
-        let row = eval::run(&index, &queries, Some(&gt), 10, nprobe.min(index.info().nlist), 16, &pool)?;
+    let nlist = index.info().nlist;
+    let mut nprobes: Vec<usize> = [1, 4, 16, 64].iter().map(|&p| p.min(nlist)).collect();
+    nprobes.dedup();
+    for nprobe in nprobes {
+        let row = eval::run(&index, &queries, Some(&gt), 10, nprobe, 16, &pool)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {

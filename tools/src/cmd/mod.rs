@@ -10,6 +10,7 @@ pub mod verify;
 
 use std::path::Path;
 
+use crate::args::usage;
 use crate::eval::GroundTruth;
 
 pub type CmdResult = Result<(), Box<dyn std::error::Error>>;
@@ -30,14 +31,28 @@ pub fn pool(threads: usize) -> Result<rayon::ThreadPool, Box<dyn std::error::Err
     Ok(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?)
 }
 
-pub fn load_ground_truth(path: &Path) -> Result<GroundTruth, quiver::Error> {
+/// Ground truth for `nq` queries over a base of `ntotal` vectors, checked before any search:
+/// enough rows, and every id inside the base (ids past it mean the file belongs to another
+/// base, and would silently score recall 0).
+pub fn load_ground_truth(path: &Path, nq: usize, ntotal: u64) -> Result<GroundTruth, Box<dyn std::error::Error>> {
     let f = quiver::VectorFile::open(path)?;
-    Ok(GroundTruth { depth: f.dim(), ids: f.read_all_i32()? })
-}
-
-/// Parses "1,4,16,64".
-pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|t| t.trim().parse::<usize>().map_err(|_| format!("{t:?} is not a non-negative integer")))
-        .collect()
+    let ids = f.read_all_i32()?;
+    let depth = f.dim();
+    if f.len() < nq {
+        return usage(format!(
+            "--gt {}: {} rows for {nq} queries; is it the ground truth of this query file?",
+            path.display(),
+            f.len()
+        ));
+    }
+    if let Some(pos) = ids[..nq * depth].iter().position(|&id| id < 0 || id as u64 >= ntotal) {
+        return usage(format!(
+            "--gt {}: row {}, column {} holds id {}, outside the {ntotal} vectors of the index; is it the ground truth of another base?",
+            path.display(),
+            pos / depth,
+            pos % depth,
+            ids[pos]
+        ));
+    }
+    Ok(GroundTruth { depth, ids })
 }

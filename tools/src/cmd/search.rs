@@ -1,9 +1,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{Index, IoMode, OpenOptions, VectorFile, VectorWriter};
+use quiver::{Contents, Index, IoMode, OpenOptions, VectorFile, VectorWriter};
 
-use super::{load_ground_truth, parse_list, pool, CmdResult};
+use super::{load_ground_truth, pool, CmdResult};
+use crate::args::{self, usage, CountList};
 use crate::eval;
 use crate::output;
 
@@ -28,17 +29,18 @@ pub struct Args {
     /// Exact ground truth (.ivecs or .ibin, nearest first) for recall figures.
     #[arg(long)]
     gt: Option<PathBuf>,
-    /// Neighbours per query.
-    #[arg(long, default_value_t = 10)]
+    /// Neighbours per query (at most the vectors in the index).
+    #[arg(long, default_value_t = 10, value_parser = args::count)]
     k: usize,
-    /// Lists probed per query; a comma-separated list runs each setting in turn.
-    #[arg(long, default_value = "1,4,16,64")]
-    nprobe: String,
-    /// HNSW efSearch over the centroids (raised to nprobe when smaller) [default: the index's].
+    /// Lists probed per query, 1 ..= nlist; a comma-separated list runs each setting in turn
+    /// [default: 1,4,16,64, leaving out settings above the index's nlist and adding nlist].
     #[arg(long)]
+    nprobe: Option<CountList>,
+    /// HNSW efSearch over the centroids (raised to nprobe when smaller) [default: the index's].
+    #[arg(long, value_parser = args::count)]
     ef: Option<usize>,
-    /// Search threads; queries run in parallel, each timed on its own.
-    #[arg(long, default_value_t = 1)]
+    /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
+    #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
     /// I/O engine.
     #[arg(long, value_enum, default_value = "auto")]
@@ -47,20 +49,43 @@ pub struct Args {
     /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99, qps, bytes_read_per_query, io.
     #[arg(long)]
     json: bool,
-    /// Write each query's top-k ids (.ivecs or .ibin; -1 where fewer than k were found).
-    /// Needs a single --nprobe.
+    /// Write each query's top-k ids (.ivecs, .ibin or .npy, int32; -1 where fewer than k were
+    /// found). Needs a single --nprobe. Written whole or not at all.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write each query's top-k distances (.fvecs or .fbin). Needs a single --nprobe.
+    /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single --nprobe.
     #[arg(long)]
     out_distances: Option<PathBuf>,
 }
 
-pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
-    let nprobes = parse_list(&a.nprobe)?;
-    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() != 1 {
-        return Err("--out and --out-distances need a single --nprobe value".into());
+/// The nprobe settings to run: the user's, each checked against nlist; or the default sweep
+/// cut to what the index has, with a note.
+fn nprobe_settings(given: Option<&CountList>, nlist: usize) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    match given {
+        Some(CountList(v)) => {
+            if let Some(bad) = v.iter().find(|&&p| p > nlist) {
+                return usage(format!("--nprobe {bad} is above the index's nlist ({nlist}); use 1 ..= {nlist}"));
+            }
+            Ok(v.clone())
+        }
+        None => {
+            let mut v: Vec<usize> = [1, 4, 16, 64].into_iter().filter(|&p| p <= nlist).collect();
+            if v.len() < 4 {
+                if !v.contains(&nlist) {
+                    v.push(nlist);
+                }
+                eprintln!(
+                    "note: the index has nlist = {nlist}; running --nprobe {} instead of the default 1,4,16,64",
+                    CountList(v.clone())
+                );
+            }
+            Ok(v)
+        }
     }
+}
+
+pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
+    // Everything is checked, and the output files started, before any search or output.
     let io = match a.io {
         Io::Auto => IoMode::Auto,
         Io::Uring => IoMode::Uring,
@@ -68,23 +93,44 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     };
     let index = Index::open_with(&a.index, OpenOptions { io })?;
     let info = index.info().clone();
+    let nprobes = nprobe_settings(a.nprobe.as_ref(), info.nlist)?;
+    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() != 1 {
+        return usage("--out and --out-distances need a single --nprobe value");
+    }
+    if a.k as u64 > info.ntotal {
+        return usage(format!("--k {} is above the {} vectors in the index", a.k, info.ntotal));
+    }
     let qfile = VectorFile::open(&a.queries)?;
     if qfile.dim() != info.dim {
-        return Err(format!(
-            "{}: queries have dimension {}, the index holds {}-dimensional vectors",
+        return usage(format!(
+            "--queries {}: queries have dimension {}, the index holds {}-dimensional vectors",
             a.queries.display(),
             qfile.dim(),
             info.dim
-        )
-        .into());
+        ));
+    }
+    let nq = qfile.len();
+    let gt = a.gt.as_deref().map(|p| load_ground_truth(p, nq, info.ntotal)).transpose()?;
+    let mut ids_out = a
+        .out
+        .as_ref()
+        .map(|p| VectorWriter::create_for(p, a.k, Contents::Ids).map_err(|e| args::flag_error("--out", e)))
+        .transpose()?;
+    if ids_out.is_some() && info.ntotal > i32::MAX as u64 {
+        return usage(format!("--out: the index's ids go up to {}, past what int32 files hold", info.ntotal - 1));
+    }
+    let mut dist_out = a
+        .out_distances
+        .as_ref()
+        .map(|p| {
+            VectorWriter::create_for(p, a.k, Contents::Vectors).map_err(|e| args::flag_error("--out-distances", e))
+        })
+        .transpose()?;
+    if dist_out.as_ref().is_some_and(|w| w.elem() != quiver::input::Elem::F32) {
+        return usage("--out-distances needs a float32 file: .fvecs, .fbin or .npy");
     }
     let queries = qfile.read_all_f32()?;
-    let nq = qfile.len();
-    let gt = a.gt.as_deref().map(load_ground_truth).transpose()?;
     if let Some(g) = &gt {
-        if g.ids.len() / g.depth.max(1) < nq {
-            return Err(format!("ground truth has {} rows for {nq} queries", g.ids.len() / g.depth.max(1)).into());
-        }
         let depth = g.depth.min(a.k).min(10);
         if depth < 10 {
             eprintln!("note: recall@10 is computed at depth {depth} (k = {}, ground-truth depth {})", a.k, g.depth);
@@ -102,7 +148,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             info.dim,
             info.metric,
             a.k,
-            a.threads
+            pool.current_num_threads()
         )?;
         output::table_header(out)?;
     }
@@ -113,13 +159,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         } else {
             output::table_row(out, &row)?;
         }
-        if let Some(p) = &a.out {
-            let mut w = VectorWriter::create(p, a.k)?;
+        if let Some(mut w) = ids_out.take() {
             w.write_i32(&row.ids.iter().map(|&v| v as i32).collect::<Vec<_>>())?;
             w.finish()?;
         }
-        if let Some(p) = &a.out_distances {
-            let mut w = VectorWriter::create(p, a.k)?;
+        if let Some(mut w) = dist_out.take() {
             w.write_f32(&row.distances)?;
             w.finish()?;
         }

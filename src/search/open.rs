@@ -1,0 +1,263 @@
+//! The steps of opening one manifest generation, each a function that checks one file and
+//! returns what it holds or a typed error. `Index::open` runs them in order and stops at the
+//! first error; `verify` runs every one it can and collects the errors as faults, so the two
+//! can never disagree about what a sound index is.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::distance::Metric;
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    self, Codebooks, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, Manifest, QuantizerBlock,
+    HEADER_LEN, PAGE,
+};
+use crate::hnsw::Hnsw;
+use crate::ivf::CoarseQuantizer;
+use crate::pq::ProductQuantizer;
+use crate::spec::{IndexSpec, Payload};
+use crate::store;
+
+use super::IndexInfo;
+
+/// One manifest and the directory it lives in.
+pub(crate) struct Generation<'a> {
+    pub dir: &'a Path,
+    pub manifest: &'a Manifest,
+    pub mname: &'a str,
+}
+
+impl<'a> Generation<'a> {
+    pub fn new(dir: &'a Path, manifest: &'a Manifest, mname: &'a str) -> Self {
+        Generation { dir, manifest, mname }
+    }
+
+    fn invalid(&self, reason: String) -> Error {
+        Error::Corrupt { file: self.mname.into(), reason }
+    }
+
+    /// The manifest's parameters, checked for what this library reads and for agreement with
+    /// the factory string they were built from.
+    pub fn info(&self) -> Result<IndexInfo> {
+        let p = self.manifest.body.params;
+        let metric = match p.metric {
+            format::METRIC_L2 => Metric::L2,
+            format::METRIC_INNER_PRODUCT => Metric::InnerProduct,
+            format::METRIC_COSINE => Metric::Cosine,
+            m => return Err(self.invalid(format!("unknown metric code {m}"))),
+        };
+        if p.code_layout != format::CODE_LAYOUT_PQ8 || p.pq_nbits.get() != 8 {
+            return Err(Error::Unsupported(format!(
+                "{}: code layout {} ({} bits) is not readable by this quiver; use a newer quiver",
+                self.mname,
+                p.code_layout,
+                p.pq_nbits.get()
+            )));
+        }
+        let end = p.factory.iter().position(|&b| b == 0).unwrap_or(64);
+        let info = IndexInfo {
+            factory: String::from_utf8_lossy(&p.factory[..end]).into_owned(),
+            dim: p.dim.get() as usize,
+            metric,
+            ntotal: p.ntotal.get(),
+            nlist: p.nlist.get() as usize,
+            pq_m: p.pq_m.get() as usize,
+            hnsw_m: p.hnsw_m.get() as usize,
+            ef_construction: p.ef_construction.get() as usize,
+            ef_search: p.ef_search.get() as usize,
+            niter: p.niter.get() as usize,
+            train_size: p.train_size.get(),
+            seed: p.seed.get(),
+            generation: self.manifest.body.generation.get(),
+        };
+        let spec: IndexSpec = info
+            .factory
+            .parse()
+            .map_err(|e: crate::spec::SpecError| self.invalid(format!("factory string: {}", e.reason)))?;
+        let agrees = matches!(spec, IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } }
+            if nlist == info.nlist && hnsw_m == info.hnsw_m && m == info.pq_m);
+        if !agrees || info.dim == 0 || info.dim % info.pq_m != 0 || info.ef_search == 0 {
+            return Err(self.invalid(format!(
+                "parameters disagree with each other (factory {}, dim {}, nlist {}, HNSW M {}, PQ m {}, efSearch {})",
+                info.factory, info.dim, info.nlist, info.hnsw_m, info.pq_m, info.ef_search
+            )));
+        }
+        Ok(info)
+    }
+
+    /// The manifest's entry for `name`.
+    pub fn entry(&self, name: &str) -> Result<&'a FileEntry> {
+        self.manifest.files.iter().find(|f| f.name() == name).ok_or_else(|| self.invalid(format!("names no {name}")))
+    }
+
+    /// A RAM-resident file, read whole, its header and payload verified and its owner checked.
+    fn small_file(&self, name: &str) -> Result<Vec<u8>> {
+        let e = self.entry(name)?;
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|err| missing_or_io(name, &path, err))?;
+        if bytes.len() as u64 != e.size.get() {
+            return Err(size_mismatch(name, e.size.get(), bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    pub fn quantizer(&self, info: &IndexInfo) -> Result<CoarseQuantizer> {
+        let name = store::QUANTIZER;
+        let bytes = self.small_file(name)?;
+        let (q, h) = QuantizerBlock::decode(name, &bytes)?;
+        self.check_owner(name, &h)?;
+        if q.dim as usize != info.dim || q.nlist() != info.nlist || q.hnsw_m as usize != info.hnsw_m {
+            return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
+        }
+        let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
+        Ok(CoarseQuantizer { d: info.dim, metric: info.metric.kernel(), centroids: q.centroids, hnsw })
+    }
+
+    pub fn codebooks(&self, info: &IndexInfo) -> Result<ProductQuantizer> {
+        let name = store::CODEBOOKS;
+        let bytes = self.small_file(name)?;
+        let (cb, h) = Codebooks::decode(name, &bytes)?;
+        self.check_owner(name, &h)?;
+        if cb.m as usize != info.pq_m || (cb.m as usize).saturating_mul(cb.dsub as usize) != info.dim {
+            return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
+        }
+        ProductQuantizer::from_codebooks(info.dim, info.pq_m, cb.centroids)
+            .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })
+    }
+
+    pub fn directory(&self, info: &IndexInfo) -> Result<Directory> {
+        let name = store::DIRECTORY;
+        let bytes = self.small_file(name)?;
+        let (directory, h) = Directory::decode(name, &bytes)?;
+        self.check_owner(name, &h)?;
+        if directory.nlist() != info.nlist
+            || directory.code_size as usize != info.pq_m
+            || directory.ntotal != info.ntotal
+        {
+            return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
+        }
+        // Each segment needs a manifest entry: this bounds the segment count by the manifest's
+        // checked size before anything is allocated from it.
+        if directory.n_segments as usize > self.manifest.files.len() {
+            return Err(Error::Corrupt {
+                file: name.into(),
+                reason: format!(
+                    "names {} segments, the manifest lists only {} files",
+                    directory.n_segments,
+                    self.manifest.files.len()
+                ),
+            });
+        }
+        Ok(directory)
+    }
+
+    /// Segment `no`'s name and size, after checking its size, header page and owner. The
+    /// extent area's checksum is left to `verify` (reading it means reading the whole file).
+    pub fn segment_header(&self, no: u32) -> Result<(String, u64)> {
+        let name = store::segment_name(no);
+        let e = self.entry(&name)?;
+        let path = self.dir.join(&name);
+        let size = std::fs::metadata(&path).map_err(|err| missing_or_io(&name, &path, err))?.len();
+        if size != e.size.get() {
+            return Err(size_mismatch(&name, e.size.get(), size));
+        }
+        let page = read_header_page(&path, &name)?;
+        let h = FileHeader::decode(&name, FileKind::Segment, &page)?;
+        if h.payload_offset.get() != PAGE || h.payload_len.get() != size - PAGE {
+            return Err(Error::Corrupt {
+                file: name,
+                reason: "header's extent area disagrees with the file size".into(),
+            });
+        }
+        self.check_owner(&name, &h)?;
+        Ok((name, size))
+    }
+
+    /// The file's header must carry the manifest's index id and the payload crc it recorded.
+    fn check_owner(&self, name: &str, h: &FileHeader) -> Result<()> {
+        let entry = self.entry(name)?;
+        if h.index_id != self.manifest.index_id {
+            return Err(Error::Corrupt {
+                file: name.into(),
+                reason: "belongs to a different index (index id differs from the manifest's)".into(),
+            });
+        }
+        let crc = h.payload_crc.get();
+        if crc != entry.crc.get() {
+            return Err(Error::Corrupt {
+                file: name.into(),
+                reason: format!("payload crc {crc:#010x} differs from the manifest's {:#010x}", entry.crc.get()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The first page of a segment (shorter if the file is).
+pub(crate) fn read_header_page(path: &Path, name: &str) -> Result<Vec<u8>> {
+    let f = File::open(path).map_err(|err| missing_or_io(name, path, err))?;
+    let mut page = vec![0u8; PAGE as usize];
+    let mut got = 0;
+    while got < page.len() {
+        match f.read_at(&mut page[got..], got as u64).at(path)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    if got < HEADER_LEN {
+        return Err(FormatError::Truncated {
+            file: name.into(),
+            what: "file header".into(),
+            offset: 0,
+            needed: HEADER_LEN as u64,
+            available: got as u64,
+        }
+        .into());
+    }
+    page.truncate(got);
+    Ok(page)
+}
+
+/// An extent must lie inside its segment's extent area.
+pub(crate) fn check_extent_bounds(i: usize, x: &Extent, seg_name: &str, seg_size: u64) -> Result<()> {
+    let (off, len) = (x.offset.get(), x.length.get());
+    if off < PAGE || off.checked_add(len).is_none_or(|end| end > seg_size) {
+        return Err(Error::Corrupt {
+            file: store::DIRECTORY.into(),
+            reason: format!("extent {i} (offset {off}, length {len}) lies outside {seg_name} ({seg_size} bytes)"),
+        });
+    }
+    Ok(())
+}
+
+/// A file the manifest names and the directory lacks is damage to the index, said as such.
+pub(crate) fn missing_or_io(name: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::Corrupt {
+            file: name.into(),
+            reason: "is missing: the manifest names it but it is not in the directory".into(),
+        }
+    } else {
+        Error::Io { path: path.to_owned(), source: e }
+    }
+}
+
+/// A file whose size differs from the manifest's record: cut short, or written to since.
+pub(crate) fn size_mismatch(name: &str, want: u64, got: u64) -> Error {
+    if got < want {
+        FormatError::Truncated {
+            file: name.into(),
+            what: "file (size recorded in the manifest)".into(),
+            offset: 0,
+            needed: want,
+            available: got,
+        }
+        .into()
+    } else {
+        Error::Corrupt {
+            file: name.into(),
+            reason: format!("is {got} bytes, the manifest records {want}: it grew after the index was written"),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Argument value parsers shared by the subcommands. clap calls them while parsing, so a bad
+//! value is refused before any work with a message naming the flag ("invalid value '0' for
+//! '--niter <NITER>': must be at least 1") and exit status 2.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Most worker threads a command accepts: more than any machine quiver targets has cores.
+pub const MAX_THREADS: usize = 1024;
+
+fn int(s: &str) -> Result<u64, String> {
+    s.trim().parse::<u64>().map_err(|_| "not a whole number".to_string())
+}
+
+fn in_range(s: &str, lo: u64, hi: u64) -> Result<u64, String> {
+    let v = int(s)?;
+    if v < lo {
+        Err(format!("must be at least {lo}"))
+    } else if v > hi {
+        Err(format!("must be at most {hi}"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// A count of at least 1 (iterations, vectors, neighbours, widths).
+pub fn count(s: &str) -> Result<usize, String> {
+    in_range(s, 1, u32::MAX as u64).map(|v| v as usize)
+}
+
+/// A count of at least 1 that may exceed 2^32 (vectors to generate).
+pub fn count64(s: &str) -> Result<u64, String> {
+    in_range(s, 1, 1 << 40)
+}
+
+/// A vector dimension, 1 ..= quiver's largest.
+pub fn dim(s: &str) -> Result<usize, String> {
+    in_range(s, 1, quiver::MAX_DIM as u64).map(|v| v as usize)
+}
+
+/// Threads: 0 = one per core.
+pub fn threads(s: &str) -> Result<usize, String> {
+    in_range(s, 0, MAX_THREADS as u64).map(|v| v as usize)
+}
+
+/// A comma-separated list of counts, such as `--nprobe 1,4,16,64`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountList(pub Vec<usize>);
+
+impl FromStr for CountList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut v = Vec::new();
+        for t in s.split(',') {
+            let n = count(t)
+                .map_err(|e| format!("element {t:?}: {e} (write comma-separated whole numbers, e.g. 1,4,16)"))?;
+            if !v.contains(&n) {
+                v.push(n);
+            }
+        }
+        Ok(CountList(v))
+    }
+}
+
+impl fmt::Display for CountList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s: Vec<String> = self.0.iter().map(|v| v.to_string()).collect();
+        f.write_str(&s.join(","))
+    }
+}
+
+/// A mistake in the command line found after parsing (a flag that does not fit the index or
+/// the data): reported like clap's own errors, with exit status 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Wraps an error about the value of `flag` as a [`Usage`] error naming the flag.
+pub fn flag_error(flag: &str, e: impl fmt::Display) -> Box<dyn std::error::Error> {
+    Box::new(Usage(format!("{flag}: {e}")))
+}
+
+/// Returns a [`Usage`] error.
+pub fn usage<T>(msg: impl Into<String>) -> Result<T, Box<dyn std::error::Error>> {
+    Err(Box::new(Usage(msg.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_name_the_bad_element() {
+        assert_eq!("1,4,16,4".parse::<CountList>().unwrap().0, vec![1, 4, 16]);
+        for bad in ["1,,x", "", "0", "1,-2", "3.5"] {
+            assert!(bad.parse::<CountList>().is_err(), "{bad}");
+        }
+        assert!("1,,x".parse::<CountList>().unwrap_err().contains("\"\""));
+        assert_eq!(count("0").unwrap_err(), "must be at least 1");
+        assert!(dim("2000000000").unwrap_err().contains("at most 65536"));
+        assert!(threads("100000").is_err());
+    }
+}
