@@ -44,6 +44,23 @@ pub enum Error {
     Corrupt { file: String, reason: String },
     #[error("{what} needs {bytes} bytes of memory, which this machine cannot allocate; {hint}")]
     OutOfMemory { what: String, bytes: u64, hint: String },
+    #[error("a memory budget of {} cannot hold {what}: it needs at least {}; raise the budget (--memory), or lower nlist or the training size", human_bytes(*budget), human_bytes(*need))]
+    BudgetTooSmall { what: String, need: u64, budget: u64 },
+}
+
+/// A byte count as people read it: `1.5 GiB`, `300.0 MiB`, `512 B`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
 }
 
 /// An empty vector with room for `len` elements, or [`Error::OutOfMemory`] where that is more

@@ -41,7 +41,7 @@ impl CoarseQuantizer {
             seed: p.seed,
         };
         let centroids = kmeans::train(sample, d, p.nlist, &km)?;
-        let hnsw = Hnsw::build(Points { data: &centroids, d, metric }, &p.hnsw);
+        let hnsw = Hnsw::build(&Points { data: &centroids, d, metric }, &p.hnsw);
         Ok(CoarseQuantizer { d, metric, centroids, hnsw })
     }
 

@@ -52,11 +52,12 @@ mod search;
 pub mod store;
 mod verify;
 
-pub use build::{build_index, BuildOptions, BuildReport, NoProgress, Plan, Progress};
+pub use build::{build_index, BudgetPlan, BuildOptions, BuildReport, KMeansKind, NoProgress, Plan, Progress};
 pub use distance::Metric;
+pub use error::human_bytes;
 pub use error::{Error, Result};
 pub use flat::ExactKnn;
-pub use input::{Contents, InputError, SliceSource, VectorFile, VectorSource, VectorWriter, MAX_DIM};
+pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, VectorSource, VectorWriter, MAX_DIM};
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats};

@@ -93,24 +93,34 @@ impl SegmentWriter<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sizes of the merge, from the memory budget.
+pub(super) struct MergeParams {
+    pub nlist: usize,
+    pub code_size: usize,
+    pub segment_bytes: u64,
+    pub ntotal: u64,
+    /// Read buffer per run file.
+    pub read_buffer: usize,
+    /// Most vectors per extent: a longer list is written as several consecutive extents, so
+    /// the merge never holds more than this many codes and ids however skewed the lists are.
+    pub max_extent_vectors: usize,
+}
+
 pub(super) fn merge_runs(
     runs: &[PathBuf],
-    nlist: usize,
-    code_size: usize,
+    mp: &MergeParams,
     dir: &Path,
     index_id: [u8; 16],
-    segment_bytes: u64,
-    ntotal: u64,
     progress: &dyn Progress,
 ) -> Result<Merged> {
+    let (nlist, code_size) = (mp.nlist, mp.code_size);
     progress.begin("merge into segments", nlist as u64);
     let mut readers = Vec::with_capacity(runs.len());
     for p in runs {
         let f = File::open(p).at(p)?;
         let mut r = Run {
             path: p.clone(),
-            reader: BufReader::with_capacity(256 << 10, f),
+            reader: BufReader::with_capacity(mp.read_buffer, f),
             head: None,
             rec: vec![0; 12 + code_size],
         };
@@ -120,7 +130,7 @@ pub(super) fn merge_runs(
     let mut seg = SegmentWriter {
         dir,
         index_id,
-        max_bytes: segment_bytes.max(2 * PAGE),
+        max_bytes: mp.segment_bytes.max(2 * PAGE),
         current: None,
         next_no: 0,
         done: Vec::new(),
@@ -128,6 +138,7 @@ pub(super) fn merge_runs(
     let mut list_starts = Vec::with_capacity(nlist + 1);
     let mut extents = Vec::new();
     let (mut codes, mut ids, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+    let cap = mp.max_extent_vectors.clamp(1, u32::MAX as usize);
     for list in 0..nlist as u32 {
         list_starts.push(extents.len() as u32);
         codes.clear();
@@ -140,19 +151,15 @@ pub(super) fn merge_runs(
                 ids.push(id);
                 codes.extend_from_slice(&r.rec[12..]);
                 r.advance()?;
+                if ids.len() == cap {
+                    extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
+                    codes.clear();
+                    ids.clear();
+                }
             }
         }
         if !ids.is_empty() {
-            let crc = format::encode_extent(&codes, &ids, code_size, &mut buf);
-            let (segment, offset) = seg.append(&buf)?;
-            extents.push(Extent {
-                segment: segment.into(),
-                count: (ids.len() as u32).into(),
-                offset: offset.into(),
-                length: (buf.len() as u64).into(),
-                crc: crc.into(),
-                reserved: 0.into(),
-            });
+            extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
         }
         progress.advance(1);
     }
@@ -165,6 +172,27 @@ pub(super) fn merge_runs(
     }
     seg.close()?;
     progress.end();
-    let directory = Directory { n_segments: seg.next_no, code_size: code_size as u32, ntotal, list_starts, extents };
+    let directory =
+        Directory { n_segments: seg.next_no, code_size: code_size as u32, ntotal: mp.ntotal, list_starts, extents };
     Ok(Merged { directory, segment_files: seg.done })
+}
+
+/// Appends one extent of `ids` (ascending) and their codes to the current segment.
+fn write_extent(
+    seg: &mut SegmentWriter,
+    codes: &[u8],
+    ids: &[u64],
+    code_size: usize,
+    buf: &mut Vec<u8>,
+) -> Result<Extent> {
+    let crc = format::encode_extent(codes, ids, code_size, buf);
+    let (segment, offset) = seg.append(buf)?;
+    Ok(Extent {
+        segment: segment.into(),
+        count: (ids.len() as u32).into(),
+        offset: offset.into(),
+        length: (buf.len() as u64).into(),
+        crc: crc.into(),
+        reserved: 0.into(),
+    })
 }

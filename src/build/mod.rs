@@ -7,11 +7,14 @@
 //! buffers and one list's codes at a time. If anything fails, the files this build created are
 //! removed and nothing that was in the directory before is touched (it must be empty anyway).
 
+pub mod budget;
 mod merge;
 mod spill;
 mod train;
 
-use std::path::{Path, PathBuf};
+pub use budget::BudgetPlan;
+
+use std::path::Path;
 use std::time::Instant;
 
 use crate::distance::{self, Metric};
@@ -40,11 +43,32 @@ pub struct BuildOptions {
     /// HNSW efSearch used to assign vectors to lists, and the index's default at search (faiss: 16).
     pub ef_search: usize,
     pub seed: u64,
-    /// Vectors per streamed chunk: bounds the builder's working memory.
+    /// Most vectors per streamed chunk; the memory budget may choose fewer.
     pub chunk_size: usize,
     /// Segment files are closed once they reach this size (a list's extent is never split).
     pub segment_bytes: u64,
+    /// Hard bound on the build's peak resident memory, in bytes; `None` = half of physical
+    /// memory. Every buffer's size derives from it (see [`BudgetPlan`]).
+    pub memory_budget: Option<u64>,
+    /// How the coarse centroids are trained.
+    pub kmeans: KMeansKind,
 }
+
+/// Coarse k-means: flat (exact Lloyd over all nlist centroids), two-level (√nlist cells, then
+/// k-means inside each; for large nlist), or chosen by nlist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KMeansKind {
+    /// Two-level from [`TWO_LEVEL_FROM`] lists on, flat below.
+    #[default]
+    Auto,
+    Flat,
+    TwoLevel,
+}
+
+/// nlist from which `KMeansKind::Auto` trains in two levels: measured on this project's
+/// 2-core machine (benches/README.md), where two-level is several times faster from here on at
+/// the same recall, and flat is still cheap below.
+pub const TWO_LEVEL_FROM: usize = 8192;
 
 impl Default for BuildOptions {
     fn default() -> Self {
@@ -58,6 +82,8 @@ impl Default for BuildOptions {
             seed: 1234,
             chunk_size: 1 << 18,
             segment_bytes: 1 << 30,
+            memory_budget: None,
+            kmeans: KMeansKind::Auto,
         }
     }
 }
@@ -96,6 +122,35 @@ impl BuildOptions {
         Ok((spec, plan, train_size))
     }
 
+    /// The memory plan for a build of `source` under these options: the budget's split, the
+    /// training-sample size that fits, the chunk size. Errors (before any work) when the
+    /// budget cannot hold the factory's minimum.
+    pub fn memory_plan(&self, source: &dyn VectorSource) -> Result<BudgetPlan> {
+        let (n, d) = (source.len(), source.dim());
+        let (_, plan, train_size) = self.check_input(n, d)?;
+        let total = self.memory_budget.unwrap_or_else(budget::default_budget);
+        let sample_elem =
+            if matches!(source.elem(), crate::input::Elem::U8 | crate::input::Elem::I8) && !self.metric.normalizes() {
+                1
+            } else {
+                4
+            };
+        let shape = budget::BuildShape {
+            n,
+            d,
+            sample_elem,
+            nlist: plan.nlist,
+            hnsw_m: plan.hnsw_m,
+            code_size: plan.pq_m,
+            train_rows: train_size,
+            min_train_rows: plan.nlist.max(crate::pq::KSUB),
+            chunk_cap: self.chunk_size,
+            two_level: plan.two_level(self.kmeans),
+            threads: rayon::current_num_threads(),
+        };
+        budget::plan(total, &shape)
+    }
+
     /// Checks every option against its range, naming the option that is out of it. The
     /// builder calls this before any work; callers may call it earlier.
     pub fn validate(&self) -> Result<()> {
@@ -111,6 +166,9 @@ impl BuildOptions {
         range("efSearch", self.ef_search as u64, 1, MAX_EF as u64)?;
         range("chunk_size", self.chunk_size as u64, 1, u32::MAX as u64)?;
         range("segment_bytes", self.segment_bytes, 1, MAX_SEGMENT_BYTES)?;
+        if let Some(m) = self.memory_budget {
+            range("memory_budget", m, 1, u64::MAX)?;
+        }
         if let Some(t) = self.train_size {
             range("train_size", t as u64, 1, u64::MAX)?;
         }
@@ -137,8 +195,21 @@ pub struct BuildReport {
     pub ntotal: u64,
     pub dim: usize,
     pub nlist: usize,
+    /// Training vectors used (fewer than asked for when the budget could not hold them).
     pub train_size: usize,
+    /// Training vectors asked for (or the default).
+    pub train_size_requested: usize,
+    /// Whether k-means ran in two levels.
+    pub two_level_kmeans: bool,
+    /// The memory budget and its split.
+    pub budget: BudgetPlan,
+    pub sample_s: f64,
+    pub kmeans_s: f64,
+    pub hnsw_s: f64,
+    pub pq_s: f64,
+    /// All of training: sample + k-means + HNSW + PQ.
     pub train_s: f64,
+    /// Assigning, encoding and spilling every vector.
     pub add_s: f64,
     pub merge_s: f64,
     pub total_s: f64,
@@ -146,26 +217,13 @@ pub struct BuildReport {
     pub segments: usize,
 }
 
-/// Removes what a failed build created; disarmed once the manifest is published.
-struct Cleanup {
-    dir: PathBuf,
-    created_dir: bool,
-    armed: bool,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if self.created_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            // The directory was empty when the build began: everything in it is ours.
-            for e in entries.flatten() {
-                let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-            }
+impl Plan {
+    /// Whether the coarse k-means runs in two levels.
+    pub fn two_level(&self, kind: KMeansKind) -> bool {
+        match kind {
+            KMeansKind::Auto => self.nlist >= TWO_LEVEL_FROM,
+            KMeansKind::Flat => false,
+            KMeansKind::TwoLevel => true,
         }
     }
 }
@@ -205,24 +263,41 @@ pub fn build_index(
 ) -> Result<BuildReport> {
     let t0 = Instant::now();
     let (n, d) = (source.len(), source.dim());
-    let (spec, plan, train_size) = opts.check_input(n, d)?;
-    let created_dir = store::prepare_new(dir)?;
-    let mut cleanup = Cleanup { dir: dir.to_owned(), created_dir, armed: true };
+    let (spec, plan, requested) = opts.check_input(n, d)?;
+    let mem = opts.memory_plan(source)?;
+    let train_size = mem.train_rows;
+    if train_size < requested {
+        log::warn!(
+            "the memory budget ({}) holds a training sample of {train_size} vectors, not the {requested} asked for; raise --memory for the full sample",
+            crate::error::human_bytes(mem.total)
+        );
+    }
+    let staging = store::Staging::begin(dir)?;
 
     let index_id = index_id(opts, &spec, n, d);
-    let (coarse, pq) = train::train(source, opts, &plan, train_size, progress)?;
+    let trained = train::train(source, opts, &plan, train_size, progress)?;
+    let (coarse, pq) = (&trained.coarse, &trained.pq);
     let train_s = t0.elapsed().as_secs_f64();
 
-    let tmp = dir.join(store::BUILD_TMP);
-    std::fs::create_dir(&tmp).at(&tmp)?;
-    let runs = spill::spill_runs(source, &coarse, &pq, opts, &tmp, progress)?;
+    let runs = spill::spill_runs(source, coarse, pq, opts, mem.chunk_rows, &staging.area(), progress)?;
     let add_s = t0.elapsed().as_secs_f64() - train_s;
 
-    let merged =
-        merge::merge_runs(&runs, plan.nlist, pq.code_size(), dir, index_id, opts.segment_bytes, n as u64, progress)?;
-    std::fs::remove_dir_all(&tmp).at(&tmp)?;
+    let merged = merge::merge_runs(
+        &runs,
+        &merge::MergeParams {
+            nlist: plan.nlist,
+            code_size: pq.code_size(),
+            segment_bytes: opts.segment_bytes,
+            ntotal: n as u64,
+            read_buffer: mem.merge_buffer,
+            max_extent_vectors: mem.max_extent_vectors,
+        },
+        dir,
+        index_id,
+        progress,
+    )?;
     let mut files = merged.segment_files;
-    files.extend(write_ram_files(dir, index_id, &coarse, &pq, &merged.directory)?);
+    files.extend(write_ram_files(dir, index_id, coarse, pq, &merged.directory)?);
     let merge_s = t0.elapsed().as_secs_f64() - train_s - add_s;
 
     let manifest = Manifest {
@@ -236,14 +311,20 @@ pub fn build_index(
         files,
     };
     let bytes = manifest.encode();
-    durable::write_atomic(dir, &store::manifest_name(1), &bytes).at(dir)?;
-    cleanup.armed = false;
+    staging.commit(1, &bytes)?;
     let index_bytes = manifest.files.iter().map(|f| f.size.get()).sum::<u64>() + bytes.len() as u64;
     Ok(BuildReport {
         ntotal: n as u64,
         dim: d,
         nlist: plan.nlist,
         train_size,
+        train_size_requested: requested,
+        two_level_kmeans: trained.two_level,
+        budget: mem,
+        sample_s: trained.sample_s,
+        kmeans_s: trained.kmeans_s,
+        hnsw_s: trained.hnsw_s,
+        pq_s: trained.pq_s,
         train_s,
         add_s,
         merge_s,

@@ -17,11 +17,11 @@ pub(super) fn spill_runs(
     coarse: &CoarseQuantizer,
     pq: &ProductQuantizer,
     opts: &BuildOptions,
+    chunk: usize,
     tmp: &Path,
     progress: &dyn Progress,
 ) -> Result<Vec<PathBuf>> {
     let (n, d) = (source.len(), source.dim());
-    let chunk = opts.chunk_size;
     progress.begin("assign + encode", n as u64);
     let mut runs = Vec::new();
     std::thread::scope(|s| -> Result<()> {

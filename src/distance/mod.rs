@@ -134,6 +134,16 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     dispatch!(axpy(a, x, y))
 }
 
+/// Dissimilarities under `metric.kernel()` from `q` to four rows (each row at least as long
+/// as `q`), each bit-identical to [`dissimilarity`] on the same pair.
+#[inline]
+pub fn dissimilarity_4(metric: Metric, q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+    match metric {
+        Metric::L2 => dispatch!(l2_sqr_4(q, r)),
+        _ => dispatch!(inner_product_4(q, r)).map(|v| -v),
+    }
+}
+
 /// Dissimilarity under `metric.kernel()`: smaller is closer.
 #[inline]
 pub fn dissimilarity(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
@@ -217,6 +227,24 @@ mod tests {
             assert!((inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
             assert!((l2_sqr(&a, &b) as f64 - l2).abs() < 1e-3 * (1.0 + l2));
             assert!((scalar::inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
+        }
+    }
+
+    /// The four-row kernels equal the one-row kernels bit for bit, on every dispatch path.
+    #[test]
+    fn four_row_kernels_equal_one_row_kernels() {
+        let mut r = Rng::new(3);
+        for len in [1, 15, 16, 17, 64, 100, 128, 384] {
+            let q = rand_vec(&mut r, len);
+            let rows: Vec<Vec<f32>> = (0..4).map(|_| rand_vec(&mut r, len)).collect();
+            let four = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            for m in [Metric::L2, Metric::InnerProduct] {
+                let got = dissimilarity_4(m, &q, four);
+                for i in 0..4 {
+                    assert_eq!(got[i].to_bits(), dissimilarity(m, &q, &rows[i]).to_bits(), "{m} len {len}");
+                }
+            }
+            assert_eq!(scalar::l2_sqr_4(&q, four)[2].to_bits(), scalar::l2_sqr(&q, &rows[2]).to_bits());
         }
     }
 

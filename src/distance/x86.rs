@@ -23,6 +23,20 @@ macro_rules! instantiate {
             /// # Safety
             /// As for `inner_product`.
             #[target_feature(enable = $feat)]
+            pub unsafe fn l2_sqr_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+                scalar::l2_sqr_4(q, r)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn inner_product_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+                scalar::inner_product_4(q, r)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
             pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
                 scalar::axpy(a, x, y)
             }

@@ -8,7 +8,7 @@ mod build;
 mod search;
 
 pub use build::HnswParams;
-pub use search::{Points, VisitedSet};
+pub use search::{Points, Space, VisitedSet};
 
 /// Marks an unused neighbour slot.
 pub const EMPTY: u32 = u32::MAX;

@@ -49,6 +49,64 @@ pub struct Points<'a> {
     pub metric: Metric,
 }
 
+/// Where a graph's distances come from: `len` nodes, and the dissimilarity between two of
+/// them. Construction needs nothing else, so the same builder serves a graph over centroids, over
+/// raw vectors (`HNSW32,Flat`) or over codes.
+pub trait Space: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Dissimilarity between nodes `i` and `j` (smaller is closer).
+    fn between(&self, i: u32, j: u32) -> f32;
+    /// Dissimilarities from node `i` to four nodes; equal to four calls of `between`.
+    fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
+        js.map(|j| self.between(i, j))
+    }
+}
+
+/// A query's distances to nodes, one at a time or four at a time (the graph walks ask for a
+/// node's unvisited neighbours in fours; four independent accumulations run about twice as fast
+/// as one).
+pub(crate) trait QueryDist {
+    fn one(&self, i: u32) -> f32;
+    fn four(&self, i: [u32; 4]) -> [f32; 4];
+}
+
+/// A query vector against a point set.
+pub(crate) struct ToQuery<'a> {
+    pub sp: Points<'a>,
+    pub q: &'a [f32],
+}
+
+impl QueryDist for ToQuery<'_> {
+    #[inline]
+    fn one(&self, i: u32) -> f32 {
+        self.sp.dist(self.q, i)
+    }
+    #[inline]
+    fn four(&self, i: [u32; 4]) -> [f32; 4] {
+        distance::dissimilarity_4(self.sp.metric, self.q, i.map(|j| self.sp.row(j)))
+    }
+}
+
+/// A node of a space against the others (construction).
+pub(crate) struct ToNode<'a, S: Space> {
+    pub sp: &'a S,
+    pub node: u32,
+}
+
+impl<S: Space> QueryDist for ToNode<'_, S> {
+    #[inline]
+    fn one(&self, i: u32) -> f32 {
+        self.sp.between(self.node, i)
+    }
+    #[inline]
+    fn four(&self, i: [u32; 4]) -> [f32; 4] {
+        self.sp.between_4(self.node, i)
+    }
+}
+
 impl Points<'_> {
     #[inline]
     pub fn row(&self, i: u32) -> &[f32] {
@@ -61,13 +119,50 @@ impl Points<'_> {
     }
 }
 
+impl Space for Points<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.d.max(1)
+    }
+
+    #[inline]
+    fn between(&self, i: u32, j: u32) -> f32 {
+        distance::dissimilarity(self.metric, self.row(i), self.row(j))
+    }
+
+    #[inline]
+    fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
+        distance::dissimilarity_4(self.metric, self.row(i), js.map(|j| self.row(j)))
+    }
+}
+
+/// Offers node `id` at dissimilarity `d` to a search's `ef` best results and its candidates.
+#[inline]
+fn consider(
+    results: &mut BinaryHeap<Neighbor>,
+    candidates: &mut BinaryHeap<Reverse<Neighbor>>,
+    ef: usize,
+    id: u32,
+    d: f32,
+) {
+    let worst = results.peek().map_or(f32::INFINITY, |n| n.dist);
+    if results.len() < ef || d < worst {
+        let n = Neighbor { id: id as u64, dist: d };
+        candidates.push(Reverse(n));
+        results.push(n);
+        if results.len() > ef {
+            results.pop();
+        }
+    }
+}
+
 impl Hnsw {
-    /// Moves to a closer neighbour on `level` until none is closer.
-    pub(crate) fn greedy(&self, sp: Points, q: &[f32], mut cur: Neighbor, level: u8) -> Neighbor {
+    /// Moves to a closer neighbour on `level` until none is closer; `dist(i)` is the query's
+    /// distance to node `i`.
+    pub(crate) fn greedy(&self, dist: &impl QueryDist, mut cur: Neighbor, level: u8) -> Neighbor {
         loop {
             let mut improved = false;
             for nb in self.neighbors_of(cur.id as u32, level) {
-                let d = sp.dist(q, nb);
+                let d = dist.one(nb);
                 if d < cur.dist {
                     cur = Neighbor { id: nb as u64, dist: d };
                     improved = true;
@@ -82,8 +177,7 @@ impl Hnsw {
     /// Best-first search of width `ef` on `level` from `entry`; returns candidates closest first.
     pub(crate) fn search_layer(
         &self,
-        sp: Points,
-        q: &[f32],
+        dist: &impl QueryDist,
         entry: Neighbor,
         ef: usize,
         level: u8,
@@ -99,20 +193,24 @@ impl Hnsw {
             if results.len() >= ef && c.dist > results.peek().map_or(f32::INFINITY, |n: &Neighbor| n.dist) {
                 break;
             }
+            let mut batch = [0u32; 4];
+            let mut n = 0;
             for nb in self.neighbors_of(c.id as u32, level) {
                 if visited.check_and_mark(nb) {
                     continue;
                 }
-                let d = sp.dist(q, nb);
-                let worst = results.peek().map_or(f32::INFINITY, |n| n.dist);
-                if results.len() < ef || d < worst {
-                    let n = Neighbor { id: nb as u64, dist: d };
-                    candidates.push(Reverse(n));
-                    results.push(n);
-                    if results.len() > ef {
-                        results.pop();
+                batch[n] = nb;
+                n += 1;
+                if n == 4 {
+                    let ds = dist.four(batch);
+                    for (&id, &d) in batch.iter().zip(&ds) {
+                        consider(&mut results, &mut candidates, ef, id, d);
                     }
+                    n = 0;
                 }
+            }
+            for &id in &batch[..n] {
+                consider(&mut results, &mut candidates, ef, id, dist.one(id));
             }
         }
         results.into_sorted_vec()
@@ -124,11 +222,12 @@ impl Hnsw {
         if self.is_empty() || k == 0 {
             return Vec::new();
         }
-        let mut cur = Neighbor { id: self.entry_point as u64, dist: sp.dist(q, self.entry_point) };
+        let dist = ToQuery { sp, q };
+        let mut cur = Neighbor { id: self.entry_point as u64, dist: dist.one(self.entry_point) };
         for level in (1..=self.max_level).rev() {
-            cur = self.greedy(sp, q, cur, level);
+            cur = self.greedy(&dist, cur, level);
         }
-        let mut found = self.search_layer(sp, q, cur, ef.max(k), 0, visited);
+        let mut found = self.search_layer(&dist, cur, ef.max(k), 0, visited);
         found.truncate(k);
         found
     }

@@ -70,6 +70,8 @@ fn check_dim(path: &Path, d: u64) -> Result<(), InputError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Elem {
     F32,
+    /// IEEE-754 binary16 (`.npy` float16), widened to f32 on read.
+    F16,
     U8,
     I8,
     I32,
@@ -79,6 +81,7 @@ impl Elem {
     pub fn size(self) -> usize {
         match self {
             Elem::F32 | Elem::I32 => 4,
+            Elem::F16 => 2,
             Elem::U8 | Elem::I8 => 1,
         }
     }
@@ -86,6 +89,7 @@ impl Elem {
     pub fn name(self) -> &'static str {
         match self {
             Elem::F32 => "float32",
+            Elem::F16 => "float16",
             Elem::U8 => "uint8",
             Elem::I8 => "int8",
             Elem::I32 => "int32",
@@ -298,6 +302,7 @@ impl VectorFile {
         let elem = self.elem;
         self.for_each_row(start, count, |raw| match elem {
             Elem::F32 => out.extend(raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            Elem::F16 => out.extend(raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
             Elem::U8 => out.extend(raw.iter().map(|&b| b as f32)),
             Elem::I8 => out.extend(raw.iter().map(|&b| b as i8 as f32)),
             Elem::I32 => {}
@@ -338,6 +343,24 @@ impl VectorFile {
     }
 }
 
+/// IEEE-754 binary16 to binary32, exactly (every half is a float).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: normalise the mantissa.
+            let shift = man.leading_zeros() - 21;
+            sign | ((127 - 15 + 1 - shift) << 23) | (((man << shift) & 0x3ff) << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (man << 13),
+        e => sign | ((e + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
 fn ext_name(l: Layout) -> &'static str {
     match l {
         Layout::Vecs(Elem::F32) => "fvecs",
@@ -356,6 +379,20 @@ pub trait VectorSource: Sync {
     }
     /// Appends rows `start..start + count` as f32; errors on non-finite values.
     fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError>;
+    /// The element type rows are stored in (what a training sample can be kept as).
+    fn elem(&self) -> Elem {
+        Elem::F32
+    }
+    /// Appends rows `start..start + count` as their stored uint8/int8 bytes (one per value);
+    /// only for sources whose [`elem`](Self::elem) is `U8` or `I8`.
+    fn read_bytes(&self, start: usize, count: usize, out: &mut Vec<u8>) -> Result<(), InputError> {
+        let _ = (start, count, out);
+        Err(InputError::WrongType {
+            path: "<source>".into(),
+            expected: "uint8 or int8 rows",
+            found: self.elem().name(),
+        })
+    }
 }
 
 impl VectorSource for VectorFile {
@@ -367,6 +404,115 @@ impl VectorSource for VectorFile {
     }
     fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
         VectorFile::read_f32(self, start, count, out)
+    }
+    fn elem(&self) -> Elem {
+        self.elem
+    }
+    fn read_bytes(&self, start: usize, count: usize, out: &mut Vec<u8>) -> Result<(), InputError> {
+        if !matches!(self.elem, Elem::U8 | Elem::I8) {
+            return Err(InputError::WrongType {
+                path: self.path.clone(),
+                expected: "uint8 or int8 rows",
+                found: self.elem.name(),
+            });
+        }
+        let rows = count.min(self.n.saturating_sub(start));
+        try_reserve(out, rows * self.dim, &self.path, "rows as bytes", "read fewer rows at a time")?;
+        self.for_each_row(start, count, |raw| out.extend_from_slice(raw))
+    }
+}
+
+/// Several files read as one dataset, rows in the order the files are given: the shards an
+/// embedding pipeline writes. All have the same dimension and element type.
+#[derive(Debug)]
+pub struct VectorFiles {
+    files: Vec<VectorFile>,
+    /// Global row number of each file's first row, and the total at the end.
+    starts: Vec<usize>,
+}
+
+impl VectorFiles {
+    /// Opens every file and checks that they agree on dimension and element type (an error
+    /// names the first shard that differs). An empty list is an error.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self, InputError> {
+        let mut files: Vec<VectorFile> = Vec::with_capacity(paths.len());
+        for p in paths {
+            let f = VectorFile::open(p)?;
+            if let Some(first) = files.first() {
+                if f.dim != first.dim || f.elem != first.elem {
+                    return Err(InputError::BadHeader {
+                        path: f.path.clone(),
+                        reason: format!(
+                            "holds {}-dimensional {} rows, but {} holds {}-dimensional {}: every shard of one input must match",
+                            f.dim,
+                            f.elem.name(),
+                            first.path.display(),
+                            first.dim,
+                            first.elem.name()
+                        ),
+                    });
+                }
+            }
+            files.push(f);
+        }
+        if files.is_empty() {
+            return Err(InputError::Empty { path: "<no input files>".into() });
+        }
+        let mut starts = vec![0];
+        for f in &files {
+            starts.push(starts[starts.len() - 1] + f.n);
+        }
+        Ok(VectorFiles { files, starts })
+    }
+
+    pub fn files(&self) -> &[VectorFile] {
+        &self.files
+    }
+
+    /// Calls `each(file, start_in_file, count)` for the pieces of rows `start..start + count`.
+    fn pieces(
+        &self,
+        start: usize,
+        count: usize,
+        mut each: impl FnMut(&VectorFile, usize, usize) -> Result<(), InputError>,
+    ) -> Result<(), InputError> {
+        let end = (start + count).min(self.len());
+        let mut row = start;
+        while row < end {
+            let i = self.starts.partition_point(|&s| s <= row) - 1;
+            let take = (end - row).min(self.starts[i + 1] - row);
+            each(&self.files[i], row - self.starts[i], take)?;
+            row += take;
+        }
+        Ok(())
+    }
+}
+
+impl VectorSource for VectorFiles {
+    fn dim(&self) -> usize {
+        self.files[0].dim
+    }
+    fn len(&self) -> usize {
+        self.starts[self.starts.len() - 1]
+    }
+    fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
+        let first = out.len();
+        self.pieces(start, count, |f, s, c| f.read_f32(s, c, out)).map_err(|e| match e {
+            // Rows are numbered across the whole input, as the index's ids are.
+            InputError::NonFinite { path, row, col, value } => {
+                let file = self.files.iter().position(|f| f.path == path).unwrap_or(0);
+                InputError::NonFinite { path, row: row + self.starts[file] as u64, col, value }
+            }
+            other => other,
+        })?;
+        debug_assert!(out.len() >= first);
+        Ok(())
+    }
+    fn elem(&self) -> Elem {
+        self.files[0].elem
+    }
+    fn read_bytes(&self, start: usize, count: usize, out: &mut Vec<u8>) -> Result<(), InputError> {
+        self.pieces(start, count, |f, s, c| f.read_bytes(s, c, out))
     }
 }
 
@@ -476,6 +622,48 @@ mod tests {
         b.extend_from_slice(dict.as_bytes());
         std::fs::write(&p, &b).unwrap();
         assert!(matches!(VectorFile::open(&p), Err(InputError::Truncated { .. })));
+    }
+
+    /// Shards read as one: the same rows, in order, as the concatenated file; a shard of
+    /// another dimension is refused naming it.
+    #[test]
+    fn shards_read_as_their_concatenation() {
+        let d = tempfile::tempdir().unwrap();
+        let all: Vec<f32> = (0..60).map(|i| i as f32).collect();
+        let mut paths = Vec::new();
+        for (i, rows) in [(0, 0..4), (1, 4..5), (2, 5..20)] {
+            let p = d.path().join(format!("s{i}.fbin"));
+            let mut w = VectorWriter::create(&p, 3).unwrap();
+            w.write_f32(&all[rows.start * 3..rows.end * 3]).unwrap();
+            w.finish().unwrap();
+            paths.push(p);
+        }
+        let files = VectorFiles::open(&paths).unwrap();
+        let whole = all;
+        assert_eq!(files.len() * 3, whole.len());
+        for (start, count) in [(0, files.len()), (3, 2), (1, 100)] {
+            let mut got = Vec::new();
+            files.read_f32(start, count, &mut got).unwrap();
+            let end = (start + count).min(files.len());
+            assert_eq!(got, whole[start * 3..end * 3], "{start} {count}");
+        }
+        let other = d.path().join("o.fbin");
+        let mut w = VectorWriter::create(&other, 4).unwrap();
+        w.write_f32(&[1.0; 8]).unwrap();
+        w.finish().unwrap();
+        let e = VectorFiles::open(&[&paths[0], &other]).unwrap_err();
+        assert!(e.to_string().contains("o.fbin") && e.to_string().contains("4-dimensional"), "{e}");
+        assert!(VectorFiles::open::<&Path>(&[]).is_err());
+    }
+
+    #[test]
+    fn float16_widens_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
     }
 
     #[test]

@@ -42,10 +42,11 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<NpyHeader, InputEr
     let descr = field("descr").ok_or_else(|| bad("no 'descr' in header".into()))?;
     let elem = match descr.trim_matches(|c| c == '\'' || c == '"') {
         "<f4" => Elem::F32,
+        "<f2" => Elem::F16,
         "|u1" | "<u1" => Elem::U8,
         "|i1" | "<i1" => Elem::I8,
         "<i4" => Elem::I32,
-        other => return Err(bad(format!("dtype {other} is not supported (float32, uint8, int8, int32)"))),
+        other => return Err(bad(format!("dtype {other} is not supported (float32, float16, uint8, int8, int32)"))),
     };
     if field("fortran_order").as_deref() != Some("False") {
         return Err(bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray".into()));

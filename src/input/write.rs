@@ -139,7 +139,7 @@ impl VectorWriter {
                     Elem::F32 => buf.extend_from_slice(&x.to_le_bytes()),
                     Elem::U8 => buf.push(x.round().clamp(0.0, 255.0) as u8),
                     Elem::I8 => buf.push(x.round().clamp(-128.0, 127.0) as i8 as u8),
-                    Elem::I32 => unreachable!(),
+                    Elem::I32 | Elem::F16 => unreachable!("writers are float32, uint8, int8 or int32"),
                 }
             }
         }

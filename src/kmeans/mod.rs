@@ -7,10 +7,65 @@
 //! Assignment is always squared L2, as faiss's HNSW-quantizer training does (it clusters with a
 //! flat L2 index); on normalised data and normalised centroids that is the same argmin as IP.
 
+mod two_level;
+
+pub use two_level::{train_two_level, TwoLevelParams};
+
 use rayon::prelude::*;
 
 use crate::distance;
 use crate::rng::Rng;
+
+/// An element type training rows may be kept in: the input's own (a uint8 sample stays uint8,
+/// a quarter of the memory of float32), widened to f32 a block at a time where arithmetic
+/// needs it.
+pub trait Element: Copy + Send + Sync + 'static {
+    fn to_f32(self) -> f32;
+    /// The slice itself when it already is f32 (no copy needed).
+    fn as_f32(x: &[Self]) -> Option<&[f32]>;
+}
+
+impl Element for f32 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn as_f32(x: &[Self]) -> Option<&[f32]> {
+        Some(x)
+    }
+}
+
+impl Element for u8 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+}
+
+impl Element for i8 {
+    #[inline]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// Calls `f` with `rows` as f32: the slice itself, or a widened copy in `scratch`.
+pub fn with_f32<T: Element, R>(rows: &[T], scratch: &mut Vec<f32>, f: impl FnOnce(&[f32]) -> R) -> R {
+    match T::as_f32(rows) {
+        Some(x) => f(x),
+        None => {
+            scratch.clear();
+            scratch.extend(rows.iter().map(|v| v.to_f32()));
+            f(scratch)
+        }
+    }
+}
 
 /// Parameters, named and defaulted as in faiss's `ClusteringParameters`.
 #[derive(Clone, Debug)]
@@ -36,7 +91,18 @@ pub enum KMeansError {
 }
 
 /// Trains `k` centroids on `x` (n × d, row-major). Returns k × d centroids.
-pub fn train(x: &[f32], d: usize, k: usize, params: &KMeansParams) -> Result<Vec<f32>, KMeansError> {
+pub fn train<T: Element>(x: &[T], d: usize, k: usize, params: &KMeansParams) -> Result<Vec<f32>, KMeansError> {
+    train_with(x, d, k, params, &|_| {})
+}
+
+/// [`train`], calling `on_iter(i)` after iteration `i` (for progress reporting).
+pub fn train_with<T: Element>(
+    x: &[T],
+    d: usize,
+    k: usize,
+    params: &KMeansParams,
+    on_iter: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<f32>, KMeansError> {
     if k == 0 || d == 0 {
         return Err(KMeansError::Empty { k, d });
     }
@@ -47,26 +113,29 @@ pub fn train(x: &[f32], d: usize, k: usize, params: &KMeansParams) -> Result<Vec
     let mut rng = Rng::new(params.seed);
     let cap = k.saturating_mul(params.max_points_per_centroid.max(1));
     let sampled;
-    let x: &[f32] = if n > cap {
+    let x: &[T] = if n > cap {
         sampled = gather(x, d, &rng.sample_indices(n, cap));
         &sampled
     } else {
         x
     };
     let n = x.len() / d;
-    let mut centroids = gather(x, d, &rng.permutation_prefix(n, k));
+    let mut centroids: Vec<f32> =
+        gather(x, d, &rng.permutation_prefix(n, k)).into_iter().map(Element::to_f32).collect();
     if params.spherical {
         centroids.chunks_exact_mut(d).for_each(distance::normalize);
     }
     let mut assign = vec![(0u32, 0f32); n];
-    for _ in 0..params.niter {
+    let mut sums = vec![0f64; k * d];
+    let mut counts = vec![0usize; k];
+    for iter in 0..params.niter {
         assign_l2(x, d, &centroids, &mut assign);
-        let mut sums = vec![0f64; k * d];
-        let mut counts = vec![0usize; k];
+        sums.iter_mut().for_each(|s| *s = 0.0);
+        counts.iter_mut().for_each(|c| *c = 0);
         for (row, &(c, _)) in x.chunks_exact(d).zip(&assign) {
             counts[c as usize] += 1;
             for (s, &v) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
-                *s += v as f64;
+                *s += v.to_f32() as f64;
             }
         }
         for c in 0..k {
@@ -81,15 +150,18 @@ pub fn train(x: &[f32], d: usize, k: usize, params: &KMeansParams) -> Result<Vec
         if params.spherical {
             centroids.chunks_exact_mut(d).for_each(distance::normalize);
         }
+        on_iter(iter);
     }
     Ok(centroids)
 }
 
 /// Nearest centroid (squared L2) for every row of `x`, in parallel.
-pub fn assign_l2(x: &[f32], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
+pub fn assign_l2<T: Element>(x: &[T], d: usize, centroids: &[f32], out: &mut [(u32, f32)]) {
     let table = distance::NearestL2::new(centroids, d);
     const BLOCK: usize = 64;
-    out.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK * d)).for_each(|(o, xs)| table.search(xs, o));
+    out.par_chunks_mut(BLOCK)
+        .zip(x.par_chunks(BLOCK * d))
+        .for_each_init(Vec::new, |scratch, (o, xs)| with_f32(xs, scratch, |xs| table.search(xs, o)));
 }
 
 /// faiss's remedy for an empty cluster: copy a cluster chosen with probability proportional to
@@ -125,7 +197,7 @@ fn split_empty_clusters(centroids: &mut [f32], counts: &mut [usize], d: usize, n
 }
 
 /// Rows `idx` of `x` (n × d), in that order.
-pub fn gather(x: &[f32], d: usize, idx: &[usize]) -> Vec<f32> {
+pub fn gather<T: Copy>(x: &[T], d: usize, idx: &[usize]) -> Vec<T> {
     let mut out = Vec::with_capacity(idx.len() * d);
     for &i in idx {
         out.extend_from_slice(&x[i * d..(i + 1) * d]);

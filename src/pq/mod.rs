@@ -73,6 +73,17 @@ impl ProductQuantizer {
 
     /// Trains all sub-quantizers on `x` (n × d), in parallel over sub-quantizers.
     pub fn train(&mut self, x: &[f32], niter: usize, seed: u64) -> Result<(), PqError> {
+        self.train_with(x, niter, seed, &|| {})
+    }
+
+    /// [`train`](Self::train), calling `on_sub()` as each sub-quantizer finishes.
+    pub fn train_with(
+        &mut self,
+        x: &[f32],
+        niter: usize,
+        seed: u64,
+        on_sub: &(dyn Fn() + Sync),
+    ) -> Result<(), PqError> {
         let n = x.len() / self.d;
         if n < KSUB {
             return Err(PqError::TooFewPoints { n });
@@ -88,7 +99,9 @@ impl ProductQuantizer {
                     spherical: false,
                     seed: seed.wrapping_add(j as u64),
                 };
-                kmeans::train(&sub, dsub, KSUB, &p)
+                let r = kmeans::train(&sub, dsub, KSUB, &p);
+                on_sub();
+                r
             })
             .collect();
         for (j, b) in books.into_iter().enumerate() {

@@ -43,6 +43,36 @@ pub fn threads(s: &str) -> Result<usize, String> {
     in_range(s, 0, MAX_THREADS as u64).map(|v| v as usize)
 }
 
+/// A size in bytes: `4096`, `512MiB`, `2GiB`, `1.5G`. Units: `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
+/// `T`/`TiB` are powers of 1024; `KB`, `MB`, `GB`, `TB` powers of 1000; `B` or none, bytes.
+pub fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err("not a size (write e.g. 512MiB, 2GiB, 1.5G or a number of bytes)".into());
+    }
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown unit {other:?} (write e.g. 512MiB, 2GiB, 1.5G or a number of bytes)")),
+    };
+    let v: f64 =
+        num.parse().map_err(|_| "not a size (write e.g. 512MiB, 2GiB, 1.5G or a number of bytes)".to_string())?;
+    let bytes = v * mult as f64;
+    if bytes.is_nan() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes as u64)
+}
+
 /// A comma-separated list of counts, such as `--nprobe 1,4,16,64`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CountList(pub Vec<usize>);
@@ -107,5 +137,18 @@ mod tests {
         assert_eq!(count("0").unwrap_err(), "must be at least 1");
         assert!(dim("2000000000").unwrap_err().contains("at most 65536"));
         assert!(threads("100000").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_in_one_syntax() {
+        assert_eq!(size("4096").unwrap(), 4096);
+        assert_eq!(size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(size("2g").unwrap(), 2 << 30);
+        assert_eq!(size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(size("3GB").unwrap(), 3_000_000_000);
+        for bad in ["0", "", "abc", "12XB", "-1G", "0.1"] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,29 +5,26 @@ use std::io::Write;
 
 use crate::eval::Row;
 
-fn num(v: Option<f64>) -> String {
-    v.map_or("null".into(), |x| format!("{x:.6}"))
-}
-
 /// One JSON object per row, keys as documented in the README.
 pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
-    let depth = r.recall_depth.map_or(String::new(), |d| format!(",\"recall_at_10_depth\":{d}"));
-    writeln!(
-        out,
-        "{{\"nprobe\":{},\"ef\":{},\"k\":{},\"recall_at_1\":{},\"one_recall_at_3\":{},\"recall_at_10\":{}{depth},\"ms_mean\":{:.6},\"ms_p50\":{:.6},\"ms_p99\":{:.6},\"qps\":{:.3},\"bytes_read_per_query\":{:.1},\"io\":\"{}\"}}",
-        r.nprobe,
-        r.ef,
-        r.k,
-        num(r.recall_at_1),
-        num(r.one_recall_at_3),
-        num(r.recall_at_10),
-        r.ms_mean,
-        r.ms_p50,
-        r.ms_p99,
-        r.qps,
-        r.bytes_read_per_query,
-        r.io
-    )
+    let mut o = serde_json::json!({
+        "nprobe": r.nprobe,
+        "ef": r.ef,
+        "k": r.k,
+        "recall_at_1": r.recall_at_1,
+        "one_recall_at_3": r.one_recall_at_3,
+        "recall_at_10": r.recall_at_10,
+        "ms_mean": r.ms_mean,
+        "ms_p50": r.ms_p50,
+        "ms_p99": r.ms_p99,
+        "qps": r.qps,
+        "bytes_read_per_query": r.bytes_read_per_query,
+        "io": r.io,
+    });
+    if let Some(d) = r.recall_depth {
+        o["recall_at_10_depth"] = d.into();
+    }
+    writeln!(out, "{o}")
 }
 
 pub fn table_header(out: &mut dyn Write) -> std::io::Result<()> {
@@ -55,20 +52,4 @@ pub fn table_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
         r.bytes_read_per_query / 1024.0,
         r.io
     )
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }

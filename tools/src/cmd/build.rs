@@ -1,18 +1,27 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{build_index, BuildOptions, Metric, VectorFile};
+use quiver::{build_index, human_bytes, BuildOptions, KMeansKind, Metric, VectorFiles, VectorSource};
+use serde_json::json;
 
 use super::{pool, CmdResult};
 use crate::args::{self, usage};
-use crate::output::json_str;
 use crate::progress::Reporter;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Kmeans {
+    Auto,
+    Flat,
+    TwoLevel,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base vectors (.fvecs .bvecs .fbin .u8bin .i8bin .npy).
-    #[arg(long)]
-    input: PathBuf,
+    /// Base vectors (.fvecs .bvecs .fbin .u8bin .i8bin .npy: float32, float16, uint8, int8).
+    /// Several files, or a quoted glob such as 'shards/part-*.fbin' (expanded in sorted order),
+    /// are read as one dataset in the order given; ids number the rows across all of them.
+    #[arg(long, num_args = 1.., required = true)]
+    input: Vec<String>,
     /// Index directory to create; must not exist or be empty.
     #[arg(long)]
     index: PathBuf,
@@ -39,11 +48,22 @@ pub struct Args {
     /// Seed of every random choice: the same input and seed give a byte-identical index.
     #[arg(long, default_value_t = 1234)]
     seed: u64,
+    /// Hard bound on the build's peak memory (resident set): 512MiB, 2GiB, 1.5G or bytes
+    /// [default: half of this machine's memory]. Every buffer is sized from it; the training
+    /// sample shrinks (with a warning) when it cannot hold the one asked for, and a budget that
+    /// cannot hold the factory's minimum is refused before any work, naming that minimum.
+    #[arg(long, value_parser = args::size)]
+    memory: Option<u64>,
+    /// Coarse k-means: flat (exact Lloyd over all nlist centroids), two-level (sqrt(nlist)
+    /// cells, then k-means inside each: far faster for large nlist), or auto (two-level from
+    /// nlist 8192).
+    #[arg(long, value_enum, default_value = "auto")]
+    kmeans: Kmeans,
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0, value_parser = args::threads)]
     threads: usize,
-    /// Vectors per streamed chunk (bounds the builder's working memory: about
-    /// chunk x (4·dim + m + 12) bytes).
+    /// Most vectors per streamed chunk; the memory budget lowers it when two chunks of
+    /// 8·dim + m + 8 bytes per vector would not fit.
     #[arg(long, default_value_t = 262_144, value_parser = args::count)]
     chunk_size: usize,
     /// Close a segment file once it reaches this many MiB, 1 ..= 1048576 (1 TiB).
@@ -57,12 +77,42 @@ pub struct Args {
     quiet: bool,
 }
 
+/// Expands globs (in sorted order) and keeps plain paths as given.
+fn input_paths(args: &[String]) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let mut paths = Vec::new();
+    for a in args {
+        if a.contains(['*', '?', '[']) {
+            let mut hits: Vec<PathBuf> = glob::glob(a)
+                .map_err(|e| args::Usage(format!("--input {a:?}: not a valid pattern: {e}")))?
+                .filter_map(|p| p.ok())
+                .collect();
+            if hits.is_empty() {
+                return usage(format!("--input {a:?} matches no file"));
+            }
+            hits.sort();
+            paths.extend(hits);
+        } else {
+            paths.push(PathBuf::from(a));
+        }
+    }
+    Ok(paths)
+}
+
+/// The kernel's high-water mark of this process's resident memory (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
-    let input = VectorFile::open(&a.input)?;
+    let paths = input_paths(&a.input)?;
+    let input = VectorFiles::open(&paths)?;
     if input.elem() == quiver::input::Elem::I32 {
         return usage(format!(
             "--input {}: holds int32 rows (ids or ground truth); vectors come as .fvecs, .bvecs, .fbin, .u8bin, .i8bin or .npy",
-            a.input.display()
+            paths[0].display()
         ));
     }
     let opts = BuildOptions {
@@ -75,54 +125,96 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         seed: a.seed,
         chunk_size: a.chunk_size,
         segment_bytes: (a.segment_mib as u64) << 20,
+        memory_budget: a.memory,
+        kmeans: match a.kmeans {
+            Kmeans::Auto => KMeansKind::Auto,
+            Kmeans::Flat => KMeansKind::Flat,
+            Kmeans::TwoLevel => KMeansKind::TwoLevel,
+        },
     };
-    // Checked here, before any work, so a bad flag is a usage error (status 2) naming it.
-    opts.check_input(input.len(), input.dim()).map_err(|e| {
+    let flag_of = |e: quiver::Error| -> Box<dyn std::error::Error> {
         let flag = match &e {
             quiver::Error::TrainingSetTooSmall { .. } => "--train-size",
+            quiver::Error::BudgetTooSmall { .. } => "--memory",
             quiver::Error::OutOfRange { name, .. } => match *name {
                 "niter" => "--niter",
                 "efConstruction" => "--ef-construction",
                 "efSearch" => "--ef",
                 "chunk_size" => "--chunk-size",
                 "segment_bytes" => "--segment-mib",
+                "memory_budget" => "--memory",
                 _ => "--train-size",
             },
             quiver::Error::Input(_) => "--input",
             _ => "--factory",
         };
-        args::Usage(format!("{flag}: {e}"))
-    })?;
+        args::flag_error(flag, e)
+    };
+    // Checked here, before any work, so a bad flag is a usage error (status 2) naming it.
+    let pool = pool(a.threads)?;
+    let mem = pool.install(|| opts.memory_plan(&input)).map_err(flag_of)?;
     if std::fs::read_dir(&a.index).is_ok_and(|mut d| d.next().is_some()) {
         return usage(format!(
             "--index {} exists and is not empty; quiver builds only into a new or empty directory and never overwrites",
             a.index.display()
         ));
     }
+    if !a.quiet {
+        eprintln!(
+            "memory budget {}: resident {} (process, quantizer, codebooks) + the largest of training {}, streaming {} ({} vectors per chunk), merge {}",
+            human_bytes(mem.total),
+            human_bytes(mem.resident),
+            human_bytes(mem.training),
+            human_bytes(mem.streaming),
+            mem.chunk_rows,
+            human_bytes(mem.merging)
+        );
+    }
     let progress = Reporter::new(a.quiet);
-    let r = pool(a.threads)?.install(|| build_index(&input, &a.index, &opts, &progress))?;
+    let r = pool.install(|| build_index(&input, &a.index, &opts, &progress))?;
+    let peak = peak_rss_bytes();
     if a.json {
-        writeln!(
-            out,
-            "{{\"index\":{},\"factory\":{},\"metric\":\"{}\",\"ntotal\":{},\"dim\":{},\"nlist\":{},\"train_size\":{},\"train_s\":{:.3},\"add_s\":{:.3},\"merge_s\":{:.3},\"build_s\":{:.3},\"index_bytes\":{},\"segments\":{}}}",
-            json_str(&a.index.display().to_string()),
-            json_str(&a.factory),
-            a.metric,
-            r.ntotal,
-            r.dim,
-            r.nlist,
-            r.train_size,
-            r.train_s,
-            r.add_s,
-            r.merge_s,
-            r.total_s,
-            r.index_bytes,
-            r.segments
-        )?;
+        let report = json!({
+            "index": a.index.display().to_string(),
+            "input": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "factory": a.factory,
+            "metric": a.metric.to_string(),
+            "ntotal": r.ntotal,
+            "dim": r.dim,
+            "nlist": r.nlist,
+            "train_size": r.train_size,
+            "train_size_requested": r.train_size_requested,
+            "kmeans": if r.two_level_kmeans { "two-level" } else { "flat" },
+            "memory_budget": r.budget.total,
+            "budget": {
+                "resident": r.budget.resident,
+                "training": r.budget.training,
+                "streaming": r.budget.streaming,
+                "merging": r.budget.merging,
+                "chunk_rows": r.budget.chunk_rows,
+                "merge_buffer": r.budget.merge_buffer,
+            },
+            "stages_s": {
+                "sample": r.sample_s,
+                "kmeans": r.kmeans_s,
+                "hnsw": r.hnsw_s,
+                "pq": r.pq_s,
+                "add": r.add_s,
+                "merge": r.merge_s,
+            },
+            "train_s": r.train_s,
+            "add_s": r.add_s,
+            "merge_s": r.merge_s,
+            "build_s": r.total_s,
+            "peak_rss_bytes": peak,
+            "index_bytes": r.index_bytes,
+            "segments": r.segments,
+        });
+        writeln!(out, "{report}")?;
     } else {
         writeln!(
             out,
-            "built {} ({}, {}): {} x {} vectors, trained on {}, {:.1} s (train {:.1} s, assign+encode {:.1} s, merge {:.1} s), {:.1} MB in {} segment(s)",
+            "built {} ({}, {}): {} x {} vectors, trained on {}, {:.1} s (sample {:.1} s, k-means {:.1} s, HNSW {:.1} s, PQ {:.1} s, assign+encode {:.1} s, merge {:.1} s), peak memory {} of {}, {:.1} MB in {} segment(s)",
             a.index.display(),
             a.factory,
             a.metric,
@@ -130,9 +222,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             r.dim,
             r.train_size,
             r.total_s,
-            r.train_s,
+            r.sample_s,
+            r.kmeans_s,
+            r.hnsw_s,
+            r.pq_s,
             r.add_s,
             r.merge_s,
+            peak.map_or("?".into(), human_bytes),
+            human_bytes(r.budget.total),
             r.index_bytes as f64 / 1e6,
             r.segments
         )?;

@@ -4,7 +4,6 @@ use quiver::Index;
 
 use super::CmdResult;
 pub use super::IndexArgs as Args;
-use crate::output::json_str;
 
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let index = Index::open(&a.index)?;
@@ -12,16 +11,29 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let s = index.list_stats();
     let files = index.files();
     if a.json {
-        let files_json: Vec<String> = files
-            .iter()
-            .map(|(n, k, b)| format!("{{\"name\":{},\"kind\":{},\"bytes\":{b}}}", json_str(n), json_str(k)))
-            .collect();
-        writeln!(
-            out,
-            "{{\"factory\":{},\"dim\":{},\"metric\":\"{}\",\"ntotal\":{},\"nlist\":{},\"pq_m\":{},\"hnsw_m\":{},\"ef_construction\":{},\"ef_search\":{},\"niter\":{},\"train_size\":{},\"seed\":{},\"generation\":{},\"lists\":{{\"empty\":{},\"min\":{},\"max\":{},\"mean\":{:.3},\"p50\":{},\"p90\":{},\"p99\":{},\"imbalance\":{:.4}}},\"files\":[{}]}}",
-            json_str(&i.factory), i.dim, i.metric, i.ntotal, i.nlist, i.pq_m, i.hnsw_m, i.ef_construction, i.ef_search, i.niter, i.train_size, i.seed, i.generation,
-            s.empty, s.min, s.max, s.mean, s.p50, s.p90, s.p99, s.imbalance, files_json.join(",")
-        )?;
+        let files: Vec<_> =
+            files.iter().map(|(n, k, b)| serde_json::json!({"name": n, "kind": k, "bytes": b})).collect();
+        let report = serde_json::json!({
+            "factory": i.factory,
+            "dim": i.dim,
+            "metric": i.metric.to_string(),
+            "ntotal": i.ntotal,
+            "nlist": i.nlist,
+            "pq_m": i.pq_m,
+            "hnsw_m": i.hnsw_m,
+            "ef_construction": i.ef_construction,
+            "ef_search": i.ef_search,
+            "niter": i.niter,
+            "train_size": i.train_size,
+            "seed": i.seed,
+            "generation": i.generation,
+            "lists": {
+                "empty": s.empty, "min": s.min, "max": s.max, "mean": s.mean,
+                "p50": s.p50, "p90": s.p90, "p99": s.p99, "imbalance": s.imbalance,
+            },
+            "files": files,
+        });
+        writeln!(out, "{report}")?;
         return Ok(());
     }
     writeln!(out, "index      {}", a.index.display())?;

@@ -1,39 +1,12 @@
-//! The index directory: file names, and finding the newest manifest generation.
-//!
-//! ```text
-//! MANIFEST-000001   commit point, written last and atomically
-//! quantizer.qvq     centroids + HNSW graph      (RAM-resident)
-//! codebooks.qvc     PQ codebooks                (RAM-resident)
-//! lists.qvd         list directory: extents     (RAM-resident)
-//! seg-000000.qvs    segment files: extents of PQ codes + ids, read per query
-//! ```
+//! Finding what to open: the manifest generations of a directory, newest first, and the newest
+//! one that verifies.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::names::manifest_name;
 use crate::error::{Error, IoContext, Result};
 use crate::format;
-
-pub const QUANTIZER: &str = "quantizer.qvq";
-pub const CODEBOOKS: &str = "codebooks.qvc";
-pub const DIRECTORY: &str = "lists.qvd";
-/// Scratch space of a build in progress (sorted runs); removed when the build ends.
-pub const BUILD_TMP: &str = ".build-tmp";
-
-pub fn manifest_name(generation: u64) -> String {
-    format!("MANIFEST-{generation:06}")
-}
-
-pub fn segment_name(n: u32) -> String {
-    format!("seg-{n:06}.qvs")
-}
-
-/// Whether `name` is a segment file name (`seg-<digits>.qvs`).
-pub fn is_segment_name(name: &str) -> bool {
-    name.strip_prefix("seg-")
-        .and_then(|r| r.strip_suffix(".qvs"))
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-}
 
 /// The manifest generations present in `dir`, newest first: opening takes the first whose
 /// manifest verifies, so a damaged newest manifest does not hide an older good generation.
@@ -108,22 +81,4 @@ pub fn open_newest_manifest(dir: &Path) -> Result<(format::Manifest, String, Vec
         }
     }
     Err(first_error.expect("at least one manifest was tried"))
-}
-
-/// Creates `dir` if needed; refuses a directory that already holds anything.
-/// Returns whether the directory was created here (so a failed build can remove it).
-pub fn prepare_new(dir: &Path) -> Result<bool> {
-    match fs::read_dir(dir) {
-        Ok(mut it) => {
-            if it.next().is_some() {
-                return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
-            }
-            Ok(false)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).at(dir)?;
-            Ok(true)
-        }
-        Err(e) => Err(e).at(dir),
-    }
 }

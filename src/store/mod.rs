@@ -1,0 +1,20 @@
+//! The index directory: its file names, finding the generation to open, and the staging area
+//! and commit of a build. Every path of an index is named here, so later layouts (generations
+//! that add segments, deletions, compaction) change this seam rather than its callers.
+//!
+//! ```text
+//! MANIFEST-000001   commit point, written last and atomically
+//! quantizer.qvq     centroids + HNSW graph      (RAM-resident)
+//! codebooks.qvc     PQ codebooks                (RAM-resident)
+//! lists.qvd         list directory: extents     (RAM-resident)
+//! seg-000000.qvs    segment files: extents of PQ codes + ids, read per query
+//! .build-tmp/       staging area of a build in progress
+//! ```
+
+mod names;
+mod open;
+mod staging;
+
+pub use names::*;
+pub use open::{manifest_generations, open_newest_manifest, read_manifest, SkippedManifest};
+pub use staging::Staging;

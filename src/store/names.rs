@@ -1,0 +1,23 @@
+//! File names of an index directory, in one place: every module that names a file asks here.
+
+pub const QUANTIZER: &str = "quantizer.qvq";
+pub const CODEBOOKS: &str = "codebooks.qvc";
+pub const DIRECTORY: &str = "lists.qvd";
+/// The staging area of a build in progress (its sorted runs), inside the index directory;
+/// removed when the build commits or fails.
+pub const STAGING: &str = ".build-tmp";
+
+pub fn manifest_name(generation: u64) -> String {
+    format!("MANIFEST-{generation:06}")
+}
+
+pub fn segment_name(n: u32) -> String {
+    format!("seg-{n:06}.qvs")
+}
+
+/// Whether `name` is a segment file name (`seg-<digits>.qvs`).
+pub fn is_segment_name(name: &str) -> bool {
+    name.strip_prefix("seg-")
+        .and_then(|r| r.strip_suffix(".qvs"))
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
