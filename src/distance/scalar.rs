@@ -132,7 +132,10 @@ pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: 
             let row = (i + r).min(n - 1);
             &x[row * d..(row + 1) * d]
         });
-        let mut best = [(0u32, f32::INFINITY); 4];
+        // The best per lane, kept branch-free so the compare vectorises; reduced at the end
+        // (smallest value, then smallest centroid number: the first minimum in scan order).
+        let mut bestv = [[f32::INFINITY; TILE]; 4];
+        let mut bestb = [[0u32; TILE]; 4];
         for b in 0..ntiles {
             let tile = &tiles[b * d * TILE..(b + 1) * d * TILE];
             let mut acc = [[0f32; TILE]; 4];
@@ -149,14 +152,21 @@ pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: 
             for r in 0..4 {
                 for t in 0..TILE {
                     let v = nb[t] - 2.0 * acc[r][t];
-                    if v < best[r].1 {
-                        best[r] = ((b * TILE + t) as u32, v);
-                    }
+                    let better = v < bestv[r][t];
+                    bestv[r][t] = if better { v } else { bestv[r][t] };
+                    bestb[r][t] = if better { b as u32 } else { bestb[r][t] };
                 }
             }
         }
         for r in 0..4.min(n - i) {
-            out[i + r] = (best[r].0, (best[r].1 + inner_product(rows[r], rows[r])).max(0.0));
+            let mut best = (0u32, f32::INFINITY);
+            for t in 0..TILE {
+                let id = bestb[r][t] * TILE as u32 + t as u32;
+                if bestv[r][t] < best.1 || (bestv[r][t] == best.1 && id < best.0) {
+                    best = (id, bestv[r][t]);
+                }
+            }
+            out[i + r] = (best.0, (best.1 + inner_product(rows[r], rows[r])).max(0.0));
         }
         i += 4;
     }
