@@ -108,7 +108,9 @@ impl BuildShape {
     }
 
     fn training(&self, rows: usize) -> u64 {
-        let kmeans = self.kmeans_fixed() + rows as u64 * self.kmeans_per_row() + self.kmeans_copy(rows);
+        // Sampling reads pieces of 4,096 rows per thread before placing them.
+        let reading = (4096 * self.threads.max(1) * self.d * self.sample_elem) as u64;
+        let kmeans = self.kmeans_fixed() + rows as u64 * self.kmeans_per_row() + self.kmeans_copy(rows) + reading;
         // PQ: the residuals of up to 65,536 sample rows as f32, and a per-sub-quantizer copy.
         let pq = 2 * (rows.min(PQ_TRAIN_ROWS) * self.d * 4) as u64 + (PQ_TRAIN_ROWS as u64) * 16;
         kmeans.max(pq)

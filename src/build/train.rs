@@ -71,6 +71,26 @@ fn for_runs(rows: &[usize], mut read: impl FnMut(usize, usize) -> Result<()>) ->
     Ok(())
 }
 
+/// Reads rows `idx` (sorted) into `out` (idx.len() × d values), in parallel over pieces of
+/// `idx`, each piece writing its own part of `out`: the result does not depend on the threads.
+fn read_rows<T: Copy + Send + Default>(
+    idx: &[usize],
+    d: usize,
+    out: &mut [T],
+    read: &(dyn Fn(usize, usize, &mut Vec<T>) -> Result<()> + Sync),
+    progress: &dyn Progress,
+) -> Result<()> {
+    use rayon::prelude::*;
+    const PIECE: usize = 4096;
+    out.par_chunks_mut(PIECE * d).zip(idx.par_chunks(PIECE)).try_for_each(|(dst, rows)| {
+        let mut buf = Vec::with_capacity(rows.len() * d);
+        for_runs(rows, |start, count| read(start, count, &mut buf))?;
+        dst.copy_from_slice(&buf);
+        progress.advance(rows.len() as u64);
+        Ok(())
+    })
+}
+
 fn draw_sample(source: &dyn VectorSource, opts: &BuildOptions, rows: usize, progress: &dyn Progress) -> Result<Sample> {
     let (n, d) = (source.len(), source.dim());
     let idx = sorted_sample(n, rows, opts.seed);
@@ -79,11 +99,8 @@ fn draw_sample(source: &dyn VectorSource, opts: &BuildOptions, rows: usize, prog
     let what = || format!("the training sample ({rows} × {d})");
     let sample = if bytes {
         let mut b: Vec<u8> = try_vec(rows * d, what, "lower --train-size or --memory")?;
-        for_runs(&idx, |start, count| {
-            source.read_bytes(start, count, &mut b)?;
-            progress.advance(count as u64);
-            Ok(())
-        })?;
+        b.resize(rows * d, 0);
+        read_rows(&idx, d, &mut b, &|s, c, out| Ok(source.read_bytes(s, c, out)?), progress)?;
         if source.elem() == Elem::I8 {
             Sample::I8(b.into_iter().map(|v| v as i8).collect())
         } else {
@@ -91,11 +108,8 @@ fn draw_sample(source: &dyn VectorSource, opts: &BuildOptions, rows: usize, prog
         }
     } else {
         let mut x: Vec<f32> = try_vec(rows * d, what, "lower --train-size or --memory")?;
-        for_runs(&idx, |start, count| {
-            source.read_f32(start, count, &mut x)?;
-            progress.advance(count as u64);
-            Ok(())
-        })?;
+        x.resize(rows * d, 0.0);
+        read_rows(&idx, d, &mut x, &|s, c, out| Ok(source.read_f32(s, c, out)?), progress)?;
         prepare_rows(opts.metric, &mut x, d);
         Sample::F32(x)
     };
