@@ -45,14 +45,18 @@ fn main() {
             kmeans::train(&x, d, nlist, &km).expect("flat");
             let s = t.elapsed().as_secs_f64();
             rate = Some(s / (n as f64 * nlist as f64));
-            (s, true)
+            (Some(s), true)
         } else {
-            (rate.expect("measure a flat point first") * n as f64 * nlist as f64, false)
+            (rate.map(|r| r * n as f64 * nlist as f64), false)
         };
         let mark = if measured { "" } else { " (projected)" };
-        println!("| {nlist} | {n} | {flat:.1}{mark} | {two:.1} | {:.0}× |", flat / two);
+        match flat {
+            Some(f) => println!("| {nlist} | {n} | {f:.1}{mark} | {two:.1} | {:.0}× |", f / two),
+            None => println!("| {nlist} | {n} | not run | {two:.1} | |"),
+        }
+        let flat_json = flat.map_or("null".to_string(), |f| format!("{f:.3}"));
         println!(
-            "{{\"nlist\":{nlist},\"points\":{n},\"dim\":{d},\"flat_s\":{flat:.3},\"flat_measured\":{measured},\"two_level_s\":{two:.3}}}"
+            "{{\"nlist\":{nlist},\"points\":{n},\"dim\":{d},\"flat_s\":{flat_json},\"flat_measured\":{measured},\"two_level_s\":{two:.3}}}"
         );
     }
 }

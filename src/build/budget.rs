@@ -17,6 +17,8 @@ pub const RUNTIME: u64 = 16 << 20;
 pub const MIN_CHUNK: usize = 1024;
 /// PQ trains on at most this many residuals (faiss: 256 points per centroid × 256 centroids).
 pub const PQ_TRAIN_ROWS: usize = 65_536;
+/// Coarse cells a two-level refinement probes per row (as `kmeans::two_level` does).
+const REFINE_CELLS: usize = 8;
 /// Read buffer per run in the merge: the largest worth having, and the smallest allowed.
 const MERGE_BUF_MAX: u64 = 256 << 10;
 const MERGE_BUF_MIN: u64 = 8 << 10;
@@ -34,6 +36,9 @@ pub struct BudgetPlan {
     pub streaming: u64,
     /// Merging's peak: a read buffer per run and the largest extent.
     pub merging: u64,
+    /// Writing the RAM-resident files: the quantizer's and the list directory's encoded bytes
+    /// (the quantizer's arrays are counted as resident).
+    pub finishing: u64,
     /// Vectors in the training sample (the requested size, or fewer when it does not fit).
     pub train_rows: usize,
     /// Vectors per streamed chunk.
@@ -74,10 +79,10 @@ impl BuildShape {
     fn kmeans_fixed(&self) -> u64 {
         let (nl, d) = (self.nlist as u64, self.d as u64);
         if self.two_level {
-            // √nlist coarse centroids, their table and sums; each cell's own k-means is small
-            // (a cell's share of nlist), counted per row below.
+            // √nlist coarse centroids, their table and sums; the cells' centroids while they
+            // are gathered into one array; the refinement's sums (f64) and per-cell tables.
             let k1 = (nl as f64).sqrt().ceil() as u64;
-            k1 * d * 16 + nl * 16
+            k1 * d * 16 + nl * 16 + nl * d * 4 + nl * d * 12
         } else {
             // Sums (f64), the transposed table with norms, counts.
             nl * d * 12 + nl * 16
@@ -92,6 +97,9 @@ impl BuildShape {
         if self.two_level {
             let k1 = (self.nlist as f64).sqrt().ceil().max(1.0) as u64;
             b += 8 + (4 * self.threads.max(1) as u64 * (self.d * self.sample_elem) as u64).div_ceil(k1);
+            // Refinement: each row's probed cells, its place in them, what each cell found
+            // for it, and its best.
+            b += REFINE_CELLS as u64 * 16 + 8;
         }
         b
     }
@@ -121,6 +129,14 @@ impl BuildShape {
     fn stream_per_row(&self) -> u64 {
         (2 * self.d * 4 + 8 + self.code_size) as u64
     }
+
+    /// The quantizer file's bytes, and the list directory's (an extent record per list, more
+    /// for split lists; its encoding is built next to the table).
+    fn finishing(&self) -> u64 {
+        let (nl, d, m) = (self.nlist as u64, self.d as u64, self.hnsw_m as u64);
+        let quantizer = nl * (4 * d + 4 * (2 * m + 2) + 1) + 4096;
+        quantizer + 2 * (nl + 1024) * 36
+    }
 }
 
 fn shortfall(what: &str, need: u64, total: u64) -> Error {
@@ -133,13 +149,14 @@ pub fn plan(total: u64, shape: &BuildShape) -> Result<BudgetPlan> {
     let resident = shape.resident();
     let min_training = shape.training(shape.min_train_rows);
     let min_streaming = MIN_CHUNK as u64 * shape.stream_per_row();
-    if total < resident + min_training.max(min_streaming) {
+    let finishing = shape.finishing();
+    if total < resident + min_training.max(min_streaming).max(finishing) {
         return Err(shortfall(
             &format!(
                 "nlist {} (HNSW M {}) over {}-dimensional vectors with at least {} training vectors",
                 shape.nlist, shape.hnsw_m, shape.d, shape.min_train_rows
             ),
-            resident + min_training.max(min_streaming),
+            resident + min_training.max(min_streaming).max(finishing),
             total,
         ));
     }
@@ -184,6 +201,7 @@ pub fn plan(total: u64, shape: &BuildShape) -> Result<BudgetPlan> {
         training: shape.training(rows),
         streaming,
         merging,
+        finishing,
         train_rows: rows,
         chunk_rows,
         merge_buffer: merge_buffer as usize,
@@ -226,7 +244,7 @@ mod tests {
     fn every_stage_fits_and_sizes_follow_the_budget() {
         for total in [256u64 << 20, 1 << 30, 4 << 30] {
             let p = plan(total, &shape()).unwrap();
-            for stage in [p.training, p.streaming, p.merging] {
+            for stage in [p.training, p.streaming, p.merging, p.finishing] {
                 assert!(p.resident + stage <= total, "{p:?}");
             }
         }

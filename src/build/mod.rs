@@ -276,10 +276,11 @@ pub fn build_index(
 
     let index_id = index_id(opts, &spec, n, d);
     let trained = train::train(source, opts, &plan, train_size, progress)?;
-    let (coarse, pq) = (&trained.coarse, &trained.pq);
+    let train::Trained { coarse, pq, sample_s, kmeans_s, hnsw_s, pq_s, two_level } = trained;
+    let (coarse, pq) = (coarse, &pq);
     let train_s = t0.elapsed().as_secs_f64();
 
-    let runs = spill::spill_runs(source, coarse, pq, opts, mem.chunk_rows, &staging.area(), progress)?;
+    let runs = spill::spill_runs(source, &coarse, pq, opts, mem.chunk_rows, &staging.area(), progress)?;
     let add_s = t0.elapsed().as_secs_f64() - train_s;
 
     let merged = merge::merge_runs(
@@ -319,12 +320,12 @@ pub fn build_index(
         nlist: plan.nlist,
         train_size,
         train_size_requested: requested,
-        two_level_kmeans: trained.two_level,
+        two_level_kmeans: two_level,
         budget: mem,
-        sample_s: trained.sample_s,
-        kmeans_s: trained.kmeans_s,
-        hnsw_s: trained.hnsw_s,
-        pq_s: trained.pq_s,
+        sample_s,
+        kmeans_s,
+        hnsw_s,
+        pq_s,
         train_s,
         add_s,
         merge_s,
@@ -378,21 +379,26 @@ pub(crate) fn metric_code(m: Metric) -> u8 {
 }
 
 /// Writes the quantizer, codebooks and list directory (each fsynced) and returns their entries.
+/// Produces one file's bytes when called (so only one file's encoding exists at a time).
+type Encoder<'a> = Box<dyn FnOnce() -> Vec<u8> + 'a>;
+
+/// The quantizer is taken by value: its arrays move into the file block instead of being
+/// copied (at 2^20 lists they are hundreds of MB).
 fn write_ram_files(
     dir: &Path,
     index_id: [u8; 16],
-    coarse: &CoarseQuantizer,
+    coarse: CoarseQuantizer,
     pq: &ProductQuantizer,
     directory: &format::Directory,
 ) -> Result<Vec<FileEntry>> {
-    let g = &coarse.hnsw;
+    let g = coarse.hnsw;
     let quantizer = format::QuantizerBlock {
         dim: coarse.d as u32,
         hnsw_m: g.m as u32,
         entry_point: g.entry_point,
-        centroids: coarse.centroids.clone(),
-        levels: g.levels.clone(),
-        neighbors: g.neighbors.clone(),
+        centroids: coarse.centroids,
+        levels: g.levels,
+        neighbors: g.neighbors,
     };
     let codebooks = format::Codebooks {
         m: pq.m as u32,
@@ -401,13 +407,15 @@ fn write_ram_files(
         nbits: NBITS as u32,
         centroids: pq.centroids.clone(),
     };
-    let files = [
-        (store::QUANTIZER, FileKind::Quantizer, quantizer.encode(index_id)),
-        (store::CODEBOOKS, FileKind::Codebooks, codebooks.encode(index_id)),
-        (store::DIRECTORY, FileKind::Directory, directory.encode(index_id)),
-    ];
     let mut entries = Vec::new();
-    for (name, kind, bytes) in files {
+    let encoders: [(&str, FileKind, Encoder); 3] = [
+        (store::QUANTIZER, FileKind::Quantizer, Box::new(move || quantizer.encode(index_id))),
+        (store::CODEBOOKS, FileKind::Codebooks, Box::new(move || codebooks.encode(index_id))),
+        (store::DIRECTORY, FileKind::Directory, Box::new(|| directory.encode(index_id))),
+    ];
+    // One file's bytes at a time; the quantizer's arrays are dropped once encoded.
+    for (name, kind, encode) in encoders {
+        let bytes = encode();
         let path = dir.join(name);
         let f = std::fs::File::create(&path).at(&path)?;
         std::io::Write::write_all(&mut &f, &bytes).at(&path)?;

@@ -71,13 +71,16 @@ fn for_runs(rows: &[usize], mut read: impl FnMut(usize, usize) -> Result<()>) ->
     Ok(())
 }
 
+/// Appends rows `start..start + count` of the input to a buffer.
+type ReadRows<'a, T> = dyn Fn(usize, usize, &mut Vec<T>) -> Result<()> + Sync + 'a;
+
 /// Reads rows `idx` (sorted) into `out` (idx.len() × d values), in parallel over pieces of
 /// `idx`, each piece writing its own part of `out`: the result does not depend on the threads.
 fn read_rows<T: Copy + Send + Default>(
     idx: &[usize],
     d: usize,
     out: &mut [T],
-    read: &(dyn Fn(usize, usize, &mut Vec<T>) -> Result<()> + Sync),
+    read: &ReadRows<T>,
     progress: &dyn Progress,
 ) -> Result<()> {
     use rayon::prelude::*;
@@ -127,8 +130,11 @@ fn centroids<T: Element>(
 ) -> Result<Vec<f32>> {
     if two_level {
         let k1 = (nlist as f64).sqrt().round().max(1.0) as u64;
-        progress.begin(&format!("k-means, two-level ({k1} cells)"), k1);
         let p = TwoLevelParams { kmeans: km.clone(), ..Default::default() };
+        progress.begin(
+            &format!("k-means, two-level ({k1} cells, then {} refinement iterations)", p.refine_iters),
+            k1 + p.refine_iters as u64,
+        );
         let last = std::sync::atomic::AtomicU64::new(0);
         let c = kmeans::train_two_level(x, d, nlist, &p, &|done, _| {
             let prev = last.fetch_max(done as u64, std::sync::atomic::Ordering::Relaxed);

@@ -122,6 +122,15 @@ impl FileHeader {
     }
 }
 
+/// Completes a small file assembled in place: `buf` holds `HEADER_LEN` bytes of room followed
+/// by the payload; the header is written into the room. Large files (the quantizer at 2^20
+/// lists is hundreds of MB) are encoded without a second copy this way.
+pub fn finish_file(kind: FileKind, index_id: [u8; 16], mut buf: Vec<u8>) -> Vec<u8> {
+    let h = FileHeader::new(kind, index_id, HEADER_LEN as u64, &buf[HEADER_LEN..]);
+    buf[..HEADER_LEN].copy_from_slice(h.as_bytes());
+    buf
+}
+
 /// A whole small file: header then payload.
 pub fn encode_file(kind: FileKind, index_id: [u8; 16], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());

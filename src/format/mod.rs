@@ -18,7 +18,7 @@ mod segment;
 pub use codebooks::{CodebookHeader, Codebooks};
 pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
-pub use header::{decode_file, encode_file, FileHeader, FileKind, HEADER_LEN};
+pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use segment::{decode_extent, encode_extent, extent_len, ids_offset, segment_header_page, ExtentView};

@@ -4,7 +4,7 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    decode_file, encode_file, f32s_from_le, put_f32s, put_u32s, u32s_from_le, Cursor, FileHeader, FileKind,
+    decode_file, f32s_from_le, finish_file, put_f32s, put_u32s, u32s_from_le, Cursor, FileHeader, FileKind,
     FormatError, HEADER_LEN,
 };
 
@@ -48,12 +48,15 @@ impl QuantizerBlock {
             reserved: 0.into(),
             n_slots: (self.neighbors.len() as u64).into(),
         };
-        let mut p = h.as_bytes().to_vec();
+        let size = HEADER_LEN + 32 + self.centroids.len() * 4 + self.levels.len() + 3 + self.neighbors.len() * 4;
+        let mut p = Vec::with_capacity(size);
+        p.resize(HEADER_LEN, 0);
+        p.extend_from_slice(h.as_bytes());
         put_f32s(&mut p, &self.centroids);
         p.extend_from_slice(&self.levels);
-        p.resize(p.len().next_multiple_of(4), 0);
+        p.resize(HEADER_LEN + (p.len() - HEADER_LEN).next_multiple_of(4), 0);
         put_u32s(&mut p, &self.neighbors);
-        encode_file(FileKind::Quantizer, index_id, &p)
+        finish_file(FileKind::Quantizer, index_id, p)
     }
 
     /// Decodes and checks shapes; graph invariants are checked by the HNSW when it is rebuilt.

@@ -36,7 +36,8 @@ impl Default for TwoLevelParams {
 }
 
 /// Trains `k` centroids on `x` (n × d) in two levels; returns k × d centroids, grouped by
-/// coarse cell. `on_cell(cells_done, cells)` is called as cells finish (for progress).
+/// coarse cell. `on_step(done, steps)` is called as each cell, then each refinement iteration,
+/// finishes (steps = cells + refinement iterations), for progress.
 pub fn train_two_level<T: Element>(
     x: &[T],
     d: usize,
@@ -88,7 +89,7 @@ pub fn train_two_level<T: Element>(
                     KMeansParams { seed: km.seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15), ..km.clone() };
                 train(&rows, d, share, &p)
             };
-            on_cell(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, k1);
+            on_cell(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, k1 + params.refine_iters);
             out
         })
         .collect();
@@ -100,8 +101,9 @@ pub fn train_two_level<T: Element>(
     }
     debug_assert_eq!(centroids.len(), k * d);
     drop(order);
-    for _ in 0..params.refine_iters {
+    for i in 0..params.refine_iters {
         refine(x, d, &coarse, &cell_start, &mut centroids, km.spherical);
+        on_cell(k1 + i + 1, k1 + params.refine_iters);
     }
     Ok(centroids)
 }

@@ -161,13 +161,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     if !a.quiet {
         eprintln!(
-            "memory budget {}: resident {} (process, quantizer, codebooks) + the largest of training {}, streaming {} ({} vectors per chunk), merge {}",
+            "memory budget {}: resident {} (process, quantizer, codebooks) + the largest of training {}, streaming {} ({} vectors per chunk), merge {}, writing the index files {}",
             human_bytes(mem.total),
             human_bytes(mem.resident),
             human_bytes(mem.training),
             human_bytes(mem.streaming),
             mem.chunk_rows,
-            human_bytes(mem.merging)
+            human_bytes(mem.merging),
+            human_bytes(mem.finishing)
         );
     }
     let progress = Reporter::new(a.quiet);
@@ -191,6 +192,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
                 "training": r.budget.training,
                 "streaming": r.budget.streaming,
                 "merging": r.budget.merging,
+                "finishing": r.budget.finishing,
                 "chunk_rows": r.budget.chunk_rows,
                 "merge_buffer": r.budget.merge_buffer,
             },
