@@ -130,22 +130,7 @@ pub fn train_with<T: Element>(
     let mut counts = vec![0usize; k];
     for iter in 0..params.niter {
         assign_l2(x, d, &centroids, &mut assign);
-        sums.iter_mut().for_each(|s| *s = 0.0);
-        counts.iter_mut().for_each(|c| *c = 0);
-        for (row, &(c, _)) in x.chunks_exact(d).zip(&assign) {
-            counts[c as usize] += 1;
-            for (s, &v) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
-                *s += v.to_f32() as f64;
-            }
-        }
-        for c in 0..k {
-            if counts[c] > 0 {
-                let inv = 1.0 / counts[c] as f64;
-                for j in 0..d {
-                    centroids[c * d + j] = (sums[c * d + j] * inv) as f32;
-                }
-            }
-        }
+        recenter(x, d, assign.iter().map(|a| a.0), &mut centroids, &mut sums, &mut counts);
         split_empty_clusters(&mut centroids, &mut counts, d, n, &mut rng);
         if params.spherical {
             centroids.chunks_exact_mut(d).for_each(distance::normalize);
@@ -153,6 +138,38 @@ pub fn train_with<T: Element>(
         on_iter(iter);
     }
     Ok(centroids)
+}
+
+/// Moves every centroid to the mean of the rows assigned to it (`assign` gives each row's
+/// centroid; `u32::MAX` leaves a row out); a centroid with no row stays where it is. `sums`
+/// and `counts` are scratch (k × d and k); `counts` is left holding each centroid's rows.
+pub(crate) fn recenter<T: Element>(
+    x: &[T],
+    d: usize,
+    assign: impl Iterator<Item = u32>,
+    centroids: &mut [f32],
+    sums: &mut [f64],
+    counts: &mut [usize],
+) {
+    sums.iter_mut().for_each(|s| *s = 0.0);
+    counts.iter_mut().for_each(|c| *c = 0);
+    for (row, c) in x.chunks_exact(d).zip(assign) {
+        if c == u32::MAX {
+            continue;
+        }
+        counts[c as usize] += 1;
+        for (s, &v) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
+            *s += v.to_f32() as f64;
+        }
+    }
+    for (c, &count) in counts.iter().enumerate() {
+        if count > 0 {
+            let inv = 1.0 / count as f64;
+            for j in 0..d {
+                centroids[c * d + j] = (sums[c * d + j] * inv) as f32;
+            }
+        }
+    }
 }
 
 /// Nearest centroid (squared L2) for every row of `x`, in parallel.

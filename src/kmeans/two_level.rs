@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::{assign_l2, gather, train, with_f32, Element, KMeansError, KMeansParams};
+use super::{assign_l2, gather, recenter, train, with_f32, Element, KMeansError, KMeansParams};
 use crate::distance;
 
 /// Coarse cells searched for each point in a refinement iteration.
@@ -185,29 +185,13 @@ fn refine<T: Element>(x: &[T], d: usize, coarse: &[f32], cell_start: &[usize], c
             }
         }
     }
-    let assign: Vec<u32> = best.into_iter().map(|b| b.0).collect();
+    // A point whose probed cells hold no centroid (possible only for tiny cells) keeps
+    // u32::MAX and stays out.
     let mut sums = vec![0f64; k * d];
     let mut counts = vec![0usize; k];
-    for (row, &c) in x.chunks_exact(d).zip(&assign) {
-        // A point whose probed cells hold no centroid (possible only for tiny cells) stays out.
-        if c == u32::MAX {
-            continue;
-        }
-        counts[c as usize] += 1;
-        for (s, &v) in sums[c as usize * d..(c as usize + 1) * d].iter_mut().zip(row) {
-            *s += v.to_f32() as f64;
-        }
-    }
-    for c in 0..k {
-        if counts[c] > 0 {
-            let inv = 1.0 / counts[c] as f64;
-            for j in 0..d {
-                centroids[c * d + j] = (sums[c * d + j] * inv) as f32;
-            }
-            if spherical {
-                distance::normalize(&mut centroids[c * d..(c + 1) * d]);
-            }
-        }
+    recenter(x, d, best.into_iter().map(|b| b.0), centroids, &mut sums, &mut counts);
+    if spherical {
+        centroids.chunks_exact_mut(d).for_each(distance::normalize);
     }
 }
 

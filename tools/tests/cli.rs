@@ -1,18 +1,11 @@
 //! The `quiver` binary end to end: gen -> gt -> build -> search/inspect/verify, JSON output that
 //! scripts can rely on, exit codes, and --help that explains every flag.
 
+mod common;
+
+use common::{ok, quiver};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn quiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver")).args(args).output().expect("run quiver")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = quiver(args);
-    assert!(o.status.success(), "quiver {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// The value of `"key":` in one compact JSON object (numbers, strings and null).
 fn field<'a>(obj: &'a str, key: &str) -> &'a str {

@@ -2,19 +2,13 @@
 //! Every bad input gets a clear error naming what is wrong, never a panic or an abort, and
 //! nothing already written is lost.
 
+mod common;
+
+use common::{ok, quiver};
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn quiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver")).args(args).env("RUST_BACKTRACE", "0").output().expect("run quiver")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = quiver(args);
-    assert!(o.status.success(), "quiver {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// Runs a command that must fail with `code`, print nothing on stdout, and say `needles` on
 /// stderr without panicking. Returns stderr.

@@ -3,18 +3,11 @@
 //! `--memory` on input several times larger than the budget, and a budget below the
 //! factory's minimum is refused before any work.
 
+mod common;
+
+use common::{ok, quiver};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn quiver(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quiver")).args(args).output().expect("run quiver")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = quiver(args);
-    assert!(o.status.success(), "quiver {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
-}
 
 #[test]
 fn a_build_stays_under_a_budget_four_times_smaller_than_its_input() {
