@@ -129,12 +129,7 @@ impl BuildOptions {
         let (n, d) = (source.len(), source.dim());
         let (_, plan, train_size) = self.check_input(n, d)?;
         let total = self.memory_budget.unwrap_or_else(budget::default_budget);
-        let sample_elem =
-            if matches!(source.elem(), crate::input::Elem::U8 | crate::input::Elem::I8) && !self.metric.normalizes() {
-                1
-            } else {
-                4
-            };
+        let sample_elem = if sample_keeps_bytes(source, self.metric) { 1 } else { 4 };
         let shape = budget::BuildShape {
             n,
             d,
@@ -424,6 +419,12 @@ fn write_ram_files(
         entries.push(FileEntry::new(name, kind, bytes.len() as u64, payload_crc));
     }
     Ok(entries)
+}
+
+/// Whether the training sample stays in the input's one-byte element type (uint8/int8 input
+/// whose rows need no normalising), a quarter of float32's memory.
+pub(crate) fn sample_keeps_bytes(source: &dyn VectorSource, metric: Metric) -> bool {
+    matches!(source.elem(), crate::input::Elem::U8 | crate::input::Elem::I8) && !metric.normalizes()
 }
 
 /// Normalises rows in place when the metric asks for it (cosine).

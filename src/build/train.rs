@@ -98,7 +98,7 @@ fn draw_sample(source: &dyn VectorSource, opts: &BuildOptions, rows: usize, prog
     let (n, d) = (source.len(), source.dim());
     let idx = sorted_sample(n, rows, opts.seed);
     progress.begin("sample", rows as u64);
-    let bytes = matches!(source.elem(), Elem::U8 | Elem::I8) && !opts.metric.normalizes();
+    let bytes = super::sample_keeps_bytes(source, opts.metric);
     let what = || format!("the training sample ({rows} × {d})");
     let sample = if bytes {
         let mut b: Vec<u8> = try_vec(rows * d, what, "lower --train-size or --memory")?;
