@@ -45,6 +45,9 @@ pub struct BudgetPlan {
     pub chunk_rows: usize,
     /// Read buffer per run file in the merge.
     pub merge_buffer: usize,
+    /// Most runs merged at once (bounded by the budget and by the open-file limit); more
+    /// runs are first merged in groups of this many.
+    pub merge_fan_in: usize,
     /// Most vectors one extent holds; a longer list gets several extents.
     pub max_extent_vectors: usize,
 }
@@ -64,6 +67,9 @@ pub struct BuildShape {
     pub chunk_cap: usize,
     pub two_level: bool,
     pub threads: usize,
+    /// An upper bound on the merge's fan-in asked for by the caller (None: as the budget and
+    /// the open-file limit allow).
+    pub fan_in_cap: Option<usize>,
 }
 
 impl BuildShape {
@@ -182,19 +188,21 @@ pub fn plan(total: u64, shape: &BuildShape) -> Result<BudgetPlan> {
     let streaming = chunk_rows as u64 * shape.stream_per_row();
 
     // Merge: half for run buffers, half for the extent being assembled (codes, ids, and the
-    // padded copy written out).
+    // padded copy written out). At most `fan_in` runs are open at once: bounded by what half
+    // the budget gives each a minimal buffer, by the open-file limit (less a margin for the
+    // segments, the index files and the process) and by the caller's cap.
     let runs = shape.n.div_ceil(chunk_rows).max(1) as u64;
-    let merge_buffer = (avail / 2 / runs).min(MERGE_BUF_MAX);
-    if merge_buffer < MERGE_BUF_MIN {
-        return Err(shortfall(
-            &format!("merging {runs} runs of {chunk_rows} vectors"),
-            resident + 2 * runs * MERGE_BUF_MIN,
-            total,
-        ));
-    }
+    // The pass writer's own 1 MiB buffer comes off the top.
+    let merge_avail = avail.saturating_sub(1 << 20);
+    let by_memory = (merge_avail / 2 / MERGE_BUF_MIN).max(2);
+    let by_files = crate::io::max_open_files().saturating_sub(64).max(2);
+    let cap = shape.fan_in_cap.map_or(u64::MAX, |c| c.max(2) as u64);
+    let fan_in = runs.min(by_memory).min(by_files).min(cap).max(2);
+    let merge_buffer = (merge_avail / 2 / fan_in).min(MERGE_BUF_MAX);
     let per_extent_vector = 2 * (shape.code_size as u64 + 8);
-    let max_extent_vectors = ((avail / 2) / per_extent_vector).clamp(1, u32::MAX as u64) as usize;
-    let merging = runs * merge_buffer + max_extent_vectors.min(shape.n) as u64 * per_extent_vector;
+    let max_extent_vectors = ((merge_avail / 2) / per_extent_vector).clamp(1, u32::MAX as u64) as usize;
+    let merging =
+        fan_in.min(runs) * merge_buffer + (1 << 20) + max_extent_vectors.min(shape.n) as u64 * per_extent_vector;
     Ok(BudgetPlan {
         total,
         resident,
@@ -205,6 +213,7 @@ pub fn plan(total: u64, shape: &BuildShape) -> Result<BudgetPlan> {
         train_rows: rows,
         chunk_rows,
         merge_buffer: merge_buffer as usize,
+        merge_fan_in: fan_in as usize,
         max_extent_vectors,
     })
 }
@@ -237,6 +246,7 @@ mod tests {
             chunk_cap: 262_144,
             two_level: true,
             threads: 2,
+            fan_in_cap: None,
         }
     }
 
@@ -252,6 +262,19 @@ mod tests {
         let big = plan(4 << 30, &shape()).unwrap();
         assert!(small.train_rows < big.train_rows && big.train_rows == 655_360, "{small:?} {big:?}");
         assert!(small.chunk_rows < big.chunk_rows);
+    }
+
+    /// Past what the budget's buffers or the caller allow, the merge goes in passes instead of
+    /// failing: 10^9 vectors under 64 MiB.
+    #[test]
+    fn the_fan_in_follows_the_budget_and_the_cap() {
+        let big = BuildShape { n: 1_000_000_000, nlist: 1024, train_rows: 40_960, min_train_rows: 1024, ..shape() };
+        let p = plan(64 << 20, &big).unwrap();
+        let runs = big.n.div_ceil(p.chunk_rows);
+        assert!(p.merge_fan_in >= 2 && p.merge_fan_in < runs, "{p:?}");
+        assert!(p.resident + p.merging <= p.total, "{p:?}");
+        let capped = plan(4 << 30, &BuildShape { fan_in_cap: Some(3), ..shape() }).unwrap();
+        assert_eq!(capped.merge_fan_in, 3);
     }
 
     #[test]

@@ -104,29 +104,99 @@ pub(super) struct MergeParams {
     /// Most vectors per extent: a longer list is written as several consecutive extents, so
     /// the merge never holds more than this many codes and ids however skewed the lists are.
     pub max_extent_vectors: usize,
+    /// Most runs open at once: with more, consecutive groups are first merged into longer runs
+    /// (as often as needed), which keeps file handles and read buffers bounded.
+    pub fan_in: usize,
 }
 
-pub(super) fn merge_runs(
-    runs: &[PathBuf],
-    mp: &MergeParams,
-    dir: &Path,
-    index_id: [u8; 16],
-    progress: &dyn Progress,
-) -> Result<Merged> {
-    let (nlist, code_size) = (mp.nlist, mp.code_size);
-    progress.begin("merge into segments", nlist as u64);
-    let mut readers = Vec::with_capacity(runs.len());
-    for p in runs {
+fn open_runs(paths: &[PathBuf], read_buffer: usize, code_size: usize) -> Result<Vec<Run>> {
+    let mut readers = Vec::with_capacity(paths.len());
+    for p in paths {
         let f = File::open(p).at(p)?;
         let mut r = Run {
             path: p.clone(),
-            reader: BufReader::with_capacity(mp.read_buffer, f),
+            reader: BufReader::with_capacity(read_buffer, f),
             head: None,
             rec: vec![0; 12 + code_size],
         };
         r.advance()?;
         readers.push(r);
     }
+    Ok(readers)
+}
+
+/// Hands `each` every record of `list`, run by run: runs hold consecutive parts of the input,
+/// so this keeps ids ascending.
+fn drain_list(readers: &mut [Run], list: u32, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    for r in readers.iter_mut() {
+        while let Some((l, _)) = r.head {
+            if l != list {
+                break;
+            }
+            each(&r.rec)?;
+            r.advance()?;
+        }
+    }
+    Ok(())
+}
+
+fn check_drained(readers: &[Run]) -> Result<()> {
+    match readers.iter().find(|r| r.head.is_some()) {
+        Some(r) => Err(Error::Corrupt {
+            file: r.path.display().to_string(),
+            reason: "run holds a list number beyond nlist".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Merges consecutive groups of `fan_in` runs into one run each, until at most `fan_in` are
+/// left. The records and their order do not change, so the index is the same byte for byte
+/// whatever the fan-in.
+fn reduce_runs(mut runs: Vec<PathBuf>, mp: &MergeParams, progress: &dyn Progress) -> Result<Vec<PathBuf>> {
+    let fan_in = mp.fan_in.max(2);
+    let mut pass = 0;
+    while runs.len() > fan_in {
+        pass += 1;
+        progress.begin(&format!("merge pass {pass}: {} runs in groups of {fan_in}", runs.len()), runs.len() as u64);
+        let mut next = Vec::with_capacity(runs.len().div_ceil(fan_in));
+        for (g, group) in runs.chunks(fan_in).enumerate() {
+            if group.len() == 1 {
+                next.push(group[0].clone());
+                continue;
+            }
+            let out = group[0].with_file_name(format!("pass{pass}-{g:06}.tmp"));
+            let mut readers = open_runs(group, mp.read_buffer, mp.code_size)?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, File::create(&out).at(&out)?);
+            for list in 0..mp.nlist as u32 {
+                drain_list(&mut readers, list, |rec| w.write_all(rec).at(&out))?;
+            }
+            check_drained(&readers)?;
+            w.flush().at(&out)?;
+            drop(readers);
+            for p in group {
+                std::fs::remove_file(p).at(p)?;
+            }
+            next.push(out);
+            progress.advance(group.len() as u64);
+        }
+        progress.end();
+        runs = next;
+    }
+    Ok(runs)
+}
+
+pub(super) fn merge_runs(
+    runs: Vec<PathBuf>,
+    mp: &MergeParams,
+    dir: &Path,
+    index_id: [u8; 16],
+    progress: &dyn Progress,
+) -> Result<Merged> {
+    let runs = reduce_runs(runs, mp, progress)?;
+    let (nlist, code_size) = (mp.nlist, mp.code_size);
+    progress.begin("merge into segments", nlist as u64);
+    let mut readers = open_runs(&runs, mp.read_buffer, code_size)?;
     let mut seg = SegmentWriter {
         dir,
         index_id,
@@ -143,33 +213,23 @@ pub(super) fn merge_runs(
         list_starts.push(extents.len() as u32);
         codes.clear();
         ids.clear();
-        for r in readers.iter_mut() {
-            while let Some((l, id)) = r.head {
-                if l != list {
-                    break;
-                }
-                ids.push(id);
-                codes.extend_from_slice(&r.rec[12..]);
-                r.advance()?;
-                if ids.len() == cap {
-                    extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
-                    codes.clear();
-                    ids.clear();
-                }
+        drain_list(&mut readers, list, |rec| {
+            ids.push(u64::from_le_bytes(rec[4..12].try_into().unwrap_or_default()));
+            codes.extend_from_slice(&rec[12..]);
+            if ids.len() == cap {
+                extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
+                codes.clear();
+                ids.clear();
             }
-        }
+            Ok(())
+        })?;
         if !ids.is_empty() {
             extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
         }
         progress.advance(1);
     }
     list_starts.push(extents.len() as u32);
-    if let Some(r) = readers.iter().find(|r| r.head.is_some()) {
-        return Err(Error::Corrupt {
-            file: r.path.display().to_string(),
-            reason: "run holds a list number beyond nlist".into(),
-        });
-    }
+    check_drained(&readers)?;
     seg.close()?;
     progress.end();
     let directory =

@@ -52,6 +52,9 @@ pub struct BuildOptions {
     pub memory_budget: Option<u64>,
     /// How the coarse centroids are trained.
     pub kmeans: KMeansKind,
+    /// Most sorted runs the merge reads at once; `None`: as many as the memory budget and the
+    /// open-file limit allow. More runs are merged in passes, giving the same index.
+    pub merge_fan_in: Option<usize>,
 }
 
 /// Coarse k-means: flat (exact Lloyd over all nlist centroids), two-level (√nlist cells, then
@@ -84,6 +87,7 @@ impl Default for BuildOptions {
             segment_bytes: 1 << 30,
             memory_budget: None,
             kmeans: KMeansKind::Auto,
+            merge_fan_in: None,
         }
     }
 }
@@ -142,6 +146,7 @@ impl BuildOptions {
             chunk_cap: self.chunk_size,
             two_level: plan.two_level(self.kmeans),
             threads: rayon::current_num_threads(),
+            fan_in_cap: self.merge_fan_in,
         };
         budget::plan(total, &shape)
     }
@@ -163,6 +168,9 @@ impl BuildOptions {
         range("segment_bytes", self.segment_bytes, 1, MAX_SEGMENT_BYTES)?;
         if let Some(m) = self.memory_budget {
             range("memory_budget", m, 1, u64::MAX)?;
+        }
+        if let Some(f) = self.merge_fan_in {
+            range("merge_fan_in", f as u64, 2, u32::MAX as u64)?;
         }
         if let Some(t) = self.train_size {
             range("train_size", t as u64, 1, u64::MAX)?;
@@ -279,7 +287,7 @@ pub fn build_index(
     let add_s = t0.elapsed().as_secs_f64() - train_s;
 
     let merged = merge::merge_runs(
-        &runs,
+        runs,
         &merge::MergeParams {
             nlist: plan.nlist,
             code_size: pq.code_size(),
@@ -287,6 +295,7 @@ pub fn build_index(
             ntotal: n as u64,
             read_buffer: mem.merge_buffer,
             max_extent_vectors: mem.max_extent_vectors,
+            fan_in: mem.merge_fan_in,
         },
         dir,
         index_id,

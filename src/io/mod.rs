@@ -66,6 +66,17 @@ pub fn fits_in_memory(bytes: u64) -> bool {
     bytes <= physical_memory()
 }
 
+/// How many files this process may have open (the soft RLIMIT_NOFILE; 1,024 if unknown).
+pub fn max_open_files() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur > 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    }
+}
+
 static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 static DIRECT_WARNED: AtomicBool = AtomicBool::new(false);
 

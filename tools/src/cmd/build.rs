@@ -66,6 +66,11 @@ pub struct Args {
     /// 8·dim + m + 8 bytes per vector would not fit.
     #[arg(long, default_value_t = 262_144, value_parser = args::count)]
     chunk_size: usize,
+    /// Most sorted runs the merge reads at once (at least 2) [default: as many as the memory
+    /// budget and the open-file limit allow]; more runs are first merged in passes, which
+    /// gives the same index.
+    #[arg(long, value_parser = args::count)]
+    merge_fan_in: Option<usize>,
     /// Close a segment file once it reaches this many MiB, 1 ..= 1048576 (1 TiB).
     #[arg(long, default_value_t = 1024, value_parser = args::count)]
     segment_mib: usize,
@@ -131,6 +136,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             Kmeans::Flat => KMeansKind::Flat,
             Kmeans::TwoLevel => KMeansKind::TwoLevel,
         },
+        merge_fan_in: a.merge_fan_in,
     };
     let flag_of = |e: quiver::Error| -> Box<dyn std::error::Error> {
         let flag = match &e {
@@ -143,6 +149,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
                 "chunk_size" => "--chunk-size",
                 "segment_bytes" => "--segment-mib",
                 "memory_budget" => "--memory",
+                "merge_fan_in" => "--merge-fan-in",
                 _ => "--train-size",
             },
             quiver::Error::Input(_) => "--input",
@@ -195,6 +202,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
                 "finishing": r.budget.finishing,
                 "chunk_rows": r.budget.chunk_rows,
                 "merge_buffer": r.budget.merge_buffer,
+                "merge_fan_in": r.budget.merge_fan_in,
             },
             "stages_s": {
                 "sample": r.sample_s,
