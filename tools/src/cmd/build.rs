@@ -74,7 +74,10 @@ pub struct Args {
     /// Close a segment file once it reaches this many MiB, 1 ..= 1048576 (1 TiB).
     #[arg(long, default_value_t = 1024, value_parser = args::count)]
     segment_mib: usize,
-    /// Print a JSON summary on stdout instead of text.
+    /// Print one JSON object on stdout instead of text: index, input, factory, metric, ntotal,
+    /// dim, nlist, train_size (as used), train_size_requested, kmeans, memory_budget, budget
+    /// (the split), stages_s (per stage), train_s, add_s, merge_s, build_s, peak_rss_bytes (the
+    /// kernel's high-water mark), index_bytes, segments.
     #[arg(long)]
     json: bool,
     /// No progress output.
