@@ -103,13 +103,7 @@ pub fn train_with<T: Element>(
     params: &KMeansParams,
     on_iter: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<f32>, KMeansError> {
-    if k == 0 || d == 0 {
-        return Err(KMeansError::Empty { k, d });
-    }
-    let n = x.len() / d;
-    if n < k {
-        return Err(KMeansError::TooFewPoints { n, k });
-    }
+    let n = rows_for(x.len(), d, k)?;
     let mut rng = Rng::new(params.seed);
     let cap = k.saturating_mul(params.max_points_per_centroid.max(1));
     let sampled;
@@ -138,6 +132,19 @@ pub fn train_with<T: Element>(
         on_iter(iter);
     }
     Ok(centroids)
+}
+
+/// The number of rows of an n × d slice of `len` values, checked to be enough for `k`
+/// clusters.
+pub(crate) fn rows_for(len: usize, d: usize, k: usize) -> Result<usize, KMeansError> {
+    if k == 0 || d == 0 {
+        return Err(KMeansError::Empty { k, d });
+    }
+    let n = len / d;
+    if n < k {
+        return Err(KMeansError::TooFewPoints { n, k });
+    }
+    Ok(n)
 }
 
 /// Moves every centroid to the mean of the rows assigned to it (`assign` gives each row's

@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::{assign_l2, gather, recenter, train, with_f32, Element, KMeansError, KMeansParams};
+use super::{assign_l2, gather, recenter, rows_for, train, with_f32, Element, KMeansError, KMeansParams};
 use crate::distance;
 
 /// Coarse cells searched for each point in a refinement iteration.
@@ -45,13 +45,7 @@ pub fn train_two_level<T: Element>(
     params: &TwoLevelParams,
     on_cell: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<f32>, KMeansError> {
-    if k == 0 || d == 0 {
-        return Err(KMeansError::Empty { k, d });
-    }
-    let n = x.len() / d;
-    if n < k {
-        return Err(KMeansError::TooFewPoints { n, k });
-    }
+    let n = rows_for(x.len(), d, k)?;
     let k1 = if params.coarse > 0 { params.coarse } else { (k as f64).sqrt().round() as usize }.clamp(1, k);
     let km = &params.kmeans;
     let coarse = train(x, d, k1, km)?;
