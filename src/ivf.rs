@@ -67,15 +67,17 @@ impl CoarseQuantizer {
     /// The list of every row of `x` (n × d), in parallel.
     pub fn assign_batch(&self, x: &[f32], ef_search: usize) -> Vec<u32> {
         let d = self.d;
-        x.par_chunks(d * 256)
-            .flat_map_iter(|block| {
-                let mut visited = self.visited_set();
-                block
-                    .chunks_exact(d)
-                    .map(|v| self.probe(v, 1, ef_search, &mut visited).first().map_or(0, |n| n.id as u32))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        let mut out = vec![0u32; x.len() / d];
+        // One visited set per worker, not per block: at 2^20 lists a set is 1 MiB to clear.
+        out.par_chunks_mut(256).zip(x.par_chunks(d * 256)).for_each_init(
+            || self.visited_set(),
+            |visited, (o, block)| {
+                for (slot, v) in o.iter_mut().zip(block.chunks_exact(d)) {
+                    *slot = self.probe(v, 1, ef_search, visited).first().map_or(0, |n| n.id as u32);
+                }
+            },
+        );
+        out
     }
 
     /// `out = x − centroid(list)`.

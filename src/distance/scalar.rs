@@ -42,11 +42,12 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// Squared L2 from `q` to four rows at once: four independent accumulator chains instead of
+/// `Σ term(q[i], r[i])` for four rows at once: four independent accumulator chains instead of
 /// one, so the FMA latency is hidden (graph searches compute distances to a node's neighbours
-/// four at a time). Each result is bit-identical to [`l2_sqr`] on the same pair.
+/// four at a time). Accumulated lane by lane as the one-row kernels do, so each result is
+/// bit-identical to theirs.
 #[inline(always)]
-pub fn l2_sqr_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+fn rows_4(q: &[f32], r: [&[f32]; 4], term: impl Fn(f32, f32) -> f32 + Copy) -> [f32; 4] {
     let n = q.len();
     let (r0, r1, r2, r3) = (&r[0][..n], &r[1][..n], &r[2][..n], &r[3][..n]);
     let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
@@ -58,53 +59,33 @@ pub fn l2_sqr_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
         .zip(r3.chunks_exact(LANES));
     for ((((x, y0), y1), y2), y3) in chunks {
         for i in 0..LANES {
-            let (t0, t1, t2, t3) = (x[i] - y0[i], x[i] - y1[i], x[i] - y2[i], x[i] - y3[i]);
-            a0[i] += t0 * t0;
-            a1[i] += t1 * t1;
-            a2[i] += t2 * t2;
-            a3[i] += t3 * t3;
+            a0[i] += term(x[i], y0[i]);
+            a1[i] += term(x[i], y1[i]);
+            a2[i] += term(x[i], y2[i]);
+            a3[i] += term(x[i], y3[i]);
         }
     }
     let full = n - n % LANES;
     let finish = |a: &[f32; LANES], y: &[f32]| {
         let mut s: f32 = a.iter().sum();
-        for (x, y) in q[full..].iter().zip(&y[full..]) {
-            s += (x - y) * (x - y);
+        for (&x, &y) in q[full..].iter().zip(&y[full..]) {
+            s += term(x, y);
         }
         s
     };
     [finish(&a0, r0), finish(&a1, r1), finish(&a2, r2), finish(&a3, r3)]
 }
 
-/// Inner products of `q` with four rows at once; bit-identical to [`inner_product`] per pair.
+/// Squared L2 from `q` to four rows; each bit-identical to [`l2_sqr`] on the same pair.
+#[inline(always)]
+pub fn l2_sqr_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+    rows_4(q, r, |x, y| (x - y) * (x - y))
+}
+
+/// Inner products of `q` with four rows; each bit-identical to [`inner_product`].
 #[inline(always)]
 pub fn inner_product_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
-    let n = q.len();
-    let (r0, r1, r2, r3) = (&r[0][..n], &r[1][..n], &r[2][..n], &r[3][..n]);
-    let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-    let chunks = q
-        .chunks_exact(LANES)
-        .zip(r0.chunks_exact(LANES))
-        .zip(r1.chunks_exact(LANES))
-        .zip(r2.chunks_exact(LANES))
-        .zip(r3.chunks_exact(LANES));
-    for ((((x, y0), y1), y2), y3) in chunks {
-        for i in 0..LANES {
-            a0[i] += x[i] * y0[i];
-            a1[i] += x[i] * y1[i];
-            a2[i] += x[i] * y2[i];
-            a3[i] += x[i] * y3[i];
-        }
-    }
-    let full = n - n % LANES;
-    let finish = |a: &[f32; LANES], y: &[f32]| {
-        let mut s: f32 = a.iter().sum();
-        for (x, y) in q[full..].iter().zip(&y[full..]) {
-            s += x * y;
-        }
-        s
-    };
-    [finish(&a0, r0), finish(&a1, r1), finish(&a2, r2), finish(&a3, r3)]
+    rows_4(q, r, |x, y| x * y)
 }
 
 /// `y += a · x`.
