@@ -26,6 +26,12 @@ pub enum Error {
     NotAnIndex { path: PathBuf },
     #[error("{path} exists and is not empty; quiver builds only into a new or empty directory and never overwrites")]
     DirectoryNotEmpty { path: PathBuf },
+    #[error("{path} holds an unfinished build ({checkpoints}); continue it with the same command and --resume, or delete it and start over with --discard-unfinished")]
+    UnfinishedBuild { path: PathBuf, checkpoints: String },
+    #[error("cannot resume a build in {path}: {reason}")]
+    ResumeRefused { path: PathBuf, reason: String },
+    #[error("not enough free disk at {path}: the build needs {} there ({detail}), {} is free; free some space, or put the sorted runs on another disk with --tmp-dir DIR", human_bytes(*need), human_bytes(*available))]
+    DiskTooSmall { path: PathBuf, need: u64, available: u64, detail: String },
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
     #[error("{name} = {value} is out of range: {lo} ..= {hi}")]

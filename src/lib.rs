@@ -52,7 +52,10 @@ mod search;
 pub mod store;
 mod verify;
 
-pub use build::{build_index, BudgetPlan, BuildOptions, BuildReport, KMeansKind, NoProgress, Plan, Progress};
+pub use build::{
+    build_index, plan_build, BudgetPlan, BuildOptions, BuildPlan, BuildReport, DiskPlan, KMeansKind, NoProgress, Plan,
+    Progress, StageEstimate, Unfinished,
+};
 pub use distance::Metric;
 pub use error::human_bytes;
 pub use error::{Error, Result};

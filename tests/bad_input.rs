@@ -118,16 +118,40 @@ impl VectorSource for FailingSource {
 }
 
 #[test]
-fn a_read_error_mid_stream_fails_the_build_cleanly() {
+fn a_read_error_mid_stream_keeps_the_checkpoints_and_resume_finishes_the_same_index() {
     let (base, _) = synthetic(3_000, 0, 8, 23);
     let parent = tempfile::tempdir().unwrap();
     let out = parent.path().join("idx");
     std::fs::create_dir(&out).unwrap();
     let o = BuildOptions { chunk_size: 1_000, train_size: Some(500), ..opts("IVF8_HNSW8,PQ4", Metric::L2) };
-    let e = build_index(&FailingSource(base), &out, &o, &NoProgress).unwrap_err();
+    let e = build_index(&FailingSource(base.clone()), &out, &o, &NoProgress).unwrap_err();
     assert!(e.to_string().contains("simulated EIO"), "{e}");
-    assert!(out.exists(), "a directory the user made is kept");
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "but everything the build wrote is gone");
+    let names = |p: &std::path::Path| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&out), [".build-tmp"], "only the checkpoints are kept");
+    let staged = names(&out.join(".build-tmp"));
+    assert!(
+        staged.contains(&"quantizer.qvq".to_string()) && staged.iter().filter(|n| n.starts_with("run-")).count() == 2,
+        "{staged:?}"
+    );
+
+    let source = SliceSource { data: &base, dim: 8 };
+    let again = build_index(&source, &out, &o, &NoProgress).unwrap_err();
+    assert!(matches!(again, Error::UnfinishedBuild { .. }), "{again}");
+    assert!(again.to_string().contains("--resume") && again.to_string().contains("--discard-unfinished"), "{again}");
+    let resumed = BuildOptions { unfinished: quiver::Unfinished::Resume, ..o.clone() };
+    let r = build_index(&source, &out, &resumed, &NoProgress).unwrap();
+    assert!(r.resumed);
+    let fresh = parent.path().join("fresh");
+    build_index(&source, &fresh, &o, &NoProgress).unwrap();
+    assert_eq!(names(&out), names(&fresh));
+    for n in names(&fresh) {
+        assert_eq!(std::fs::read(out.join(&n)).unwrap(), std::fs::read(fresh.join(&n)).unwrap(), "{n}");
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use quiver::format::{
-    CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, ManifestBody, Params, QuantizerHeader,
+    BuildStateBody, CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, ManifestBody, Params,
+    QuantizerHeader, RunGroup, RunHeader,
 };
 use zerocopy::FromZeros;
 
@@ -118,6 +119,30 @@ fn quantizer_and_codebooks() {
     check("05-codebooks.md", "QuantizerHeader", f, size_of::<QuantizerHeader>());
     let f = fields!(CodebookHeader, [m, ksub, dsub, nbits]);
     check("05-codebooks.md", "CodebookHeader", f, size_of::<CodebookHeader>());
+}
+
+#[test]
+fn build_staging() {
+    let f = fields!(
+        BuildStateBody,
+        [
+            params,
+            input_fingerprint,
+            input_elem,
+            two_level,
+            reserved0,
+            segment_bytes,
+            max_extent_vectors,
+            memory_budget,
+            tmp_dir_len,
+            reserved
+        ]
+    );
+    check("09-build-staging.md", "BuildStateBody", f, size_of::<BuildStateBody>());
+    let f = fields!(RunHeader, [first_row, end_row, nlist, code_size, id_bytes, n_groups, records, reserved]);
+    check("09-build-staging.md", "RunHeader", f, size_of::<RunHeader>());
+    let f = fields!(RunGroup, [list, count]);
+    check("09-build-staging.md", "RunGroup", f, size_of::<RunGroup>());
 }
 
 /// The spec's CRC-32C check value must be what the library computes.

@@ -4,11 +4,13 @@
 //! written, fsynced) when the next extent would take it past the size limit.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::Progress;
+use super::run::{run_name, RunReader, RunWriter};
+use super::spill::RunFile;
+use super::{failpoint, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, Directory, Extent, FileEntry, FileKind, PAGE};
 use crate::io::durable;
@@ -17,33 +19,6 @@ use crate::store;
 pub(super) struct Merged {
     pub directory: Directory,
     pub segment_files: Vec<FileEntry>,
-}
-
-struct Run {
-    path: PathBuf,
-    reader: BufReader<File>,
-    /// The next record's (list, id), if any; its code is `rec[12..]`.
-    head: Option<(u32, u64)>,
-    /// The current record, reused for every record of the run.
-    rec: Vec<u8>,
-}
-
-impl Run {
-    fn advance(&mut self) -> Result<()> {
-        match self.reader.read_exact(&mut self.rec) {
-            Ok(()) => {
-                let list = u32::from_le_bytes(self.rec[0..4].try_into().unwrap_or_default());
-                let id = u64::from_le_bytes(self.rec[4..12].try_into().unwrap_or_default());
-                self.head = Some((list, id));
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                self.head = None;
-                Ok(())
-            }
-            Err(e) => Err(e).at(&self.path),
-        }
-    }
 }
 
 struct SegmentWriter<'a> {
@@ -88,6 +63,7 @@ impl SegmentWriter<'_> {
             f.flush().at(&path)?;
             durable::sync_file(&f).at(&path)?;
             self.done.push(FileEntry::new(&store::segment_name(no), FileKind::Segment, size, crc));
+            failpoint::hit("segment");
         }
         Ok(())
     }
@@ -95,6 +71,7 @@ impl SegmentWriter<'_> {
 
 /// Sizes of the merge, from the memory budget.
 pub(super) struct MergeParams {
+    pub index_id: [u8; 16],
     pub nlist: usize,
     pub code_size: usize,
     pub segment_bytes: u64,
@@ -109,75 +86,64 @@ pub(super) struct MergeParams {
     pub fan_in: usize,
 }
 
-fn open_runs(paths: &[PathBuf], read_buffer: usize, code_size: usize) -> Result<Vec<Run>> {
-    let mut readers = Vec::with_capacity(paths.len());
-    for p in paths {
-        let f = File::open(p).at(p)?;
-        let mut r = Run {
-            path: p.clone(),
-            reader: BufReader::with_capacity(read_buffer, f),
-            head: None,
-            rec: vec![0; 12 + code_size],
-        };
-        r.advance()?;
-        readers.push(r);
-    }
-    Ok(readers)
+fn open_runs(runs: &[RunFile], mp: &MergeParams) -> Result<Vec<RunReader>> {
+    runs.iter().map(|r| RunReader::open(&r.path, mp.read_buffer, mp.nlist, mp.code_size, mp.index_id)).collect()
 }
 
 /// Hands `each` every record of `list`, run by run: runs hold consecutive parts of the input,
 /// so this keeps ids ascending.
-fn drain_list(readers: &mut [Run], list: u32, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+fn drain_list(readers: &mut [RunReader], list: u32, mut each: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
     for r in readers.iter_mut() {
-        while let Some((l, _)) = r.head {
-            if l != list {
-                break;
-            }
-            each(&r.rec)?;
-            r.advance()?;
+        while r.head() == Some(list) {
+            let id = r.next_record()?;
+            each(id, &r.code)?;
         }
     }
     Ok(())
 }
 
-fn check_drained(readers: &[Run]) -> Result<()> {
-    match readers.iter().find(|r| r.head.is_some()) {
-        Some(r) => Err(Error::Corrupt {
-            file: r.path.display().to_string(),
-            reason: "run holds a list number beyond nlist".into(),
-        }),
-        None => Ok(()),
-    }
+/// Every run read to its end, its checksum verified.
+fn finish_all(readers: &mut [RunReader]) -> Result<()> {
+    readers.iter_mut().try_for_each(RunReader::finish)
 }
 
 /// Merges consecutive groups of `fan_in` runs into one run each, until at most `fan_in` are
 /// left. The records and their order do not change, so the index is the same byte for byte
-/// whatever the fan-in.
-fn reduce_runs(mut runs: Vec<PathBuf>, mp: &MergeParams, progress: &dyn Progress) -> Result<Vec<PathBuf>> {
+/// whatever the fan-in. Each merged run is a checkpoint like the runs it replaces (named by the
+/// rows it covers); its inputs are removed once it is durable.
+fn reduce_runs(mut runs: Vec<RunFile>, mp: &MergeParams, progress: &dyn Progress) -> Result<Vec<RunFile>> {
     let fan_in = mp.fan_in.max(2);
     let mut pass = 0;
     while runs.len() > fan_in {
         pass += 1;
         progress.begin(&format!("merge pass {pass}: {} runs in groups of {fan_in}", runs.len()), runs.len() as u64);
         let mut next = Vec::with_capacity(runs.len().div_ceil(fan_in));
-        for (g, group) in runs.chunks(fan_in).enumerate() {
+        for group in runs.chunks(fan_in) {
             if group.len() == 1 {
                 next.push(group[0].clone());
                 continue;
             }
-            let out = group[0].with_file_name(format!("pass{pass}-{g:06}.tmp"));
-            let mut readers = open_runs(group, mp.read_buffer, mp.code_size)?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, File::create(&out).at(&out)?);
-            for list in 0..mp.nlist as u32 {
-                drain_list(&mut readers, list, |rec| w.write_all(rec).at(&out))?;
+            let (first, end) = (group[0].first, group[group.len() - 1].end);
+            let dir = group[0].path.parent().unwrap_or(Path::new("."));
+            let mut readers = open_runs(group, mp)?;
+            let mut w = RunWriter::create(dir, first, end, mp.nlist, mp.code_size)?;
+            while let Some(list) = readers.iter().filter_map(RunReader::head).min() {
+                let count: u64 = readers.iter().filter(|r| r.head() == Some(list)).map(|r| r.group_left() as u64).sum();
+                let count = u32::try_from(count).map_err(|_| Error::Corrupt {
+                    file: w_name(dir, first, end),
+                    reason: format!("list {list} would hold more than 2^32 records in one run"),
+                })?;
+                w.group(list, count)?;
+                drain_list(&mut readers, list, |id, code| w.record(id, code))?;
             }
-            check_drained(&readers)?;
-            w.flush().at(&out)?;
+            finish_all(&mut readers)?;
             drop(readers);
-            for p in group {
-                std::fs::remove_file(p).at(p)?;
+            let (path, bytes) = w.finish(mp.index_id)?;
+            failpoint::hit("pass");
+            for r in group {
+                std::fs::remove_file(&r.path).at(&r.path)?;
             }
-            next.push(out);
+            next.push(RunFile { first, end, path, bytes });
             progress.advance(group.len() as u64);
         }
         progress.end();
@@ -186,17 +152,15 @@ fn reduce_runs(mut runs: Vec<PathBuf>, mp: &MergeParams, progress: &dyn Progress
     Ok(runs)
 }
 
-pub(super) fn merge_runs(
-    runs: Vec<PathBuf>,
-    mp: &MergeParams,
-    dir: &Path,
-    index_id: [u8; 16],
-    progress: &dyn Progress,
-) -> Result<Merged> {
+fn w_name(dir: &Path, first: u64, end: u64) -> String {
+    dir.join(run_name(first, end)).display().to_string()
+}
+
+pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progress: &dyn Progress) -> Result<Merged> {
     let runs = reduce_runs(runs, mp, progress)?;
-    let (nlist, code_size) = (mp.nlist, mp.code_size);
+    let (nlist, code_size, index_id) = (mp.nlist, mp.code_size, mp.index_id);
     progress.begin("merge into segments", nlist as u64);
-    let mut readers = open_runs(&runs, mp.read_buffer, code_size)?;
+    let mut readers = open_runs(&runs, mp)?;
     let mut seg = SegmentWriter {
         dir,
         index_id,
@@ -213,9 +177,9 @@ pub(super) fn merge_runs(
         list_starts.push(extents.len() as u32);
         codes.clear();
         ids.clear();
-        drain_list(&mut readers, list, |rec| {
-            ids.push(u64::from_le_bytes(rec[4..12].try_into().unwrap_or_default()));
-            codes.extend_from_slice(&rec[12..]);
+        drain_list(&mut readers, list, |id, code| {
+            ids.push(id);
+            codes.extend_from_slice(code);
             if ids.len() == cap {
                 extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
                 codes.clear();
@@ -229,7 +193,7 @@ pub(super) fn merge_runs(
         progress.advance(1);
     }
     list_starts.push(extents.len() as u32);
-    check_drained(&readers)?;
+    finish_all(&mut readers)?;
     seg.close()?;
     progress.end();
     let directory =

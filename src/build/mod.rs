@@ -8,13 +8,20 @@
 //! removed and nothing that was in the directory before is touched (it must be empty anyway).
 
 pub mod budget;
+mod checkpoint;
+pub mod disk;
+pub mod estimate;
+mod failpoint;
 mod merge;
+mod run;
 mod spill;
 mod train;
 
 pub use budget::BudgetPlan;
+pub use disk::DiskPlan;
+pub use estimate::StageEstimate;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::distance::{self, Metric};
@@ -22,7 +29,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::{self, FileEntry, FileKind, Manifest, ManifestBody, Params};
 use crate::input::VectorSource;
 use crate::io::durable;
-use crate::ivf::CoarseQuantizer;
 use crate::pq::{ProductQuantizer, NBITS};
 use crate::rng::Rng;
 use crate::spec::{IndexSpec, Payload};
@@ -55,6 +61,24 @@ pub struct BuildOptions {
     /// Most sorted runs the merge reads at once; `None`: as many as the memory budget and the
     /// open-file limit allow. More runs are merged in passes, giving the same index.
     pub merge_fan_in: Option<usize>,
+    /// Where the sorted runs go (in a subdirectory named after the build); `None`: the staging
+    /// area inside the index directory.
+    pub tmp_dir: Option<PathBuf>,
+    /// What to do when the directory holds an unfinished build.
+    pub unfinished: Unfinished,
+}
+
+/// What a build does when its directory holds the staging area of an unfinished build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unfinished {
+    /// Stop with an error that names both ways out.
+    #[default]
+    Refuse,
+    /// Continue it from its last checkpoint (`--resume`); a missing or empty directory starts
+    /// from the beginning.
+    Resume,
+    /// Delete it and start over (`--discard-unfinished`).
+    Discard,
 }
 
 /// Coarse k-means: flat (exact Lloyd over all nlist centroids), two-level (√nlist cells, then
@@ -88,6 +112,8 @@ impl Default for BuildOptions {
             memory_budget: None,
             kmeans: KMeansKind::Auto,
             merge_fan_in: None,
+            tmp_dir: None,
+            unfinished: Unfinished::Refuse,
         }
     }
 }
@@ -218,6 +244,10 @@ pub struct BuildReport {
     pub total_s: f64,
     pub index_bytes: u64,
     pub segments: usize,
+    /// Disk the build planned for (temporary runs, final index) and the serving RAM.
+    pub disk: DiskPlan,
+    /// Whether it continued an interrupted build (stages it skipped report 0 s).
+    pub resumed: bool,
 }
 
 impl Plan {
@@ -248,7 +278,95 @@ fn plan(spec: &IndexSpec) -> Result<Plan> {
     }
 }
 
-/// Builds an index from `source` into `dir` (new or empty).
+/// Everything a build will need, worked out before it starts (`quiver build --dry-run`).
+#[derive(Clone, Debug)]
+pub struct BuildPlan {
+    pub ntotal: u64,
+    pub dim: usize,
+    pub nlist: usize,
+    pub two_level_kmeans: bool,
+    /// The memory budget's split and the sizes derived from it.
+    pub budget: BudgetPlan,
+    /// Temporary and final disk bytes, and the serving index's RAM.
+    pub disk: DiskPlan,
+    /// Where the sorted runs go.
+    pub runs_dir: PathBuf,
+    /// Estimated wall time per stage on this many threads (see [`estimate`]).
+    pub stages: Vec<StageEstimate>,
+    pub threads: usize,
+    /// How the time estimate is made: the machine its costs were measured on.
+    pub estimate_basis: &'static str,
+}
+
+impl BuildPlan {
+    pub fn estimated_s(&self) -> f64 {
+        self.stages.iter().map(|s| s.seconds).sum()
+    }
+}
+
+/// Works out what a build of `source` into `dir` needs (memory split, disk, serving RAM, time)
+/// without building anything or touching `dir`.
+pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) -> Result<BuildPlan> {
+    let (n, d) = (source.len(), source.dim());
+    let (_, plan, _) = opts.check_input(n, d)?;
+    let mem = opts.memory_plan(source)?;
+    let disk = disk::disk_plan(&disk::DiskShape {
+        n: n as u64,
+        d: d as u64,
+        nlist: plan.nlist as u64,
+        hnsw_m: plan.hnsw_m as u64,
+        code_size: plan.pq_m as u64,
+        chunk_rows: mem.chunk_rows as u64,
+        fan_in: mem.merge_fan_in as u64,
+        max_extent_vectors: mem.max_extent_vectors as u64,
+        segment_bytes: opts.segment_bytes,
+    });
+    let two_level = plan.two_level(opts.kmeans);
+    let threads = rayon::current_num_threads();
+    let stages = estimate::estimate(&estimate::EstimateShape {
+        n: n as u64,
+        d: d as u64,
+        nlist: plan.nlist as u64,
+        hnsw_m: plan.hnsw_m as u64,
+        train_rows: mem.train_rows as u64,
+        niter: opts.niter as u64,
+        ef_construction: opts.ef_construction as u64,
+        ef_search: opts.ef_search as u64,
+        two_level,
+        threads: threads as u64,
+        runs_bytes: disk.runs_bytes,
+        segments_bytes: disk.segments_bytes,
+        merge_passes: disk.merge_passes as u64,
+    });
+    let id = index_id(opts, &opts.factory.parse()?, n, d);
+    Ok(BuildPlan {
+        ntotal: n as u64,
+        dim: d,
+        nlist: plan.nlist,
+        two_level_kmeans: two_level,
+        budget: mem,
+        disk,
+        runs_dir: runs_dir(dir, opts.tmp_dir.as_deref(), id),
+        stages,
+        threads,
+        estimate_basis: estimate::REFERENCE,
+    })
+}
+
+/// Where the runs of build `index_id` go.
+fn runs_dir(dir: &Path, tmp_dir: Option<&Path>, index_id: [u8; 16]) -> PathBuf {
+    match tmp_dir {
+        Some(t) => t.join(format!("quiver-build-{}", index_id.iter().map(|b| format!("{b:02x}")).collect::<String>())),
+        None => dir.join(store::STAGING),
+    }
+}
+
+/// Builds an index from `source` into `dir` (new or empty; or holding an unfinished build, see
+/// [`BuildOptions::unfinished`]).
+///
+/// The build checkpoints as it goes (the trained quantizer and codebooks, then every sorted
+/// run); after a crash or a kill, the same call with [`Unfinished::Resume`] continues from the
+/// last checkpoint and produces the same bytes as an uninterrupted build.
 ///
 /// ```no_run
 /// use quiver::{build_index, BuildOptions, NoProgress, VectorFile};
@@ -269,26 +387,162 @@ pub fn build_index(
     let (spec, plan, requested) = opts.check_input(n, d)?;
     let mem = opts.memory_plan(source)?;
     let train_size = mem.train_rows;
+    let index_id = index_id(opts, &spec, n, d);
+    let state = format::BuildState {
+        body: format::BuildStateBody {
+            params: params(opts, &spec, &plan, n, d, train_size),
+            input_fingerprint: checkpoint::input_fingerprint(source)?.into(),
+            input_elem: elem_code(source.elem()),
+            two_level: plan.two_level(opts.kmeans) as u8,
+            reserved0: [0; 2],
+            segment_bytes: opts.segment_bytes.into(),
+            max_extent_vectors: (mem.max_extent_vectors as u64).into(),
+            memory_budget: mem.total.into(),
+            tmp_dir_len: 0.into(),
+            reserved: [0; 4],
+        },
+        tmp_dir: opts.tmp_dir.as_ref().map(|p| p.display().to_string()),
+    };
+
+    // Decide what to do with the directory, and check the disk, before changing anything.
+    let resume = match (store::dir_state(dir)?, opts.unfinished) {
+        (store::DirState::Missing | store::DirState::Empty, _) => false,
+        (store::DirState::Unfinished, Unfinished::Resume) => {
+            let area = dir.join(store::STAGING);
+            match checkpoint::load_state(&area) {
+                Ok((old, old_id)) => {
+                    let diff = checkpoint::differences(&old, &state);
+                    if !diff.is_empty() || old_id != index_id {
+                        return Err(Error::ResumeRefused {
+                            path: dir.to_owned(),
+                            reason: format!(
+                                "it was started with other input or options ({}); run it with those, or start over with --discard-unfinished",
+                                if diff.is_empty() { "a different build id".to_string() } else { diff.join("; ") }
+                            ),
+                        });
+                    }
+                    if old.tmp_dir != state.tmp_dir {
+                        return Err(Error::ResumeRefused {
+                            path: dir.to_owned(),
+                            reason: format!(
+                                "it keeps its sorted runs in {}; resume with that --tmp-dir",
+                                old.tmp_dir.as_deref().unwrap_or("its staging area (no --tmp-dir)")
+                            ),
+                        });
+                    }
+                }
+                // Killed before its build state was durable: nothing to keep.
+                Err(e) => log::warn!("{}: unreadable ({e}); the build starts from the beginning", area.display()),
+            }
+            true
+        }
+        (store::DirState::Unfinished, Unfinished::Discard) => {
+            if let Ok((old, old_id)) = checkpoint::load_state(&dir.join(store::STAGING)) {
+                if let Some(t) = old.tmp_dir {
+                    let runs = runs_dir(dir, Some(Path::new(&t)), old_id);
+                    if runs.exists() {
+                        std::fs::remove_dir_all(&runs).at(&runs)?;
+                    }
+                }
+            }
+            store::Staging::discard(dir)?;
+            false
+        }
+        (store::DirState::Unfinished, Unfinished::Refuse) => {
+            return Err(Error::UnfinishedBuild { path: dir.to_owned(), checkpoints: describe_unfinished(dir) });
+        }
+        (store::DirState::Finished, Unfinished::Resume) => {
+            return Err(Error::ResumeRefused {
+                path: dir.to_owned(),
+                reason: "it holds a finished index (a MANIFEST); there is nothing to resume".into(),
+            });
+        }
+        (store::DirState::Foreign { name }, Unfinished::Resume) => {
+            return Err(Error::ResumeRefused {
+                path: dir.to_owned(),
+                reason: format!("it holds files that no quiver build wrote (such as {name}); quiver leaves them alone"),
+            });
+        }
+        (store::DirState::Finished | store::DirState::Foreign { .. }, _) => {
+            return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
+        }
+    };
+    let runs_at = runs_dir(dir, opts.tmp_dir.as_deref(), index_id);
+    let credit = if resume { existing_run_bytes(&runs_at) } else { 0 };
+    let dplan = plan_build(source, dir, opts)?.disk;
+    disk::check_space(&dplan, dir, &runs_at, credit)?;
+
     if train_size < requested {
         log::warn!(
             "the memory budget ({}) holds a training sample of {train_size} vectors, not the {requested} asked for; raise --memory for the full sample",
             crate::error::human_bytes(mem.total)
         );
     }
-    let staging = store::Staging::begin(dir)?;
+    let mut staging = if resume { store::Staging::resume(dir)? } else { store::Staging::begin(dir)? };
+    let area = staging.area();
+    if !area.join(store::BUILD_STATE).exists() {
+        checkpoint::save_state(&area, &state, index_id)?;
+    }
+    failpoint::hit("start");
 
-    let index_id = index_id(opts, &spec, n, d);
-    let trained = train::train(source, opts, &plan, train_size, progress)?;
-    let train::Trained { coarse, pq, sample_s, kmeans_s, hnsw_s, pq_s, two_level } = trained;
-    let (coarse, pq) = (coarse, &pq);
-    let train_s = t0.elapsed().as_secs_f64();
+    let shape = checkpoint::TrainedShape {
+        index_id,
+        d,
+        metric: opts.metric,
+        nlist: plan.nlist,
+        hnsw_m: plan.hnsw_m,
+        pq_m: plan.pq_m,
+    };
+    let mut report = BuildReport {
+        ntotal: n as u64,
+        dim: d,
+        nlist: plan.nlist,
+        train_size,
+        train_size_requested: requested,
+        two_level_kmeans: plan.two_level(opts.kmeans),
+        budget: mem.clone(),
+        disk: dplan,
+        resumed: resume,
+        ..Default::default()
+    };
+    let trained = match checkpoint::load_trained(&area, &shape)? {
+        Some(t) => {
+            log::info!("resuming: the trained quantizer and codebooks are read from {}", area.display());
+            t
+        }
+        None => {
+            let t = train::train(source, opts, &plan, train_size, progress)?;
+            (report.sample_s, report.kmeans_s, report.hnsw_s, report.pq_s) = (t.sample_s, t.kmeans_s, t.hnsw_s, t.pq_s);
+            checkpoint::save_trained(&area, index_id, t.coarse, &t.pq)?;
+            staging.keep_on_failure();
+            failpoint::hit("trained");
+            // Read back, so that a fresh and a resumed build stream with the same bytes.
+            checkpoint::load_trained(&area, &shape)?.ok_or_else(|| Error::Corrupt {
+                file: area.join(store::QUANTIZER).display().to_string(),
+                reason: "unreadable right after it was written".into(),
+            })?
+        }
+    };
+    staging.keep_on_failure();
+    let (coarse, pq) = trained;
+    report.train_s = t0.elapsed().as_secs_f64();
 
-    let runs = spill::spill_runs(source, &coarse, pq, opts, mem.chunk_rows, &staging.area(), progress)?;
-    let add_s = t0.elapsed().as_secs_f64() - train_s;
+    std::fs::create_dir_all(&runs_at).at(&runs_at)?;
+    let (mut runs, gaps) = checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, pq.code_size(), index_id)?;
+    if resume && !runs.is_empty() {
+        let covered: u64 = runs.iter().map(|r| r.end - r.first).sum();
+        log::info!("resuming: {} sorted runs cover {covered} of {n} vectors", runs.len());
+    }
+    let target = spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist };
+    runs.extend(spill::spill_runs(source, &coarse, &pq, opts, mem.chunk_rows, &gaps, &target, progress)?);
+    runs.sort_by_key(|r| r.first);
+    drop(coarse);
+    report.add_s = t0.elapsed().as_secs_f64() - report.train_s;
 
     let merged = merge::merge_runs(
         runs,
         &merge::MergeParams {
+            index_id,
             nlist: plan.nlist,
             code_size: pq.code_size(),
             segment_bytes: opts.segment_bytes,
@@ -298,45 +552,71 @@ pub fn build_index(
             fan_in: mem.merge_fan_in,
         },
         dir,
-        index_id,
         progress,
     )?;
     let mut files = merged.segment_files;
-    files.extend(write_ram_files(dir, index_id, coarse, pq, &merged.directory)?);
-    let merge_s = t0.elapsed().as_secs_f64() - train_s - add_s;
+    files.push(checkpoint::link_into_index(&area, dir, store::QUANTIZER, FileKind::Quantizer)?);
+    files.push(checkpoint::link_into_index(&area, dir, store::CODEBOOKS, FileKind::Codebooks)?);
+    files.push(write_directory(dir, index_id, &merged.directory)?);
+    durable::sync_dir(dir).at(dir)?;
+    report.merge_s = t0.elapsed().as_secs_f64() - report.train_s - report.add_s;
 
     let manifest = Manifest {
         index_id,
-        body: ManifestBody {
-            generation: 1.into(),
-            params: params(opts, &spec, &plan, n, d, train_size),
-            n_files: 0.into(),
-            reserved: [0; 20],
-        },
+        body: ManifestBody { generation: 1.into(), params: state.body.params, n_files: 0.into(), reserved: [0; 20] },
         files,
     };
     let bytes = manifest.encode();
-    staging.commit(1, &bytes)?;
-    let index_bytes = manifest.files.iter().map(|f| f.size.get()).sum::<u64>() + bytes.len() as u64;
-    Ok(BuildReport {
-        ntotal: n as u64,
-        dim: d,
-        nlist: plan.nlist,
-        train_size,
-        train_size_requested: requested,
-        two_level_kmeans: two_level,
-        budget: mem,
-        sample_s,
-        kmeans_s,
-        hnsw_s,
-        pq_s,
-        train_s,
-        add_s,
-        merge_s,
-        total_s: t0.elapsed().as_secs_f64(),
-        index_bytes,
-        segments: merged.directory.n_segments as usize,
-    })
+    staging.commit(1, &bytes, || failpoint::hit("committed"))?;
+    if opts.tmp_dir.is_some() && runs_at.exists() {
+        std::fs::remove_dir_all(&runs_at).at(&runs_at)?;
+    }
+    report.index_bytes = manifest.files.iter().map(|f| f.size.get()).sum::<u64>() + bytes.len() as u64;
+    report.segments = merged.directory.n_segments as usize;
+    report.total_s = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Bytes of the (well-named) runs already in `dir`.
+fn existing_run_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| run::parse_run_name(&e.file_name().to_string_lossy()).is_some())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What an unfinished build in `dir` has done, for the message that offers to resume it.
+fn describe_unfinished(dir: &Path) -> String {
+    let area = dir.join(store::STAGING);
+    let Ok((state, id)) = checkpoint::load_state(&area) else {
+        return "killed before its first checkpoint".into();
+    };
+    let trained = area.join(store::QUANTIZER).exists() && area.join(store::CODEBOOKS).exists();
+    let runs = runs_dir(dir, state.tmp_dir.as_deref().map(Path::new), id);
+    let covered: u64 = std::fs::read_dir(&runs)
+        .map(|it| {
+            it.flatten().filter_map(|e| run::parse_run_name(&e.file_name().to_string_lossy())).map(|(a, b)| b - a).sum()
+        })
+        .unwrap_or(0);
+    let total = state.body.params.ntotal.get();
+    match (trained, covered) {
+        (false, _) => "started, not yet trained".into(),
+        (true, 0) => "trained; no vectors streamed yet".into(),
+        (true, c) => format!("trained; sorted runs cover {c} of {total} vectors"),
+    }
+}
+
+fn elem_code(e: crate::input::Elem) -> u8 {
+    match e {
+        crate::input::Elem::F32 => 0,
+        crate::input::Elem::U8 => 1,
+        crate::input::Elem::I8 => 2,
+        crate::input::Elem::F16 => 3,
+        crate::input::Elem::I32 => 4,
+    }
 }
 
 /// A deterministic id from the build's inputs, so that a seeded build is byte-identical and a
@@ -382,52 +662,16 @@ pub(crate) fn metric_code(m: Metric) -> u8 {
     }
 }
 
-/// Writes the quantizer, codebooks and list directory (each fsynced) and returns their entries.
-/// Produces one file's bytes when called (so only one file's encoding exists at a time).
-type Encoder<'a> = Box<dyn FnOnce() -> Vec<u8> + 'a>;
-
-/// The quantizer is taken by value: its arrays move into the file block instead of being
-/// copied (at 2^20 lists they are hundreds of MB).
-fn write_ram_files(
-    dir: &Path,
-    index_id: [u8; 16],
-    coarse: CoarseQuantizer,
-    pq: &ProductQuantizer,
-    directory: &format::Directory,
-) -> Result<Vec<FileEntry>> {
-    let g = coarse.hnsw;
-    let quantizer = format::QuantizerBlock {
-        dim: coarse.d as u32,
-        hnsw_m: g.m as u32,
-        entry_point: g.entry_point,
-        centroids: coarse.centroids,
-        levels: g.levels,
-        neighbors: g.neighbors,
-    };
-    let codebooks = format::Codebooks {
-        m: pq.m as u32,
-        ksub: crate::pq::KSUB as u32,
-        dsub: pq.dsub as u32,
-        nbits: NBITS as u32,
-        centroids: pq.centroids.clone(),
-    };
-    let mut entries = Vec::new();
-    let encoders: [(&str, FileKind, Encoder); 3] = [
-        (store::QUANTIZER, FileKind::Quantizer, Box::new(move || quantizer.encode(index_id))),
-        (store::CODEBOOKS, FileKind::Codebooks, Box::new(move || codebooks.encode(index_id))),
-        (store::DIRECTORY, FileKind::Directory, Box::new(|| directory.encode(index_id))),
-    ];
-    // One file's bytes at a time; the quantizer's arrays are dropped once encoded.
-    for (name, kind, encode) in encoders {
-        let bytes = encode();
-        let path = dir.join(name);
-        let f = std::fs::File::create(&path).at(&path)?;
-        std::io::Write::write_all(&mut &f, &bytes).at(&path)?;
-        durable::sync_file(&f).at(&path)?;
-        let payload_crc = format::FileHeader::decode(name, kind, &bytes)?.payload_crc.get();
-        entries.push(FileEntry::new(name, kind, bytes.len() as u64, payload_crc));
-    }
-    Ok(entries)
+/// Writes the list directory (fsynced) and returns its manifest entry.
+fn write_directory(dir: &Path, index_id: [u8; 16], directory: &format::Directory) -> Result<FileEntry> {
+    let name = store::DIRECTORY;
+    let bytes = directory.encode(index_id);
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).at(&path)?;
+    std::io::Write::write_all(&mut &f, &bytes).at(&path)?;
+    durable::sync_file(&f).at(&path)?;
+    let payload_crc = format::FileHeader::decode(name, FileKind::Directory, &bytes)?.payload_crc.get();
+    Ok(FileEntry::new(name, FileKind::Directory, bytes.len() as u64, payload_crc))
 }
 
 /// Whether the training sample stays in the input's one-byte element type (uint8/int8 input

@@ -1,42 +1,67 @@
 //! Streaming pass: read a chunk (a reader thread prefetches the next one), assign each vector
 //! through the HNSW, encode its residual, sort the chunk by (list, id) and write it as one sorted
-//! run file. Records are `list u32 LE | id u64 LE | code (code_size bytes)`.
+//! run (`run.rs`), a durable checkpoint. Only the row ranges no run covers yet are streamed, so a
+//! resumed build picks up where the last finished run ended.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{prepare_rows, BuildOptions, Progress};
-use crate::error::{Error, IoContext, Result};
+use super::run::RunWriter;
+use super::{failpoint, prepare_rows, BuildOptions, Progress};
+use crate::error::{Error, Result};
 use crate::input::VectorSource;
 use crate::ivf::CoarseQuantizer;
 use crate::pq::ProductQuantizer;
 
+/// A run on disk and the input rows it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RunFile {
+    pub first: u64,
+    pub end: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+/// Where the runs go and what they belong to.
+pub(super) struct SpillTarget<'a> {
+    pub dir: &'a Path,
+    pub index_id: [u8; 16],
+    pub nlist: usize,
+}
+
+/// Streams the rows of every range in `gaps` (ascending, disjoint) in chunks of at most
+/// `chunk` rows and writes one run per chunk; returns the new runs in row order.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn spill_runs(
     source: &dyn VectorSource,
     coarse: &CoarseQuantizer,
     pq: &ProductQuantizer,
     opts: &BuildOptions,
     chunk: usize,
-    tmp: &Path,
+    gaps: &[(u64, u64)],
+    target: &SpillTarget,
     progress: &dyn Progress,
-) -> Result<Vec<PathBuf>> {
-    let (n, d) = (source.len(), source.dim());
-    progress.begin("assign + encode", n as u64);
+) -> Result<Vec<RunFile>> {
+    let d = source.dim();
+    let chunks: Vec<(usize, usize)> = gaps
+        .iter()
+        .flat_map(|&(a, b)| (a..b).step_by(chunk).map(move |s| (s as usize, (b - s).min(chunk as u64) as usize)))
+        .collect();
+    let total: usize = chunks.iter().map(|c| c.1).sum();
+    progress.begin("assign + encode", total as u64);
     let mut runs = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         // A rendezvous channel: the reader fills the next chunk while this thread works on the
         // current one, and hands it over only when taken, so at most two chunks exist at once.
         let (tx, rx) = crossbeam::channel::bounded::<Result<(usize, Vec<f32>)>>(0);
+        let chunks = &chunks;
         s.spawn(move || {
-            for start in (0..n).step_by(chunk) {
-                let rows = chunk.min(n - start);
+            for &(start, rows) in chunks {
                 let r = crate::error::try_vec(
                     rows * d,
                     || format!("a chunk of {rows} × {d} float32"),
                     "lower --chunk-size",
                 )
-                .and_then(|mut buf| source.read_f32(start, chunk, &mut buf).map(|_| (start, buf)).map_err(Error::from));
+                .and_then(|mut buf| source.read_f32(start, rows, &mut buf).map(|_| (start, buf)).map_err(Error::from));
                 let failed = r.is_err();
                 if tx.send(r).is_err() || failed {
                     break;
@@ -46,10 +71,11 @@ pub(super) fn spill_runs(
         for msg in rx {
             let (start, mut x) = msg?;
             prepare_rows(opts.metric, &mut x, d);
-            let path = tmp.join(format!("run-{:06}.tmp", runs.len()));
-            write_run(&path, start as u64, &mut x, coarse, pq, opts.ef_search)?;
-            runs.push(path);
-            progress.advance((x.len() / d) as u64);
+            let rows = x.len() / d;
+            let run = write_run(target, start as u64, &mut x, coarse, pq, opts.ef_search)?;
+            runs.push(run);
+            failpoint::hit("run");
+            progress.advance(rows as u64);
         }
         Ok(())
     })?;
@@ -58,13 +84,13 @@ pub(super) fn spill_runs(
 }
 
 fn write_run(
-    path: &Path,
-    first_id: u64,
+    target: &SpillTarget,
+    first_row: u64,
     x: &mut [f32],
     coarse: &CoarseQuantizer,
     pq: &ProductQuantizer,
     ef: usize,
-) -> Result<()> {
+) -> Result<RunFile> {
     let lists = coarse.assign_batch(x, ef);
     let cs = pq.code_size();
     coarse.to_residuals(x, &lists);
@@ -72,13 +98,15 @@ fn write_run(
     pq.encode_batch(x, &mut codes);
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
-    let f = File::create(path).at(path)?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    for i in order {
-        let i = i as usize;
-        w.write_all(&lists[i].to_le_bytes()).at(path)?;
-        w.write_all(&(first_id + i as u64).to_le_bytes()).at(path)?;
-        w.write_all(&codes[i * cs..(i + 1) * cs]).at(path)?;
+    let end = first_row + lists.len() as u64;
+    let mut w = RunWriter::create(target.dir, first_row, end, target.nlist, cs)?;
+    for group in order.chunk_by(|&a, &b| lists[a as usize] == lists[b as usize]) {
+        w.group(lists[group[0] as usize], group.len() as u32)?;
+        for &i in group {
+            let i = i as usize;
+            w.record(first_row + i as u64, &codes[i * cs..(i + 1) * cs])?;
+        }
     }
-    w.flush().at(path)
+    let (path, bytes) = w.finish(target.index_id)?;
+    Ok(RunFile { first: first_row, end, path, bytes })
 }

@@ -34,7 +34,6 @@ pub(super) struct Trained {
     pub kmeans_s: f64,
     pub hnsw_s: f64,
     pub pq_s: f64,
-    pub two_level: bool,
 }
 
 /// `k` sorted row numbers of `0..n`, drawn with the seed (selection sampling: one pass, no
@@ -218,7 +217,7 @@ pub(super) fn train(
     pq.train_with(&x, PQ_NITER, opts.seed.wrapping_add(3), &|| progress.advance(1))?;
     progress.end();
     let pq_s = t.elapsed().as_secs_f64();
-    Ok(Trained { coarse, pq, sample_s, kmeans_s, hnsw_s, pq_s, two_level })
+    Ok(Trained { coarse, pq, sample_s, kmeans_s, hnsw_s, pq_s })
 }
 
 #[cfg(test)]

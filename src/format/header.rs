@@ -16,6 +16,10 @@ pub enum FileKind {
     Codebooks = 3,
     Directory = 4,
     Segment = 5,
+    /// A sorted run in a build's staging area (not part of an index).
+    Run = 6,
+    /// The state of a build in progress (not part of an index).
+    BuildState = 7,
 }
 
 impl FileKind {
@@ -26,6 +30,8 @@ impl FileKind {
             3 => FileKind::Codebooks,
             4 => FileKind::Directory,
             5 => FileKind::Segment,
+            6 => FileKind::Run,
+            7 => FileKind::BuildState,
             _ => return None,
         })
     }
@@ -37,6 +43,8 @@ impl FileKind {
             FileKind::Codebooks => "codebooks",
             FileKind::Directory => "list directory",
             FileKind::Segment => "segment",
+            FileKind::Run => "sorted run",
+            FileKind::BuildState => "build state",
         }
     }
 }

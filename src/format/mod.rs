@@ -7,20 +7,24 @@
 //! crc32c, header crc32c). Files are read whole and verified on open, except segments, whose
 //! extents are verified one by one as they arrive from disk.
 
+mod build_state;
 mod codebooks;
 mod directory;
 mod error;
 mod header;
 mod manifest;
 mod quantizer;
+mod run;
 mod segment;
 
+pub use build_state::{BuildState, BuildStateBody};
 pub use codebooks::{CodebookHeader, Codebooks};
 pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
 pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
+pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
 pub use segment::{decode_extent, encode_extent, extent_len, ids_offset, segment_header_page, ExtentView};
 
 /// First eight bytes of every quiver file.

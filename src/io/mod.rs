@@ -77,6 +77,37 @@ pub fn max_open_files() -> u64 {
     }
 }
 
+/// The file system that holds `path` (or would hold it: the nearest existing ancestor is asked
+/// when `path` does not exist yet): its device number, and the bytes an unprivileged writer may
+/// still use (statvfs's `f_bavail × f_frsize`).
+pub fn disk_space(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut p = path;
+    let meta = loop {
+        match std::fs::metadata(p) {
+            Ok(m) => break m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match p.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+                _ => {
+                    p = Path::new(".");
+                    break std::fs::metadata(p)?;
+                }
+            },
+            Err(e) => return Err(e),
+        }
+    };
+    let c =
+        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten; `c` is a NUL-terminated
+    // path that outlives the call; statvfs writes only into the struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((meta.dev(), (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)))
+}
+
 static URING_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 static DIRECT_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -190,6 +221,15 @@ mod conformance {
             eprintln!("SKIPPED io_uring conformance: io_uring unavailable on this kernel");
         }
         v
+    }
+
+    #[test]
+    fn disk_space_answers_for_paths_not_yet_created() {
+        let d = tempfile::tempdir().unwrap();
+        let (dev, free) = disk_space(d.path()).unwrap();
+        let (dev2, _) = disk_space(&d.path().join("a/b/c")).unwrap();
+        assert_eq!(dev, dev2);
+        assert!(free > 0);
     }
 
     #[test]

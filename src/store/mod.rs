@@ -8,7 +8,8 @@
 //! codebooks.qvc     PQ codebooks                (RAM-resident)
 //! lists.qvd         list directory: extents     (RAM-resident)
 //! seg-000000.qvs    segment files: extents of PQ codes + ids, read per query
-//! .build-tmp/       staging area of a build in progress
+//! .build-tmp/       staging area of a build in progress: build.qvb, the trained
+//!                   quantizer.qvq and codebooks.qvc, sorted runs run-*.qvr (checkpoints)
 //! ```
 
 mod names;
@@ -17,4 +18,4 @@ mod staging;
 
 pub use names::*;
 pub use open::{manifest_generations, open_newest_manifest, read_manifest, SkippedManifest};
-pub use staging::Staging;
+pub use staging::{dir_state, DirState, Staging};

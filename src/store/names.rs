@@ -3,12 +3,18 @@
 pub const QUANTIZER: &str = "quantizer.qvq";
 pub const CODEBOOKS: &str = "codebooks.qvc";
 pub const DIRECTORY: &str = "lists.qvd";
-/// The staging area of a build in progress (its sorted runs), inside the index directory;
-/// removed when the build commits or fails.
+/// The staging area of a build in progress (its build state, the trained quantizer and
+/// codebooks, and by default its sorted runs), inside the index directory; removed after the
+/// build commits, kept after a failure once it holds a checkpoint (for `--resume`).
 pub const STAGING: &str = ".build-tmp";
 
 pub fn manifest_name(generation: u64) -> String {
     format!("MANIFEST-{generation:06}")
+}
+
+/// The generation a manifest's file name carries (`MANIFEST-<digits>`), if it is one.
+pub fn parse_manifest_name(name: &str) -> Option<u64> {
+    name.strip_prefix("MANIFEST-").filter(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()
 }
 
 pub fn segment_name(n: u32) -> String {
@@ -21,3 +27,6 @@ pub fn is_segment_name(name: &str) -> bool {
         .and_then(|r| r.strip_suffix(".qvs"))
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
+
+/// The build state in the staging area: the first file a build writes.
+pub const BUILD_STATE: &str = "build.qvb";

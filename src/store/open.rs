@@ -20,8 +20,7 @@ pub fn manifest_generations(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut gens = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let name = entry.at(dir)?.file_name();
-        let Some(gen) = name.to_str().and_then(|s| s.strip_prefix("MANIFEST-")).and_then(|g| g.parse::<u64>().ok())
-        else {
+        let Some(gen) = name.to_str().and_then(super::names::parse_manifest_name) else {
             continue;
         };
         gens.push((gen, dir.join(name)));

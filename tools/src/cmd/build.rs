@@ -1,7 +1,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{build_index, human_bytes, BuildOptions, KMeansKind, Metric, VectorFiles, VectorSource};
+use quiver::{
+    build_index, human_bytes, plan_build, BuildOptions, BuildPlan, DiskPlan, KMeansKind, Metric, Unfinished,
+    VectorFiles, VectorSource,
+};
 use serde_json::json;
 
 use super::{pool, CmdResult};
@@ -22,9 +25,31 @@ pub struct Args {
     /// are read as one dataset in the order given; ids number the rows across all of them.
     #[arg(long, num_args = 1.., required = true)]
     input: Vec<String>,
-    /// Index directory to create; must not exist or be empty.
+    /// Index directory to create; must not exist or be empty (or hold an unfinished build:
+    /// see --resume).
     #[arg(long)]
     index: PathBuf,
+    /// Continue the unfinished build in --index from its last checkpoint (the trained
+    /// quantizer and codebooks, then each sorted run), with the same input and options; the
+    /// result is byte-identical to an uninterrupted build. A missing or empty --index starts
+    /// from the beginning; a finished index or a directory of other files is refused.
+    #[arg(long, conflicts_with = "discard_unfinished")]
+    resume: bool,
+    /// Delete the unfinished build in --index (its staging area and partial files) and start over.
+    #[arg(long)]
+    discard_unfinished: bool,
+    /// Where the sorted runs go (about n x (m + 4) bytes; a subdirectory named after the build
+    /// is created and removed) [default: the staging area inside --index]. The free space of
+    /// each file system is checked before any work.
+    #[arg(long)]
+    tmp_dir: Option<PathBuf>,
+    /// Print what the build would need and exit without building: the memory split under
+    /// --memory, temporary and final disk bytes, the RAM of the served index, and an
+    /// estimate of each stage's time (work per stage x costs measured on a 2-core reference
+    /// machine, divided by --threads where the stage is parallel). Reads only the input's
+    /// header and its first and last rows.
+    #[arg(long)]
+    dry_run: bool,
     /// faiss factory string: IVF{nlist}_HNSW{M},PQ{m} (nlist 1 ..= 2^24, M 2 ..= 256, m
     /// must divide the dimension).
     #[arg(long, default_value = "IVF4096_HNSW32,PQ32")]
@@ -77,7 +102,11 @@ pub struct Args {
     /// Print one JSON object on stdout instead of text: index, input, factory, metric, ntotal,
     /// dim, nlist, train_size (as used), train_size_requested, kmeans, memory_budget, budget
     /// (the split), stages_s (per stage), train_s, add_s, merge_s, build_s, peak_rss_bytes (the
-    /// kernel's high-water mark), index_bytes, segments.
+    /// kernel's high-water mark), index_bytes, segments, resumed, disk (runs_bytes, temp_bytes,
+    /// merge_passes, segments_bytes, quantizer_bytes, codebooks_bytes, directory_bytes,
+    /// final_bytes, serving_ram_bytes: the plan's upper bounds). With --dry-run: dry_run,
+    /// ntotal, dim, nlist, kmeans, memory_budget, budget, disk, runs_dir, threads,
+    /// estimate_s (per stage), estimate_total_s, estimate_basis.
     #[arg(long)]
     json: bool,
     /// No progress output.
@@ -140,6 +169,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             Kmeans::TwoLevel => KMeansKind::TwoLevel,
         },
         merge_fan_in: a.merge_fan_in,
+        tmp_dir: a.tmp_dir.clone(),
+        unfinished: if a.resume {
+            Unfinished::Resume
+        } else if a.discard_unfinished {
+            Unfinished::Discard
+        } else {
+            Unfinished::Refuse
+        },
     };
     let flag_of = |e: quiver::Error| -> Box<dyn std::error::Error> {
         let flag = match &e {
@@ -156,6 +193,10 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
                 _ => "--train-size",
             },
             quiver::Error::Input(_) => "--input",
+            quiver::Error::DirectoryNotEmpty { .. }
+            | quiver::Error::UnfinishedBuild { .. }
+            | quiver::Error::ResumeRefused { .. } => "--index",
+            quiver::Error::DiskTooSmall { .. } => "--tmp-dir",
             _ => "--factory",
         };
         args::flag_error(flag, e)
@@ -163,11 +204,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     // Checked here, before any work, so a bad flag is a usage error (status 2) naming it.
     let pool = pool(a.threads)?;
     let mem = pool.install(|| opts.memory_plan(&input)).map_err(flag_of)?;
-    if std::fs::read_dir(&a.index).is_ok_and(|mut d| d.next().is_some()) {
-        return usage(format!(
-            "--index {} exists and is not empty; quiver builds only into a new or empty directory and never overwrites",
-            a.index.display()
-        ));
+    if a.dry_run {
+        let plan = pool.install(|| plan_build(&input, &a.index, &opts)).map_err(flag_of)?;
+        return dry_run(&a, &paths, &plan, out);
     }
     if !a.quiet {
         eprintln!(
@@ -182,7 +221,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         );
     }
     let progress = Reporter::new(a.quiet);
-    let r = pool.install(|| build_index(&input, &a.index, &opts, &progress))?;
+    let r = pool.install(|| build_index(&input, &a.index, &opts, &progress)).map_err(|e| match e {
+        quiver::Error::DirectoryNotEmpty { .. }
+        | quiver::Error::UnfinishedBuild { .. }
+        | quiver::Error::ResumeRefused { .. }
+        | quiver::Error::DiskTooSmall { .. } => flag_of(e),
+        e => e.into(),
+    })?;
     let peak = peak_rss_bytes();
     if a.json {
         let report = json!({
@@ -222,6 +267,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "peak_rss_bytes": peak,
             "index_bytes": r.index_bytes,
             "segments": r.segments,
+            "resumed": r.resumed,
+            "disk": disk_json(&r.disk),
         });
         writeln!(out, "{report}")?;
     } else {
@@ -248,4 +295,123 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         )?;
     }
     Ok(())
+}
+
+fn disk_json(d: &DiskPlan) -> serde_json::Value {
+    json!({
+        "runs_bytes": d.runs_bytes,
+        "temp_bytes": d.temp_bytes,
+        "merge_passes": d.merge_passes,
+        "segments_bytes": d.segments_bytes,
+        "quantizer_bytes": d.quantizer_bytes,
+        "codebooks_bytes": d.codebooks_bytes,
+        "directory_bytes": d.directory_bytes,
+        "final_bytes": d.final_bytes,
+        "serving_ram_bytes": d.serving_ram,
+    })
+}
+
+fn dry_run(a: &Args, paths: &[PathBuf], p: &BuildPlan, out: &mut dyn Write) -> CmdResult {
+    let b = &p.budget;
+    if a.json {
+        let stages: serde_json::Map<String, serde_json::Value> =
+            p.stages.iter().map(|s| (s.stage.to_string(), json!(s.seconds))).collect();
+        let report = json!({
+            "dry_run": true,
+            "index": a.index.display().to_string(),
+            "input": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "factory": a.factory,
+            "metric": a.metric.to_string(),
+            "ntotal": p.ntotal,
+            "dim": p.dim,
+            "nlist": p.nlist,
+            "train_size": b.train_rows,
+            "kmeans": if p.two_level_kmeans { "two-level" } else { "flat" },
+            "memory_budget": b.total,
+            "budget": {
+                "resident": b.resident,
+                "training": b.training,
+                "streaming": b.streaming,
+                "merging": b.merging,
+                "finishing": b.finishing,
+                "chunk_rows": b.chunk_rows,
+                "merge_buffer": b.merge_buffer,
+                "merge_fan_in": b.merge_fan_in,
+            },
+            "disk": disk_json(&p.disk),
+            "runs_dir": p.runs_dir.display().to_string(),
+            "threads": p.threads,
+            "estimate_s": stages,
+            "estimate_total_s": p.estimated_s(),
+            "estimate_basis": p.estimate_basis,
+        });
+        writeln!(out, "{report}")?;
+        return Ok(());
+    }
+    let h = human_bytes;
+    let d = &p.disk;
+    writeln!(
+        out,
+        "dry run: {} x {} vectors into {} ({}), nothing written",
+        p.ntotal,
+        p.dim,
+        a.index.display(),
+        a.factory
+    )?;
+    writeln!(out, "memory budget {}:", h(b.total))?;
+    writeln!(out, "  resident     {:>10}  process, quantizer (nlist {}), codebooks", h(b.resident), p.nlist)?;
+    writeln!(
+        out,
+        "  training     {:>10}  {} sample vectors, {} k-means",
+        h(b.training),
+        b.train_rows,
+        if p.two_level_kmeans { "two-level" } else { "flat" }
+    )?;
+    writeln!(out, "  streaming    {:>10}  {} vectors per chunk, two in flight", h(b.streaming), b.chunk_rows)?;
+    writeln!(
+        out,
+        "  merging      {:>10}  up to {} runs at once, {} each",
+        h(b.merging),
+        b.merge_fan_in,
+        h(b.merge_buffer as u64)
+    )?;
+    writeln!(out, "  finishing    {:>10}  encoding the list directory", h(b.finishing))?;
+    writeln!(out, "disk (upper bounds):")?;
+    writeln!(
+        out,
+        "  temporary    {:>10}  sorted runs in {} ({} merge pass(es) before the last)",
+        h(d.temp_bytes),
+        p.runs_dir.display(),
+        d.merge_passes
+    )?;
+    writeln!(
+        out,
+        "  final        {:>10}  segments {}, quantizer {}, codebooks {}, list directory {}",
+        h(d.final_bytes),
+        h(d.segments_bytes),
+        h(d.quantizer_bytes),
+        h(d.codebooks_bytes),
+        h(d.directory_bytes)
+    )?;
+    writeln!(
+        out,
+        "serving RAM    {:>10}  quantizer, codebooks and list directory (lists stay on disk)",
+        h(d.serving_ram)
+    )?;
+    writeln!(out, "time estimate on {} thread(s): {}", p.threads, fmt_s(p.estimated_s()))?;
+    for s in &p.stages {
+        writeln!(out, "  {:<12} {:>10}", s.stage, fmt_s(s.seconds))?;
+    }
+    writeln!(out, "  (work per stage x costs measured on a {}; scale by your CPU and disk)", p.estimate_basis)?;
+    Ok(())
+}
+
+fn fmt_s(s: f64) -> String {
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{s:.1} s")
+    }
 }
