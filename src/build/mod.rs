@@ -431,8 +431,18 @@ pub fn build_index(
                         });
                     }
                 }
-                // Killed before its build state was durable: nothing to keep.
-                Err(e) => log::warn!("{}: unreadable ({e}); the build starts from the beginning", area.display()),
+                Err(e) => {
+                    // Killed before its build state was durable (it is written first), so
+                    // there is nothing else to keep.
+                    log::warn!("{}: unreadable ({e}); the build starts from the beginning", area.display());
+                    store::Staging::discard(dir)?;
+                    return build_index(
+                        source,
+                        dir,
+                        &BuildOptions { unfinished: Unfinished::Refuse, ..opts.clone() },
+                        progress,
+                    );
+                }
             }
             true
         }
@@ -480,7 +490,7 @@ pub fn build_index(
     }
     let mut staging = if resume { store::Staging::resume(dir)? } else { store::Staging::begin(dir)? };
     let area = staging.area();
-    if !area.join(store::BUILD_STATE).exists() {
+    if !resume {
         checkpoint::save_state(&area, &state, index_id)?;
     }
     failpoint::hit("start");

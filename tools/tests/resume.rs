@@ -93,6 +93,46 @@ fn a_build_killed_at_any_checkpoint_resumes_to_the_same_bytes() {
 }
 
 #[test]
+fn damaged_checkpoints_are_redone_not_trusted() {
+    let t = tempfile::tempdir().unwrap();
+    let base = input(t.path());
+    let base = base.to_str().unwrap();
+    let reference = t.path().join("reference");
+    ok(&build_args(base, reference.to_str().unwrap(), &[]));
+    let want = tree(&reference);
+
+    let flip = |p: &Path, at: usize| {
+        let mut b = std::fs::read(p).unwrap();
+        let at = at.min(b.len() - 1);
+        b[at] ^= 0x01;
+        std::fs::write(p, b).unwrap();
+    };
+    // A flipped byte in a run and in the trained quantizer: both are redone.
+    let index = t.path().join("flipped");
+    let args = build_args(base, index.to_str().unwrap(), &[]);
+    assert_eq!(quiver_with(&args, &[("QUIVER_FAILPOINT", "run:6")]).status.signal(), Some(9));
+    let area = index.join(".build-tmp");
+    flip(&area.join("run-000000002048-000000003072.qvr"), 5_000);
+    flip(&area.join("quantizer.qvq"), 700);
+    let mut resume = args.clone();
+    resume.push("--resume");
+    ok(&resume);
+    assert!(tree(&index) == want);
+
+    // A build state cut short (the kill came while it was written): start from the beginning.
+    let index = t.path().join("cut");
+    let args = build_args(base, index.to_str().unwrap(), &[]);
+    assert_eq!(quiver_with(&args, &[("QUIVER_FAILPOINT", "start")]).status.signal(), Some(9));
+    let state = index.join(".build-tmp/build.qvb");
+    let len = std::fs::metadata(&state).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&state).unwrap().set_len(len / 2).unwrap();
+    let mut resume = args.clone();
+    resume.push("--resume");
+    ok(&resume);
+    assert!(tree(&index) == want);
+}
+
+#[test]
 fn a_build_killed_after_its_commit_is_finished_and_resume_refuses_it() {
     let t = tempfile::tempdir().unwrap();
     let base = input(t.path());
