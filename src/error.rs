@@ -26,7 +26,7 @@ pub enum Error {
     NotAnIndex { path: PathBuf },
     #[error("{path} exists and is not empty; quiver builds only into a new or empty directory and never overwrites")]
     DirectoryNotEmpty { path: PathBuf },
-    #[error("{path} holds an unfinished build ({checkpoints}); continue it with the same command and --resume, or delete it and start over with --discard-unfinished")]
+    #[error("{path} holds an unfinished build ({checkpoints}); continue it with the same `quiver build` command and --resume, or delete it and start over with --discard-unfinished")]
     UnfinishedBuild { path: PathBuf, checkpoints: String },
     #[error("cannot resume a build in {path}: {reason}")]
     ResumeRefused { path: PathBuf, reason: String },

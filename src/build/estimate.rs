@@ -3,32 +3,51 @@
 //! pass, bytes for the merge), times a cost per unit measured on the reference machine, divided
 //! by the threads where the stage runs on all of them.
 //!
-//! The costs were fitted on builds of 10M and 30M uint8 vectors on the reference machine
-//! (2 cores of a shared cloud VM, NVMe-backed disk; benches/README.md, "Build time model"); a
-//! faster or slower CPU scales the compute stages, a faster disk the merge. The estimate is a
-//! planning figure, not a promise.
+//! The costs were fitted on builds of 10M and 30M uint8 vectors (IVF65536_HNSW32,PQ32) on the
+//! reference machine, and the growth of graph work past the caches on `benches/coarse_scale.rs`
+//! (benches/README.md, "Build time model"). A faster or slower CPU scales the compute stages,
+//! a faster disk the merge; stages are assumed to scale linearly with threads. The estimate is
+//! a planning figure, not a promise.
 
 /// The machine the costs were measured on.
-pub const REFERENCE: &str = "2-core x86-64 VM (AVX2), NVMe-backed disk; costs fitted on 10M and 30M uint8 builds";
+pub const REFERENCE: &str =
+    "2-vCPU Xeon VM (AVX2, 24 GiB, virtio disk); costs fitted on 10M and 30M uint8 builds and benches/coarse_scale.rs";
 
 /// Seconds per sample row drawn (random reads of the input).
-const SAMPLE_PER_ROW: f64 = 1.9e-6;
+const SAMPLE_PER_ROW: f64 = 1.09e-6;
 /// Two-level k-means: seconds per (row × √nlist × d × iteration) on one thread.
-const KMEANS_TWO_LEVEL: f64 = 1.35e-10;
-/// Flat k-means: seconds per (row × nlist × d × iteration) on one thread (tiled kernel).
+const KMEANS_TWO_LEVEL: f64 = 1.255e-10;
+/// Flat k-means: seconds per (row × nlist × d × iteration) on one thread (tiled kernel; from
+/// the 10M float32 build at nlist 16,384 in benches/README.md).
 const KMEANS_FLAT: f64 = 2.0e-12;
-/// HNSW construction: seconds per (node × efConstruction × d × log2 nlist) on one thread.
-const HNSW: f64 = 1.49e-9;
+/// HNSW construction: seconds per (node × efConstruction × d × log2 nlist) on one thread,
+/// while the centroids fit the caches (see [`cache_factor`]).
+const HNSW: f64 = 1.478e-9;
 /// PQ training: seconds per (row × 256 × d × 25 iterations) on one thread.
-const PQ: f64 = 1.34e-10;
-/// Assignment through the HNSW: seconds per (vector × d × efSearch × 2M × log2 nlist).
-const ASSIGN: f64 = 1.24e-11;
-/// PQ encoding: seconds per (vector × 256 × d).
-const ENCODE: f64 = 9.8e-11;
-/// Reading, converting, sorting and spilling: seconds per (vector × d).
-const STREAM: f64 = 4.9e-8;
-/// Merge: seconds per byte of runs read plus segments written.
-const MERGE_PER_BYTE: f64 = 2.5e-9;
+const PQ: f64 = 1.352e-10;
+/// Assignment through the HNSW: seconds per (vector × d × efSearch × 2M × log2 nlist) on one
+/// thread, while the centroids fit the caches. With [`ENCODE`] and [`STREAM`] it makes the
+/// streaming pass's 35.3 µs per vector and thread measured at nlist 65,536, d 128, PQ32; the
+/// split between the three is from single-thread microbenchmarks (benches/README.md).
+const ASSIGN: f64 = 1.233e-11;
+/// PQ encoding: seconds per (vector × 256 × d) on one thread.
+const ENCODE: f64 = 9.75e-11;
+/// Reading, converting, sorting and spilling: seconds per (vector × d) on one thread.
+const STREAM: f64 = 4.87e-8;
+/// Merge: seconds per byte of runs read plus segments written (page cache and disk).
+const MERGE_PER_BYTE: f64 = 1.28e-9;
+/// Centroid tables up to this size behave as measured at nlist 65,536 × d 128 (32 MiB).
+const CACHED_TABLE: f64 = 32.0 * 1024.0 * 1024.0;
+/// Extra cost of graph work per doubling of the centroid table past [`CACHED_TABLE`]
+/// (`benches/coarse_scale.rs` at nlist 65,536 and 1,048,576, d 128).
+const PER_DOUBLING_HNSW: f64 = 0.14;
+const PER_DOUBLING_ASSIGN: f64 = 0.30;
+
+/// How much slower graph work gets as the centroids outgrow the caches: 1 up to
+/// [`CACHED_TABLE`], then `per_doubling` more for each doubling of the table.
+fn cache_factor(table_bytes: f64, per_doubling: f64) -> f64 {
+    1.0 + per_doubling * (table_bytes / CACHED_TABLE).log2().max(0.0)
+}
 
 /// What the estimate is computed from.
 #[derive(Clone, Debug)]
@@ -67,12 +86,19 @@ pub fn estimate(s: &EstimateShape) -> Vec<StageEstimate> {
     } else {
         KMEANS_FLAT * rows * nl * d * s.niter as f64
     };
-    let per_vector = ASSIGN * d * s.ef_search as f64 * 2.0 * s.hnsw_m as f64 * log_nl + ENCODE * 256.0 * d + STREAM * d;
+    let table = nl * d * 4.0;
+    let per_vector =
+        ASSIGN * d * s.ef_search as f64 * 2.0 * s.hnsw_m as f64 * log_nl * cache_factor(table, PER_DOUBLING_ASSIGN)
+            + ENCODE * 256.0 * d
+            + STREAM * d;
     let merge_bytes = s.segments_bytes as f64 + s.runs_bytes as f64 * (1 + 2 * s.merge_passes) as f64;
     vec![
         StageEstimate { stage: "sample", seconds: SAMPLE_PER_ROW * s.train_rows as f64 },
         StageEstimate { stage: "kmeans", seconds: kmeans / t },
-        StageEstimate { stage: "hnsw", seconds: HNSW * nl * s.ef_construction as f64 * d * log_nl / t },
+        StageEstimate {
+            stage: "hnsw",
+            seconds: HNSW * nl * s.ef_construction as f64 * d * log_nl * cache_factor(table, PER_DOUBLING_HNSW) / t,
+        },
         StageEstimate { stage: "pq", seconds: PQ * (s.train_rows.min(65_536) as f64) * 256.0 * d * 25.0 / t },
         StageEstimate { stage: "add", seconds: per_vector * n / t },
         StageEstimate { stage: "merge", seconds: MERGE_PER_BYTE * merge_bytes },

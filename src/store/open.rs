@@ -26,6 +26,12 @@ pub fn manifest_generations(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         gens.push((gen, dir.join(name)));
     }
     if gens.is_empty() {
+        if dir.join(super::names::STAGING).is_dir() {
+            return Err(Error::UnfinishedBuild {
+                path: dir.to_owned(),
+                checkpoints: "not an index yet: interrupted before its commit".into(),
+            });
+        }
         return Err(Error::NotAnIndex { path: dir.to_owned() });
     }
     gens.sort_by_key(|g| std::cmp::Reverse(g.0));

@@ -145,9 +145,13 @@ impl Staging {
         durable::write_atomic(&self.dir, &manifest_name(generation), manifest).at(&self.dir)?;
         self.committed = true;
         before_cleanup();
+        // The index is committed: failing to remove scratch files must not report the build
+        // as failed. A leftover area is not part of the index and is harmless.
         let area = self.area();
-        fs::remove_dir_all(&area).at(&area)?;
-        durable::sync_dir(&self.dir).at(&self.dir)
+        if let Err(e) = fs::remove_dir_all(&area).and_then(|()| durable::sync_dir(&self.dir)) {
+            log::warn!("the index is built, but its staging area {} could not be removed: {e}", area.display());
+        }
+        Ok(())
     }
 }
 

@@ -172,6 +172,8 @@ fn resume_refuses_foreign_directories_and_other_options() {
     let index = t.path().join("idx");
     let args = build_args(base, index.to_str().unwrap(), &[]);
     assert_eq!(quiver_with(&args, &[("QUIVER_FAILPOINT", "run:3")]).status.signal(), Some(9));
+    let o = quiver(&["verify", "--index", index.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("unfinished build"), "{}", stderr(&o));
     let o = quiver(&build_args(base, index.to_str().unwrap(), &["--resume", "--seed", "99"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("seed: started with 1234, now 99"), "{}", stderr(&o));
