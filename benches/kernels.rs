@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use quiver::distance::{self, Metric, NearestL2};
-use quiver::pq::{scan_codes, LutBuilder, ProductQuantizer};
+use quiver::pq::{scan_codes, LutBuilder, PrecomputedTables, ProductQuantizer};
 use quiver::topk::TopK;
 use quiver::Synthetic;
 
@@ -69,5 +69,39 @@ fn adc(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, distances, nearest, adc);
+/// A probed list's L2 table, computed from the query's residual or assembled from faiss's
+/// precomputed tables (4,096 lists, so a list's part comes from memory, not cache): which is
+/// cheaper depends on dsub, the multiply-adds per table entry.
+fn list_tables(c: &mut Criterion) {
+    let mut g = c.benchmark_group("list_table");
+    for (d, m) in [(128, 32), (384, 48)] {
+        let (x, nlist) = (data(5000, d), 4096);
+        let mut pq = ProductQuantizer::new(d, m).unwrap();
+        pq.train(&x, 4, 1).unwrap();
+        let builder = LutBuilder::new(&pq);
+        let centroids = data(nlist, d);
+        let pre = PrecomputedTables::build(&pq, &builder, &centroids);
+        let (mut lut, mut cross, mut residual) = (vec![0f32; m * 256], vec![0f32; m * 256], vec![0f32; d]);
+        builder.cross_terms(&x[..d], &mut cross);
+        let mut list = 0usize;
+        let dsub = d / m;
+        g.bench_function(format!("residual_m{m}_dsub{dsub}"), |b| {
+            b.iter(|| {
+                list = (list + 2_654_435_761) % nlist;
+                let c = &centroids[list * d..(list + 1) * d];
+                residual.iter_mut().zip(&x[..d]).zip(c).for_each(|((r, q), c)| *r = q - c);
+                builder.compute(Metric::L2, &residual, &mut lut)
+            })
+        });
+        g.bench_function(format!("precomputed_m{m}_dsub{dsub}"), |b| {
+            b.iter(|| {
+                list = (list + 2_654_435_761) % nlist;
+                pre.list_table(list, &cross, &mut lut)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, distances, nearest, adc, list_tables);
 criterion_main!(benches);

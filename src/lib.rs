@@ -63,7 +63,10 @@ pub use flat::ExactKnn;
 pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, VectorSource, VectorWriter, MAX_DIM};
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
-pub use search::{Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats};
+pub use search::{
+    Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, PRECOMPUTED_MIN_DSUB,
+    PRECOMPUTED_TABLE_MAX_BYTES,
+};
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;
 pub use synthetic::Synthetic;

@@ -72,9 +72,15 @@ fn io_uring_and_pread_return_identical_results() {
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ8", Metric::L2));
     let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
-    let pread = Index::open_with(dir.path(), OpenOptions { io: IoMode::Pread }).unwrap().search(&queries, &p).unwrap();
+    let pread = Index::open_with(dir.path(), OpenOptions { io: IoMode::Pread, ..Default::default() })
+        .unwrap()
+        .search(&queries, &p)
+        .unwrap();
     assert_eq!(pread.stats.io, Some(quiver::IoEngine::Pread));
-    match Index::open_with(dir.path(), OpenOptions { io: IoMode::Uring }).unwrap().search(&queries, &p) {
+    match Index::open_with(dir.path(), OpenOptions { io: IoMode::Uring, ..Default::default() })
+        .unwrap()
+        .search(&queries, &p)
+    {
         Ok(uring) => {
             assert_eq!(uring.stats.io, Some(quiver::IoEngine::Uring));
             assert_eq!(uring.ids, pread.ids);
@@ -83,6 +89,30 @@ fn io_uring_and_pread_return_identical_results() {
         }
         Err(e) => eprintln!("SKIPPED io_uring comparison: {e}"),
     }
+}
+
+#[test]
+fn precomputed_tables_give_the_same_results_as_per_list_tables() {
+    // dsub = 8: the tables are used from there on (quiver::PRECOMPUTED_MIN_DSUB).
+    let (d, n, nq) = (64, 10_000, 100);
+    let (base, queries) = synthetic(n, nq, d, 8);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF64_HNSW16,PQ8", Metric::L2));
+    let p = SearchParams { k: 10, nprobe: 16, ef_search: 16 };
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.precomputed_table_bytes(), 64 * 8 * 256 * 4);
+    let with = index.search(&queries, &p).unwrap();
+    let off =
+        Index::open_with(dir.path(), OpenOptions { precomputed_table_max_bytes: 0, ..Default::default() }).unwrap();
+    assert_eq!(off.precomputed_table_bytes(), 0);
+    let without = off.search(&queries, &p).unwrap();
+    // The same sums in another order: distances agree to float rounding, and the ids with them
+    // (up to the order of near-ties).
+    for (a, b) in with.distances.iter().zip(&without.distances) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+    }
+    let same = with.ids.iter().zip(&without.ids).filter(|(a, b)| a == b).count();
+    assert!(same as f64 >= 0.99 * with.ids.len() as f64, "{same} of {}", with.ids.len());
 }
 
 #[test]

@@ -67,3 +67,101 @@ impl LutBuilder {
         }
     }
 }
+
+impl LutBuilder {
+    /// Fills `out` (m × ksub) with −2⟨x_j, c_jk⟩: the query's part of an L2 table under the
+    /// precomputed decomposition (see [`PrecomputedTables`]), built once per query instead of
+    /// once per probed list.
+    pub fn cross_terms(&self, x: &[f32], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), self.m * KSUB);
+        let dsub = self.dsub;
+        out.iter_mut().for_each(|e| *e = 0.0);
+        for j in 0..self.m {
+            let row = &mut out[j * KSUB..(j + 1) * KSUB];
+            for (t, &xt) in x[j * dsub..(j + 1) * dsub].iter().enumerate() {
+                let col = &self.transposed[(j * dsub + t) * KSUB..(j * dsub + t + 1) * KSUB];
+                distance::axpy(-2.0 * xt, col, row);
+            }
+        }
+    }
+}
+
+/// faiss's precomputed tables for L2 with residual PQ (`IndexIVFPQ::use_precomputed_table`).
+/// With r the reconstruction of a residual and c its list's centroid,
+/// ‖q − c − r‖² = ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) − 2 Σ_j ⟨q_j, r_j⟩:
+/// the middle term depends only on the list and the code, so it is computed once per list and
+/// kept (nlist × m × 256 floats); a query then builds one table of −2⟨q_j, c_jk⟩ and each probed
+/// list's table is the sum of the two, with ‖q − c‖² (which the coarse search already has) as
+/// the list's bias. That replaces m·dsub·256 multiply-adds per probed list with m·256 adds.
+#[derive(Clone, Debug)]
+pub struct PrecomputedTables {
+    m: usize,
+    /// nlist × m × ksub.
+    tables: Vec<f32>,
+}
+
+impl PrecomputedTables {
+    /// Bytes the tables of `nlist` lists take for `m` sub-quantizers.
+    pub fn bytes(nlist: usize, m: usize) -> u64 {
+        nlist as u64 * m as u64 * KSUB as u64 * 4
+    }
+
+    /// Builds the tables for `centroids` (nlist × d), in parallel over lists.
+    pub fn build(pq: &ProductQuantizer, builder: &LutBuilder, centroids: &[f32]) -> Self {
+        use rayon::prelude::*;
+        let (m, d) = (pq.m, pq.d);
+        let per = m * KSUB;
+        let mut tables = vec![0f32; centroids.len() / d * per];
+        tables.par_chunks_mut(per).zip(centroids.par_chunks(d)).for_each(|(t, c)| {
+            // −2⟨c_j, r_jk⟩ negated, plus ‖r_jk‖².
+            builder.cross_terms(c, t);
+            for (e, &n) in t.iter_mut().zip(&builder.norms) {
+                *e = n - *e;
+            }
+        });
+        PrecomputedTables { m, tables }
+    }
+
+    /// Fills `lut` with list `list`'s table plus the query's `cross` terms.
+    pub fn list_table(&self, list: usize, cross: &[f32], lut: &mut [f32]) {
+        let per = self.m * KSUB;
+        let t = &self.tables[list * per..(list + 1) * per];
+        for ((e, &a), &b) in lut.iter_mut().zip(t).zip(cross) {
+            *e = a + b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod precomputed_tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    #[test]
+    fn precomputed_tables_give_the_residual_table_distances() {
+        let (d, m, nlist) = (16, 4, 3);
+        let mut r = Rng::new(9);
+        let x: Vec<f32> = (0..2000 * d).map(|_| r.normal() as f32).collect();
+        let mut pq = ProductQuantizer::new(d, m).unwrap();
+        pq.train(&x, 5, 1).unwrap();
+        let b = LutBuilder::new(&pq);
+        let centroids: Vec<f32> = (0..nlist * d).map(|_| r.normal() as f32).collect();
+        let pre = PrecomputedTables::build(&pq, &b, &centroids);
+        let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
+        let (mut cross, mut via_pre, mut direct) = (vec![0f32; m * KSUB], vec![0f32; m * KSUB], vec![0f32; m * KSUB]);
+        b.cross_terms(&q, &mut cross);
+        for list in 0..nlist {
+            let c = &centroids[list * d..(list + 1) * d];
+            let residual: Vec<f32> = q.iter().zip(c).map(|(a, b)| a - b).collect();
+            b.compute(Metric::L2, &residual, &mut direct);
+            pre.list_table(list, &cross, &mut via_pre);
+            let qc = distance::l2_sqr(&q, c);
+            for code in [[0u8, 1, 2, 3], [255, 17, 0, 99], [7, 7, 7, 7]] {
+                let sum = |t: &[f32]| code.iter().enumerate().map(|(j, &k)| t[j * KSUB + k as usize]).sum::<f32>();
+                let (a, b) = (sum(&direct), qc + sum(&via_pre));
+                assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "list {list} code {code:?}: {a} vs {b}");
+            }
+        }
+        assert_eq!(PrecomputedTables::bytes(nlist, m), (nlist * m * KSUB * 4) as u64);
+    }
+}

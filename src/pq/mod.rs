@@ -8,7 +8,7 @@
 mod lut;
 mod scan;
 
-pub use lut::{LutBuilder, LUT_KSUB};
+pub use lut::{LutBuilder, PrecomputedTables, LUT_KSUB};
 pub use scan::scan_codes;
 
 use rayon::prelude::*;

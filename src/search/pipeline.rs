@@ -33,7 +33,8 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
     SCRATCH.with(|s| {
         let (visited, lut, residual) = &mut *s.borrow_mut();
         let probes = coarse.probe(&q, p.nprobe, p.ef_search, visited);
-        let mut meta: Vec<(usize, &Extent)> = Vec::new();
+        // (list, extent, ‖q − c‖² from the coarse search).
+        let mut meta: Vec<(usize, &Extent, f32)> = Vec::new();
         let mut reqs = Vec::new();
         for n in &probes {
             let list = n.id as usize;
@@ -43,7 +44,7 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
                     ReadRequest::new(&seg.file, e.offset.get(), e.length.get() as usize)
                         .map_err(|err| Error::Io { path: index.dir.join(&seg.name), source: err })?,
                 );
-                meta.push((list, e));
+                meta.push((list, e, n.dist));
             }
         }
         let mut stats = SearchStats {
@@ -52,7 +53,14 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
             io: None,
         };
         lut.resize(pq.m * LUT_KSUB, 0.0);
-        residual.resize(q.len(), 0.0);
+        let precomputed = index.precomputed.as_ref().filter(|_| kernel == Metric::L2);
+        if precomputed.is_some() {
+            // The query's half of every list's table; `residual` holds it.
+            residual.resize(pq.m * LUT_KSUB, 0.0);
+            index.lut.cross_terms(&q, residual);
+        } else {
+            residual.resize(q.len(), 0.0);
+        }
         if kernel == Metric::InnerProduct {
             // ⟨q, c + r⟩ = ⟨q, c⟩ + ⟨q, r⟩: one table for every list, a per-list bias.
             index.lut.compute(kernel, &q, lut);
@@ -61,16 +69,23 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
         let mut last_list = usize::MAX;
         let engine = io::with_reader(|reader| {
             reader.read_all::<ScanError>(index.io_mode(), &reqs, |i, bytes| {
-                let (list, e) = meta[i];
+                let (list, e, qc) = meta[i];
                 let seg = &index.segments[e.segment.get() as usize];
                 let view = format::decode_extent(&seg.name, e, pq.code_size(), bytes)?;
-                if kernel == Metric::L2 && list != last_list {
+                let mut bias = coarse.list_bias(&q, list);
+                if let Some(pre) = precomputed {
+                    if list != last_list {
+                        pre.list_table(list, residual, lut);
+                        last_list = list;
+                    }
+                    bias = qc;
+                } else if kernel == Metric::L2 && list != last_list {
                     // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
                     coarse.residual(&q, list, residual);
                     index.lut.compute(kernel, residual, lut);
                     last_list = list;
                 }
-                scan_codes(lut, pq.m, coarse.list_bias(&q, list), view.codes, view.ids(), &mut top);
+                scan_codes(lut, pq.m, bias, view.codes, view.ids(), &mut top);
                 Ok(())
             })
         });

@@ -73,6 +73,15 @@ pub fn size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A byte size as [`size`] reads it, or 0 (for budgets where 0 means "none").
+pub fn size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        size(s)
+    }
+}
+
 /// A comma-separated list of counts, such as `--nprobe 1,4,16,64`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CountList(pub Vec<usize>);

@@ -45,6 +45,12 @@ pub struct Args {
     /// I/O engine.
     #[arg(long, value_enum, default_value = "auto")]
     io: Io,
+    /// RAM for faiss's precomputed tables (L2 indexes whose PQ sub-vectors have 8 or more
+    /// dimensions: nlist x m x 1 KiB, built at open), which turn each probed list's distance
+    /// table into an addition; 0 turns them off. Same size syntax as build --memory
+    /// [default: 256MiB].
+    #[arg(long, value_parser = args::size_or_zero)]
+    precomputed_table_max_bytes: Option<u64>,
     /// JSON Lines on stdout: one object per nprobe with nprobe, ef, k, recall_at_1,
     /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99, qps, bytes_read_per_query, io.
     #[arg(long)]
@@ -91,7 +97,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         Io::Uring => IoMode::Uring,
         Io::Pread => IoMode::Pread,
     };
-    let index = Index::open_with(&a.index, OpenOptions { io })?;
+    let mut open = OpenOptions { io, ..Default::default() };
+    if let Some(b) = a.precomputed_table_max_bytes {
+        open.precomputed_table_max_bytes = b;
+    }
+    let index = Index::open_with(&a.index, open)?;
     let info = index.info().clone();
     let nprobes = nprobe_settings(a.nprobe.as_ref(), info.nlist)?;
     if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() != 1 {
