@@ -64,7 +64,7 @@ pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, Vect
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
-    Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, PRECOMPUTED_MIN_DSUB,
+    CachePolicy, Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, PRECOMPUTED_MIN_DSUB,
     PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;

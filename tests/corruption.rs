@@ -44,6 +44,20 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
 }
 
 #[test]
+fn a_damaged_extent_never_enters_the_cache() {
+    let (dir, q) = tiny_index();
+    flip_byte(&segment_path(dir.path()), 4096 + 100);
+    let p = SearchParams { k: 5, nprobe: 16, ef_search: 16 };
+    let cached = quiver::OpenOptions { cache_bytes: 1 << 30, ..Default::default() };
+    let index = Index::open_with(dir.path(), cached).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(index.search(&q, &p), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
+    }
+    let preload = quiver::OpenOptions { cache_preload: true, ..cached };
+    assert!(matches!(Index::open_with(dir.path(), preload), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
+}
+
+#[test]
 fn flipped_padding_is_caught_too() {
     let (dir, q) = tiny_index();
     let seg = segment_path(dir.path());

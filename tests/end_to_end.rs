@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use quiver::{Index, IoMode, Metric, OpenOptions, SearchParams, VectorFile};
+use quiver::{CachePolicy, Index, IoMode, Metric, OpenOptions, SearchParams, VectorFile};
 
 #[test]
 fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
@@ -113,6 +113,43 @@ fn precomputed_tables_give_the_same_results_as_per_list_tables() {
     }
     let same = with.ids.iter().zip(&without.ids).filter(|(a, b)| a == b).count();
     assert!(same as f64 >= 0.99 * with.ids.len() as f64, "{same} of {}", with.ids.len());
+}
+
+#[test]
+fn the_list_cache_changes_where_bytes_come_from_not_the_results() {
+    let (d, n, nq) = (32, 20_000, 100);
+    let (base, queries) = synthetic(n, nq, d, 12);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF64_HNSW16,PQ8", Metric::L2));
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let plain = Index::open(dir.path()).unwrap().search(&queries, &p).unwrap();
+    assert_eq!((plain.stats.cache_hits, plain.stats.cache_misses), (0, 0));
+    let index_bytes = std::fs::metadata(dir.path().join("seg-000000.qvs")).unwrap().len();
+    let open = |cache_bytes, policy, preload| {
+        let o = OpenOptions { cache_bytes, cache_policy: policy, cache_preload: preload, ..Default::default() };
+        Index::open_with(dir.path(), o).unwrap()
+    };
+    for (cache_bytes, policy) in [
+        (4096, CachePolicy::Frequency),
+        (64 << 10, CachePolicy::Frequency),
+        (64 << 10, CachePolicy::Lru),
+        (index_bytes, CachePolicy::Frequency),
+    ] {
+        let index = open(cache_bytes, policy, false);
+        for pass in 0..2 {
+            let r = index.search(&queries, &p).unwrap();
+            assert_eq!(r.ids, plain.ids, "{cache_bytes} B {policy:?} pass {pass}");
+            assert_eq!(r.distances, plain.distances);
+            assert_eq!(r.stats.cache_hits + r.stats.cache_misses, plain.stats.extents_read);
+            assert!(index.cache_stats().unwrap().0 <= cache_bytes);
+            if cache_bytes == index_bytes && pass == 1 {
+                assert_eq!(r.stats.bytes_read, 0, "warm: nothing from the device");
+            }
+        }
+    }
+    let preloaded = open(index_bytes, CachePolicy::Frequency, true);
+    let r = preloaded.search(&queries, &p).unwrap();
+    assert_eq!((r.ids, r.stats.bytes_read), (plain.ids, 0));
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HE
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
-pub use segment::{decode_extent, encode_extent, extent_len, ids_offset, segment_header_page, ExtentView};
+pub use segment::{decode_extent, encode_extent, extent_len, extent_view, ids_offset, segment_header_page, ExtentView};
 
 /// First eight bytes of every quiver file.
 pub const MAGIC: [u8; 8] = *b"QUIVERix";

@@ -46,7 +46,7 @@ pub fn decode_extent<'a>(
     code_size: usize,
     bytes: &'a [u8],
 ) -> Result<ExtentView<'a>, FormatError> {
-    let (count, len) = (e.count.get() as usize, e.length.get());
+    let len = e.length.get();
     if bytes.len() as u64 != len {
         return Err(FormatError::Truncated {
             file: file.into(),
@@ -67,8 +67,15 @@ pub fn decode_extent<'a>(
             computed,
         });
     }
+    Ok(extent_view(e, code_size, bytes))
+}
+
+/// The codes and ids of an extent whose bytes were verified by [`decode_extent`] when they
+/// were read (a cache keeps them verified); `bytes` must be the extent's whole length.
+pub fn extent_view<'a>(e: &Extent, code_size: usize, bytes: &'a [u8]) -> ExtentView<'a> {
+    let count = e.count.get() as usize;
     let io = ids_offset(count as u64, code_size as u64) as usize;
-    Ok(ExtentView { codes: &bytes[..count * code_size], ids: &bytes[io..io + 8 * count] })
+    ExtentView { codes: &bytes[..count * code_size], ids: &bytes[io..io + 8 * count] }
 }
 
 /// The first page of a segment: its header (payload = the extent area after this page), zeros.

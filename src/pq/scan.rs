@@ -11,7 +11,9 @@ pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], ids: impl Iter
     let mut threshold = topk.threshold();
     for (code, id) in codes.chunks_exact(m).zip(ids) {
         let d = bias + adc_distance(lut, code);
-        if d < threshold {
+        // `<=`: a tie at the threshold is settled by id inside the top-k, so results do not
+        // depend on the order lists are scanned in (cached ones first, say).
+        if d <= threshold {
             topk.push(id, d);
             threshold = topk.threshold();
         }

@@ -2,6 +2,7 @@
 //! quantizer, codebooks, list directory) and checks every checksum and cross-reference; a query
 //! then reads only the extents of the lists it probes, all in flight at once.
 
+pub mod cache;
 pub(crate) mod open;
 mod pipeline;
 
@@ -17,6 +18,8 @@ use crate::io::{self, IoEngine, IoMode};
 use crate::ivf::CoarseQuantizer;
 use crate::pq::{LutBuilder, PrecomputedTables, ProductQuantizer};
 use crate::store;
+use cache::ListCache;
+pub use cache::Policy as CachePolicy;
 
 /// Per-search parameters, named as in faiss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +41,14 @@ impl Default for SearchParams {
 /// Counters of one `search` call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SearchStats {
-    /// Bytes read from segment files (whole 4 KiB-aligned extents).
+    /// Bytes read from the device (whole 4 KiB-aligned extents; cached extents are not read).
     pub bytes_read: u64,
-    /// Extents read.
+    /// Extents read from the device.
     pub extents_read: u64,
+    /// Extents served from the list cache.
+    pub cache_hits: u64,
+    /// Extents looked up in the list cache and not found (0 without a cache).
+    pub cache_misses: u64,
     /// The engine that served the reads (None if nothing was read).
     pub io: Option<IoEngine>,
 }
@@ -78,6 +85,13 @@ pub struct OpenOptions {
     /// from the query's residual (faiss's `precomputed_table_max_bytes`; its default is 2 GiB
     /// for an in-RAM index, ours leaves RAM to the lists). 0 = never.
     pub precomputed_table_max_bytes: u64,
+    /// RAM for a cache of list extents (0 = none, the default): extents enter verified after
+    /// a read, and the cache keeps those that save the most device reads per byte.
+    pub cache_bytes: u64,
+    /// Fill the cache at open by reading lists in order until it is full.
+    pub cache_preload: bool,
+    /// Which extents the cache keeps.
+    pub cache_policy: CachePolicy,
 }
 
 /// Default of [`OpenOptions::precomputed_table_max_bytes`]: 256 MiB, the tables of 8,192 lists
@@ -94,7 +108,13 @@ pub const PRECOMPUTED_MIN_DSUB: usize = 8;
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { io: IoMode::default(), precomputed_table_max_bytes: PRECOMPUTED_TABLE_MAX_BYTES }
+        OpenOptions {
+            io: IoMode::default(),
+            precomputed_table_max_bytes: PRECOMPUTED_TABLE_MAX_BYTES,
+            cache_bytes: 0,
+            cache_preload: false,
+            cache_policy: CachePolicy::Frequency,
+        }
     }
 }
 
@@ -142,6 +162,7 @@ pub struct Index {
     /// L2 only, and only when they fit `precomputed_table_max_bytes`.
     pub(crate) precomputed: Option<PrecomputedTables>,
     pub(crate) directory: Directory,
+    pub(crate) cache: Option<ListCache>,
     pub(crate) segments: Vec<Segment>,
     pub(crate) files: Vec<FileEntry>,
     io: IoMode,
@@ -179,18 +200,54 @@ impl Index {
             && pq.dsub >= PRECOMPUTED_MIN_DSUB
             && table_bytes <= opts.precomputed_table_max_bytes)
             .then(|| PrecomputedTables::build(&pq, &lut, &coarse.centroids));
-        Ok(Index {
+        let cache = (opts.cache_bytes > 0)
+            .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
+        let index = Index {
             dir,
             info,
             coarse,
             lut,
             precomputed,
             pq,
+            cache,
             directory,
             segments,
             files: manifest.files,
             io: opts.io,
             skipped,
+        };
+        if opts.cache_preload {
+            index.preload()?;
+        }
+        Ok(index)
+    }
+
+    /// Reads lists in order into the cache until it is full (or the index is read).
+    fn preload(&self) -> Result<()> {
+        let Some(cache) = &self.cache else { return Ok(()) };
+        let mut budget = cache.capacity();
+        let extents: Vec<u32> = (0..self.directory.extents.len() as u32)
+            .take_while(|&x| {
+                let len = self.directory.extents[x as usize].length.get();
+                let fits = len <= budget;
+                budget = budget.saturating_sub(len);
+                fits
+            })
+            .collect();
+        for batch in extents.chunks(256) {
+            pipeline::read_extents(self, batch, |x, bytes| {
+                cache.offer(x, bytes);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The list cache's bytes held and (hits, misses) so far; None without a cache.
+    pub fn cache_stats(&self) -> Option<(u64, u64, u64)> {
+        self.cache.as_ref().map(|c| {
+            let (h, m) = c.hits_misses();
+            (c.used(), h, m)
         })
     }
 
@@ -243,6 +300,8 @@ impl Index {
             let r = r?;
             out.stats.bytes_read += r.stats.bytes_read;
             out.stats.extents_read += r.stats.extents_read;
+            out.stats.cache_hits += r.stats.cache_hits;
+            out.stats.cache_misses += r.stats.cache_misses;
             out.stats.io = out.stats.io.or(r.stats.io);
             for i in 0..params.k {
                 match r.neighbors.get(i) {

@@ -30,6 +30,8 @@ pub struct Row {
     pub qps: f64,
     pub bytes_read_per_query: f64,
     pub io: &'static str,
+    /// Share of extent look-ups the list cache answered in the timed pass (None: no cache).
+    pub cache_hit_rate: Option<f64>,
     /// Results of the last run (ids, distances), for `--out`.
     pub ids: Vec<i64>,
     pub distances: Vec<f32>,
@@ -40,23 +42,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Searches every query on its own (so each has a latency), `threads`-wide.
+/// One setting to measure.
+pub struct Setting {
+    pub k: usize,
+    pub nprobe: usize,
+    pub ef: usize,
+    /// Run every query once, untimed, first (a cache then holds what the timed pass asks for).
+    pub warmup: bool,
+}
+
 pub fn run(
     index: &Index,
     queries: &[f32],
     gt: Option<&GroundTruth>,
-    k: usize,
-    nprobe: usize,
-    ef: usize,
+    s: &Setting,
     pool: &rayon::ThreadPool,
 ) -> quiver::Result<Row> {
+    let Setting { k, nprobe, ef, warmup } = *s;
     let d = index.info().dim;
     let nq = queries.len() / d;
     if nq == 0 {
         return Err(quiver::Error::InvalidParameter("no queries to search".into()));
     }
     let p = SearchParams { k, nprobe, ef_search: ef };
-    // Untimed warm-up: creates each thread's ring and scratch buffers.
-    pool.install(|| queries.par_chunks(d).take(16.min(nq)).try_for_each(|q| index.search(q, &p).map(|_| ())))?;
+    // Untimed warm-up: creates each thread's ring and scratch buffers; with `warmup`, every
+    // query once (so a cache holds what the timed pass will ask for).
+    let warm = if warmup { nq } else { 16.min(nq) };
+    pool.install(|| queries.par_chunks(d).take(warm).try_for_each(|q| index.search(q, &p).map(|_| ())))?;
     let t0 = Instant::now();
     let per: Vec<quiver::Result<(f64, quiver::SearchResults)>> = pool.install(|| {
         queries
@@ -71,11 +83,13 @@ pub fn run(
     let wall = t0.elapsed().as_secs_f64();
     let mut lat = Vec::with_capacity(nq);
     let (mut ids, mut distances) = (Vec::with_capacity(nq * k), Vec::with_capacity(nq * k));
-    let (mut bytes, mut io) = (0u64, "none");
+    let (mut bytes, mut io, mut hits, mut misses) = (0u64, "none", 0u64, 0u64);
     for r in per {
         let (ms, res) = r?;
         lat.push(ms);
         bytes += res.stats.bytes_read;
+        hits += res.stats.cache_hits;
+        misses += res.stats.cache_misses;
         if let Some(e) = res.stats.io {
             io = e.name();
         }
@@ -98,6 +112,13 @@ pub fn run(
         qps: nq as f64 / wall,
         bytes_read_per_query: bytes as f64 / nq as f64,
         io,
+        cache_hit_rate: index.cache_stats().map(|_| {
+            if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            }
+        }),
         ids,
         distances,
     };

@@ -20,6 +20,7 @@ pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
         "qps": r.qps,
         "bytes_read_per_query": r.bytes_read_per_query,
         "io": r.io,
+        "cache_hit_rate": r.cache_hit_rate,
     });
     if let Some(d) = r.recall_depth {
         o["recall_at_10_depth"] = d.into();

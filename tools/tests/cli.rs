@@ -93,6 +93,23 @@ fn pipeline_and_json_contract() {
 }
 
 #[test]
+fn a_warm_cache_reads_nothing_from_the_device() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, q, gt, idx) = fixture(d.path());
+    let base = ["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--json"];
+    let plain = ok(&base);
+    assert_eq!(field(&plain, "cache_hit_rate"), "null");
+    let warm = ok(&[&base[..], &["--cache-bytes", "64MiB", "--warmup"]].concat());
+    assert_eq!(field(&warm, "cache_hit_rate"), "1.0");
+    assert_eq!(field(&warm, "bytes_read_per_query"), "0.0");
+    assert_eq!(field(&warm, "recall_at_10"), field(&plain, "recall_at_10"));
+    for bad in [&["--cache-bytes", "lots"][..], &["--cache-bytes", "0"], &["--cache-preload"]] {
+        let o = quiver(&[&base[..], bad].concat());
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+#[test]
 fn shallow_k_is_reported_not_a_crash() {
     let d = tempfile::tempdir().unwrap();
     let (_, q, gt, idx) = fixture(d.path());

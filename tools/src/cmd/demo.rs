@@ -82,7 +82,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let mut nprobes: Vec<usize> = [1, 4, 16, 64].iter().map(|&p| p.min(nlist)).collect();
     nprobes.dedup();
     for nprobe in nprobes {
-        let row = eval::run(&index, &queries, Some(&gt), 10, nprobe, 16, &pool)?;
+        let setting = eval::Setting { k: 10, nprobe, ef: 16, warmup: false };
+        let row = eval::run(&index, &queries, Some(&gt), &setting, &pool)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{Contents, Index, IoMode, OpenOptions, VectorFile, VectorWriter};
+use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, VectorFile, VectorWriter};
 
 use super::{load_ground_truth, pool, CmdResult};
 use crate::args::{self, usage, CountList};
@@ -16,6 +16,12 @@ enum Io {
     Uring,
     /// Positional reads.
     Pread,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CachePolicyArg {
+    Frequency,
+    Lru,
 }
 
 #[derive(clap::Args)]
@@ -51,8 +57,25 @@ pub struct Args {
     /// [default: 256MiB].
     #[arg(long, value_parser = args::size_or_zero)]
     precomputed_table_max_bytes: Option<u64>,
+    /// RAM for a cache of lists (extents), same size syntax as build --memory, e.g. 2GiB
+    /// [default: none]. Extents enter checksum-verified after a read; the cache keeps those
+    /// that save the most device reads per byte (--cache-policy).
+    #[arg(long, value_parser = args::size)]
+    cache_bytes: Option<u64>,
+    /// Fill the cache at open, lists in order, until it is full.
+    #[arg(long, requires = "cache_bytes")]
+    cache_preload: bool,
+    /// frequency (most accesses per byte, with admission: a cold scan does not flush hot lists)
+    /// or lru.
+    #[arg(long, value_enum, default_value = "frequency")]
+    cache_policy: CachePolicyArg,
+    /// Run all the queries once, untimed, before each setting is timed, so that a cached run
+    /// measures the warm state.
+    #[arg(long)]
+    warmup: bool,
     /// JSON Lines on stdout: one object per nprobe with nprobe, ef, k, recall_at_1,
-    /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99, qps, bytes_read_per_query, io.
+    /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99, qps, bytes_read_per_query (device
+    /// bytes only), io, cache_hit_rate (of extents, in the timed pass; null without a cache).
     #[arg(long)]
     json: bool,
     /// Write each query's top-k ids (.ivecs, .ibin or .npy, int32; -1 where fewer than k were
@@ -97,7 +120,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         Io::Uring => IoMode::Uring,
         Io::Pread => IoMode::Pread,
     };
-    let mut open = OpenOptions { io, ..Default::default() };
+    let mut open = OpenOptions {
+        io,
+        cache_bytes: a.cache_bytes.unwrap_or(0),
+        cache_preload: a.cache_preload,
+        cache_policy: match a.cache_policy {
+            CachePolicyArg::Frequency => CachePolicy::Frequency,
+            CachePolicyArg::Lru => CachePolicy::Lru,
+        },
+        ..Default::default()
+    };
     if let Some(b) = a.precomputed_table_max_bytes {
         open.precomputed_table_max_bytes = b;
     }
@@ -163,7 +195,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         output::table_header(out)?;
     }
     for &nprobe in &nprobes {
-        let row = eval::run(&index, &queries, gt.as_ref(), a.k, nprobe, ef, &pool)?;
+        let setting = eval::Setting { k: a.k, nprobe, ef, warmup: a.warmup };
+        let row = eval::run(&index, &queries, gt.as_ref(), &setting, &pool)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {

@@ -1,0 +1,236 @@
+//! A cache of extents in RAM, between the query pipeline and the device. Bytes enter verified
+//! (their checksum was checked when they were read) and are served without another check.
+//!
+//! What it keeps: the extents that save the most device reads per byte of cache. Every access
+//! to an extent (hit or miss) counts; counts are halved every `AGING` × (extents cached)
+//! accesses, so the cache follows a drifting workload. On a miss the extent is admitted only
+//! when the extents it would displace are worth less (count per byte) than it is; a one-off
+//! scan of cold lists therefore cannot flush the hot ones, which is what LRU does.
+//! [`Policy::Lru`] is kept for comparison (`benches/README.md`, hit rates on a skewed stream).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Counts are halved after this many accesses per cached extent.
+const AGING: u64 = 8;
+
+/// Which extents the cache keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Most accesses per byte, with admission (the default).
+    #[default]
+    Frequency,
+    /// Least recently used is evicted; every miss is admitted.
+    Lru,
+}
+
+struct Entry {
+    bytes: Arc<Vec<u8>>,
+    key: u64,
+}
+
+struct Inner {
+    entries: HashMap<u32, Entry>,
+    /// (key, extent), lowest key evicted first.
+    order: BTreeSet<(u64, u32)>,
+    used: u64,
+    counts: Vec<u32>,
+    since_aging: u64,
+    tick: u64,
+}
+
+/// Extent bytes in RAM, at most `capacity` bytes of them.
+pub struct ListCache {
+    capacity: u64,
+    policy: Policy,
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ListCache {
+    /// A cache of `capacity` bytes over `n_extents` extents.
+    pub fn new(capacity: u64, n_extents: usize, policy: Policy) -> Self {
+        ListCache {
+            capacity,
+            policy,
+            inner: Mutex::new(Inner {
+                entries: HashMap::new(),
+                order: BTreeSet::new(),
+                used: 0,
+                counts: vec![0; n_extents],
+                since_aging: 0,
+                tick: 0,
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn key(&self, inner: &Inner, extent: u32, len: usize) -> u64 {
+        match self.policy {
+            // Accesses per byte, scaled to keep precision in an integer key.
+            Policy::Frequency => ((inner.counts[extent as usize] as u64) << 32) / len.max(1) as u64,
+            Policy::Lru => inner.tick,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves counts and entries consistent enough to serve:
+        // every update below keeps `order`, `entries` and `used` in step before it can fail.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an access to `extent` and returns its bytes if they are cached.
+    pub fn get(&self, extent: u32) -> Option<Arc<Vec<u8>>> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        inner.tick += 1;
+        inner.counts[extent as usize] = inner.counts[extent as usize].saturating_add(1);
+        inner.since_aging += 1;
+        if inner.since_aging > AGING * (inner.entries.len() as u64).max(64) {
+            inner.since_aging = 0;
+            inner.counts.iter_mut().for_each(|c| *c /= 2);
+            let keys: Vec<(u32, usize)> = inner.entries.iter().map(|(&x, e)| (x, e.bytes.len())).collect();
+            inner.order.clear();
+            for (x, len) in keys {
+                let key = self.key(inner, x, len);
+                inner.order.insert((key, x));
+                if let Some(e) = inner.entries.get_mut(&x) {
+                    e.key = key;
+                }
+            }
+        }
+        let Some(len) = inner.entries.get(&extent).map(|e| e.bytes.len()) else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let key = self.key(inner, extent, len);
+        let e = inner.entries.get_mut(&extent).expect("present: looked up above");
+        inner.order.remove(&(e.key, extent));
+        e.key = key;
+        inner.order.insert((key, extent));
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(e.bytes.clone())
+    }
+
+    /// Offers the verified bytes of `extent`, just read after a miss; the policy decides.
+    pub fn offer(&self, extent: u32, bytes: &[u8]) {
+        let len = bytes.len() as u64;
+        if len > self.capacity {
+            return;
+        }
+        let mut g = self.lock();
+        let inner = &mut *g;
+        if inner.entries.contains_key(&extent) {
+            return;
+        }
+        let key = self.key(inner, extent, bytes.len());
+        // The lowest-keyed extents, as many as it takes to make room.
+        let mut victims = Vec::new();
+        let mut free = self.capacity - inner.used;
+        for &(k, x) in inner.order.iter() {
+            if free >= len {
+                break;
+            }
+            if self.policy == Policy::Frequency && k >= key {
+                return;
+            }
+            victims.push((k, x));
+            free += inner.entries[&x].bytes.len() as u64;
+        }
+        if free < len {
+            return;
+        }
+        for (k, x) in victims {
+            inner.order.remove(&(k, x));
+            if let Some(e) = inner.entries.remove(&x) {
+                inner.used -= e.bytes.len() as u64;
+            }
+        }
+        inner.order.insert((key, extent));
+        inner.entries.insert(extent, Entry { bytes: Arc::new(bytes.to_vec()), key });
+        inner.used += len;
+    }
+
+    /// Most bytes it holds.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Bytes held.
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
+    /// (hits, misses) since the cache was made.
+    pub fn hits_misses(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// A skewed stream over `n` equal extents: extent i drawn with probability ∝ 1/(i+1)
+    /// (Zipf, s = 1), with a cold scan of every extent once in the middle.
+    fn stream(n: usize, len: usize, seed: u64) -> Vec<u32> {
+        let mut r = Rng::new(seed);
+        let weights: Vec<f64> = (0..n).map(|i| 1.0 / (i + 1) as f64).collect();
+        let total: f64 = weights.iter().sum();
+        let mut out: Vec<u32> = (0..len)
+            .map(|_| {
+                let mut u = r.below(1 << 30) as f64 / (1u64 << 30) as f64 * total;
+                let mut i = 0;
+                while i + 1 < n && u >= weights[i] {
+                    u -= weights[i];
+                    i += 1;
+                }
+                i as u32
+            })
+            .collect();
+        let mid = out.len() / 2;
+        out.splice(mid..mid, (0..n as u32).rev());
+        out
+    }
+
+    fn hit_rate(policy: Policy, s: &[u32], n: usize, capacity: u64) -> f64 {
+        let c = ListCache::new(capacity, n, policy);
+        for &x in s {
+            if c.get(x).is_none() {
+                c.offer(x, &[x as u8; 100]);
+            }
+            assert!(c.used() <= capacity);
+        }
+        let (h, m) = c.hits_misses();
+        h as f64 / (h + m) as f64
+    }
+
+    #[test]
+    fn never_holds_more_than_its_capacity_and_serves_what_it_was_given() {
+        let c = ListCache::new(1000, 50, Policy::Frequency);
+        for round in 0..3 {
+            for x in 0..50u32 {
+                match c.get(x) {
+                    Some(b) => assert_eq!(*b, vec![x as u8; 100 + x as usize], "round {round}"),
+                    None => c.offer(x, &vec![x as u8; 100 + x as usize]),
+                }
+                assert!(c.used() <= 1000);
+            }
+        }
+        let huge = ListCache::new(10, 1, Policy::Lru);
+        huge.offer(0, &[0; 11]);
+        assert_eq!(huge.used(), 0, "larger than the whole cache: not admitted");
+    }
+
+    #[test]
+    fn keeps_hot_extents_through_a_cold_scan_better_than_lru() {
+        let (n, cap) = (1000, 100 * 100);
+        let s = stream(n, 50_000, 3);
+        let (freq, lru) = (hit_rate(Policy::Frequency, &s, n, cap), hit_rate(Policy::Lru, &s, n, cap));
+        assert!(freq > lru, "frequency {freq:.3} vs LRU {lru:.3}");
+    }
+}
