@@ -310,17 +310,7 @@ pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) ->
     let (n, d) = (source.len(), source.dim());
     let (_, plan, _) = opts.check_input(n, d)?;
     let mem = opts.memory_plan(source)?;
-    let disk = disk::disk_plan(&disk::DiskShape {
-        n: n as u64,
-        d: d as u64,
-        nlist: plan.nlist as u64,
-        hnsw_m: plan.hnsw_m as u64,
-        code_size: plan.pq_m as u64,
-        chunk_rows: mem.chunk_rows as u64,
-        fan_in: mem.merge_fan_in as u64,
-        max_extent_vectors: mem.max_extent_vectors as u64,
-        segment_bytes: opts.segment_bytes,
-    });
+    let disk = disk_plan(opts, &plan, &mem, n, d);
     let two_level = plan.two_level(opts.kmeans);
     let threads = rayon::current_num_threads();
     let stages = estimate::estimate(&estimate::EstimateShape {
@@ -350,6 +340,21 @@ pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) ->
         stages,
         threads,
         estimate_basis: estimate::REFERENCE,
+    })
+}
+
+/// The disk a build of `n` × `d` vectors needs under the memory plan `mem`.
+fn disk_plan(opts: &BuildOptions, plan: &Plan, mem: &BudgetPlan, n: usize, d: usize) -> DiskPlan {
+    disk::disk_plan(&disk::DiskShape {
+        n: n as u64,
+        d: d as u64,
+        nlist: plan.nlist as u64,
+        hnsw_m: plan.hnsw_m as u64,
+        code_size: plan.pq_m as u64,
+        chunk_rows: mem.chunk_rows as u64,
+        fan_in: mem.merge_fan_in as u64,
+        max_extent_vectors: mem.max_extent_vectors as u64,
+        segment_bytes: opts.segment_bytes,
     })
 }
 
@@ -405,81 +410,22 @@ pub fn build_index(
     };
 
     // Decide what to do with the directory, and check the disk, before changing anything.
-    let resume = match (store::dir_state(dir)?, opts.unfinished) {
-        (store::DirState::Missing | store::DirState::Empty, _) => false,
-        (store::DirState::Unfinished, Unfinished::Resume) => {
-            let area = dir.join(store::STAGING);
-            match checkpoint::load_state(&area) {
-                Ok((old, old_id)) => {
-                    let diff = checkpoint::differences(&old, &state);
-                    if !diff.is_empty() || old_id != index_id {
-                        return Err(Error::ResumeRefused {
-                            path: dir.to_owned(),
-                            reason: format!(
-                                "it was started with other input or options ({}); run it with those, or start over with --discard-unfinished",
-                                if diff.is_empty() { "a different build id".to_string() } else { diff.join("; ") }
-                            ),
-                        });
-                    }
-                    if old.tmp_dir != state.tmp_dir {
-                        return Err(Error::ResumeRefused {
-                            path: dir.to_owned(),
-                            reason: format!(
-                                "it keeps its sorted runs in {}; resume with that --tmp-dir",
-                                old.tmp_dir.as_deref().unwrap_or("its staging area (no --tmp-dir)")
-                            ),
-                        });
-                    }
-                }
-                Err(e) => {
-                    // Killed before its build state was durable (it is written first), so
-                    // there is nothing else to keep.
-                    log::warn!("{}: unreadable ({e}); the build starts from the beginning", area.display());
-                    store::Staging::discard(dir)?;
-                    return build_index(
-                        source,
-                        dir,
-                        &BuildOptions { unfinished: Unfinished::Refuse, ..opts.clone() },
-                        progress,
-                    );
-                }
-            }
-            true
-        }
-        (store::DirState::Unfinished, Unfinished::Discard) => {
-            if let Ok((old, old_id)) = checkpoint::load_state(&dir.join(store::STAGING)) {
-                if let Some(t) = old.tmp_dir {
-                    let runs = runs_dir(dir, Some(Path::new(&t)), old_id);
-                    if runs.exists() {
-                        std::fs::remove_dir_all(&runs).at(&runs)?;
-                    }
-                }
-            }
+    let resume = match how_to_start(dir, opts, &state, index_id)? {
+        Start::Fresh => false,
+        Start::Resume => true,
+        Start::Over => {
             store::Staging::discard(dir)?;
-            false
-        }
-        (store::DirState::Unfinished, Unfinished::Refuse) => {
-            return Err(Error::UnfinishedBuild { path: dir.to_owned(), checkpoints: describe_unfinished(dir) });
-        }
-        (store::DirState::Finished, Unfinished::Resume) => {
-            return Err(Error::ResumeRefused {
-                path: dir.to_owned(),
-                reason: "it holds a finished index (a MANIFEST); there is nothing to resume".into(),
-            });
-        }
-        (store::DirState::Foreign { name }, Unfinished::Resume) => {
-            return Err(Error::ResumeRefused {
-                path: dir.to_owned(),
-                reason: format!("it holds files that no quiver build wrote (such as {name}); quiver leaves them alone"),
-            });
-        }
-        (store::DirState::Finished | store::DirState::Foreign { .. }, _) => {
-            return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
+            return build_index(
+                source,
+                dir,
+                &BuildOptions { unfinished: Unfinished::Refuse, ..opts.clone() },
+                progress,
+            );
         }
     };
     let runs_at = runs_dir(dir, opts.tmp_dir.as_deref(), index_id);
     let credit = if resume { existing_run_bytes(&runs_at) } else { 0 };
-    let dplan = plan_build(source, dir, opts)?.disk;
+    let dplan = disk_plan(opts, &plan, &mem, n, d);
     disk::check_space(&dplan, dir, &runs_at, credit)?;
 
     if train_size < requested {
@@ -585,6 +531,87 @@ pub fn build_index(
     report.segments = merged.directory.n_segments as usize;
     report.total_s = t0.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// How a build begins in `dir`.
+enum Start {
+    /// The directory is missing or empty.
+    Fresh,
+    /// It holds this build, unfinished, and `--resume` was given.
+    Resume,
+    /// It holds an unfinished build to be discarded first.
+    Over,
+}
+
+/// Decides, from what `dir` holds and the options, how the build begins; refuses (naming the
+/// way out) what it must not touch. Changes nothing but another build's `--tmp-dir` runs when
+/// discarding.
+fn how_to_start(dir: &Path, opts: &BuildOptions, state: &format::BuildState, index_id: [u8; 16]) -> Result<Start> {
+    Ok(match (store::dir_state(dir)?, opts.unfinished) {
+        (store::DirState::Missing | store::DirState::Empty, _) => Start::Fresh,
+        (store::DirState::Unfinished, Unfinished::Resume) => {
+            let area = dir.join(store::STAGING);
+            match checkpoint::load_state(&area) {
+                Ok((old, old_id)) => {
+                    let diff = checkpoint::differences(&old, state);
+                    if !diff.is_empty() || old_id != index_id {
+                        return Err(Error::ResumeRefused {
+                            path: dir.to_owned(),
+                            reason: format!(
+                                "it was started with other input or options ({}); run it with those, or start over with --discard-unfinished",
+                                if diff.is_empty() { "a different build id".to_string() } else { diff.join("; ") }
+                            ),
+                        });
+                    }
+                    if old.tmp_dir != state.tmp_dir {
+                        return Err(Error::ResumeRefused {
+                            path: dir.to_owned(),
+                            reason: format!(
+                                "it keeps its sorted runs in {}; resume with that --tmp-dir",
+                                old.tmp_dir.as_deref().unwrap_or("its staging area (no --tmp-dir)")
+                            ),
+                        });
+                    }
+                }
+                Err(e) => {
+                    // Killed before its build state was durable (it is written first), so
+                    // there is nothing else to keep.
+                    log::warn!("{}: unreadable ({e}); the build starts from the beginning", area.display());
+                    return Ok(Start::Over);
+                }
+            }
+            Start::Resume
+        }
+        (store::DirState::Unfinished, Unfinished::Discard) => {
+            if let Ok((old, old_id)) = checkpoint::load_state(&dir.join(store::STAGING)) {
+                if let Some(t) = old.tmp_dir {
+                    let runs = runs_dir(dir, Some(Path::new(&t)), old_id);
+                    if runs.exists() {
+                        std::fs::remove_dir_all(&runs).at(&runs)?;
+                    }
+                }
+            }
+            Start::Over
+        }
+        (store::DirState::Unfinished, Unfinished::Refuse) => {
+            return Err(Error::UnfinishedBuild { path: dir.to_owned(), checkpoints: describe_unfinished(dir) });
+        }
+        (store::DirState::Finished, Unfinished::Resume) => {
+            return Err(Error::ResumeRefused {
+                path: dir.to_owned(),
+                reason: "it holds a finished index (a MANIFEST); there is nothing to resume".into(),
+            });
+        }
+        (store::DirState::Foreign { name }, Unfinished::Resume) => {
+            return Err(Error::ResumeRefused {
+                path: dir.to_owned(),
+                reason: format!("it holds files that no quiver build wrote (such as {name}); quiver leaves them alone"),
+            });
+        }
+        (store::DirState::Finished | store::DirState::Foreign { .. }, _) => {
+            return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
+        }
+    })
 }
 
 /// Bytes of the (well-named) runs already in `dir`.
