@@ -64,8 +64,8 @@ pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, Vect
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
-    CachePolicy, Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, PRECOMPUTED_MIN_DSUB,
-    PRECOMPUTED_TABLE_MAX_BYTES,
+    Batch, CachePolicy, Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, Searcher,
+    PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use quiver::{CachePolicy, Index, IoMode, Metric, OpenOptions, SearchParams, VectorFile};
+use quiver::{CachePolicy, Index, IoMode, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
 
 #[test]
 fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
@@ -150,6 +150,33 @@ fn the_list_cache_changes_where_bytes_come_from_not_the_results() {
     let preloaded = open(index_bytes, CachePolicy::Frequency, true);
     let r = preloaded.search(&queries, &p).unwrap();
     assert_eq!((r.ids, r.stats.bytes_read), (plain.ids, 0));
+}
+
+#[test]
+fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
+    let (d, n, nq) = (32, 10_000, 60);
+    let (base, queries) = synthetic(n, nq, d, 14);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ8", Metric::L2));
+    let index = Index::open(dir.path()).unwrap();
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let plain = index.search(&queries, &p).unwrap();
+    for threads in [1, 3] {
+        let searcher = Searcher::new(&index, threads).unwrap();
+        assert_eq!(searcher.threads(), threads);
+        for _ in 0..2 {
+            let b = searcher.search(&queries, &p).unwrap();
+            assert_eq!((&b.results.ids, &b.results.distances), (&plain.ids, &plain.distances));
+            assert_eq!((b.latencies_ms.len(), b.per_query.len()), (nq, nq));
+            assert!(b.latencies_ms.iter().all(|&ms| ms > 0.0 && ms <= b.wall_s * 1e3));
+            let bytes: u64 = b.per_query.iter().map(|s| s.bytes_read).sum();
+            assert_eq!(bytes, plain.stats.bytes_read);
+        }
+    }
+    assert!(matches!(
+        Searcher::new(&index, 1).unwrap().search(&queries[..d - 1], &p),
+        Err(quiver::Error::DimensionMismatch { .. })
+    ));
 }
 
 #[test]

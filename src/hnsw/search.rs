@@ -9,7 +9,7 @@ use crate::topk::Neighbor;
 
 /// Visited marks reused across searches: a generation counter instead of clearing `n` flags, in
 /// one byte per node (a quarter of the cache a u32 mark takes; cleared once every 255 searches).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct VisitedSet {
     marks: Vec<u8>,
     generation: u8,

@@ -13,7 +13,6 @@ mod uring;
 
 pub use aligned::{AlignedBuf, ReadRequest, ALIGN};
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -128,23 +127,20 @@ pub fn open_for_reads(path: &Path) -> io::Result<(File, bool)> {
     }
 }
 
-/// One thread's reader: an io_uring (created on first use, kept for the thread's life: one ring
-/// per thread, not per query) and a pool of aligned buffers reused across queries.
+/// A reader: an io_uring (created on first use and kept: one ring per reader, not per query)
+/// and a pool of aligned buffers reused across queries. Its owner (a search worker) uses it
+/// from one thread at a time.
+#[derive(Default)]
 pub struct Reader {
     uring: Option<uring::UringReader>,
     bufs: Vec<AlignedBuf>,
 }
 
-thread_local! {
-    static READER: RefCell<Reader> = const { RefCell::new(Reader { uring: None, bufs: Vec::new() }) };
-}
-
-/// Runs `f` with this thread's reader.
-pub fn with_reader<R>(f: impl FnOnce(&mut Reader) -> R) -> R {
-    READER.with(|r| f(&mut r.borrow_mut()))
-}
-
 impl Reader {
+    pub const fn new() -> Self {
+        Reader { uring: None, bufs: Vec::new() }
+    }
+
     /// Resolves `mode` to the engine this thread will use, creating its ring if needed.
     pub fn engine(&mut self, mode: IoMode) -> io::Result<IoEngine> {
         if mode == IoMode::Pread {
@@ -215,7 +211,7 @@ mod conformance {
 
     fn engines() -> Vec<IoMode> {
         let mut v = vec![IoMode::Pread];
-        if with_reader(|r| r.engine(IoMode::Uring)).is_ok() {
+        if Reader::new().engine(IoMode::Uring).is_ok() {
             v.push(IoMode::Uring);
         } else {
             eprintln!("SKIPPED io_uring conformance: io_uring unavailable on this kernel");
@@ -241,15 +237,14 @@ mod conformance {
             spans.iter().map(|&(p, n)| ReadRequest::new(&f, (p * ALIGN) as u64, n * ALIGN).unwrap()).collect();
         for mode in engines() {
             let mut seen = vec![false; reqs.len()];
-            let engine = with_reader(|r| {
-                r.read_all::<io::Error>(mode, &reqs, |i, got| {
+            let engine = Reader::new()
+                .read_all::<io::Error>(mode, &reqs, |i, got| {
                     let (p, n) = spans[i];
                     assert_eq!(got, &bytes[p * ALIGN..(p + n) * ALIGN]);
                     seen[i] = true;
                     Ok(())
                 })
-            })
-            .unwrap();
+                .unwrap();
             assert!(seen.iter().all(|&s| s), "{engine:?} missed a completion");
         }
     }
@@ -261,16 +256,16 @@ mod conformance {
         let bad = [ReadRequest::new(&f, 0, ALIGN).unwrap(), ReadRequest::new(&f, 8 * ALIGN as u64, ALIGN).unwrap()];
         let good = [ReadRequest::new(&f, ALIGN as u64, ALIGN).unwrap()];
         for mode in engines() {
-            let r = with_reader(|r| r.read_all::<io::Error>(mode, &bad, |_, _| Ok(())));
+            let mut reader = Reader::new();
+            let r = reader.read_all::<io::Error>(mode, &bad, |_, _| Ok(()));
             assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof, "{mode:?}");
             let mut n = 0;
-            with_reader(|r| {
-                r.read_all::<io::Error>(mode, &good, |_, _| {
+            reader
+                .read_all::<io::Error>(mode, &good, |_, _| {
                     n += 1;
                     Ok(())
                 })
-            })
-            .unwrap();
+                .unwrap();
             assert_eq!(n, 1);
         }
     }
@@ -313,16 +308,16 @@ mod conformance {
         let reqs: Vec<ReadRequest> =
             (0..300).map(|p| ReadRequest::new(&f, (p * ALIGN) as u64, ALIGN).unwrap()).collect();
         for mode in engines() {
-            let r = with_reader(|r| r.read_all::<io::Error>(mode, &reqs, |_, _| Err(io::Error::other("stop"))));
+            let mut reader = Reader::new();
+            let r = reader.read_all::<io::Error>(mode, &reqs, |_, _| Err(io::Error::other("stop")));
             assert_eq!(r.unwrap_err().to_string(), "stop");
             let mut n = 0;
-            with_reader(|r| {
-                r.read_all::<io::Error>(mode, &reqs, |_, _| {
+            reader
+                .read_all::<io::Error>(mode, &reqs, |_, _| {
                     n += 1;
                     Ok(())
                 })
-            })
-            .unwrap();
+                .unwrap();
             assert_eq!(n, 300, "{mode:?}: more requests than the ring depth must all complete");
         }
     }

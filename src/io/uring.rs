@@ -50,6 +50,13 @@ struct Arena {
     base: NonNull<u8>,
 }
 
+// SAFETY: an Arena uniquely owns its allocation (`base` points into `_buf`), and it lives in the
+// `UringReader` whose ring it is registered with, so the two move together. A reader moves
+// between threads only between `read_all` calls, when no read is in flight (every call drains
+// its completions before returning, also on error), so no kernel write races the move.
+// `tests/end_to_end.rs` searches with readers handed between rayon threads.
+unsafe impl Send for Arena {}
+
 pub(super) struct UringReader {
     ring: IoUring,
     in_flight: usize,

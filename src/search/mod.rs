@@ -5,6 +5,9 @@
 pub mod cache;
 pub(crate) mod open;
 mod pipeline;
+mod searcher;
+
+pub use searcher::{Batch, Searcher};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -167,6 +170,9 @@ pub struct Index {
     pub(crate) files: Vec<FileEntry>,
     io: IoMode,
     skipped: Vec<store::SkippedManifest>,
+    /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
+    /// made once per concurrent caller, not once per query.
+    idle: std::sync::Mutex<Vec<pipeline::Worker>>,
 }
 
 impl Index {
@@ -215,6 +221,7 @@ impl Index {
             files: manifest.files,
             io: opts.io,
             skipped,
+            idle: std::sync::Mutex::new(Vec::new()),
         };
         if opts.cache_preload {
             index.preload()?;
@@ -283,7 +290,25 @@ impl Index {
         self.check_params(queries, params)?;
         let d = self.info.dim;
         let per_query: Vec<Result<pipeline::QueryResult>> =
-            queries.par_chunks(d).map(|q| pipeline::search_one(self, q, params)).collect();
+            queries.par_chunks(d).map(|q| self.with_worker(|w| pipeline::search_one(self, q, params, w))).collect();
+        self.collect(per_query, params)
+    }
+
+    /// Runs `f` with an idle worker (or a new one), and keeps the worker for the next call.
+    pub(crate) fn with_worker<R>(&self, f: impl FnOnce(&mut pipeline::Worker) -> R) -> R {
+        let lock = || self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = lock().pop().unwrap_or_default();
+        let r = f(&mut w);
+        lock().push(w);
+        r
+    }
+
+    /// Assembles per-query results into a batch's, in query order.
+    pub(crate) fn collect(
+        &self,
+        per_query: Vec<Result<pipeline::QueryResult>>,
+        params: &SearchParams,
+    ) -> Result<SearchResults> {
         let len = per_query.len().saturating_mul(params.k);
         let what = || format!("results of {} queries × k = {}", per_query.len(), params.k);
         let mut out = SearchResults {
@@ -319,7 +344,7 @@ impl Index {
         Ok(out)
     }
 
-    fn check_params(&self, queries: &[f32], p: &SearchParams) -> Result<()> {
+    pub(crate) fn check_params(&self, queries: &[f32], p: &SearchParams) -> Result<()> {
         let d = self.info.dim;
         if queries.is_empty() {
             return Err(Error::InvalidParameter("no queries were given: pass at least one row of dimension d".into()));

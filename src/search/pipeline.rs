@@ -1,8 +1,6 @@
 //! One query: probe the HNSW for the nprobe nearest lists, put every extent of those lists in
 //! flight, and scan each extent as it completes (checksum first) into one top-k.
 
-use std::cell::RefCell;
-
 use super::{Index, SearchParams, SearchStats};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
@@ -17,12 +15,18 @@ pub(crate) struct QueryResult {
     pub stats: SearchStats,
 }
 
-thread_local! {
-    /// Per-thread scratch reused across queries: visited marks, the look-up table, the residual.
-    static SCRATCH: RefCell<(VisitedSet, Vec<f32>, Vec<f32>)> = RefCell::new((VisitedSet::new(0), Vec::new(), Vec::new()));
+/// What one search thread reuses from query to query: its reader (ring and buffers), visited
+/// marks, the look-up table and the residual. Owned by a [`super::Searcher`] or lent by the
+/// index to [`Index::search`]; never a thread-local.
+#[derive(Default)]
+pub(crate) struct Worker {
+    reader: io::Reader,
+    visited: VisitedSet,
+    lut: Vec<f32>,
+    residual: Vec<f32>,
 }
 
-pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Result<QueryResult> {
+pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut Worker) -> Result<QueryResult> {
     let mut q = query.to_vec();
     if index.info.metric.normalizes() {
         distance::normalize(&mut q);
@@ -30,8 +34,8 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
     let coarse = &index.coarse;
     let pq = &index.pq;
     let kernel = coarse.metric;
-    SCRATCH.with(|s| {
-        let (visited, lut, residual) = &mut *s.borrow_mut();
+    {
+        let Worker { reader, visited, lut, residual } = w;
         let probes = coarse.probe(&q, p.nprobe, p.ef_search, visited);
         // (list, extent number, ‖q − c‖² from the coarse search) of what is read, and the
         // same with the bytes of what the cache holds.
@@ -94,20 +98,18 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams) -> Resu
             let e = &index.directory.extents[*x as usize];
             scan(*list, *qc, format::extent_view(e, pq.code_size(), bytes));
         }
-        let engine = io::with_reader(|reader| {
-            reader.read_all::<ScanError>(index.io_mode(), &reqs, |i, bytes| {
-                let (list, x, qc) = meta[i];
-                let view = verified(index, x, bytes)?;
-                scan(list, qc, view);
-                Ok(())
-            })
+        let engine = reader.read_all::<ScanError>(index.io_mode(), &reqs, |i, bytes| {
+            let (list, x, qc) = meta[i];
+            let view = verified(index, x, bytes)?;
+            scan(list, qc, view);
+            Ok(())
         });
         let engine = engine.map_err(|e| scan_error(index, e))?;
         if !reqs.is_empty() {
             stats.io = Some(engine);
         }
         Ok(QueryResult { neighbors: top.into_sorted_vec(), stats })
-    })
+    }
 }
 
 /// The read of extent `e`.
@@ -140,8 +142,8 @@ fn scan_error(index: &Index, e: ScanError) -> Error {
 pub(crate) fn read_extents(index: &Index, xs: &[u32], mut each: impl FnMut(u32, &[u8]) -> Result<()>) -> Result<()> {
     let reqs = xs.iter().map(|&x| request(index, &index.directory.extents[x as usize])).collect::<Result<Vec<_>>>()?;
     let mut failed = None;
-    io::with_reader(|reader| {
-        reader.read_all::<ScanError>(index.io_mode(), &reqs, |i, bytes| {
+    io::Reader::new()
+        .read_all::<ScanError>(index.io_mode(), &reqs, |i, bytes| {
             let e = &index.directory.extents[xs[i] as usize];
             let seg = &index.segments[e.segment.get() as usize];
             format::decode_extent(&seg.name, e, index.pq.code_size(), bytes)?;
@@ -152,8 +154,7 @@ pub(crate) fn read_extents(index: &Index, xs: &[u32], mut each: impl FnMut(u32, 
             }
             Ok(())
         })
-    })
-    .map_err(|e| scan_error(index, e))?;
+        .map_err(|e| scan_error(index, e))?;
     failed.map_or(Ok(()), Err)
 }
 

@@ -2,11 +2,7 @@
 //! against exact ground truth (faiss's definitions), per-query latency percentiles, QPS and
 //! bytes read per query.
 
-use std::time::Instant;
-
-use rayon::prelude::*;
-
-use quiver::{Index, SearchParams};
+use quiver::{SearchParams, Searcher};
 
 /// Ground truth: `depth` ids per query, row-major.
 pub struct GroundTruth {
@@ -51,51 +47,31 @@ pub struct Setting {
     pub warmup: bool,
 }
 
-pub fn run(
-    index: &Index,
-    queries: &[f32],
-    gt: Option<&GroundTruth>,
-    s: &Setting,
-    pool: &rayon::ThreadPool,
-) -> quiver::Result<Row> {
+pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &Setting) -> quiver::Result<Row> {
     let Setting { k, nprobe, ef, warmup } = *s;
-    let d = index.info().dim;
+    let d = searcher.index().info().dim;
     let nq = queries.len() / d;
     if nq == 0 {
         return Err(quiver::Error::InvalidParameter("no queries to search".into()));
     }
     let p = SearchParams { k, nprobe, ef_search: ef };
-    // Untimed warm-up: creates each thread's ring and scratch buffers; with `warmup`, every
+    // Untimed warm-up: creates each worker's ring and scratch buffers; with `warmup`, every
     // query once (so a cache holds what the timed pass will ask for).
     let warm = if warmup { nq } else { 16.min(nq) };
-    pool.install(|| queries.par_chunks(d).take(warm).try_for_each(|q| index.search(q, &p).map(|_| ())))?;
-    let t0 = Instant::now();
-    let per: Vec<quiver::Result<(f64, quiver::SearchResults)>> = pool.install(|| {
-        queries
-            .par_chunks(d)
-            .map(|q| {
-                let t = Instant::now();
-                let r = index.search(q, &p)?;
-                Ok((t.elapsed().as_secs_f64() * 1e3, r))
-            })
-            .collect()
-    });
-    let wall = t0.elapsed().as_secs_f64();
-    let mut lat = Vec::with_capacity(nq);
-    let (mut ids, mut distances) = (Vec::with_capacity(nq * k), Vec::with_capacity(nq * k));
+    searcher.search(&queries[..warm * d], &p)?;
+    let batch = searcher.search(queries, &p)?;
+    let wall = batch.wall_s;
+    let mut lat = batch.latencies_ms;
     let (mut bytes, mut io, mut hits, mut misses) = (0u64, "none", 0u64, 0u64);
-    for r in per {
-        let (ms, res) = r?;
-        lat.push(ms);
-        bytes += res.stats.bytes_read;
-        hits += res.stats.cache_hits;
-        misses += res.stats.cache_misses;
-        if let Some(e) = res.stats.io {
+    for st in &batch.per_query {
+        bytes += st.bytes_read;
+        hits += st.cache_hits;
+        misses += st.cache_misses;
+        if let Some(e) = st.io {
             io = e.name();
         }
-        ids.extend_from_slice(&res.ids);
-        distances.extend_from_slice(&res.distances);
     }
+    let (ids, distances) = (batch.results.ids, batch.results.distances);
     let mean = lat.iter().sum::<f64>() / nq as f64;
     lat.sort_by(f64::total_cmp);
     let mut row = Row {
@@ -112,7 +88,7 @@ pub fn run(
         qps: nq as f64 / wall,
         bytes_read_per_query: bytes as f64 / nq as f64,
         io,
-        cache_hit_rate: index.cache_stats().map(|_| {
+        cache_hit_rate: searcher.index().cache_stats().map(|_| {
             if hits + misses == 0 {
                 0.0
             } else {

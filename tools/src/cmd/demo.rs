@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use quiver::{build_index, BuildOptions, ExactKnn, Index, Metric, SliceSource, Synthetic};
 
-use super::{pool, CmdResult};
+use super::CmdResult;
 use crate::args::{self, usage};
 use crate::eval::{self, GroundTruth};
 use crate::output;
@@ -77,13 +77,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         )?;
         output::table_header(out)?;
     }
-    let pool = pool(1)?;
+    let searcher = quiver::Searcher::new(&index, 1)?;
     let nlist = index.info().nlist;
     let mut nprobes: Vec<usize> = [1, 4, 16, 64].iter().map(|&p| p.min(nlist)).collect();
     nprobes.dedup();
     for nprobe in nprobes {
         let setting = eval::Setting { k: 10, nprobe, ef: 16, warmup: false };
-        let row = eval::run(&index, &queries, Some(&gt), &setting, &pool)?;
+        let row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {

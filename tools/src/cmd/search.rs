@@ -1,9 +1,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, VectorFile, VectorWriter};
+use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, Searcher, VectorFile, VectorWriter};
 
-use super::{load_ground_truth, pool, CmdResult};
+use super::{load_ground_truth, CmdResult};
 use crate::args::{self, usage, CountList};
 use crate::eval;
 use crate::output;
@@ -179,7 +179,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         }
     }
     let ef = a.ef.unwrap_or(info.ef_search);
-    let pool = pool(a.threads)?;
+    let searcher = Searcher::new(&index, a.threads)?;
     if !a.json {
         writeln!(
             out,
@@ -190,13 +190,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             info.dim,
             info.metric,
             a.k,
-            pool.current_num_threads()
+            searcher.threads()
         )?;
         output::table_header(out)?;
     }
     for &nprobe in &nprobes {
         let setting = eval::Setting { k: a.k, nprobe, ef, warmup: a.warmup };
-        let row = eval::run(&index, &queries, gt.as_ref(), &setting, &pool)?;
+        let row = eval::run(&searcher, &queries, gt.as_ref(), &setting)?;
         if a.json {
             output::json_row(out, &row)?;
         } else {
