@@ -3,26 +3,27 @@
 //! then reads only the extents of the lists it probes, all in flight at once.
 
 pub mod cache;
+mod lists;
 pub(crate) mod open;
 mod pipeline;
 mod searcher;
 
 pub use searcher::{Batch, Searcher};
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Directory, FileEntry};
+use crate::format::FileEntry;
 use crate::io::{self, IoEngine, IoMode};
 use crate::ivf::CoarseQuantizer;
 use crate::pq::{LutBuilder, PrecomputedTables, ProductQuantizer};
 use crate::store;
 use cache::ListCache;
 pub use cache::Policy as CachePolicy;
+use lists::{ListStore, Segment};
 
 /// Per-search parameters, named as in faiss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,14 +140,8 @@ pub struct IndexInfo {
     pub generation: u64,
 }
 
-pub(crate) struct Segment {
-    pub name: String,
-    pub file: File,
-    pub size: u64,
-}
-
-/// An open index. `Send + Sync`: share it between threads; each thread reads through its own
-/// io_uring.
+/// An open index. `Send + Sync`: share it between threads; each concurrent search reads
+/// through an io_uring of its own (see [`Searcher`] for a pool that keeps them).
 ///
 /// ```no_run
 /// use quiver::{Index, SearchParams};
@@ -164,11 +159,9 @@ pub struct Index {
     pub(crate) lut: LutBuilder,
     /// L2 only, and only when they fit `precomputed_table_max_bytes`.
     pub(crate) precomputed: Option<PrecomputedTables>,
-    pub(crate) directory: Directory,
-    pub(crate) cache: Option<ListCache>,
-    pub(crate) segments: Vec<Segment>,
+    /// The list directory, the segments and the list cache.
+    pub(crate) lists: ListStore,
     pub(crate) files: Vec<FileEntry>,
-    io: IoMode,
     skipped: Vec<store::SkippedManifest>,
     /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
     /// made once per concurrent caller, not once per query.
@@ -208,51 +201,27 @@ impl Index {
             .then(|| PrecomputedTables::build(&pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
-        let index = Index {
+        let lists = ListStore { dir: dir.clone(), directory, segments, cache, io: opts.io };
+        if opts.cache_preload {
+            lists.preload()?;
+        }
+        Ok(Index {
             dir,
             info,
             coarse,
             lut,
             precomputed,
             pq,
-            cache,
-            directory,
-            segments,
+            lists,
             files: manifest.files,
-            io: opts.io,
             skipped,
             idle: std::sync::Mutex::new(Vec::new()),
-        };
-        if opts.cache_preload {
-            index.preload()?;
-        }
-        Ok(index)
-    }
-
-    /// Reads lists in order into the cache until it is full (or the index is read).
-    fn preload(&self) -> Result<()> {
-        let Some(cache) = &self.cache else { return Ok(()) };
-        let mut budget = cache.capacity();
-        let extents: Vec<u32> = (0..self.directory.extents.len() as u32)
-            .take_while(|&x| {
-                let len = self.directory.extents[x as usize].length.get();
-                let fits = len <= budget;
-                budget = budget.saturating_sub(len);
-                fits
-            })
-            .collect();
-        for batch in extents.chunks(256) {
-            pipeline::read_extents(self, batch, |x, bytes| {
-                cache.offer(x, bytes);
-                Ok(())
-            })?;
-        }
-        Ok(())
+        })
     }
 
     /// The list cache's bytes held and (hits, misses) so far; None without a cache.
     pub fn cache_stats(&self) -> Option<(u64, u64, u64)> {
-        self.cache.as_ref().map(|c| {
+        self.lists.cache.as_ref().map(|c| {
             let (h, m) = c.hits_misses();
             (c.used(), h, m)
         })
@@ -280,7 +249,7 @@ impl Index {
 
     /// Number of vectors in list `list`.
     pub fn list_len(&self, list: usize) -> u64 {
-        self.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
+        self.lists.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
     }
 
     /// Searches `queries` (nq × dim, row-major), in parallel over queries on the current rayon
@@ -371,9 +340,5 @@ impl Index {
             return Err(Error::InvalidParameter("efSearch must be at least 1".into()));
         }
         Ok(())
-    }
-
-    pub(crate) fn io_mode(&self) -> IoMode {
-        self.io
     }
 }

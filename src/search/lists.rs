@@ -1,0 +1,153 @@
+//! The list store: where a query's inverted lists come from, between the query pipeline and
+//! `io`. It knows the list directory and the segment files, holds the list cache, and hands the
+//! scanner each extent of the probed lists — cached ones at once, the others as their reads
+//! complete, each verified by its checksum first. The pipeline above it knows nothing of files,
+//! reads or the cache.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::cache::ListCache;
+use super::SearchStats;
+use crate::error::{Error, Result};
+use crate::format::{self, Directory, Extent, ExtentView};
+use crate::io::{self, IoMode, ReadRequest};
+
+/// A segment file opened for reads.
+pub(crate) struct Segment {
+    pub name: String,
+    pub file: File,
+    pub size: u64,
+}
+
+pub(crate) struct ListStore {
+    /// The index directory, for error messages.
+    pub dir: PathBuf,
+    pub directory: Directory,
+    pub segments: Vec<Segment>,
+    pub cache: Option<ListCache>,
+    pub io: IoMode,
+}
+
+impl ListStore {
+    /// Calls `scan(list, bias, extent)` for every extent of the `probes` (list, and a value
+    /// passed through: the pipeline's ‖q − c‖²), reading what the cache does not hold in one
+    /// batch through `reader`; returns what it cost.
+    pub fn scan_lists(
+        &self,
+        probes: &[(usize, f32)],
+        reader: &mut io::Reader,
+        mut scan: impl FnMut(usize, f32, ExtentView),
+    ) -> Result<SearchStats> {
+        let mut meta: Vec<(usize, u32, f32)> = Vec::new();
+        let mut cached: Vec<(usize, u32, f32, Arc<Vec<u8>>)> = Vec::new();
+        let mut reqs = Vec::new();
+        for &(list, qc) in probes {
+            let first = self.directory.list_starts[list];
+            for (i, e) in self.directory.extents_of(list).iter().enumerate() {
+                let x = first + i as u32;
+                if let Some(bytes) = self.cache.as_ref().and_then(|c| c.get(x)) {
+                    cached.push((list, x, qc, bytes));
+                    continue;
+                }
+                reqs.push(self.request(e)?);
+                meta.push((list, x, qc));
+            }
+        }
+        let lookups = if self.cache.is_some() { (cached.len() as u64, reqs.len() as u64) } else { (0, 0) };
+        let mut stats = SearchStats {
+            bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
+            extents_read: reqs.len() as u64,
+            cache_hits: lookups.0,
+            cache_misses: lookups.1,
+            io: None,
+        };
+        let code_size = self.directory.code_size as usize;
+        for (list, x, qc, bytes) in &cached {
+            scan(*list, *qc, format::extent_view(&self.directory.extents[*x as usize], code_size, bytes));
+        }
+        let engine = reader
+            .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
+                let (list, x, qc) = meta[i];
+                let view = self.verified(x, bytes)?;
+                if let Some(c) = &self.cache {
+                    c.offer(x, bytes);
+                }
+                scan(list, qc, view);
+                Ok(())
+            })
+            .map_err(|e| self.error(e))?;
+        if !reqs.is_empty() {
+            stats.io = Some(engine);
+        }
+        Ok(stats)
+    }
+
+    /// Reads lists in order into the cache until it is full (or every list is read).
+    pub fn preload(&self) -> Result<()> {
+        let Some(cache) = &self.cache else { return Ok(()) };
+        let mut budget = cache.capacity();
+        let extents: Vec<u32> = (0..self.directory.extents.len() as u32)
+            .take_while(|&x| {
+                let len = self.directory.extents[x as usize].length.get();
+                let fits = len <= budget;
+                budget = budget.saturating_sub(len);
+                fits
+            })
+            .collect();
+        let mut reader = io::Reader::new();
+        for batch in extents.chunks(256) {
+            let reqs =
+                batch.iter().map(|&x| self.request(&self.directory.extents[x as usize])).collect::<Result<Vec<_>>>()?;
+            reader
+                .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
+                    self.verified(batch[i], bytes)?;
+                    cache.offer(batch[i], bytes);
+                    Ok(())
+                })
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// The read of extent `e`.
+    fn request<'a>(&'a self, e: &Extent) -> Result<ReadRequest<'a>> {
+        let seg = &self.segments[e.segment.get() as usize];
+        ReadRequest::new(&seg.file, e.offset.get(), e.length.get() as usize)
+            .map_err(|err| Error::Io { path: self.dir.join(&seg.name), source: err })
+    }
+
+    /// Checks the bytes of extent `x` just read: length and checksum.
+    fn verified<'b>(&self, x: u32, bytes: &'b [u8]) -> std::result::Result<ExtentView<'b>, ReadError> {
+        let e = &self.directory.extents[x as usize];
+        let seg = &self.segments[e.segment.get() as usize];
+        Ok(format::decode_extent(&seg.name, e, self.directory.code_size as usize, bytes)?)
+    }
+
+    fn error(&self, e: ReadError) -> Error {
+        match e {
+            ReadError::Io(source) => Error::Io { path: self.dir.clone(), source },
+            ReadError::Format(f) => Error::Format(f),
+        }
+    }
+}
+
+/// What can go wrong while extents arrive: the read itself (the io layer names the offset; the
+/// index directory is added here) or the bytes (the format layer names segment and offset).
+enum ReadError {
+    Io(std::io::Error),
+    Format(format::FormatError),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl From<format::FormatError> for ReadError {
+    fn from(e: format::FormatError) -> Self {
+        ReadError::Format(e)
+    }
+}
