@@ -5,6 +5,7 @@
 //! quiver quantizes *residuals* (vector − its coarse centroid), so a code is short because the
 //! coarse quantizer already took out most of the energy.
 
+pub mod fastscan;
 mod lut;
 mod scan;
 
