@@ -118,6 +118,13 @@ fn fast_scan(c: &mut Criterion) {
     let mut g = c.benchmark_group("fast_scan");
     g.throughput(Throughput::Bytes(blocks.len() as u64));
     g.bench_function("block_sums_m64_20k", |b| b.iter(|| block_sums(&q, &blocks, &mut sums)));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        g.bench_function("block_sums_avx2_m64_20k", |b| {
+            // SAFETY: the CPU reports AVX2.
+            b.iter(|| unsafe { quiver::pq::fastscan::avx2::block_sums(&q, &blocks, &mut sums) })
+        });
+    }
     g.bench_function("block_sums_scalar_m64_20k", |b| b.iter(|| block_sums_scalar(&q, &blocks, &mut sums)));
     let big = vec![1u64; 32 << 20];
     g.throughput(Throughput::Bytes((big.len() * 8) as u64));

@@ -21,7 +21,7 @@ fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
         assert!(r >= last - 0.01, "recall fell from {last} to {r} at nprobe {nprobe}");
         last = r;
         // Every probed extent and nothing else: the sum of their page-rounded lengths.
-        assert!(res.stats.bytes_read % 4096 == 0 && res.stats.bytes_read > 0);
+        assert!(res.stats.bytes_read.is_multiple_of(4096) && res.stats.bytes_read > 0);
         assert!(res.stats.extents_read <= (nq * nprobe) as u64);
     }
     // nprobe = nlist scans every code: what is left is PQ error. PQ16 on 32-d (2-d

@@ -97,7 +97,7 @@ pub struct ReadRequest<'a> {
 
 impl<'a> ReadRequest<'a> {
     pub fn new(file: &'a std::fs::File, offset: u64, len: usize) -> std::io::Result<Self> {
-        if offset % ALIGN as u64 != 0 || len % ALIGN != 0 || len == 0 {
+        if !offset.is_multiple_of(ALIGN as u64) || !len.is_multiple_of(ALIGN) || len == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("read of {len} bytes at offset {offset} is not {ALIGN}-byte aligned"),

@@ -10,7 +10,7 @@
 //! sub-quantizer, so the 32 bytes of a pair are exactly the two tables the pair needs.
 //!
 //! This module is the kernel and its reference: packing, table quantization, block sums
-//! (scalar, and AVX2 chosen at run time) and a scan into a top-k.
+//! (scalar, and AVX-512 or AVX2 chosen at run time) and a scan into a top-k.
 
 use crate::topk::TopK;
 
@@ -26,7 +26,7 @@ pub fn packed_len(n: usize, m: usize) -> usize {
 
 /// Packs `codes` (n × m sub-codes, one per byte, each below 16; m even) into blocks.
 pub fn pack_blocks(codes: &[u8], m: usize, out: &mut Vec<u8>) {
-    assert!(m % 2 == 0 && m > 0, "fast-scan needs an even number of sub-quantizers");
+    assert!(m.is_multiple_of(2) && m > 0, "fast-scan needs an even number of sub-quantizers");
     let n = codes.len() / m;
     out.clear();
     out.resize(packed_len(n, m), 0);
@@ -99,10 +99,18 @@ pub fn block_sums_scalar(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
 pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
     debug_assert_eq!(blocks.len() / (BLOCK * lut.m / 2) * BLOCK, out.len());
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU reports AVX2, which is all the kernel uses.
-        unsafe { avx2::block_sums(lut, blocks, out) };
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU reports AVX-512BW (and with it AVX-512F and AVX2), all the
+            // kernel uses.
+            unsafe { avx512::block_sums(lut, blocks, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU reports AVX2, which is all the kernel uses.
+            unsafe { avx2::block_sums(lut, blocks, out) };
+            return;
+        }
     }
     block_sums_scalar(lut, blocks, out)
 }
@@ -154,6 +162,79 @@ pub mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx512 {
+    use super::{QuantizedLut, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Two pairs of sub-quantizers per 64-byte step (one per 128-bit lane), the odd pair left
+    /// over in a 32-byte step, as in the AVX2 kernel.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512BW.
+    #[target_feature(enable = "avx512bw")]
+    pub unsafe fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
+        let m = lut.m;
+        let pairs = m / 2;
+        assert!(lut.table.len() >= pairs * 32);
+        let low = _mm512_set1_epi8(0x0F);
+        let low256 = _mm256_set1_epi8(0x0F);
+        for (block, sums) in blocks.chunks_exact(BLOCK * m / 2).zip(out.chunks_exact_mut(BLOCK)) {
+            let (mut acc_lo, mut acc_hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for quad in 0..pairs / 2 {
+                // SAFETY: 64 bytes at 64·quad are inside `block` (pairs × 32 bytes) and the
+                // table (asserted above), as quad < pairs / 2.
+                let (codes, table) = unsafe {
+                    (
+                        _mm512_loadu_si512(block.as_ptr().add(quad * 64) as *const __m512i),
+                        _mm512_loadu_si512(lut.table.as_ptr().add(quad * 64) as *const __m512i),
+                    )
+                };
+                let lo = _mm512_and_si512(codes, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low);
+                let d_lo = _mm512_shuffle_epi8(table, lo);
+                let d_hi = _mm512_shuffle_epi8(table, hi);
+                let wide = |d: __m512i| {
+                    _mm512_add_epi16(
+                        _mm512_cvtepu8_epi16(_mm512_castsi512_si256(d)),
+                        _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(d, 1)),
+                    )
+                };
+                acc_lo = _mm512_add_epi16(acc_lo, wide(d_lo));
+                acc_hi = _mm512_add_epi16(acc_hi, wide(d_hi));
+            }
+            // Each accumulator holds two partial sums per vector (one per half): add them.
+            let fold = |a: __m512i| _mm256_add_epi16(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+            let (mut lo_sum, mut hi_sum) = (fold(acc_lo), fold(acc_hi));
+            if pairs % 2 == 1 {
+                let p = pairs - 1;
+                // SAFETY: 32 bytes at 32·p are the last pair's, inside both arrays.
+                let (codes, table) = unsafe {
+                    (
+                        _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i),
+                        _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i),
+                    )
+                };
+                let d_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low256));
+                let d_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low256));
+                let wide = |d: __m256i| {
+                    _mm256_add_epi16(
+                        _mm256_cvtepu8_epi16(_mm256_castsi256_si128(d)),
+                        _mm256_cvtepu8_epi16(_mm256_extracti128_si256(d, 1)),
+                    )
+                };
+                lo_sum = _mm256_add_epi16(lo_sum, wide(d_lo));
+                hi_sum = _mm256_add_epi16(hi_sum, wide(d_hi));
+            }
+            // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
+            unsafe {
+                _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, lo_sum);
+                _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, hi_sum);
+            }
+        }
+    }
+}
+
 /// Scans `n` vectors' packed codes into `topk` with their ids; the distances pushed are the
 /// quantized sums mapped back (`QuantizedLut::distance`). `sums` is scratch.
 pub fn scan_blocks(
@@ -181,6 +262,29 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    type Kernel = unsafe fn(&QuantizedLut, &[u8], &mut [u16]);
+
+    /// Every SIMD path this machine can run, each tested on its own (not only the one the
+    /// dispatch picks).
+    fn simd_kernels() -> Vec<(&'static str, Kernel)> {
+        #[allow(unused_mut)]
+        let mut v: Vec<(&'static str, Kernel)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(("avx2", avx2::block_sums));
+            } else {
+                eprintln!("SKIPPED fast-scan AVX2 kernel test: this CPU has no AVX2");
+            }
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                v.push(("avx512", avx512::block_sums));
+            } else {
+                eprintln!("SKIPPED fast-scan AVX-512 kernel test: this CPU has no AVX-512BW");
+            }
+        }
+        v
+    }
+
     fn random_case(r: &mut Rng, n: usize, m: usize) -> (Vec<u8>, Vec<f32>) {
         let codes: Vec<u8> = (0..n * m).map(|_| r.below(16) as u8).collect();
         let lut: Vec<f32> = (0..m * KSUB4).map(|_| r.normal() as f32 * 3.0 + 1.0).collect();
@@ -206,6 +310,12 @@ mod tests {
             block_sums_scalar(&q, &blocks, &mut reference);
             block_sums(&q, &blocks, &mut fast);
             assert_eq!(reference, fast, "case {case}: m {m}, n {n}");
+            for (name, kernel) in simd_kernels() {
+                let mut out = vec![7u16; nb];
+                // SAFETY: `simd_kernels` lists only what this CPU supports.
+                unsafe { kernel(&q, &blocks, &mut out) };
+                assert_eq!(reference, out, "{name}, case {case}: m {m}, n {n}");
+            }
             for v in 0..n {
                 let want: u32 = (0..m).map(|j| q.table[j * KSUB4 + codes[v * m + j] as usize] as u32).sum();
                 assert_eq!(reference[v] as u32, want, "case {case}, vector {v}");

@@ -46,7 +46,7 @@ pub struct ProductQuantizer {
 
 impl ProductQuantizer {
     pub fn new(d: usize, m: usize) -> Result<Self, PqError> {
-        if m == 0 || d % m != 0 {
+        if m == 0 || !d.is_multiple_of(m) {
             return Err(PqError::Indivisible { d, m });
         }
         Ok(ProductQuantizer { d, m, dsub: d / m, centroids: vec![0.0; d * KSUB] })

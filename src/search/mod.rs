@@ -318,7 +318,7 @@ impl Index {
         if queries.is_empty() {
             return Err(Error::InvalidParameter("no queries were given: pass at least one row of dimension d".into()));
         }
-        if queries.len() % d != 0 {
+        if !queries.len().is_multiple_of(d) {
             return Err(Error::DimensionMismatch { query: queries.len() / d, got: queries.len() % d, expected: d });
         }
         if let Some(pos) = queries.iter().position(|v| !v.is_finite()) {

@@ -77,7 +77,7 @@ impl<'a> Generation<'a> {
             .map_err(|e: crate::spec::SpecError| self.invalid(format!("factory string: {}", e.reason)))?;
         let agrees = matches!(spec, IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } }
             if nlist == info.nlist && hnsw_m == info.hnsw_m && m == info.pq_m);
-        if !agrees || info.dim == 0 || info.dim % info.pq_m != 0 || info.ef_search == 0 {
+        if !agrees || info.dim == 0 || !info.dim.is_multiple_of(info.pq_m) || info.ef_search == 0 {
             return Err(self.invalid(format!(
                 "parameters disagree with each other (factory {}, dim {}, nlist {}, HNSW M {}, PQ m {}, efSearch {})",
                 info.factory, info.dim, info.nlist, info.hnsw_m, info.pq_m, info.ef_search
