@@ -120,6 +120,29 @@ pub mod avx2 {
     use super::{QuantizedLut, BLOCK};
     use std::arch::x86_64::*;
 
+    /// Scores of pair `p` of sub-quantizers for the 32 vectors of `block`, as u16: vectors
+    /// 0..16, then 16..32. Lane 0 of a look-up scores sub-quantizer 2p, lane 1 2p + 1.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn pair(block: &[u8], table: &[u8], p: usize) -> (__m256i, __m256i) {
+        let (codes, table) = (&block[p * 32..p * 32 + 32], &table[p * 32..p * 32 + 32]);
+        // SAFETY: both slices are 32 bytes long (the indexing above checks it): one unaligned
+        // 32-byte load each.
+        let (codes, table) = unsafe {
+            (_mm256_loadu_si256(codes.as_ptr() as *const __m256i), _mm256_loadu_si256(table.as_ptr() as *const __m256i))
+        };
+        let low = _mm256_set1_epi8(0x0F);
+        let d_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low));
+        let d_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low));
+        let wide = |d: __m256i| {
+            _mm256_add_epi16(
+                _mm256_cvtepu8_epi16(_mm256_castsi256_si128(d)),
+                _mm256_cvtepu8_epi16(_mm256_extracti128_si256(d, 1)),
+            )
+        };
+        (wide(d_lo), wide(d_hi))
+    }
+
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
@@ -127,31 +150,12 @@ pub mod avx2 {
         let m = lut.m;
         let pairs = m / 2;
         assert!(lut.table.len() >= pairs * 32);
-        let low = _mm256_set1_epi8(0x0F);
         for (block, sums) in blocks.chunks_exact(BLOCK * m / 2).zip(out.chunks_exact_mut(BLOCK)) {
             let (mut acc_lo, mut acc_hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for p in 0..pairs {
-                // SAFETY: `block` holds `pairs` × 32 bytes and the table m × 16 = `pairs` × 32
-                // (asserted above); unaligned loads of 32 bytes at 32·p stay inside both.
-                let (codes, table) = unsafe {
-                    (
-                        _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i),
-                        _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i),
-                    )
-                };
-                // Lane 0 scores sub-quantizer 2p, lane 1 sub-quantizer 2p + 1.
-                let lo = _mm256_and_si256(codes, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low);
-                let d_lo = _mm256_shuffle_epi8(table, lo);
-                let d_hi = _mm256_shuffle_epi8(table, hi);
-                let wide = |d: __m256i| {
-                    _mm256_add_epi16(
-                        _mm256_cvtepu8_epi16(_mm256_castsi256_si128(d)),
-                        _mm256_cvtepu8_epi16(_mm256_extracti128_si256(d, 1)),
-                    )
-                };
-                acc_lo = _mm256_add_epi16(acc_lo, wide(d_lo));
-                acc_hi = _mm256_add_epi16(acc_hi, wide(d_hi));
+                let (lo, hi) = pair(block, &lut.table, p);
+                acc_lo = _mm256_add_epi16(acc_lo, lo);
+                acc_hi = _mm256_add_epi16(acc_hi, hi);
             }
             // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
             unsafe {
@@ -178,7 +182,6 @@ pub mod avx512 {
         let pairs = m / 2;
         assert!(lut.table.len() >= pairs * 32);
         let low = _mm512_set1_epi8(0x0F);
-        let low256 = _mm256_set1_epi8(0x0F);
         for (block, sums) in blocks.chunks_exact(BLOCK * m / 2).zip(out.chunks_exact_mut(BLOCK)) {
             let (mut acc_lo, mut acc_hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
             for quad in 0..pairs / 2 {
@@ -207,24 +210,9 @@ pub mod avx512 {
             let fold = |a: __m512i| _mm256_add_epi16(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
             let (mut lo_sum, mut hi_sum) = (fold(acc_lo), fold(acc_hi));
             if pairs % 2 == 1 {
-                let p = pairs - 1;
-                // SAFETY: 32 bytes at 32·p are the last pair's, inside both arrays.
-                let (codes, table) = unsafe {
-                    (
-                        _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i),
-                        _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i),
-                    )
-                };
-                let d_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low256));
-                let d_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low256));
-                let wide = |d: __m256i| {
-                    _mm256_add_epi16(
-                        _mm256_cvtepu8_epi16(_mm256_castsi256_si128(d)),
-                        _mm256_cvtepu8_epi16(_mm256_extracti128_si256(d, 1)),
-                    )
-                };
-                lo_sum = _mm256_add_epi16(lo_sum, wide(d_lo));
-                hi_sum = _mm256_add_epi16(hi_sum, wide(d_hi));
+                let (lo, hi) = super::avx2::pair(block, &lut.table, pairs - 1);
+                lo_sum = _mm256_add_epi16(lo_sum, lo);
+                hi_sum = _mm256_add_epi16(hi_sum, hi);
             }
             // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
             unsafe {
