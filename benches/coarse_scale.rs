@@ -10,25 +10,19 @@
 //! and does not change the graph's cost); queries are rows from beyond them. Prints a Markdown
 //! table and one JSON object per nlist. Not a criterion bench: one run per setting.
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::time::Instant;
 
 use quiver::hnsw::{Hnsw, HnswParams, Points};
 use quiver::ivf::CoarseQuantizer;
 use quiver::{Metric, Synthetic};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
 fn main() {
-    let nlists: Vec<usize> = arg("--nlist")
-        .unwrap_or_else(|| "65536,262144".into())
-        .split(',')
-        .map(|v| v.parse().expect("--nlist takes comma-separated numbers"))
-        .collect();
-    let d: usize = arg("--dim").map_or(128, |v| v.parse().expect("--dim"));
-    let nq: usize = arg("--queries").map_or(200_000, |v| v.parse().expect("--queries"));
+    let nlists = args::numbers("--nlist", "65536,262144");
+    let d = args::number("--dim", 128);
+    let nq = args::number("--queries", 200_000);
     let threads = rayon::current_num_threads();
     let gen = Synthetic::new(d, 1338);
     let mut queries = Vec::new();

@@ -11,23 +11,17 @@
 
 use std::time::Instant;
 
+#[path = "support/args.rs"]
+mod args;
+
 use quiver::kmeans::{self, KMeansParams, TwoLevelParams};
 use quiver::Synthetic;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
-}
-
 fn main() {
-    let nlists: Vec<usize> = arg("--nlist")
-        .unwrap_or_else(|| "4096,16384,65536".into())
-        .split(',')
-        .map(|v| v.parse().expect("--nlist takes comma-separated numbers"))
-        .collect();
-    let flat_max: usize = arg("--flat-max").map_or(16384, |v| v.parse().expect("--flat-max"));
-    let per: usize = arg("--points-per-centroid").map_or(40, |v| v.parse().expect("--points-per-centroid"));
-    let d: usize = arg("--dim").map_or(128, |v| v.parse().expect("--dim"));
+    let nlists = args::numbers("--nlist", "4096,16384,65536");
+    let flat_max = args::number("--flat-max", 16384);
+    let per = args::number("--points-per-centroid", 40);
+    let d = args::number("--dim", 128);
     let km = KMeansParams { niter: 10, seed: 5, ..Default::default() };
     let mut rate: Option<f64> = None; // flat seconds per (point × centroid)
     println!("| nlist | training points | flat k-means s | two-level s | speed-up |");
