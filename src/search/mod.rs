@@ -193,6 +193,19 @@ impl Index {
             let seg = &segments[x.segment.get() as usize];
             open::check_extent_bounds(i, x, &seg.name, seg.size)?;
         }
+        // Both are filled as queries (or the open) ask, so a size past RAM would end in the OOM
+        // killer rather than an error.
+        for (name, bytes) in
+            [("cache_bytes", opts.cache_bytes), ("precomputed_table_max_bytes", opts.precomputed_table_max_bytes)]
+        {
+            if !io::fits_in_memory(bytes) {
+                return Err(Error::InvalidParameter(format!(
+                    "{name} = {} is more than this machine's memory ({}); give at most what the index may hold in RAM",
+                    crate::error::human_bytes(bytes),
+                    crate::error::human_bytes(io::physical_memory())
+                )));
+            }
+        }
         let lut = LutBuilder::new(&pq);
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m);
         let precomputed = (coarse.metric == Metric::L2

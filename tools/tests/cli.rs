@@ -103,6 +103,9 @@ fn a_warm_cache_reads_nothing_from_the_device() {
     assert_eq!(field(&warm, "cache_hit_rate"), "1.0");
     assert_eq!(field(&warm, "bytes_read_per_query"), "0.0");
     assert_eq!(field(&warm, "recall_at_10"), field(&plain, "recall_at_10"));
+    let o = quiver(&[&base[..], &["--cache-bytes", "1000TiB"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("more than this machine's memory"));
     for bad in [&["--cache-bytes", "lots"][..], &["--cache-bytes", "0"], &["--cache-preload"]] {
         let o = quiver(&[&base[..], bad].concat());
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&o.stderr));
