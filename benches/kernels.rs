@@ -106,7 +106,7 @@ fn list_tables(c: &mut Criterion) {
 /// The 4-bit fast-scan kernel against the 8-bit scan at the same 32 bytes per vector (PQ64x4fs
 /// against PQ32), and the machine's memory read bandwidth as the ceiling of any scan.
 fn fast_scan(c: &mut Criterion) {
-    use quiver::pq::fastscan::{block_sums, block_sums_scalar, pack_blocks, QuantizedLut, BLOCK};
+    use quiver::pq::fastscan::{block_sums, block_sums_scalar, pack_blocks, scan_blocks, QuantizedLut, BLOCK};
     let (n, m) = (20_000usize, 64usize);
     let mut r = quiver::Rng::new(5);
     let codes: Vec<u8> = (0..n * m).map(|_| r.below(16) as u8).collect();
@@ -126,6 +126,15 @@ fn fast_scan(c: &mut Criterion) {
         });
     }
     g.bench_function("block_sums_scalar_m64_20k", |b| b.iter(|| block_sums_scalar(&q, &blocks, &mut sums)));
+    // The whole scan into a top-10: sums, the filter, and exact distances for what passes it.
+    let mut scratch = Vec::new();
+    g.bench_function("scan_blocks_k10_m64_20k", |b| {
+        b.iter(|| {
+            let mut top = TopK::new(10);
+            scan_blocks(&q, &lut, &blocks, n, 0..n as u64, &mut top, &mut scratch);
+            top.len()
+        })
+    });
     let big = vec![1u64; 32 << 20];
     g.throughput(Throughput::Bytes((big.len() * 8) as u64));
     g.sample_size(20);

@@ -149,10 +149,10 @@ pub(super) fn load_trained(area: &Path, s: &TrainedShape) -> Result<Option<(Coar
         let coarse = CoarseQuantizer { d: s.d, metric: s.metric.kernel(), centroids: q.centroids, hnsw };
         let bytes = fs::read(&cp).at(&cp)?;
         let (cb, h) = Codebooks::decode(&cp.display().to_string(), &bytes)?;
-        if h.index_id != s.index_id || cb.m as usize != s.pq_m {
+        if h.index_id != s.index_id || cb.m as usize != s.pq_m || cb.nbits as usize != crate::pq::NBITS {
             return Err(mismatch(&cp));
         }
-        let pq = ProductQuantizer::from_codebooks(s.d, s.pq_m, cb.centroids)
+        let pq = ProductQuantizer::from_codebooks(s.d, s.pq_m, crate::pq::NBITS, cb.centroids)
             .map_err(|e| Error::Corrupt { file: cp.display().to_string(), reason: e.to_string() })?;
         Ok((coarse, pq))
     };

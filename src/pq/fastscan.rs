@@ -223,24 +223,51 @@ pub mod avx512 {
     }
 }
 
-/// Scans `n` vectors' packed codes into `topk` with their ids; the distances pushed are the
-/// quantized sums mapped back (`QuantizedLut::distance`). `sums` is scratch.
+/// Sub-code `j` of vector `i` of a block.
+fn sub_code(block: &[u8], i: usize, j: usize) -> usize {
+    let byte = block[(j / 2) * 32 + (j % 2) * 16 + i % 16];
+    (if i < 16 { byte & 0x0F } else { byte >> 4 }) as usize
+}
+
+/// Scans `n` vectors' packed codes into `topk` with their ids, giving the same results as the
+/// float tables `exact` (m × 16) would: the 8-bit sums are only a filter. Each sum is within
+/// m / (2 · scale) of the exact table sum, so a vector whose sum, less that bound, beats the
+/// current k-th distance has its exact distance computed from its sub-codes, and only those
+/// enter `topk`. `sums` is scratch.
 pub fn scan_blocks(
     lut: &QuantizedLut,
+    exact: &[f32],
     blocks: &[u8],
     n: usize,
     ids: impl Iterator<Item = u64>,
     topk: &mut TopK,
     sums: &mut Vec<u16>,
 ) {
+    let m = lut.m;
     sums.resize(n.div_ceil(BLOCK) * BLOCK, 0);
     block_sums(lut, blocks, sums);
+    // A sum s may hide an exact distance as low as bias + s / scale − slack (the rounding
+    // bound, plus a margin for the float sums' own rounding); in sum units that is a limit an
+    // integer compare applies, recomputed only when the k-th distance moves.
+    let slack = m as f64 * 0.5 / lut.scale as f64;
+    let limit_of = |t: f32| -> i64 {
+        if t.is_infinite() {
+            return i64::MAX;
+        }
+        let t = t as f64 + (t as f64).abs() * 1e-5;
+        ((t + slack - lut.bias as f64) * lut.scale as f64).floor() as i64
+    };
     let mut threshold = topk.threshold();
-    for (&s, id) in sums[..n].iter().zip(ids) {
-        let d = lut.distance(s);
-        if d <= threshold {
-            topk.push(id, d);
-            threshold = topk.threshold();
+    let mut limit = limit_of(threshold);
+    for ((v, &s), id) in sums[..n].iter().enumerate().zip(ids) {
+        if s as i64 <= limit {
+            let block = &blocks[(v / BLOCK) * BLOCK * m / 2..][..BLOCK * m / 2];
+            let d: f32 = (0..m).map(|j| exact[j * KSUB4 + sub_code(block, v % BLOCK, j)]).sum();
+            if d <= threshold {
+                topk.push(id, d);
+                threshold = topk.threshold();
+                limit = limit_of(threshold);
+            }
         }
     }
 }
@@ -319,8 +346,57 @@ mod tests {
         }
     }
 
+    /// A 4-bit PQ trained and encoded as for an index, searched with float tables (exact ADC)
+    /// and with fast-scan on the same codes: the same recall@10 against the true neighbours
+    /// (the issue asks for within 0.01; the exact check of the filtered candidates gives 0).
     #[test]
-    fn the_scan_finds_what_exact_tables_find_mostly() {
+    fn fast_scan_recall_is_within_a_hundredth_of_exact_adc() {
+        use crate::distance::{self, Metric};
+        use crate::pq::{LutBuilder, ProductQuantizer};
+        let (n, nq, d, m, k) = (20_000, 200, 32, 32, 10);
+        let mut r = Rng::new(21);
+        // Clustered data: 64 centres and Gaussian spread, as embeddings are.
+        let centres: Vec<f32> = (0..64 * d).map(|_| r.normal() as f32 * 4.0).collect();
+        let point = |r: &mut Rng| -> Vec<f32> {
+            let c = r.below(64) as usize;
+            (0..d).map(|t| centres[c * d + t] + r.normal() as f32).collect()
+        };
+        let x: Vec<f32> = (0..n).flat_map(|_| point(&mut r)).collect();
+        let queries: Vec<f32> = (0..nq).flat_map(|_| point(&mut r)).collect();
+        let mut pq = ProductQuantizer::with_nbits(d, m, 4).unwrap();
+        pq.train(&x[..10_000 * d], 25, 3).unwrap();
+        let mut codes = vec![0u8; n * m];
+        pq.encode_batch(&x, &mut codes);
+        assert!(codes.iter().all(|&c| c < 16));
+        let mut blocks = Vec::new();
+        pack_blocks(&codes, m, &mut blocks);
+        let builder = LutBuilder::new(&pq);
+        assert_eq!(builder.ksub(), KSUB4);
+        let (mut lut, mut sums) = (vec![0f32; m * KSUB4], Vec::new());
+        let (mut hits_adc, mut hits_fs) = (0usize, 0usize);
+        for q in queries.chunks_exact(d) {
+            let mut exact: Vec<(f32, usize)> = x.chunks_exact(d).map(|v| distance::l2_sqr(q, v)).zip(0..).collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let truth: std::collections::HashSet<u64> = exact[..k].iter().map(|e| e.1 as u64).collect();
+            builder.compute(Metric::L2, q, &mut lut);
+            let mut adc: Vec<(f32, u64)> = codes
+                .chunks_exact(m)
+                .map(|c| (0..m).map(|j| lut[j * KSUB4 + c[j] as usize]).sum::<f32>())
+                .zip(0..)
+                .collect();
+            adc.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            hits_adc += adc[..k].iter().filter(|e| truth.contains(&e.1)).count();
+            let mut top = TopK::new(k);
+            scan_blocks(&QuantizedLut::new(&lut, m), &lut, &blocks, n, 0..n as u64, &mut top, &mut sums);
+            hits_fs += top.into_sorted_vec().iter().filter(|nb| truth.contains(&nb.id)).count();
+        }
+        let (r_adc, r_fs) = (hits_adc as f64 / (nq * k) as f64, hits_fs as f64 / (nq * k) as f64);
+        assert!(r_adc > 0.3, "the 4-bit PQ itself finds neighbours: {r_adc}");
+        assert!((r_adc - r_fs).abs() <= 0.01, "recall@10: exact ADC {r_adc:.3}, fast-scan {r_fs:.3}");
+    }
+
+    #[test]
+    fn the_scan_finds_what_exact_tables_find() {
         let mut r = Rng::new(3);
         let (n, m) = (5_000, 32);
         let (codes, lut) = random_case(&mut r, n, m);
@@ -328,12 +404,12 @@ mod tests {
         let mut blocks = Vec::new();
         pack_blocks(&codes, m, &mut blocks);
         let mut top = TopK::new(50);
-        scan_blocks(&q, &blocks, n, 0..n as u64, &mut top, &mut Vec::new());
+        scan_blocks(&q, &lut, &blocks, n, 0..n as u64, &mut top, &mut Vec::new());
         let mut exact: Vec<(f32, u64)> =
             (0..n).map(|v| ((0..m).map(|j| lut[j * KSUB4 + codes[v * m + j] as usize]).sum(), v as u64)).collect();
         exact.sort_by(|a, b| a.0.total_cmp(&b.0));
         let want: std::collections::HashSet<u64> = exact[..50].iter().map(|e| e.1).collect();
         let got = top.into_sorted_vec().iter().filter(|nb| want.contains(&nb.id)).count();
-        assert!(got >= 45, "{got} of 50 exact nearest found by the 8-bit tables");
+        assert_eq!(got, 50, "the 8-bit sums only filter: the exact tables decide");
     }
 }

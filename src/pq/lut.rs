@@ -19,38 +19,44 @@ pub const LUT_KSUB: usize = KSUB;
 pub struct LutBuilder {
     m: usize,
     dsub: usize,
+    ksub: usize,
     transposed: Vec<f32>,
     norms: Vec<f32>,
 }
 
 impl LutBuilder {
     pub fn new(pq: &ProductQuantizer) -> Self {
-        let (m, dsub) = (pq.m, pq.dsub);
-        let mut transposed = vec![0f32; m * dsub * KSUB];
-        let mut norms = vec![0f32; m * KSUB];
+        let (m, dsub, ksub) = (pq.m, pq.dsub, pq.ksub());
+        let mut transposed = vec![0f32; m * dsub * ksub];
+        let mut norms = vec![0f32; m * ksub];
         for j in 0..m {
             for (k, c) in pq.codebook(j).chunks_exact(dsub).enumerate() {
                 for (t, &v) in c.iter().enumerate() {
-                    transposed[(j * dsub + t) * KSUB + k] = v;
+                    transposed[(j * dsub + t) * ksub + k] = v;
                 }
-                norms[j * KSUB + k] = distance::inner_product(c, c);
+                norms[j * ksub + k] = distance::inner_product(c, c);
             }
         }
-        LutBuilder { m, dsub, transposed, norms }
+        LutBuilder { m, dsub, ksub, transposed, norms }
+    }
+
+    /// Entries per sub-quantizer in the tables this builder fills.
+    pub fn ksub(&self) -> usize {
+        self.ksub
     }
 
     /// Fills `lut` (m × ksub) for `q` (a query, or a query's residual for L2). L2 entries add up
     /// to the squared distance; inner-product entries are negated, so smaller stays better.
     pub fn compute(&self, metric: Metric, q: &[f32], lut: &mut [f32]) {
-        debug_assert_eq!(lut.len(), self.m * KSUB);
+        debug_assert_eq!(lut.len(), self.m * self.ksub);
         let dsub = self.dsub;
         for j in 0..self.m {
             let x = &q[j * dsub..(j + 1) * dsub];
-            let row = &mut lut[j * KSUB..(j + 1) * KSUB];
+            let row = &mut lut[j * self.ksub..(j + 1) * self.ksub];
             let scale = match metric {
                 Metric::L2 => {
                     let xn = distance::inner_product(x, x);
-                    for (e, &n) in row.iter_mut().zip(&self.norms[j * KSUB..(j + 1) * KSUB]) {
+                    for (e, &n) in row.iter_mut().zip(&self.norms[j * self.ksub..(j + 1) * self.ksub]) {
                         *e = xn + n;
                     }
                     -2.0
@@ -61,7 +67,7 @@ impl LutBuilder {
                 }
             };
             for (t, &xt) in x.iter().enumerate() {
-                let col = &self.transposed[(j * dsub + t) * KSUB..(j * dsub + t + 1) * KSUB];
+                let col = &self.transposed[(j * dsub + t) * self.ksub..(j * dsub + t + 1) * self.ksub];
                 distance::axpy(scale * xt, col, row);
             }
         }
@@ -73,13 +79,13 @@ impl LutBuilder {
     /// precomputed decomposition (see [`PrecomputedTables`]), built once per query instead of
     /// once per probed list.
     pub fn cross_terms(&self, x: &[f32], out: &mut [f32]) {
-        debug_assert_eq!(out.len(), self.m * KSUB);
+        debug_assert_eq!(out.len(), self.m * self.ksub);
         let dsub = self.dsub;
         out.iter_mut().for_each(|e| *e = 0.0);
         for j in 0..self.m {
-            let row = &mut out[j * KSUB..(j + 1) * KSUB];
+            let row = &mut out[j * self.ksub..(j + 1) * self.ksub];
             for (t, &xt) in x[j * dsub..(j + 1) * dsub].iter().enumerate() {
-                let col = &self.transposed[(j * dsub + t) * KSUB..(j * dsub + t + 1) * KSUB];
+                let col = &self.transposed[(j * dsub + t) * self.ksub..(j * dsub + t + 1) * self.ksub];
                 distance::axpy(-2.0 * xt, col, row);
             }
         }
@@ -95,7 +101,8 @@ impl LutBuilder {
 /// the list's bias. That replaces m·dsub·256 multiply-adds per probed list with m·256 adds.
 #[derive(Clone, Debug)]
 pub struct PrecomputedTables {
-    m: usize,
+    /// Entries per list: m × ksub.
+    per: usize,
     /// nlist × m × ksub.
     tables: Vec<f32>,
 }
@@ -110,7 +117,7 @@ impl PrecomputedTables {
     pub fn build(pq: &ProductQuantizer, builder: &LutBuilder, centroids: &[f32]) -> Self {
         use rayon::prelude::*;
         let (m, d) = (pq.m, pq.d);
-        let per = m * KSUB;
+        let per = m * builder.ksub;
         let mut tables = vec![0f32; centroids.len() / d * per];
         tables.par_chunks_mut(per).zip(centroids.par_chunks(d)).for_each(|(t, c)| {
             // −2⟨c_j, r_jk⟩ negated, plus ‖r_jk‖².
@@ -119,12 +126,12 @@ impl PrecomputedTables {
                 *e = n - *e;
             }
         });
-        PrecomputedTables { m, tables }
+        PrecomputedTables { per, tables }
     }
 
     /// Fills `lut` with list `list`'s table plus the query's `cross` terms.
     pub fn list_table(&self, list: usize, cross: &[f32], lut: &mut [f32]) {
-        let per = self.m * KSUB;
+        let per = self.per;
         let t = &self.tables[list * per..(list + 1) * per];
         for ((e, &a), &b) in lut.iter_mut().zip(t).zip(cross) {
             *e = a + b;

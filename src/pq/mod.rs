@@ -26,8 +26,10 @@ pub const KSUB: usize = 1 << NBITS;
 pub enum PqError {
     #[error("dimension {d} is not divisible by m = {m}: choose an m that divides the dimension")]
     Indivisible { d: usize, m: usize },
-    #[error("PQ training needs at least {KSUB} vectors, got {n}")]
-    TooFewPoints { n: usize },
+    #[error("PQ training needs at least {need} vectors (one per centroid), got {n}")]
+    TooFewPoints { n: usize, need: usize },
+    #[error("PQ with {nbits} bits per sub-quantizer is not supported: use 8 (PQ{{m}}) or 4 (PQ{{m}}x4fs)")]
+    UnsupportedNbits { nbits: usize },
     #[error("codebooks have {got} floats, expected m × ksub × dsub = {expected}")]
     BadCodebookSize { got: usize, expected: usize },
     #[error(transparent)]
@@ -40,21 +42,37 @@ pub struct ProductQuantizer {
     pub d: usize,
     pub m: usize,
     pub dsub: usize,
+    /// Bits per sub-quantizer index: 8 (256 centroids) or 4 (16, for fast-scan codes).
+    pub nbits: usize,
     /// Shape (m, ksub, dsub).
     pub centroids: Vec<f32>,
 }
 
 impl ProductQuantizer {
+    /// An 8-bit quantizer (faiss's `PQ{m}`).
     pub fn new(d: usize, m: usize) -> Result<Self, PqError> {
+        Self::with_nbits(d, m, NBITS)
+    }
+
+    /// A quantizer with `nbits` bits per sub-quantizer: 8, or 4 (faiss's `PQ{m}x4fs`).
+    pub fn with_nbits(d: usize, m: usize, nbits: usize) -> Result<Self, PqError> {
         if m == 0 || !d.is_multiple_of(m) {
             return Err(PqError::Indivisible { d, m });
         }
-        Ok(ProductQuantizer { d, m, dsub: d / m, centroids: vec![0.0; d * KSUB] })
+        if nbits != 8 && nbits != 4 {
+            return Err(PqError::UnsupportedNbits { nbits });
+        }
+        Ok(ProductQuantizer { d, m, dsub: d / m, nbits, centroids: vec![0.0; d << nbits] })
+    }
+
+    /// Centroids per sub-quantizer.
+    pub fn ksub(&self) -> usize {
+        1 << self.nbits
     }
 
     /// Rebuilds a quantizer from stored codebooks of shape (m, ksub, dsub).
-    pub fn from_codebooks(d: usize, m: usize, centroids: Vec<f32>) -> Result<Self, PqError> {
-        let mut pq = Self::new(d, m)?;
+    pub fn from_codebooks(d: usize, m: usize, nbits: usize, centroids: Vec<f32>) -> Result<Self, PqError> {
+        let mut pq = Self::with_nbits(d, m, nbits)?;
         if centroids.len() != pq.centroids.len() {
             return Err(PqError::BadCodebookSize { got: centroids.len(), expected: pq.centroids.len() });
         }
@@ -69,7 +87,8 @@ impl ProductQuantizer {
 
     /// The ksub × dsub codebook of sub-quantizer `j`.
     pub fn codebook(&self, j: usize) -> &[f32] {
-        &self.centroids[j * KSUB * self.dsub..(j + 1) * KSUB * self.dsub]
+        let len = self.ksub() * self.dsub;
+        &self.centroids[j * len..(j + 1) * len]
     }
 
     /// Trains all sub-quantizers on `x` (n × d), in parallel over sub-quantizers.
@@ -86,8 +105,9 @@ impl ProductQuantizer {
         on_sub: &(dyn Fn() + Sync),
     ) -> Result<(), PqError> {
         let n = x.len() / self.d;
-        if n < KSUB {
-            return Err(PqError::TooFewPoints { n });
+        let ksub = self.ksub();
+        if n < ksub {
+            return Err(PqError::TooFewPoints { n, need: ksub });
         }
         let (d, dsub) = (self.d, self.dsub);
         let books: Vec<Result<Vec<f32>, KMeansError>> = (0..self.m)
@@ -100,13 +120,13 @@ impl ProductQuantizer {
                     spherical: false,
                     seed: seed.wrapping_add(j as u64),
                 };
-                let r = kmeans::train(&sub, dsub, KSUB, &p);
+                let r = kmeans::train(&sub, dsub, ksub, &p);
                 on_sub();
                 r
             })
             .collect();
         for (j, b) in books.into_iter().enumerate() {
-            self.centroids[j * KSUB * dsub..(j + 1) * KSUB * dsub].copy_from_slice(&b?);
+            self.centroids[j * ksub * dsub..(j + 1) * ksub * dsub].copy_from_slice(&b?);
         }
         Ok(())
     }
@@ -197,10 +217,27 @@ mod tests {
     }
 
     #[test]
+    fn four_bit_quantizers_have_sixteen_centroids_and_other_widths_are_refused() {
+        let (n, d, m) = (2000, 16, 8);
+        let x = data(n, d, 2);
+        let mut pq = ProductQuantizer::with_nbits(d, m, 4).unwrap();
+        assert_eq!((pq.ksub(), pq.centroids.len()), (16, d * 16));
+        pq.train(&x, 10, 1).unwrap();
+        let mut codes = vec![0u8; n * m];
+        pq.encode_batch(&x, &mut codes);
+        assert!(codes.iter().all(|&c| c < 16));
+        assert_eq!(ProductQuantizer::with_nbits(d, m, 6), Err(PqError::UnsupportedNbits { nbits: 6 }));
+        assert_eq!(
+            ProductQuantizer::with_nbits(d, m, 4).unwrap().train(&x[..15 * d], 5, 1),
+            Err(PqError::TooFewPoints { n: 15, need: 16 })
+        );
+    }
+
+    #[test]
     fn rejects_bad_shapes() {
         assert_eq!(ProductQuantizer::new(10, 3), Err(PqError::Indivisible { d: 10, m: 3 }));
         let mut pq = ProductQuantizer::new(8, 2).unwrap();
-        assert_eq!(pq.train(&data(10, 8, 1), 5, 0), Err(PqError::TooFewPoints { n: 10 }));
-        assert!(ProductQuantizer::from_codebooks(8, 2, vec![0.0; 7]).is_err());
+        assert_eq!(pq.train(&data(10, 8, 1), 5, 0), Err(PqError::TooFewPoints { n: 10, need: 256 }));
+        assert!(ProductQuantizer::from_codebooks(8, 2, 8, vec![0.0; 7]).is_err());
     }
 }

@@ -119,10 +119,13 @@ impl<'a> Generation<'a> {
         let bytes = self.small_file(name)?;
         let (cb, h) = Codebooks::decode(name, &bytes)?;
         self.check_owner(name, &h)?;
-        if cb.m as usize != info.pq_m || (cb.m as usize).saturating_mul(cb.dsub as usize) != info.dim {
+        if cb.m as usize != info.pq_m
+            || (cb.m as usize).saturating_mul(cb.dsub as usize) != info.dim
+            || cb.nbits as usize != crate::pq::NBITS
+        {
             return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
         }
-        ProductQuantizer::from_codebooks(info.dim, info.pq_m, cb.centroids)
+        ProductQuantizer::from_codebooks(info.dim, info.pq_m, crate::pq::NBITS, cb.centroids)
             .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })
     }
 
