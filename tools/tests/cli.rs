@@ -140,12 +140,16 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["build", "--input", "/nonexistent.fvecs", "--index", &idx], "nonexistent", 1),
         (vec!["build", "--input", &base, "--index", &idx, "--factory", "IVF16_HNSW8,PQ8"], "not empty", 2),
         (vec!["search", "--index", "/nonexistent-index", "--queries", &q], "does not exist", 1),
+        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ7x4fs"], "even m", 2),
+        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ8x6"], "not supported", 2),
+        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ16x4fs"], "not built yet", 2),
     ] {
         let o = quiver(&args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("error:") && err.contains(needle), "{args:?}: {err}");
     }
+    assert!(!std::path::Path::new("fs-idx").exists(), "refused before any work");
     let other_dim = d.path().join("q8.fvecs");
     ok(&["gen", "--n", "3", "--dim", "8", "--out", other_dim.to_str().unwrap()]);
     let o = quiver(&["search", "--index", &idx, "--queries", other_dim.to_str().unwrap()]);
