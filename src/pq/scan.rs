@@ -8,9 +8,12 @@ use crate::topk::TopK;
 /// e.g. −⟨q, centroid⟩ for inner product) to each table sum, and pushes them into `topk`.
 pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], ids: impl Iterator<Item = u64>, topk: &mut TopK) {
     debug_assert_eq!(lut.len(), m * KSUB);
+    // As 256-entry arrays, a table indexed by a code byte needs no bounds check.
+    let (tables, _) = lut.as_chunks::<KSUB>();
+    let tables = &tables[..m];
     let mut threshold = topk.threshold();
     for (code, id) in codes.chunks_exact(m).zip(ids) {
-        let d = bias + adc_distance(lut, code);
+        let d = bias + adc_distance(tables, code);
         // `<=`: a tie at the threshold is settled by id inside the top-k, so results do not
         // depend on the order lists are scanned in (cached ones first, say).
         if d <= threshold {
@@ -23,18 +26,17 @@ pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], ids: impl Iter
 /// Sum of table entries named by one code; four independent accumulators hide the latency of
 /// the dependent loads.
 #[inline(always)]
-fn adc_distance(lut: &[f32], code: &[u8]) -> f32 {
+fn adc_distance(tables: &[[f32; KSUB]], code: &[u8]) -> f32 {
     let mut acc = [0f32; 4];
-    let mut chunks = code.chunks_exact(4);
-    let mut j = 0;
-    for c in &mut chunks {
-        for t in 0..4 {
-            acc[t] += lut[(j + t) * KSUB + c[t] as usize];
+    let (t4, t_rest) = tables.as_chunks::<4>();
+    let (c4, c_rest) = code.as_chunks::<4>();
+    for (t, c) in t4.iter().zip(c4) {
+        for i in 0..4 {
+            acc[i] += t[i][c[i] as usize];
         }
-        j += 4;
     }
-    for (t, &c) in chunks.remainder().iter().enumerate() {
-        acc[t] += lut[(j + t) * KSUB + c as usize];
+    for (i, (t, &c)) in t_rest.iter().zip(c_rest).enumerate() {
+        acc[i] += t[c as usize];
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
