@@ -89,7 +89,10 @@ impl ListCache {
         inner.tick += 1;
         inner.counts[extent as usize] = inner.counts[extent as usize].saturating_add(1);
         inner.since_aging += 1;
-        if inner.since_aging > AGING * (inner.entries.len() as u64).max(64) {
+        // Halving touches every count, so the period grows with their number too: at most one
+        // halved count per access, however many extents the index has.
+        let period = AGING * (inner.entries.len() as u64).max(inner.counts.len() as u64 / AGING).max(64);
+        if inner.since_aging > period {
             inner.since_aging = 0;
             inner.counts.iter_mut().for_each(|c| *c /= 2);
             let keys: Vec<(u32, usize)> = inner.entries.iter().map(|(&x, e)| (x, e.bytes.len())).collect();

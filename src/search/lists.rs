@@ -13,6 +13,7 @@ use super::SearchStats;
 use crate::error::{Error, Result};
 use crate::format::{self, Directory, Extent, ExtentView};
 use crate::io::{self, IoMode, ReadRequest};
+use crate::topk::Neighbor;
 
 /// A segment file opened for reads.
 pub(crate) struct Segment {
@@ -31,19 +32,20 @@ pub(crate) struct ListStore {
 }
 
 impl ListStore {
-    /// Calls `scan(list, bias, extent)` for every extent of the `probes` (list, and a value
-    /// passed through: the pipeline's ‖q − c‖²), reading what the cache does not hold in one
+    /// Calls `scan(list, qc, extent)` for every extent of the `probes` (the coarse search's
+    /// lists; `qc` is the distance it found, ‖q − c‖² for L2), reading what the cache does not hold in one
     /// batch through `reader`; returns what it cost.
     pub fn scan_lists(
         &self,
-        probes: &[(usize, f32)],
+        probes: &[Neighbor],
         reader: &mut io::Reader,
         mut scan: impl FnMut(usize, f32, ExtentView),
     ) -> Result<SearchStats> {
         let mut meta: Vec<(usize, u32, f32)> = Vec::new();
         let mut cached: Vec<(usize, u32, f32, Arc<Vec<u8>>)> = Vec::new();
         let mut reqs = Vec::new();
-        for &(list, qc) in probes {
+        for &Neighbor { id, dist: qc } in probes {
+            let list = id as usize;
             let first = self.directory.list_starts[list];
             for (i, e) in self.directory.extents_of(list).iter().enumerate() {
                 let x = first + i as u32;

@@ -35,8 +35,7 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut
     let pq = &index.pq;
     let kernel = coarse.metric;
     let Worker { reader, visited, lut, residual } = w;
-    let probes: Vec<(usize, f32)> =
-        coarse.probe(&q, p.nprobe, p.ef_search, visited).iter().map(|n| (n.id as usize, n.dist)).collect();
+    let probes = coarse.probe(&q, p.nprobe, p.ef_search, visited);
     lut.resize(pq.m * LUT_KSUB, 0.0);
     let precomputed = index.precomputed.as_ref().filter(|_| kernel == Metric::L2);
     if precomputed.is_some() {

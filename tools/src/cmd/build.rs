@@ -2,8 +2,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use quiver::{
-    build_index, human_bytes, plan_build, BuildOptions, BuildPlan, DiskPlan, KMeansKind, Metric, Unfinished,
-    VectorFiles, VectorSource,
+    build_index, human_bytes, plan_build, BudgetPlan, BuildOptions, BuildPlan, DiskPlan, KMeansKind, Metric,
+    Unfinished, VectorFiles, VectorSource,
 };
 use serde_json::json;
 
@@ -242,16 +242,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "train_size_requested": r.train_size_requested,
             "kmeans": if r.two_level_kmeans { "two-level" } else { "flat" },
             "memory_budget": r.budget.total,
-            "budget": {
-                "resident": r.budget.resident,
-                "training": r.budget.training,
-                "streaming": r.budget.streaming,
-                "merging": r.budget.merging,
-                "finishing": r.budget.finishing,
-                "chunk_rows": r.budget.chunk_rows,
-                "merge_buffer": r.budget.merge_buffer,
-                "merge_fan_in": r.budget.merge_fan_in,
-            },
+            "budget": budget_json(&r.budget),
             "stages_s": {
                 "sample": r.sample_s,
                 "kmeans": r.kmeans_s,
@@ -297,6 +288,19 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     Ok(())
 }
 
+fn budget_json(b: &BudgetPlan) -> serde_json::Value {
+    json!({
+        "resident": b.resident,
+        "training": b.training,
+        "streaming": b.streaming,
+        "merging": b.merging,
+        "finishing": b.finishing,
+        "chunk_rows": b.chunk_rows,
+        "merge_buffer": b.merge_buffer,
+        "merge_fan_in": b.merge_fan_in,
+    })
+}
+
 fn disk_json(d: &DiskPlan) -> serde_json::Value {
     json!({
         "runs_bytes": d.runs_bytes,
@@ -328,16 +332,7 @@ fn dry_run(a: &Args, paths: &[PathBuf], p: &BuildPlan, out: &mut dyn Write) -> C
             "train_size": b.train_rows,
             "kmeans": if p.two_level_kmeans { "two-level" } else { "flat" },
             "memory_budget": b.total,
-            "budget": {
-                "resident": b.resident,
-                "training": b.training,
-                "streaming": b.streaming,
-                "merging": b.merging,
-                "finishing": b.finishing,
-                "chunk_rows": b.chunk_rows,
-                "merge_buffer": b.merge_buffer,
-                "merge_fan_in": b.merge_fan_in,
-            },
+            "budget": budget_json(b),
             "disk": disk_json(&p.disk),
             "runs_dir": p.runs_dir.display().to_string(),
             "threads": p.threads,
