@@ -109,7 +109,7 @@ fn fast_scan(c: &mut Criterion) {
     use quiver::pq::fastscan::{block_sums, block_sums_scalar, pack_blocks, scan_blocks, QuantizedLut, BLOCK};
     let (n, m) = (20_000usize, 64usize);
     let mut r = quiver::Rng::new(5);
-    let codes: Vec<u8> = (0..n * m).map(|_| r.below(16) as u8).collect();
+    let codes: Vec<u8> = (0..n * m / 2).map(|_| r.below(256) as u8).collect();
     let lut: Vec<f32> = (0..m * 16).map(|_| r.normal() as f32).collect();
     let q = QuantizedLut::new(&lut, m);
     let mut blocks = Vec::new();
@@ -131,7 +131,7 @@ fn fast_scan(c: &mut Criterion) {
     g.bench_function("scan_blocks_k10_m64_20k", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_blocks(&q, &lut, &blocks, n, 0..n as u64, &mut top, &mut scratch);
+            scan_blocks(&q, &lut, 0.0, &blocks, n, 0..n as u64, &mut top, &mut scratch);
             top.len()
         })
     });

@@ -49,7 +49,7 @@ def header(name, data, kind):
         raise FormatError(f"{name}: not a quiver file")
     if crc32c(data[:60]) != hcrc:
         raise FormatError(f"{name}: header checksum mismatch")
-    if major != 1 or minor > 0:
+    if major != 1 or minor > 1:
         raise FormatError(f"{name}: format {major}.{minor} not readable by this reader")
     if k != kind:
         raise FormatError(f"{name}: expected a {KINDS[kind]} file, found kind {k}")
@@ -86,8 +86,8 @@ def read_index(dir_):
     for i in range(n_files):
         name, kind, _r, size, crc, _r2 = struct.unpack_from("<40sIIQII", p, 160 + 64 * i)
         files[name.rstrip(b"\0").decode()] = (kind, size, crc)
-    if layout != 1 or nbits != 8:
-        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.0")
+    if (layout, nbits) not in ((1, 8), (2, 4)):
+        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.1")
 
     def owned(name, kind):
         fid, crc, size, payload = small_file(dir_, name, kind)
@@ -126,10 +126,17 @@ def read_index(dir_):
             ext = segments[seg][eoff:eoff + length]
             if len(ext) != length or crc32c(ext) != ecrc:
                 raise FormatError(f"seg-{seg:06d}.qvs: extent at {eoff}: checksum mismatch")
-            ids_at = (count * code_size + 7) // 8 * 8
+            # 04-segment.md: layout 1 row-major bytes, layout 2 blocks of 32 with nibbles.
+            codes_len = count * code_size if layout == 1 else (count + 31) // 32 * 32 * code_size
+            ids_at = (codes_len + 7) // 8 * 8
             ids = struct.unpack_from(f"<{count}Q", ext, ids_at)
             for i, vid in enumerate(ids):
-                code = ext[i * code_size:(i + 1) * code_size]
+                if layout == 1:
+                    code = ext[i * code_size:(i + 1) * code_size]
+                else:
+                    block, w = (i // 32) * 32 * code_size, i % 32
+                    code = [ext[block + 32 * (j // 2) + 16 * (j % 2) + w % 16] >> (4 * (w // 16)) & 15
+                            for j in range(m)]
                 v = list(c)
                 for j in range(m):
                     base = (j * ksub + code[j]) * dsub

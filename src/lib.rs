@@ -28,10 +28,11 @@
 //! ```
 //!
 //! Layers, with dependencies pointing one way (checked by `tests/layering.rs`): the algorithms
-//! (`distance`, `topk`, `kmeans`, `pq`, `hnsw`, `ivf`, `spec`) see slices and know no files;
+//! (`distance`, `topk`, `kmeans`, `pq`, `codec`, `hnsw`, `ivf`, `spec`) see slices and know no files;
 //! `format` sees bytes and knows no algorithms; `io` moves bytes and knows neither; `input`
 //! reads user files; the engine (`store`, `build`, `search`, `verify`) wires them together.
 
+pub mod codec;
 pub mod distance;
 pub mod flat;
 pub mod format;

@@ -253,7 +253,7 @@ fn verify_extents(
     let mut seen: Vec<u64> =
         try_vec(words, || format!("a bitmap of {ntotal} ids"), "verify on a machine with more memory")?;
     seen.resize(words, 0);
-    let code_size = d.code_size as u64;
+    let layout = d.layout;
     let mut buf = Vec::new();
     let mut spans: Vec<Vec<(u64, u64, usize)>> = vec![Vec::new(); segments.len()];
     let mut index_no = 0usize;
@@ -275,7 +275,7 @@ fn verify_extents(
                 r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: extent cannot be read: {err}"));
                 continue;
             }
-            let view = match format::decode_extent(&seg_name, e, code_size as usize, &buf) {
+            let view = match format::decode_extent(&seg_name, e, layout, &buf) {
                 Ok(v) => v,
                 Err(err) => {
                     r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: {err}"));
@@ -286,8 +286,8 @@ fn verify_extents(
                 r.fault(store::DIRECTORY, None, format!("list {list}: extent {i} has a non-zero reserved field"));
             }
             let count = e.count.get() as u64;
-            let codes_end = (count * code_size) as usize;
-            let ids_at = format::ids_offset(count, code_size) as usize;
+            let codes_end = layout.codes_len(count) as usize;
+            let ids_at = layout.ids_offset(count) as usize;
             let ids_end = ids_at + 8 * count as usize;
             let pad = buf[codes_end..ids_at].iter().chain(&buf[ids_end..]).position(|&b| b != 0);
             if let Some(p) = pad {

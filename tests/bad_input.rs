@@ -85,7 +85,8 @@ fn bad_build_parameters_are_refused_before_any_work() {
         ("IVF8_HNSW8,PQ3", "divisible"),
         ("IVF8_HNSW8,PQ5x4", "write PQ5x4fs"),
         ("IVF8_HNSW8,PQ5x5", "not supported"),
-        ("IVF8_HNSW8,PQ10x4fs", "not built yet"),
+        ("IVF8_HNSW8,PQ4x4fs", "divisible"),
+        ("IVF8_HNSW8,PQ3x4fs", "even m"),
         ("IVF5000_HNSW8,PQ5", "training vectors"),
         ("HNSW32,Flat", "parse but are not built"),
     ] {

@@ -57,6 +57,33 @@ fn a_damaged_extent_never_enters_the_cache() {
     assert!(matches!(Index::open_with(dir.path(), preload), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
 }
 
+/// Layout 2: a flipped nibble in a block of fast-scan codes, in the zero codes that pad a
+/// block, or in the codebooks (16 centroids) is caught as in layout 1.
+#[test]
+fn damaged_fast_scan_indexes_are_caught() {
+    let (d, n) = (16, 4_000);
+    let (base, q) = synthetic(n, 4, d, 11);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF16_HNSW8,PQ16x4fs", Metric::L2));
+    let clean = search_all(dir.path(), &q).unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    let count = index.list_len(0);
+    // The first list's codes end where its last block's padding vectors begin.
+    let pad = 4096 + count * 8;
+    assert!(!count.is_multiple_of(32), "list 0 fills its last block; pick another seed");
+    drop(index);
+    let seg = segment_path(dir.path());
+    for at in [4096 + 3, pad] {
+        flip_byte(&seg, at);
+        assert!(matches!(search_all(dir.path(), &q), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
+        assert!(!Index::open(dir.path()).unwrap().verify().unwrap().is_ok());
+        flip_byte(&seg, at);
+    }
+    assert_eq!(search_all(dir.path(), &q).unwrap().ids, clean.ids, "flipped back, all is well");
+    flip_byte(&dir.path().join("codebooks.qvc"), HEADER_LEN as u64 + 100);
+    assert!(matches!(Index::open(dir.path()), Err(Error::Format(FormatError::ChecksumMismatch { .. }))));
+}
+
 #[test]
 fn flipped_padding_is_caught_too() {
     let (dir, q) = tiny_index();
@@ -65,9 +92,9 @@ fn flipped_padding_is_caught_too() {
     // starts where its ids end.
     let index = Index::open(dir.path()).unwrap();
     let last = (0..16).rev().find(|&l| index.list_len(l) > 0).unwrap();
-    let (count, code_size) = (index.list_len(last), index.info().pq_m as u64);
+    let (count, layout) = (index.list_len(last), index.info().code_layout());
     let file_len = std::fs::metadata(&seg).unwrap().len();
-    let padding = file_len - format::extent_len(count, code_size) + format::ids_offset(count, code_size) + 8 * count;
+    let padding = file_len - layout.extent_len(count) + layout.ids_offset(count) + 8 * count;
     assert!(padding < file_len, "the last extent has no padding; pick another fixture");
     drop(index);
     flip_byte(&seg, padding);

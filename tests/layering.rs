@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-const ALGORITHMS: &[&str] = &["distance", "topk", "kmeans", "pq", "hnsw", "ivf", "spec", "flat", "synthetic", "rng"];
+const ALGORITHMS: &[&str] =
+    &["distance", "topk", "kmeans", "pq", "codec", "hnsw", "ivf", "spec", "flat", "synthetic", "rng"];
 const ENGINE: &[&str] = &["store", "build", "search", "verify", "error"];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

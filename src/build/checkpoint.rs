@@ -109,9 +109,9 @@ pub(super) fn save_trained(
     drop(bytes);
     let codebooks = Codebooks {
         m: pq.m as u32,
-        ksub: crate::pq::KSUB as u32,
+        ksub: pq.ksub() as u32,
         dsub: pq.dsub as u32,
-        nbits: crate::pq::NBITS as u32,
+        nbits: pq.nbits as u32,
         centroids: pq.centroids.clone(),
     };
     durable::write_atomic(area, store::CODEBOOKS, &codebooks.encode(index_id)).at(area)
@@ -125,6 +125,7 @@ pub(super) struct TrainedShape {
     pub nlist: usize,
     pub hnsw_m: usize,
     pub pq_m: usize,
+    pub pq_nbits: usize,
 }
 
 /// Reads the trained quantizer and codebooks from the staging area: `None` when they are
@@ -149,10 +150,10 @@ pub(super) fn load_trained(area: &Path, s: &TrainedShape) -> Result<Option<(Coar
         let coarse = CoarseQuantizer { d: s.d, metric: s.metric.kernel(), centroids: q.centroids, hnsw };
         let bytes = fs::read(&cp).at(&cp)?;
         let (cb, h) = Codebooks::decode(&cp.display().to_string(), &bytes)?;
-        if h.index_id != s.index_id || cb.m as usize != s.pq_m || cb.nbits as usize != crate::pq::NBITS {
+        if h.index_id != s.index_id || cb.m as usize != s.pq_m || cb.nbits as usize != s.pq_nbits {
             return Err(mismatch(&cp));
         }
-        let pq = ProductQuantizer::from_codebooks(s.d, s.pq_m, crate::pq::NBITS, cb.centroids)
+        let pq = ProductQuantizer::from_codebooks(s.d, s.pq_m, s.pq_nbits, cb.centroids)
             .map_err(|e| Error::Corrupt { file: cp.display().to_string(), reason: e.to_string() })?;
         Ok((coarse, pq))
     };

@@ -11,6 +11,7 @@ use std::path::Path;
 use super::run::{run_name, RunReader, RunWriter};
 use super::spill::RunFile;
 use super::{failpoint, Progress};
+use crate::codec::Codec;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, Directory, Extent, FileEntry, FileKind, PAGE};
 use crate::io::durable;
@@ -70,10 +71,11 @@ impl SegmentWriter<'_> {
 }
 
 /// Sizes of the merge, from the memory budget.
-pub(super) struct MergeParams {
+pub(super) struct MergeParams<'a> {
     pub index_id: [u8; 16],
     pub nlist: usize,
-    pub code_size: usize,
+    /// Arranges each extent's codes (blocks of 32 for fast-scan).
+    pub codec: &'a Codec,
     pub segment_bytes: u64,
     pub ntotal: u64,
     /// Read buffer per run file.
@@ -87,7 +89,7 @@ pub(super) struct MergeParams {
 }
 
 fn open_runs(runs: &[RunFile], mp: &MergeParams) -> Result<Vec<RunReader>> {
-    runs.iter().map(|r| RunReader::open(&r.path, mp.read_buffer, mp.nlist, mp.code_size, mp.index_id)).collect()
+    runs.iter().map(|r| RunReader::open(&r.path, mp.read_buffer, mp.nlist, mp.codec.code_size(), mp.index_id)).collect()
 }
 
 /// Hands `each` every record of `list`, run by run: runs hold consecutive parts of the input,
@@ -126,7 +128,7 @@ fn reduce_runs(mut runs: Vec<RunFile>, mp: &MergeParams, progress: &dyn Progress
             let (first, end) = (group[0].first, group[group.len() - 1].end);
             let dir = group[0].path.parent().unwrap_or(Path::new("."));
             let mut readers = open_runs(group, mp)?;
-            let mut w = RunWriter::create(dir, first, end, mp.nlist, mp.code_size)?;
+            let mut w = RunWriter::create(dir, first, end, mp.nlist, mp.codec.code_size())?;
             while let Some(list) = readers.iter().filter_map(RunReader::head).min() {
                 let count: u64 = readers.iter().filter(|r| r.head() == Some(list)).map(|r| r.group_left() as u64).sum();
                 let count = u32::try_from(count).map_err(|_| Error::Corrupt {
@@ -158,7 +160,7 @@ fn w_name(dir: &Path, first: u64, end: u64) -> String {
 
 pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progress: &dyn Progress) -> Result<Merged> {
     let runs = reduce_runs(runs, mp, progress)?;
-    let (nlist, code_size, index_id) = (mp.nlist, mp.code_size, mp.index_id);
+    let (nlist, codec, index_id) = (mp.nlist, mp.codec, mp.index_id);
     progress.begin("merge into segments", nlist as u64);
     let mut readers = open_runs(&runs, mp)?;
     let mut seg = SegmentWriter {
@@ -171,7 +173,7 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     };
     let mut list_starts = Vec::with_capacity(nlist + 1);
     let mut extents = Vec::new();
-    let (mut codes, mut ids, mut buf) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut codes, mut ids, mut buf, mut arranged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let cap = mp.max_extent_vectors.clamp(1, u32::MAX as usize);
     for list in 0..nlist as u32 {
         list_starts.push(extents.len() as u32);
@@ -181,14 +183,14 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
             ids.push(id);
             codes.extend_from_slice(code);
             if ids.len() == cap {
-                extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
+                extents.push(write_extent(&mut seg, codec, &codes, &ids, &mut buf, &mut arranged)?);
                 codes.clear();
                 ids.clear();
             }
             Ok(())
         })?;
         if !ids.is_empty() {
-            extents.push(write_extent(&mut seg, &codes, &ids, code_size, &mut buf)?);
+            extents.push(write_extent(&mut seg, codec, &codes, &ids, &mut buf, &mut arranged)?);
         }
         progress.advance(1);
     }
@@ -196,20 +198,28 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     finish_all(&mut readers)?;
     seg.close()?;
     progress.end();
-    let directory =
-        Directory { n_segments: seg.next_no, code_size: code_size as u32, ntotal: mp.ntotal, list_starts, extents };
+    let directory = Directory {
+        n_segments: seg.next_no,
+        layout: store::code_layout(codec),
+        ntotal: mp.ntotal,
+        list_starts,
+        extents,
+    };
     Ok(Merged { directory, segment_files: seg.done })
 }
 
-/// Appends one extent of `ids` (ascending) and their codes to the current segment.
+/// Appends one extent of `ids` (ascending) and their codes (`rows`, as encoded) to the current
+/// segment; `arranged` is scratch for the codes in the codec's list layout.
 fn write_extent(
     seg: &mut SegmentWriter,
-    codes: &[u8],
+    codec: &Codec,
+    rows: &[u8],
     ids: &[u64],
-    code_size: usize,
     buf: &mut Vec<u8>,
+    arranged: &mut Vec<u8>,
 ) -> Result<Extent> {
-    let crc = format::encode_extent(codes, ids, code_size, buf);
+    codec.arrange_list(rows, arranged);
+    let crc = format::encode_extent(arranged, ids, store::code_layout(codec), buf);
     let (segment, offset) = seg.append(buf)?;
     Ok(Extent {
         segment: segment.into(),

@@ -24,12 +24,13 @@ pub use estimate::StageEstimate;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::codec::Codec;
 use crate::distance::{self, Metric};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, FileEntry, FileKind, Manifest, ManifestBody, Params};
 use crate::input::VectorSource;
 use crate::io::durable;
-use crate::pq::{ProductQuantizer, NBITS};
+use crate::pq::ProductQuantizer;
 use crate::rng::Rng;
 use crate::spec::{IndexSpec, Payload};
 use crate::store;
@@ -142,10 +143,10 @@ impl BuildOptions {
                 crate::input::MAX_DIM
             )));
         }
-        ProductQuantizer::new(d, plan.pq_m)?;
+        ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
         self.validate()?;
         let train_size = self.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
-        let need = plan.nlist.max(crate::pq::KSUB);
+        let need = plan.nlist.max(1 << plan.pq_nbits);
         if train_size < need {
             return Err(Error::TrainingSetTooSmall { have: train_size, need, nlist: plan.nlist });
         }
@@ -166,9 +167,9 @@ impl BuildOptions {
             sample_elem,
             nlist: plan.nlist,
             hnsw_m: plan.hnsw_m,
-            code_size: plan.pq_m,
+            code_size: plan.code_size(),
             train_rows: train_size,
-            min_train_rows: plan.nlist.max(crate::pq::KSUB),
+            min_train_rows: plan.nlist.max(1 << plan.pq_nbits),
             chunk_cap: self.chunk_size,
             two_level: plan.two_level(self.kmeans),
             threads: rayon::current_num_threads(),
@@ -267,16 +268,23 @@ pub struct Plan {
     pub nlist: usize,
     pub hnsw_m: usize,
     pub pq_m: usize,
+    /// Bits per PQ sub-code: 8, or 4 for fast-scan codes.
+    pub pq_nbits: usize,
+}
+
+impl Plan {
+    /// Bytes of one vector's code.
+    pub fn code_size(&self) -> usize {
+        self.pq_m * self.pq_nbits / 8
+    }
 }
 
 fn plan(spec: &IndexSpec) -> Result<Plan> {
     match *spec {
-        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => Ok(Plan { nlist, hnsw_m, pq_m: m }),
-        IndexSpec::Ivf { payload: Payload::PqFastScan { m }, .. } => Err(Error::Unsupported(format!(
-            "{spec}: 4-bit fast-scan codes are not built yet (its scan kernel is in, the format and builder are not); PQ{} stores the same {} bytes per vector with 8-bit codes",
-            m / 2,
-            m / 2
-        ))),
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8 }),
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m } } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4 })
+        }
         _ => Err(Error::Unsupported(format!(
             "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} indexes; the other factory kinds parse but are not built yet"
         ))),
@@ -355,7 +363,7 @@ fn disk_plan(opts: &BuildOptions, plan: &Plan, mem: &BudgetPlan, n: usize, d: us
         d: d as u64,
         nlist: plan.nlist as u64,
         hnsw_m: plan.hnsw_m as u64,
-        code_size: plan.pq_m as u64,
+        code_size: plan.code_size() as u64,
         chunk_rows: mem.chunk_rows as u64,
         fan_in: mem.merge_fan_in as u64,
         max_extent_vectors: mem.max_extent_vectors as u64,
@@ -453,6 +461,7 @@ pub fn build_index(
         nlist: plan.nlist,
         hnsw_m: plan.hnsw_m,
         pq_m: plan.pq_m,
+        pq_nbits: plan.pq_nbits,
     };
     let mut report = BuildReport {
         ntotal: n as u64,
@@ -486,16 +495,17 @@ pub fn build_index(
     };
     staging.keep_on_failure();
     let (coarse, pq) = trained;
+    let codec = Codec::new(pq);
     report.train_s = t0.elapsed().as_secs_f64();
 
     std::fs::create_dir_all(&runs_at).at(&runs_at)?;
-    let (mut runs, gaps) = checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, pq.code_size(), index_id)?;
+    let (mut runs, gaps) = checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, codec.code_size(), index_id)?;
     if resume && !runs.is_empty() {
         let covered: u64 = runs.iter().map(|r| r.end - r.first).sum();
         log::info!("resuming: {} sorted runs cover {covered} of {n} vectors", runs.len());
     }
     let target = spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist };
-    runs.extend(spill::spill_runs(source, &coarse, &pq, opts, mem.chunk_rows, &gaps, &target, progress)?);
+    runs.extend(spill::spill_runs(source, &coarse, &codec, opts, mem.chunk_rows, &gaps, &target, progress)?);
     runs.sort_by_key(|r| r.first);
     drop(coarse);
     report.add_s = t0.elapsed().as_secs_f64() - report.train_s;
@@ -505,7 +515,7 @@ pub fn build_index(
         &merge::MergeParams {
             index_id,
             nlist: plan.nlist,
-            code_size: pq.code_size(),
+            codec: &codec,
             segment_bytes: opts.segment_bytes,
             ntotal: n as u64,
             read_buffer: mem.merge_buffer,
@@ -679,11 +689,11 @@ fn params(opts: &BuildOptions, spec: &IndexSpec, plan: &Plan, n: usize, d: usize
     Params {
         dim: (d as u32).into(),
         metric: metric_code(opts.metric),
-        code_layout: format::CODE_LAYOUT_PQ8,
+        code_layout: if plan.pq_nbits == 4 { format::CODE_LAYOUT_PQ4FS } else { format::CODE_LAYOUT_PQ8 },
         reserved0: [0; 2],
         nlist: (plan.nlist as u32).into(),
         pq_m: (plan.pq_m as u32).into(),
-        pq_nbits: (NBITS as u32).into(),
+        pq_nbits: (plan.pq_nbits as u32).into(),
         hnsw_m: (plan.hnsw_m as u32).into(),
         ef_construction: (opts.ef_construction as u32).into(),
         ef_search: (opts.ef_search as u32).into(),

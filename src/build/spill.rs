@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::run::RunWriter;
 use super::{failpoint, prepare_rows, BuildOptions, Progress};
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::input::VectorSource;
 use crate::ivf::CoarseQuantizer;
-use crate::pq::ProductQuantizer;
 
 /// A run on disk and the input rows it covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub(super) struct SpillTarget<'a> {
 pub(super) fn spill_runs(
     source: &dyn VectorSource,
     coarse: &CoarseQuantizer,
-    pq: &ProductQuantizer,
+    codec: &Codec,
     opts: &BuildOptions,
     chunk: usize,
     gaps: &[(u64, u64)],
@@ -72,7 +72,7 @@ pub(super) fn spill_runs(
             let (start, mut x) = msg?;
             prepare_rows(opts.metric, &mut x, d);
             let rows = x.len() / d;
-            let run = write_run(target, start as u64, &mut x, coarse, pq, opts.ef_search)?;
+            let run = write_run(target, start as u64, &mut x, coarse, codec, opts.ef_search)?;
             runs.push(run);
             failpoint::hit("run");
             progress.advance(rows as u64);
@@ -88,14 +88,14 @@ fn write_run(
     first_row: u64,
     x: &mut [f32],
     coarse: &CoarseQuantizer,
-    pq: &ProductQuantizer,
+    codec: &Codec,
     ef: usize,
 ) -> Result<RunFile> {
     let lists = coarse.assign_batch(x, ef);
-    let cs = pq.code_size();
+    let cs = codec.code_size();
     coarse.to_residuals(x, &lists);
     let mut codes = vec![0u8; lists.len() * cs];
-    pq.encode_batch(x, &mut codes);
+    codec.encode_batch(x, &mut codes);
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
     let end = first_row + lists.len() as u64;

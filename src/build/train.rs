@@ -213,7 +213,7 @@ pub(super) fn train(
     drop(sample);
     let lists = coarse.assign_batch(&x, opts.ef_search);
     coarse.to_residuals(&mut x, &lists);
-    let mut pq = ProductQuantizer::new(d, plan.pq_m)?;
+    let mut pq = ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
     pq.train_with(&x, PQ_NITER, opts.seed.wrapping_add(3), &|| progress.advance(1))?;
     progress.end();
     let pq_s = t.elapsed().as_secs_f64();

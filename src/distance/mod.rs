@@ -139,14 +139,22 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 /// of scattered rows overlap.
 #[inline(always)]
 pub fn prefetch(row: &[f32]) {
+    prefetch_bytes(zerocopy::IntoBytes::as_bytes(row))
+}
+
+/// [`prefetch`] for bytes: asks for every cache line of `bytes`. A scan issues it for the next
+/// list's codes before scanning the current one, so memory streams the next while the CPU
+/// works on this one (lists are a few KiB: too short for the hardware prefetcher to ramp up).
+#[inline(always)]
+pub fn prefetch_bytes(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
+    for line in bytes.chunks(64) {
         // SAFETY: a prefetch is a hint that never faults and does not change memory; the
         // pointer comes from a live slice anyway.
         unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = bytes;
 }
 
 /// Dissimilarities under `metric.kernel()` from `q` to four rows (each row at least as long

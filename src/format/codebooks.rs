@@ -43,17 +43,18 @@ impl Codebooks {
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: CodebookHeader = c.read("codebook header")?;
         let (m, ksub, dsub) = (h.m.get() as usize, h.ksub.get() as usize, h.dsub.get() as usize);
-        if h.nbits.get() != 8 || ksub != 256 {
+        let nbits = h.nbits.get();
+        if !matches!((nbits, ksub), (8, 256) | (4, 16)) {
             return Err(c.invalid(
                 "codebook header",
-                format!("nbits {} / ksub {ksub}: only 8-bit PQ is defined", h.nbits.get()),
+                format!("nbits {nbits} / ksub {ksub}: only 8-bit (256) and 4-bit (16) PQ are defined"),
             ));
         }
         let n = m.checked_mul(ksub).and_then(|v| v.checked_mul(dsub)).and_then(|v| v.checked_mul(4));
         let n = n.ok_or_else(|| c.invalid("codebook header", "shape overflows".into()))?;
         let centroids = f32s_from_le(c.take(n, "PQ centroids")?);
         c.finish()?;
-        Ok((Codebooks { m: m as u32, ksub: ksub as u32, dsub: dsub as u32, nbits: 8, centroids }, fh))
+        Ok((Codebooks { m: m as u32, ksub: ksub as u32, dsub: dsub as u32, nbits, centroids }, fh))
     }
 }
 
@@ -69,5 +70,9 @@ mod tests {
         let mut b = bytes.clone();
         b[200] ^= 4;
         assert!(matches!(Codebooks::decode("c", &b), Err(FormatError::ChecksumMismatch { .. })));
+        let four = Codebooks { m: 2, ksub: 16, dsub: 3, nbits: 4, centroids: (0..96).map(|i| i as f32).collect() };
+        assert_eq!(Codebooks::decode("c", &four.encode([1; 16])).unwrap().0, four);
+        let odd = Codebooks { ksub: 256, ..four };
+        assert!(matches!(Codebooks::decode("c", &odd.encode([1; 16])), Err(FormatError::Invalid { .. })));
     }
 }

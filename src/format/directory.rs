@@ -6,7 +6,7 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
-    align_up, decode_file, encode_file, extent_len, put_u32s, u32s_from_le, Cursor, FileHeader, FileKind, FormatError,
+    align_up, decode_file, encode_file, put_u32s, u32s_from_le, CodeLayout, Cursor, FileHeader, FileKind, FormatError,
     HEADER_LEN, PAGE,
 };
 
@@ -38,7 +38,8 @@ pub struct Extent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Directory {
     pub n_segments: u32,
-    pub code_size: u32,
+    /// The manifest's code layout, with the header's `code_size` in it.
+    pub layout: CodeLayout,
     pub ntotal: u64,
     /// nlist + 1 entries.
     pub list_starts: Vec<u32>,
@@ -59,7 +60,7 @@ impl Directory {
             nlist: (self.nlist() as u32).into(),
             n_extents: (self.extents.len() as u32).into(),
             n_segments: self.n_segments.into(),
-            code_size: self.code_size.into(),
+            code_size: (self.layout.code_size() as u32).into(),
             ntotal: self.ntotal.into(),
             reserved: 0.into(),
         };
@@ -75,8 +76,9 @@ impl Directory {
     /// Decodes and checks every invariant a reader relies on: list ranges monotone and in
     /// bounds, extents page-aligned, long enough for their count, in a known segment, and counts
     /// summing to `ntotal`. Whether an extent fits inside its segment file is checked by the
-    /// engine, which knows the file sizes.
-    pub fn decode(file: &str, bytes: &[u8]) -> Result<(Self, FileHeader), FormatError> {
+    /// engine, which knows the file sizes. `layout` is the manifest's (the header's `code_size`
+    /// must agree with it).
+    pub fn decode(file: &str, bytes: &[u8], layout: CodeLayout) -> Result<(Self, FileHeader), FormatError> {
         let (fh, payload) = decode_file(file, FileKind::Directory, bytes)?;
         let mut c = Cursor::new(file, payload, HEADER_LEN as u64);
         let h: DirectoryHeader = c.read("directory header")?;
@@ -89,7 +91,12 @@ impl Directory {
         let extents: Vec<Extent> =
             ext_bytes.chunks_exact(32).map(|b| Extent::read_from_bytes(b).unwrap_or_else(|_| unreachable!())).collect();
         c.finish()?;
-        let code_size = h.code_size.get();
+        if h.code_size.get() as u64 != layout.code_size() {
+            return Err(c.invalid(
+                "directory header",
+                format!("code_size {}, the manifest's layout has {}", h.code_size.get(), layout.code_size()),
+            ));
+        }
         if list_starts[0] != 0 || list_starts.windows(2).any(|w| w[0] > w[1]) || list_starts[nlist] as usize != n_ext {
             return Err(c.invalid("list starts", "not a monotone partition of the extent table".into()));
         }
@@ -98,7 +105,7 @@ impl Directory {
             let (off, len, count) = (e.offset.get(), e.length.get(), e.count.get() as u64);
             let bad = off % PAGE != 0
                 || len % PAGE != 0
-                || len < extent_len(count, code_size as u64)
+                || len < layout.extent_len(count)
                 || e.segment.get() >= h.n_segments.get();
             if bad {
                 return Err(c.invalid(
@@ -116,7 +123,7 @@ impl Directory {
                 c.invalid("extent table", format!("extents hold {total} vectors, header says {}", h.ntotal.get()))
             );
         }
-        Ok((Directory { n_segments: h.n_segments.get(), code_size, ntotal: total, list_starts, extents }, fh))
+        Ok((Directory { n_segments: h.n_segments.get(), layout, ntotal: total, list_starts, extents }, fh))
     }
 }
 
@@ -138,7 +145,7 @@ mod tests {
     fn sample() -> Directory {
         Directory {
             n_segments: 2,
-            code_size: 8,
+            layout: CodeLayout::RowMajor { code_size: 8 },
             ntotal: 30,
             list_starts: vec![0, 1, 1, 3],
             extents: vec![ext(0, 10, 4096), ext(0, 10, 8192), ext(1, 10, 4096)],
@@ -148,7 +155,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let d = sample();
-        assert_eq!(Directory::decode("d", &d.encode([0; 16])).unwrap().0, d);
+        assert_eq!(Directory::decode("d", &d.encode([0; 16]), d.layout).unwrap().0, d);
         assert_eq!(d.extents_of(2).len(), 2);
         assert!(d.extents_of(1).is_empty());
     }
@@ -157,15 +164,26 @@ mod tests {
     fn inconsistent_tables_are_rejected() {
         let mut d = sample();
         d.extents[1].offset = 100.into();
-        assert!(matches!(Directory::decode("d", &d.encode([0; 16])), Err(FormatError::Invalid { .. })));
+        assert!(matches!(Directory::decode("d", &d.encode([0; 16]), d.layout), Err(FormatError::Invalid { .. })));
         let mut d = sample();
         d.list_starts = vec![0, 2, 1, 3];
-        assert!(Directory::decode("d", &d.encode([0; 16])).is_err());
+        assert!(Directory::decode("d", &d.encode([0; 16]), d.layout).is_err());
         let mut d = sample();
         d.extents[0].count = 1000.into();
-        assert!(Directory::decode("d", &d.encode([0; 16])).is_err());
+        assert!(Directory::decode("d", &d.encode([0; 16]), d.layout).is_err());
         let mut d = sample();
         d.extents[2].segment = 2.into();
-        assert!(Directory::decode("d", &d.encode([0; 16])).is_err());
+        assert!(Directory::decode("d", &d.encode([0; 16]), d.layout).is_err());
+        let d = sample();
+        assert!(Directory::decode("d", &d.encode([0; 16]), CodeLayout::RowMajor { code_size: 4 }).is_err());
+        // 10 vectors of 8 bytes fit a page row-major and in blocks of 32 (256 + 80 bytes).
+        let blocks = Directory { layout: CodeLayout::Blocks32 { code_size: 8 }, ..sample() };
+        assert_eq!(Directory::decode("d", &blocks.encode([0; 16]), blocks.layout).unwrap().0, blocks);
+        let mut big = blocks.clone();
+        big.extents[0].count = 300.into();
+        big.extents[1].count = 300.into();
+        big.ntotal = 610;
+        // 300 vectors: 10 blocks of 256 bytes + 2400 bytes of ids need two pages.
+        assert!(Directory::decode("d", &big.encode([0; 16]), big.layout).is_err());
     }
 }

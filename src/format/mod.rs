@@ -12,6 +12,7 @@ mod codebooks;
 mod directory;
 mod error;
 mod header;
+mod layout;
 mod manifest;
 mod quantizer;
 mod run;
@@ -22,17 +23,18 @@ pub use codebooks::{CodebookHeader, Codebooks};
 pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
 pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
+pub use layout::{CodeLayout, LAYOUT_BLOCK};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
-pub use segment::{decode_extent, encode_extent, extent_len, extent_view, ids_offset, segment_header_page, ExtentView};
+pub use segment::{decode_extent, encode_extent, extent_view, segment_header_page, ExtentView};
 
 /// First eight bytes of every quiver file.
 pub const MAGIC: [u8; 8] = *b"QUIVERix";
 /// Files with a different major version are not readable by this library.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Highest minor version this library reads (and the one it writes).
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 /// Alignment of every extent and of the extent area of a segment: the O_DIRECT unit.
 pub const PAGE: u64 = 4096;
 
@@ -42,8 +44,10 @@ pub const METRIC_INNER_PRODUCT: u8 = 1;
 pub const METRIC_COSINE: u8 = 2;
 
 /// Code layouts stored in [`Params::code_layout`]: how one vector's payload sits in an extent.
-/// 1 = row-major 8-bit PQ codes (`m` bytes per vector). Later layouts get new numbers.
+/// 1 = row-major 8-bit PQ codes (`m` bytes per vector); 2 = 4-bit fast-scan PQ codes in blocks
+/// of 32 vectors (`m / 2` bytes per vector, format 1.1). See [`CodeLayout`].
 pub const CODE_LAYOUT_PQ8: u8 = 1;
+pub const CODE_LAYOUT_PQ4FS: u8 = 2;
 
 /// `v` rounded up to a multiple of `a` (a power of two).
 pub const fn align_up(v: u64, a: u64) -> u64 {
@@ -56,9 +60,6 @@ pub fn crc32c(data: &[u8]) -> u32 {
 }
 
 /// Whether this library reads files written as `major.minor`: the one place that decides.
-// FORMAT_MINOR is 0 today, which makes `minor <= FORMAT_MINOR` look degenerate to clippy;
-// the rule is the one that must hold once it grows.
-#[allow(clippy::absurd_extreme_comparisons)]
 pub fn check_version(file: &str, major: u16, minor: u16) -> Result<(), FormatError> {
     if major == FORMAT_MAJOR && minor <= FORMAT_MINOR {
         Ok(())
@@ -165,7 +166,8 @@ mod tests {
     #[test]
     fn versions_newer_than_ours_are_refused() {
         assert!(check_version("f", 1, 0).is_ok());
-        assert!(matches!(check_version("f", 1, 1), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(check_version("f", 1, 1).is_ok());
+        assert!(matches!(check_version("f", 1, 2), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }

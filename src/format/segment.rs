@@ -1,35 +1,29 @@
 //! Segment files: a 4096-byte header page, then extents, each starting on a 4096-byte boundary.
-//! An extent holds one list's vectors: `count × code_size` code bytes, zero padding to a multiple
-//! of 8, `count` little-endian u64 ids, zero padding to a multiple of 4096. Its crc32c covers all
-//! of it, padding included, and is checked as soon as the extent arrives from disk.
+//! An extent holds one list's vectors: their codes as the index's [`CodeLayout`] arranges them,
+//! zero padding to a multiple of 8, `count` little-endian u64 ids, zero padding to a multiple of
+//! 4096. Its crc32c covers all of it, padding included, and is checked as soon as the extent
+//! arrives from disk.
 
-use super::{align_up, crc32c, Extent, FileHeader, FileKind, FormatError, HEADER_LEN, PAGE};
-
-/// Offset of the ids inside an extent.
-pub const fn ids_offset(count: u64, code_size: u64) -> u64 {
-    align_up(count * code_size, 8)
-}
-
-/// Bytes an extent of `count` vectors occupies on disk.
-pub const fn extent_len(count: u64, code_size: u64) -> u64 {
-    align_up(ids_offset(count, code_size) + 8 * count, PAGE)
-}
+use super::{crc32c, CodeLayout, Extent, FileHeader, FileKind, FormatError, HEADER_LEN, PAGE};
 
 /// Serialises one extent (padded) into `out`, replacing its contents; returns its crc32c.
-pub fn encode_extent(codes: &[u8], ids: &[u64], code_size: usize, out: &mut Vec<u8>) -> u32 {
-    debug_assert_eq!(codes.len(), ids.len() * code_size);
+/// `codes` is the code area, `layout.codes_len(ids.len())` bytes.
+pub fn encode_extent(codes: &[u8], ids: &[u64], layout: CodeLayout, out: &mut Vec<u8>) -> u32 {
     let count = ids.len() as u64;
+    debug_assert_eq!(codes.len() as u64, layout.codes_len(count));
     out.clear();
     out.extend_from_slice(codes);
-    out.resize(ids_offset(count, code_size as u64) as usize, 0);
+    out.resize(layout.ids_offset(count) as usize, 0);
     ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
-    out.resize(extent_len(count, code_size as u64) as usize, 0);
+    out.resize(layout.extent_len(count) as usize, 0);
     crc32c(out)
 }
 
 /// A verified extent, borrowed from the buffer it was read into.
 pub struct ExtentView<'a> {
+    /// The code area, as the layout arranges it (whole blocks for `Blocks32`).
     pub codes: &'a [u8],
+    pub count: usize,
     ids: &'a [u8],
 }
 
@@ -43,7 +37,7 @@ impl<'a> ExtentView<'a> {
 pub fn decode_extent<'a>(
     file: &str,
     e: &Extent,
-    code_size: usize,
+    layout: CodeLayout,
     bytes: &'a [u8],
 ) -> Result<ExtentView<'a>, FormatError> {
     let len = e.length.get();
@@ -67,15 +61,19 @@ pub fn decode_extent<'a>(
             computed,
         });
     }
-    Ok(extent_view(e, code_size, bytes))
+    Ok(extent_view(e, layout, bytes))
 }
 
 /// The codes and ids of an extent whose bytes were verified by [`decode_extent`] when they
 /// were read (a cache keeps them verified); `bytes` must be the extent's whole length.
-pub fn extent_view<'a>(e: &Extent, code_size: usize, bytes: &'a [u8]) -> ExtentView<'a> {
-    let count = e.count.get() as usize;
-    let io = ids_offset(count as u64, code_size as u64) as usize;
-    ExtentView { codes: &bytes[..count * code_size], ids: &bytes[io..io + 8 * count] }
+pub fn extent_view<'a>(e: &Extent, layout: CodeLayout, bytes: &'a [u8]) -> ExtentView<'a> {
+    let count = e.count.get() as u64;
+    let io = layout.ids_offset(count) as usize;
+    ExtentView {
+        codes: &bytes[..layout.codes_len(count) as usize],
+        count: count as usize,
+        ids: &bytes[io..io + 8 * count as usize],
+    }
 }
 
 /// The first page of a segment: its header (payload = the extent area after this page), zeros.
@@ -95,9 +93,10 @@ mod tests {
         let codes: Vec<u8> = (0..15).collect();
         let ids = [7u64, 1 << 40, 3, 4, 5];
         let mut buf = Vec::new();
-        let crc = encode_extent(&codes, &ids, 3, &mut buf);
+        let row = CodeLayout::RowMajor { code_size: 3 };
+        let crc = encode_extent(&codes, &ids, row, &mut buf);
         assert_eq!(buf.len(), 4096);
-        assert_eq!(ids_offset(5, 3), 16);
+        assert_eq!(row.ids_offset(5), 16);
         let e = Extent {
             segment: 0.into(),
             count: 5.into(),
@@ -106,15 +105,46 @@ mod tests {
             crc: crc.into(),
             reserved: 0.into(),
         };
-        let v = decode_extent("s", &e, 3, &buf).unwrap();
+        let v = decode_extent("s", &e, row, &buf).unwrap();
         assert_eq!(v.codes, &codes[..]);
         assert_eq!(v.ids().collect::<Vec<_>>(), ids);
+    }
+
+    /// Layout 2: 40 vectors of 4 bytes fill two blocks (256 bytes, the last 24 vectors' codes
+    /// zero), the ids follow at 256; a flipped byte anywhere is a checksum error.
+    #[test]
+    fn block_extent_round_trip_and_corruption() {
+        let blocks = CodeLayout::Blocks32 { code_size: 4 };
+        let mut codes: Vec<u8> = (0..256).map(|i| (i % 251) as u8).collect();
+        codes[160..].iter_mut().for_each(|b| *b = 0);
+        let ids: Vec<u64> = (100..140).collect();
+        let mut buf = Vec::new();
+        let crc = encode_extent(&codes, &ids, blocks, &mut buf);
+        assert_eq!(buf.len(), 4096);
+        assert_eq!(&buf[256..264], &100u64.to_le_bytes());
+        let e = Extent {
+            segment: 0.into(),
+            count: 40.into(),
+            offset: 4096.into(),
+            length: 4096.into(),
+            crc: crc.into(),
+            reserved: 0.into(),
+        };
+        let v = decode_extent("s", &e, blocks, &buf).unwrap();
+        assert_eq!((v.codes, v.count), (&codes[..], 40));
+        assert_eq!(v.ids().collect::<Vec<_>>(), ids);
+        for at in [3, 200, 300, 4095] {
+            let mut bad = buf.clone();
+            bad[at] ^= 0x10;
+            assert!(matches!(decode_extent("s", &e, blocks, &bad), Err(FormatError::ChecksumMismatch { .. })));
+        }
     }
 
     #[test]
     fn flipped_padding_byte_is_a_checksum_error() {
         let mut buf = Vec::new();
-        let crc = encode_extent(&[1, 2], &[9], 2, &mut buf);
+        let row = CodeLayout::RowMajor { code_size: 2 };
+        let crc = encode_extent(&[1, 2], &[9], row, &mut buf);
         buf[4000] = 1;
         let e = Extent {
             segment: 0.into(),
@@ -124,8 +154,8 @@ mod tests {
             crc: crc.into(),
             reserved: 0.into(),
         };
-        assert!(matches!(decode_extent("s", &e, 2, &buf), Err(FormatError::ChecksumMismatch { .. })));
-        assert!(matches!(decode_extent("s", &e, 2, &buf[..100]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(decode_extent("s", &e, row, &buf), Err(FormatError::ChecksumMismatch { .. })));
+        assert!(matches!(decode_extent("s", &e, row, &buf[..100]), Err(FormatError::Truncated { .. })));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum PqError {
     TooFewPoints { n: usize, need: usize },
     #[error("PQ with {nbits} bits per sub-quantizer is not supported: use 8 (PQ{{m}}) or 4 (PQ{{m}}x4fs)")]
     UnsupportedNbits { nbits: usize },
+    #[error("4-bit codes pack two sub-quantizers per byte: m = {m} must be even")]
+    OddFourBitM { m: usize },
     #[error("codebooks have {got} floats, expected m × ksub × dsub = {expected}")]
     BadCodebookSize { got: usize, expected: usize },
     #[error(transparent)]
@@ -62,6 +64,9 @@ impl ProductQuantizer {
         if nbits != 8 && nbits != 4 {
             return Err(PqError::UnsupportedNbits { nbits });
         }
+        if nbits == 4 && !m.is_multiple_of(2) {
+            return Err(PqError::OddFourBitM { m });
+        }
         Ok(ProductQuantizer { d, m, dsub: d / m, nbits, centroids: vec![0.0; d << nbits] })
     }
 
@@ -80,9 +85,29 @@ impl ProductQuantizer {
         Ok(pq)
     }
 
-    /// Bytes per encoded vector.
+    /// Bytes per encoded vector: one per sub-quantizer at 8 bits; at 4 bits two sub-codes per
+    /// byte, sub-quantizer 2i in the low nibble of byte i and 2i + 1 in the high one.
     pub fn code_size(&self) -> usize {
-        self.m
+        self.m * self.nbits / 8
+    }
+
+    /// Sub-code `j` of `code` (`code_size()` bytes).
+    #[inline]
+    pub fn sub_code(&self, code: &[u8], j: usize) -> usize {
+        if self.nbits == 8 {
+            code[j] as usize
+        } else {
+            (code[j / 2] >> (4 * (j % 2)) & 0x0F) as usize
+        }
+    }
+
+    fn put_sub_code(&self, code: &mut [u8], j: usize, c: usize) {
+        if self.nbits == 8 {
+            code[j] = c as u8;
+        } else {
+            let shift = 4 * (j % 2);
+            code[j / 2] = code[j / 2] & !(0x0F << shift) | (c as u8) << shift;
+        }
     }
 
     /// The ksub × dsub codebook of sub-quantizer `j`.
@@ -133,7 +158,7 @@ impl ProductQuantizer {
 
     /// Encodes one vector into `code` (`code_size()` bytes): the nearest centroid per sub-vector.
     pub fn encode(&self, x: &[f32], code: &mut [u8]) {
-        for (j, c) in code.iter_mut().enumerate().take(self.m) {
+        for j in 0..self.m {
             let sub = &x[j * self.dsub..(j + 1) * self.dsub];
             let mut best = (0usize, f32::INFINITY);
             for (k, cent) in self.codebook(j).chunks_exact(self.dsub).enumerate() {
@@ -142,7 +167,7 @@ impl ProductQuantizer {
                     best = (k, dist);
                 }
             }
-            *c = best.0 as u8;
+            self.put_sub_code(code, j, best.0);
         }
     }
 
@@ -150,10 +175,10 @@ impl ProductQuantizer {
     /// sub-quantizer, a block of sub-vectors against its codebook through the batched kernel.
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
         const BLOCK: usize = 256;
-        let (d, m, dsub) = (self.d, self.m, self.dsub);
+        let (d, m, dsub, cs) = (self.d, self.m, self.dsub, self.code_size());
         let tables: Vec<distance::NearestL2> =
             (0..m).map(|j| distance::NearestL2::new(self.codebook(j), dsub)).collect();
-        codes.par_chunks_mut(BLOCK * m).zip(x.par_chunks(BLOCK * d)).for_each(|(cb, xb)| {
+        codes.par_chunks_mut(BLOCK * cs).zip(x.par_chunks(BLOCK * d)).for_each(|(cb, xb)| {
             let rows = xb.len() / d;
             let mut sub = vec![0f32; rows * dsub];
             let mut best = vec![(0u32, 0f32); rows];
@@ -163,7 +188,7 @@ impl ProductQuantizer {
                 }
                 tables[j].search(&sub, &mut best);
                 for (i, b) in best.iter().enumerate() {
-                    cb[i * m + j] = b.0 as u8;
+                    self.put_sub_code(&mut cb[i * cs..(i + 1) * cs], j, b.0 as usize);
                 }
             }
         });
@@ -172,7 +197,7 @@ impl ProductQuantizer {
     /// Reconstructs the vector a code stands for.
     pub fn decode(&self, code: &[u8], out: &mut [f32]) {
         for j in 0..self.m {
-            let c = code[j] as usize;
+            let c = self.sub_code(code, j);
             out[j * self.dsub..(j + 1) * self.dsub]
                 .copy_from_slice(&self.codebook(j)[c * self.dsub..(c + 1) * self.dsub]);
         }
@@ -223,10 +248,24 @@ mod tests {
         let mut pq = ProductQuantizer::with_nbits(d, m, 4).unwrap();
         assert_eq!((pq.ksub(), pq.centroids.len()), (16, d * 16));
         pq.train(&x, 10, 1).unwrap();
-        let mut codes = vec![0u8; n * m];
+        assert_eq!(pq.code_size(), m / 2);
+        let mut codes = vec![0u8; n * m / 2];
         pq.encode_batch(&x, &mut codes);
-        assert!(codes.iter().all(|&c| c < 16));
+        let (mut code, mut rec, mut again) = (vec![0u8; m / 2], vec![0f32; d], vec![0u8; m / 2]);
+        let (mut err, mut energy) = (0f64, 0f64);
+        for (row, batch) in x.chunks_exact(d).zip(codes.chunks_exact(m / 2)) {
+            pq.encode(row, &mut code);
+            assert_eq!(code, batch);
+            pq.decode(&code, &mut rec);
+            pq.encode(&rec, &mut again);
+            assert_eq!(again, code);
+            err += distance::l2_sqr(row, &rec) as f64;
+            energy += distance::inner_product(row, row) as f64;
+        }
+        // 2-d Gaussian sub-vectors with 16 centroids: relative MSE ≈ 0.12.
+        assert!(err / energy < 0.2, "relative error {}", err / energy);
         assert_eq!(ProductQuantizer::with_nbits(d, m, 6), Err(PqError::UnsupportedNbits { nbits: 6 }));
+        assert_eq!(ProductQuantizer::with_nbits(d, 1, 4), Err(PqError::OddFourBitM { m: 1 }));
         assert_eq!(
             ProductQuantizer::with_nbits(d, m, 4).unwrap().train(&x[..15 * d], 5, 1),
             Err(PqError::TooFewPoints { n: 15, need: 16 })

@@ -36,6 +36,8 @@ struct Inner {
     order: BTreeSet<(u64, u32)>,
     used: u64,
     counts: Vec<u32>,
+    /// The tick of each extent's latest access (LRU's key).
+    last: Vec<u64>,
     since_aging: u64,
     tick: u64,
 }
@@ -60,6 +62,7 @@ impl ListCache {
                 order: BTreeSet::new(),
                 used: 0,
                 counts: vec![0; n_extents],
+                last: vec![0; if policy == Policy::Lru { n_extents } else { 0 }],
                 since_aging: 0,
                 tick: 0,
             }),
@@ -72,7 +75,7 @@ impl ListCache {
         match self.policy {
             // Accesses per byte, scaled to keep precision in an integer key.
             Policy::Frequency => ((inner.counts[extent as usize] as u64) << 32) / len.max(1) as u64,
-            Policy::Lru => inner.tick,
+            Policy::Lru => inner.last[extent as usize],
         }
     }
 
@@ -87,6 +90,9 @@ impl ListCache {
         let mut g = self.lock();
         let inner = &mut *g;
         inner.tick += 1;
+        if self.policy == Policy::Lru {
+            inner.last[extent as usize] = inner.tick;
+        }
         inner.counts[extent as usize] = inner.counts[extent as usize].saturating_add(1);
         inner.since_aging += 1;
         // Halving touches every count, so the period grows with their number too: at most one
@@ -105,17 +111,33 @@ impl ListCache {
                 }
             }
         }
-        let Some(len) = inner.entries.get(&extent).map(|e| e.bytes.len()) else {
+        let Some(e) = inner.entries.get(&extent) else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        let key = self.key(inner, extent, len);
-        let e = inner.entries.get_mut(&extent).expect("present: looked up above");
-        inner.order.remove(&(e.key, extent));
-        e.key = key;
-        inner.order.insert((key, extent));
+        // The entry's place in `order` is not moved here: keys only grow between agings, so
+        // a stale key is a lower bound, refreshed when eviction reaches it (`refresh_first`).
+        // A hit then costs a count and a look-up, not two tree updates.
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(e.bytes.clone())
+    }
+
+    /// Brings the lowest entry of `order` up to date, as often as it takes for the first
+    /// entry's stored key to be its current one: then it is the true minimum, as every other
+    /// stored key is at most its current key.
+    fn refresh_first(&self, inner: &mut Inner) {
+        while let Some(&(k, x)) = inner.order.first() {
+            let len = inner.entries[&x].bytes.len();
+            let cur = self.key(inner, x, len);
+            if cur == k {
+                return;
+            }
+            inner.order.pop_first();
+            inner.order.insert((cur, x));
+            if let Some(e) = inner.entries.get_mut(&x) {
+                e.key = cur;
+            }
+        }
     }
 
     /// Offers the verified bytes of `extent`, just read after a miss; the policy decides.
@@ -130,24 +152,27 @@ impl ListCache {
             return;
         }
         let key = self.key(inner, extent, bytes.len());
-        // The lowest-keyed extents, as many as it takes to make room.
+        // The lowest-keyed extents, as many as it takes to make room, taken out of `order`
+        // and put back if the newcomer is not worth them.
         let mut victims = Vec::new();
         let mut free = self.capacity - inner.used;
-        for &(k, x) in inner.order.iter() {
-            if free >= len {
+        let mut admit = true;
+        while free < len {
+            self.refresh_first(inner);
+            let Some(&(k, x)) = inner.order.first() else { break };
+            if self.policy == Policy::Frequency && k >= key {
+                admit = false;
                 break;
             }
-            if self.policy == Policy::Frequency && k >= key {
-                return;
-            }
+            inner.order.pop_first();
             victims.push((k, x));
             free += inner.entries[&x].bytes.len() as u64;
         }
-        if free < len {
+        if !admit || free < len {
+            inner.order.extend(victims);
             return;
         }
-        for (k, x) in victims {
-            inner.order.remove(&(k, x));
+        for (_, x) in victims {
             if let Some(e) = inner.entries.remove(&x) {
                 inner.used -= e.bytes.len() as u64;
             }

@@ -65,9 +65,13 @@ impl ListStore {
             cache_misses: lookups.1,
             io: None,
         };
-        let code_size = self.directory.code_size as usize;
-        for (list, x, qc, bytes) in &cached {
-            scan(*list, *qc, format::extent_view(&self.directory.extents[*x as usize], code_size, bytes));
+        let layout = self.directory.layout;
+        let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
+        for (i, (list, x, qc, bytes)) in cached.iter().enumerate() {
+            if let Some((_, next, _, next_bytes)) = cached.get(i + 1) {
+                crate::distance::prefetch_bytes(view(*next, next_bytes).codes);
+            }
+            scan(*list, *qc, view(*x, bytes));
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
@@ -124,7 +128,7 @@ impl ListStore {
     fn verified<'b>(&self, x: u32, bytes: &'b [u8]) -> std::result::Result<ExtentView<'b>, ReadError> {
         let e = &self.directory.extents[x as usize];
         let seg = &self.segments[e.segment.get() as usize];
-        Ok(format::decode_extent(&seg.name, e, self.directory.code_size as usize, bytes)?)
+        Ok(format::decode_extent(&seg.name, e, self.directory.layout, bytes)?)
     }
 
     fn error(&self, e: ReadError) -> Error {

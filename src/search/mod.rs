@@ -14,12 +14,13 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::codec::Codec;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
-use crate::format::FileEntry;
+use crate::format::{self, FileEntry};
 use crate::io::{self, IoEngine, IoMode};
 use crate::ivf::CoarseQuantizer;
-use crate::pq::{LutBuilder, PrecomputedTables, ProductQuantizer};
+use crate::pq::{LutBuilder, PrecomputedTables};
 use crate::store;
 use cache::ListCache;
 pub use cache::Policy as CachePolicy;
@@ -131,6 +132,8 @@ pub struct IndexInfo {
     pub ntotal: u64,
     pub nlist: usize,
     pub pq_m: usize,
+    /// Bits per PQ sub-code: 8 (`PQ{m}`) or 4 (`PQ{m}x4fs`).
+    pub pq_nbits: usize,
     pub hnsw_m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
@@ -138,6 +141,18 @@ pub struct IndexInfo {
     pub train_size: u64,
     pub seed: u64,
     pub generation: u64,
+}
+
+impl IndexInfo {
+    /// How the lists' codes are laid out on disk.
+    pub fn code_layout(&self) -> format::CodeLayout {
+        let code_size = (self.pq_m * self.pq_nbits / 8) as u32;
+        if self.pq_nbits == 4 {
+            format::CodeLayout::Blocks32 { code_size }
+        } else {
+            format::CodeLayout::RowMajor { code_size }
+        }
+    }
 }
 
 /// An open index. `Send + Sync`: share it between threads; each concurrent search reads
@@ -155,7 +170,7 @@ pub struct Index {
     dir: PathBuf,
     info: IndexInfo,
     pub(crate) coarse: CoarseQuantizer,
-    pub(crate) pq: ProductQuantizer,
+    pub(crate) codec: Codec,
     pub(crate) lut: LutBuilder,
     /// L2 only, and only when they fit `precomputed_table_max_bytes`.
     pub(crate) precomputed: Option<PrecomputedTables>,
@@ -180,7 +195,8 @@ impl Index {
         let g = open::Generation::new(&dir, &manifest, &mname);
         let info = g.info()?;
         let coarse = g.quantizer(&info)?;
-        let pq = g.codebooks(&info)?;
+        let codec = g.codebooks(&info)?;
+        let pq = codec.pq();
         let directory = g.directory(&info)?;
         let mut segments = Vec::with_capacity(directory.n_segments as usize);
         for no in 0..directory.n_segments {
@@ -206,12 +222,12 @@ impl Index {
                 )));
             }
         }
-        let lut = LutBuilder::new(&pq);
-        let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m);
+        let lut = LutBuilder::new(pq);
+        let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
         let precomputed = (coarse.metric == Metric::L2
             && pq.dsub >= PRECOMPUTED_MIN_DSUB
             && table_bytes <= opts.precomputed_table_max_bytes)
-            .then(|| PrecomputedTables::build(&pq, &lut, &coarse.centroids));
+            .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
         let lists = ListStore { dir: dir.clone(), directory, segments, cache, io: opts.io };
@@ -224,7 +240,7 @@ impl Index {
             coarse,
             lut,
             precomputed,
-            pq,
+            codec,
             lists,
             files: manifest.files,
             skipped,
@@ -257,7 +273,9 @@ impl Index {
     /// RAM held by precomputed tables (0 when this index computes each list's table instead;
     /// see [`OpenOptions::precomputed_table_max_bytes`]).
     pub fn precomputed_table_bytes(&self) -> u64 {
-        self.precomputed.as_ref().map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, self.pq.m))
+        self.precomputed
+            .as_ref()
+            .map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, self.codec.pq().m, self.codec.pq().ksub()))
     }
 
     /// Number of vectors in list `list`.

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::codec::Codec;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
@@ -47,7 +48,9 @@ impl<'a> Generation<'a> {
             format::METRIC_COSINE => Metric::Cosine,
             m => return Err(self.invalid(format!("unknown metric code {m}"))),
         };
-        if p.code_layout != format::CODE_LAYOUT_PQ8 || p.pq_nbits.get() != 8 {
+        let known =
+            matches!((p.code_layout, p.pq_nbits.get()), (format::CODE_LAYOUT_PQ8, 8) | (format::CODE_LAYOUT_PQ4FS, 4));
+        if !known {
             return Err(Error::Unsupported(format!(
                 "{}: code layout {} ({} bits) is not readable by this quiver; use a newer quiver",
                 self.mname,
@@ -63,6 +66,7 @@ impl<'a> Generation<'a> {
             ntotal: p.ntotal.get(),
             nlist: p.nlist.get() as usize,
             pq_m: p.pq_m.get() as usize,
+            pq_nbits: p.pq_nbits.get() as usize,
             hnsw_m: p.hnsw_m.get() as usize,
             ef_construction: p.ef_construction.get() as usize,
             ef_search: p.ef_search.get() as usize,
@@ -75,8 +79,17 @@ impl<'a> Generation<'a> {
             .factory
             .parse()
             .map_err(|e: crate::spec::SpecError| self.invalid(format!("factory string: {}", e.reason)))?;
-        let agrees = matches!(spec, IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } }
-            if nlist == info.nlist && hnsw_m == info.hnsw_m && m == info.pq_m);
+        let agrees = match spec {
+            IndexSpec::Ivf { nlist, hnsw_m, payload } => {
+                let (m, nbits) = match payload {
+                    Payload::Pq { m } => (m, 8),
+                    Payload::PqFastScan { m } => (m, 4),
+                    _ => (0, 0),
+                };
+                nlist == info.nlist && hnsw_m == info.hnsw_m && m == info.pq_m && nbits == info.pq_nbits
+            }
+            _ => false,
+        };
         if !agrees || info.dim == 0 || !info.dim.is_multiple_of(info.pq_m) || info.ef_search == 0 {
             return Err(self.invalid(format!(
                 "parameters disagree with each other (factory {}, dim {}, nlist {}, HNSW M {}, PQ m {}, efSearch {})",
@@ -114,30 +127,29 @@ impl<'a> Generation<'a> {
         Ok(CoarseQuantizer { d: info.dim, metric: info.metric.kernel(), centroids: q.centroids, hnsw })
     }
 
-    pub fn codebooks(&self, info: &IndexInfo) -> Result<ProductQuantizer> {
+    pub fn codebooks(&self, info: &IndexInfo) -> Result<Codec> {
         let name = store::CODEBOOKS;
         let bytes = self.small_file(name)?;
         let (cb, h) = Codebooks::decode(name, &bytes)?;
         self.check_owner(name, &h)?;
         if cb.m as usize != info.pq_m
             || (cb.m as usize).saturating_mul(cb.dsub as usize) != info.dim
-            || cb.nbits as usize != crate::pq::NBITS
+            || cb.nbits as usize != info.pq_nbits
         {
             return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
         }
-        ProductQuantizer::from_codebooks(info.dim, info.pq_m, crate::pq::NBITS, cb.centroids)
-            .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })
+        let pq = ProductQuantizer::from_codebooks(info.dim, info.pq_m, info.pq_nbits, cb.centroids)
+            .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })?;
+        Ok(Codec::new(pq))
     }
 
     pub fn directory(&self, info: &IndexInfo) -> Result<Directory> {
         let name = store::DIRECTORY;
         let bytes = self.small_file(name)?;
-        let (directory, h) = Directory::decode(name, &bytes)?;
+        let layout = info.code_layout();
+        let (directory, h) = Directory::decode(name, &bytes, layout)?;
         self.check_owner(name, &h)?;
-        if directory.nlist() != info.nlist
-            || directory.code_size as usize != info.pq_m
-            || directory.ntotal != info.ntotal
-        {
+        if directory.nlist() != info.nlist || directory.ntotal != info.ntotal {
             return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
         }
         // Each segment needs a manifest entry: this bounds the segment count by the manifest's

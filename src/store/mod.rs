@@ -19,3 +19,14 @@ mod staging;
 pub use names::*;
 pub use open::{manifest_generations, open_newest_manifest, read_manifest, SkippedManifest};
 pub use staging::{dir_state, DirState, Staging};
+
+/// The format's view of a codec: its layout byte and bytes per vector.
+pub(crate) fn code_layout(codec: &crate::codec::Codec) -> crate::format::CodeLayout {
+    use crate::codec::CodeKind;
+    use crate::format::CodeLayout;
+    let code_size = codec.code_size() as u32;
+    match codec.kind() {
+        CodeKind::Pq8 => CodeLayout::RowMajor { code_size },
+        CodeKind::Pq4FastScan => CodeLayout::Blocks32 { code_size },
+    }
+}

@@ -142,7 +142,7 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["search", "--index", "/nonexistent-index", "--queries", &q], "does not exist", 1),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ7x4fs"], "even m", 2),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ8x6"], "not supported", 2),
-        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ16x4fs"], "not built yet", 2),
+        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ6x4fs"], "divisible", 2),
     ] {
         let o = quiver(&args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");

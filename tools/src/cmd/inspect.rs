@@ -20,6 +20,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "ntotal": i.ntotal,
             "nlist": i.nlist,
             "pq_m": i.pq_m,
+            "pq_nbits": i.pq_nbits,
+            "code_layout": layout_name(i),
             "hnsw_m": i.hnsw_m,
             "ef_construction": i.ef_construction,
             "ef_search": i.ef_search,
@@ -44,7 +46,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         "coarse     nlist {}, HNSW M {}, efConstruction {}, efSearch {}, k-means niter {}, trained on {}",
         i.nlist, i.hnsw_m, i.ef_construction, i.ef_search, i.niter, i.train_size
     )?;
-    writeln!(out, "codes      PQ m = {} x 8 bits ({} bytes per vector + 8-byte id)", i.pq_m, i.pq_m)?;
+    writeln!(
+        out,
+        "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}",
+        i.pq_m,
+        i.pq_nbits,
+        i.code_layout().code_size(),
+        layout_name(i)
+    )?;
     writeln!(out, "seed       {}", i.seed)?;
     writeln!(
         out,
@@ -56,4 +65,12 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         writeln!(out, "  {n:<20} {k:<15} {b:>14} bytes")?;
     }
     Ok(())
+}
+
+/// How the lists' codes are laid out, in words.
+fn layout_name(i: &quiver::IndexInfo) -> &'static str {
+    match i.code_layout() {
+        quiver::format::CodeLayout::RowMajor { .. } => "row-major",
+        quiver::format::CodeLayout::Blocks32 { .. } => "fast-scan blocks of 32",
+    }
 }
