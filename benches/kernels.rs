@@ -60,7 +60,7 @@ fn adc(c: &mut Criterion) {
     g.bench_function("scan_m32_20k_codes", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_codes(&lut, m, 0.0, &codes, 0..n as u64, &mut top);
+            scan_codes(&lut, m, 0.0, &codes, |i| i as u64, &mut top);
             top.len()
         })
     });
@@ -131,7 +131,7 @@ fn fast_scan(c: &mut Criterion) {
     g.bench_function("scan_blocks_k10_m64_20k", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_blocks(&q, &lut, 0.0, &blocks, n, 0..n as u64, &mut top, &mut scratch);
+            scan_blocks(&q, &lut, 0.0, &blocks, n, |i| i as u64, &mut top, &mut scratch);
             top.len()
         })
     });

@@ -226,6 +226,40 @@ fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
     ));
 }
 
+/// A grouped batch (each probed list scanned once for all its queries) answers exactly as
+/// one query at a time does — both codecs, both metrics, 1 and 3 threads, from the device and
+/// from a cache — and reads each probed extent once per batch instead of once per query.
+#[test]
+fn grouped_batches_answer_as_single_queries_do() {
+    let (d, n, nq) = (32, 10_000, 80);
+    let (base, queries) = synthetic(n, nq, d, 15);
+    for (factory, metric) in [
+        ("IVF32_HNSW16,PQ8", Metric::L2),
+        ("IVF32_HNSW16,PQ16x4fs", Metric::L2),
+        ("IVF32_HNSW16,PQ16x4fs", Metric::InnerProduct),
+        ("IVF32_HNSW16,PQ8", Metric::InnerProduct),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, d, dir.path(), &opts(factory, metric));
+        for cache_bytes in [0, 64 << 20] {
+            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
+            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+            let plain = index.search(&queries, &p).unwrap();
+            for threads in [1, 3] {
+                let b = Searcher::new(&index, threads).unwrap().search_grouped(&queries, &p).unwrap();
+                let what = format!("{factory} {metric:?} cache {cache_bytes} threads {threads}");
+                assert_eq!(b.results.ids, plain.ids, "{what}");
+                assert_eq!(b.results.distances, plain.distances, "{what}");
+                assert!(b.latencies_ms.is_empty() && b.per_query.is_empty());
+                // Each of the 32 lists (one extent each here) at most once, against nprobe per query.
+                let probed = b.results.stats.extents_read + b.results.stats.cache_hits;
+                let per_query = plain.stats.extents_read + plain.stats.cache_hits;
+                assert!(probed <= 32 && per_query == (nq * 8) as u64, "{what}: {probed} / {per_query} extents");
+            }
+        }
+    }
+}
+
 #[test]
 fn inner_product_and_cosine_find_their_own_neighbours() {
     let (d, n, nq) = (32, 10_000, 50);

@@ -124,7 +124,7 @@ impl Scanner {
         }
     }
 
-    /// Scans one list's arranged codes (`n` vectors with `ids`) against `lut`, the table last
+    /// Scans one list's arranged codes (`n` vectors, vector i's id `id_of(i)`) against `lut`, the table last
     /// given to [`set_table`](Self::set_table), at `bias` (the per-list term) into `topk`. Results
     /// equal exact ADC with `lut`: fast-scan's 8-bit sums only filter.
     pub fn scan(
@@ -133,13 +133,13 @@ impl Scanner {
         bias: f32,
         codes: &[u8],
         n: usize,
-        ids: impl Iterator<Item = u64>,
+        id_of: impl Fn(usize) -> u64,
         topk: &mut TopK,
     ) {
         match self.kind {
-            CodeKind::Pq8 => scan_codes(lut, self.m, bias, codes, ids, topk),
+            CodeKind::Pq8 => scan_codes(lut, self.m, bias, &codes[..n * self.m], id_of, topk),
             CodeKind::Pq4FastScan => {
-                fastscan::scan_blocks(&self.quantized, lut, bias, codes, n, ids, topk, &mut self.sums)
+                fastscan::scan_blocks(&self.quantized, lut, bias, codes, n, id_of, topk, &mut self.sums)
             }
         }
     }
@@ -180,7 +180,7 @@ mod tests {
             let mut s = codec.scanner();
             s.set_table(&lut);
             let mut top = TopK::new(20);
-            s.scan(&lut, 1.0, &list, n, 0..n as u64, &mut top);
+            s.scan(&lut, 1.0, &list, n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> = rows
                 .chunks_exact(cs)
                 .zip(0..)

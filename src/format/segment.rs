@@ -29,7 +29,13 @@ pub struct ExtentView<'a> {
 
 impl<'a> ExtentView<'a> {
     pub fn ids(&self) -> impl Iterator<Item = u64> + 'a {
-        self.ids.chunks_exact(8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        self.ids.as_chunks::<8>().0.iter().map(|b| u64::from_le_bytes(*b))
+    }
+
+    /// The id of vector `i` (a scan asks only for the few that enter its top-k).
+    #[inline]
+    pub fn id(&self, i: usize) -> u64 {
+        u64::from_le_bytes(self.ids.as_chunks::<8>().0[i])
     }
 }
 

@@ -342,7 +342,7 @@ pub fn scan_blocks(
     bias: f32,
     blocks: &[u8],
     n: usize,
-    ids: impl Iterator<Item = u64>,
+    id_of: impl Fn(usize) -> u64,
     topk: &mut TopK,
     sums: &mut Vec<u16>,
 ) {
@@ -362,14 +362,25 @@ pub fn scan_blocks(
     };
     let mut threshold = topk.threshold();
     let mut limit = limit_of(threshold);
-    for ((v, &s), id) in sums[..n].iter().enumerate().zip(ids) {
-        if s as i64 <= limit {
-            let block = &blocks[(v / BLOCK) * BLOCK * m / 2..][..BLOCK * m / 2];
-            let d = bias + (0..m).map(|j| exact[j * KSUB4 + sub_code(block, v % BLOCK, j)]).sum::<f32>();
-            if d <= threshold {
-                topk.push(id, d);
-                threshold = topk.threshold();
-                limit = limit_of(threshold);
+    for (b, chunk) in sums[..n].chunks(BLOCK).enumerate() {
+        if limit < 0 {
+            break;
+        }
+        // Most blocks hold no candidate once the top-k has filled: one vector compare over
+        // the block (an or-fold, which the compiler keeps branch-free) rules them out.
+        let l = limit.min(u16::MAX as i64) as u16;
+        if !chunk.iter().fold(false, |any, &s| any | (s <= l)) {
+            continue;
+        }
+        let block = &blocks[b * BLOCK * m / 2..][..BLOCK * m / 2];
+        for (i, &s) in chunk.iter().enumerate() {
+            if s as i64 <= limit {
+                let d = bias + (0..m).map(|j| exact[j * KSUB4 + sub_code(block, i, j)]).sum::<f32>();
+                if d <= threshold {
+                    topk.push(id_of(b * BLOCK + i), d);
+                    threshold = topk.threshold();
+                    limit = limit_of(threshold);
+                }
             }
         }
     }
@@ -513,7 +524,7 @@ mod tests {
             adc.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             hits_adc += adc[..k].iter().filter(|e| truth.contains(&e.1)).count();
             let mut top = TopK::new(k);
-            scan_blocks(&QuantizedLut::new(&lut, m), &lut, 0.0, &blocks, n, 0..n as u64, &mut top, &mut sums);
+            scan_blocks(&QuantizedLut::new(&lut, m), &lut, 0.0, &blocks, n, |i| i as u64, &mut top, &mut sums);
             hits_fs += top.into_sorted_vec().iter().filter(|nb| truth.contains(&nb.id)).count();
         }
         let (r_adc, r_fs) = (hits_adc as f64 / (nq * k) as f64, hits_fs as f64 / (nq * k) as f64);
@@ -531,7 +542,7 @@ mod tests {
         pack_blocks(&rows(&codes, m), m, &mut blocks);
         let mut top = TopK::new(50);
         // A list's bias moves every distance alike and leaves the choice alone.
-        scan_blocks(&q, &lut, 7.5, &blocks, n, 0..n as u64, &mut top, &mut Vec::new());
+        scan_blocks(&q, &lut, 7.5, &blocks, n, |i| i as u64, &mut top, &mut Vec::new());
         let mut exact: Vec<(f32, u64)> = (0..n)
             .map(|v| (7.5 + (0..m).map(|j| lut[j * KSUB4 + codes[v * m + j] as usize]).sum::<f32>(), v as u64))
             .collect();

@@ -90,7 +90,8 @@ impl LutBuilder {
             let x = &q[j * dsub..(j + 1) * dsub];
             let scale = match metric {
                 Metric::L2 => {
-                    let xn = distance::inner_product(x, x);
+                    // A few dimensions: a call to the dispatched kernel would cost more.
+                    let xn: f32 = x.iter().map(|v| v * v).sum();
                     *row = std::array::from_fn(|k| xn + norms[j][k]);
                     -2.0
                 }

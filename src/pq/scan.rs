@@ -4,20 +4,20 @@
 use super::KSUB;
 use crate::topk::TopK;
 
-/// Scans `codes` (n × m, row-major 8-bit) whose ids are `ids`, adding `bias` (the per-list term,
-/// e.g. −⟨q, centroid⟩ for inner product) to each table sum, and pushes them into `topk`.
-pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], ids: impl Iterator<Item = u64>, topk: &mut TopK) {
+/// Scans `codes` (n × m, row-major 8-bit) whose ids `id_of` gives, adding `bias` (the per-list
+/// term, e.g. −⟨q, centroid⟩ for inner product) to each table sum, and pushes them into `topk`.
+pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
     debug_assert_eq!(lut.len(), m * KSUB);
     // As 256-entry arrays, a table indexed by a code byte needs no bounds check.
     let (tables, _) = lut.as_chunks::<KSUB>();
     let tables = &tables[..m];
     let mut threshold = topk.threshold();
-    for (code, id) in codes.chunks_exact(m).zip(ids) {
+    for (i, code) in codes.chunks_exact(m).enumerate() {
         let d = bias + adc_distance(tables, code);
         // `<=`: a tie at the threshold is settled by id inside the top-k, so results do not
         // depend on the order lists are scanned in (cached ones first, say).
         if d <= threshold {
-            topk.push(id, d);
+            topk.push(id_of(i), d);
             threshold = topk.threshold();
         }
     }
@@ -65,7 +65,7 @@ mod tests {
                 pq.encode(row, c);
             }
             let mut top = TopK::new(50);
-            scan_codes(&lut, m, 0.0, &codes, 0..50u64, &mut top);
+            scan_codes(&lut, m, 0.0, &codes, |i| i as u64, &mut top);
             let mut rec = vec![0f32; d];
             for n in top.into_sorted_vec() {
                 pq.decode(&codes[n.id as usize * m..(n.id as usize + 1) * m], &mut rec);

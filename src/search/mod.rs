@@ -2,6 +2,7 @@
 //! quantizer, codebooks, list directory) and checks every checksum and cross-reference; a query
 //! then reads only the extents of the lists it probes, all in flight at once.
 
+mod batch;
 pub mod cache;
 mod lists;
 pub(crate) mod open;
@@ -56,6 +57,16 @@ pub struct SearchStats {
     pub cache_misses: u64,
     /// The engine that served the reads (None if nothing was read).
     pub io: Option<IoEngine>,
+}
+
+impl SearchStats {
+    pub(crate) fn add(&mut self, o: &SearchStats) {
+        self.bytes_read += o.bytes_read;
+        self.extents_read += o.extents_read;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.io = self.io.or(o.io);
+    }
 }
 
 /// Results of a batch: row `i` of `ids`/`distances` (k entries each) answers query `i`,
@@ -225,7 +236,7 @@ impl Index {
         let lut = LutBuilder::new(pq);
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
         let precomputed = (coarse.metric == Metric::L2
-            && pq.dsub >= PRECOMPUTED_MIN_DSUB
+            && (pq.dsub >= PRECOMPUTED_MIN_DSUB || pq.ksub() == 16)
             && table_bytes <= opts.precomputed_table_max_bytes)
             .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
@@ -323,11 +334,7 @@ impl Index {
         };
         for r in per_query {
             let r = r?;
-            out.stats.bytes_read += r.stats.bytes_read;
-            out.stats.extents_read += r.stats.extents_read;
-            out.stats.cache_hits += r.stats.cache_hits;
-            out.stats.cache_misses += r.stats.cache_misses;
-            out.stats.io = out.stats.io.or(r.stats.io);
+            out.stats.add(&r.stats);
             for i in 0..params.k {
                 match r.neighbors.get(i) {
                     Some(n) => {

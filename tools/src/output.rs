@@ -40,15 +40,15 @@ pub fn table_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
     let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
     writeln!(
         out,
-        "{:>6} {:>4} {:>6} {:>7} {:>7} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>10.1} {:>8}",
+        "{:>6} {:>4} {:>6} {:>7} {:>7} {:>8.3} {:>8} {:>8} {:>9.0} {:>10.1} {:>8}",
         r.nprobe,
         r.ef,
         f(r.recall_at_1),
         f(r.one_recall_at_3),
         f(r.recall_at_10),
         r.ms_mean,
-        r.ms_p50,
-        r.ms_p99,
+        f(r.ms_p50),
+        f(r.ms_p99),
         r.qps,
         r.bytes_read_per_query / 1024.0,
         r.io
