@@ -106,7 +106,9 @@ fn list_tables(c: &mut Criterion) {
 /// The 4-bit fast-scan kernel against the 8-bit scan at the same 32 bytes per vector (PQ64x4fs
 /// against PQ32), and the machine's memory read bandwidth as the ceiling of any scan.
 fn fast_scan(c: &mut Criterion) {
-    use quiver::pq::fastscan::{block_sums, block_sums_scalar, pack_blocks, scan_blocks, QuantizedLut, BLOCK};
+    use quiver::pq::fastscan::{
+        block_sums, block_sums_scalar, pack_blocks, scan_blocks, BlockScan, QuantizedLut, BLOCK,
+    };
     let (n, m) = (20_000usize, 64usize);
     let mut r = quiver::Rng::new(5);
     let codes: Vec<u8> = (0..n * m / 2).map(|_| r.below(256) as u8).collect();
@@ -131,7 +133,8 @@ fn fast_scan(c: &mut Criterion) {
     g.bench_function("scan_blocks_k10_m64_20k", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_blocks(&q, &lut, 0.0, &blocks, n, |i| i as u64, &mut top, &mut scratch);
+            let scan = BlockScan { lut: &q, exact: &lut, bias: 0.0, terms: None, blocks: &blocks, n };
+            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch);
             top.len()
         })
     });

@@ -93,26 +93,30 @@ fn io_uring_and_pread_return_identical_results() {
 
 #[test]
 fn precomputed_tables_give_the_same_results_as_per_list_tables() {
-    // dsub = 8: the tables are used from there on (quiver::PRECOMPUTED_MIN_DSUB).
+    // 8-bit at dsub = 8 (the tables are used from there on: quiver::PRECOMPUTED_MIN_DSUB),
+    // and 4-bit, which always uses them (each list's part kept as one number per vector).
     let (d, n, nq) = (64, 10_000, 100);
     let (base, queries) = synthetic(n, nq, d, 8);
-    let dir = tempfile::tempdir().unwrap();
-    build_slice(&base, d, dir.path(), &opts("IVF64_HNSW16,PQ8", Metric::L2));
-    let p = SearchParams { k: 10, nprobe: 16, ef_search: 16 };
-    let index = Index::open(dir.path()).unwrap();
-    assert_eq!(index.precomputed_table_bytes(), 64 * 8 * 256 * 4);
-    let with = index.search(&queries, &p).unwrap();
-    let off =
-        Index::open_with(dir.path(), OpenOptions { precomputed_table_max_bytes: 0, ..Default::default() }).unwrap();
-    assert_eq!(off.precomputed_table_bytes(), 0);
-    let without = off.search(&queries, &p).unwrap();
-    // The same sums in another order: distances agree to float rounding, and the ids with them
-    // (up to the order of near-ties).
-    for (a, b) in with.distances.iter().zip(&without.distances) {
-        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+    for (factory, ksub) in [("IVF64_HNSW16,PQ8", 256), ("IVF64_HNSW16,PQ32x4fs", 16)] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
+        let p = SearchParams { k: 10, nprobe: 16, ef_search: 16 };
+        let index = Index::open(dir.path()).unwrap();
+        let m = index.info().pq_m as u64;
+        assert_eq!(index.precomputed_table_bytes(), 64 * m * ksub * 4);
+        let with = index.search(&queries, &p).unwrap();
+        let off =
+            Index::open_with(dir.path(), OpenOptions { precomputed_table_max_bytes: 0, ..Default::default() }).unwrap();
+        assert_eq!(off.precomputed_table_bytes(), 0);
+        let without = off.search(&queries, &p).unwrap();
+        // The same sums in another order: distances agree to float rounding, and the ids with
+        // them (up to the order of near-ties).
+        for (a, b) in with.distances.iter().zip(&without.distances) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{factory}: {a} vs {b}");
+        }
+        let same = with.ids.iter().zip(&without.ids).filter(|(a, b)| a == b).count();
+        assert!(same as f64 >= 0.99 * with.ids.len() as f64, "{factory}: {same} of {}", with.ids.len());
     }
-    let same = with.ids.iter().zip(&without.ids).filter(|(a, b)| a == b).count();
-    assert!(same as f64 >= 0.99 * with.ids.len() as f64, "{same} of {}", with.ids.len());
 }
 
 #[test]
@@ -130,7 +134,9 @@ fn cache_changes_nothing_but_reads(factory: &str) {
     let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
     let plain = Index::open(dir.path()).unwrap().search(&queries, &p).unwrap();
     assert_eq!((plain.stats.cache_hits, plain.stats.cache_misses), (0, 0));
-    let index_bytes = std::fs::metadata(dir.path().join("seg-000000.qvs")).unwrap().len();
+    // Every extent, and for 4-bit L2 indexes 4 bytes per vector of terms kept beside them.
+    let derived = if factory.contains("x4fs") { 4 * n as u64 } else { 0 };
+    let index_bytes = std::fs::metadata(dir.path().join("seg-000000.qvs")).unwrap().len() + derived;
     let open = |cache_bytes, policy, preload| {
         let o = OpenOptions { cache_bytes, cache_policy: policy, cache_preload: preload, ..Default::default() };
         Index::open_with(dir.path(), o).unwrap()

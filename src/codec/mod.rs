@@ -93,53 +93,82 @@ impl Codec {
         }
     }
 
+    /// An all-zero query table of this codec's shape (m × ksub), to fill and make
+    /// [`ready`](QueryTable::ready).
+    pub fn query_table(&self) -> QueryTable {
+        let len = self.pq.m * self.pq.ksub();
+        let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::new(&vec![0.0; len], self.pq.m));
+        QueryTable { exact: vec![0.0; len], quantized }
+    }
+
+    /// Whether scans can take per-vector terms (see [`Scanner::scan`]).
+    pub fn takes_terms(&self) -> bool {
+        self.kind == CodeKind::Pq4FastScan
+    }
+
+    /// Each vector's sum of `table` (m × ksub) over its code, for an arranged list of `n`
+    /// vectors: the per-vector terms a scan adds. 4-bit codes only (`takes_terms`).
+    pub fn list_terms(&self, table: &[f32], codes: &[u8], n: usize, out: &mut Vec<f32>) {
+        assert!(self.takes_terms(), "per-vector terms are a fast-scan feature");
+        fastscan::table_sums(table, codes, n, self.pq.m, out)
+    }
+
     /// A scanner for one search thread.
     pub fn scanner(&self) -> Scanner {
-        Scanner {
-            kind: self.kind,
-            m: self.pq.m,
-            quantized: QuantizedLut::new(&vec![0.0; self.pq.m * fastscan::KSUB4], self.pq.m),
-            sums: Vec::new(),
+        Scanner { kind: self.kind, m: self.pq.m, sums: Vec::new() }
+    }
+}
+
+/// A distance table (m × ksub floats, smaller = closer) in the form its codec scans with: for
+/// fast-scan, also quantized to 8 bits. Change [`exact`](Self::exact), then call
+/// [`ready`](Self::ready) before scanning.
+#[derive(Clone, Debug)]
+pub struct QueryTable {
+    pub exact: Vec<f32>,
+    quantized: Option<QuantizedLut>,
+}
+
+impl QueryTable {
+    /// Brings the quantized copy up to date with `exact`.
+    pub fn ready(&mut self) {
+        if let Some(q) = &mut self.quantized {
+            q.quantize(&self.exact);
         }
     }
 }
 
-/// One thread's scanning state: for fast-scan, the query table quantized to 8 bits and the
-/// block sums. Call [`Scanner::set_table`] whenever the float table changes (per probed list
-/// for L2 residual tables, once per query for inner product), then [`Scanner::scan`] per
-/// extent.
+/// One thread's scanning scratch (fast-scan's block sums).
 #[derive(Clone, Debug)]
 pub struct Scanner {
     kind: CodeKind,
     m: usize,
-    quantized: QuantizedLut,
     sums: Vec<u16>,
 }
 
 impl Scanner {
-    /// Takes the float table (m × ksub) the next scans use.
-    pub fn set_table(&mut self, lut: &[f32]) {
-        if self.kind == CodeKind::Pq4FastScan {
-            self.quantized.quantize(lut);
-        }
-    }
-
-    /// Scans one list's arranged codes (`n` vectors, vector i's id `id_of(i)`) against `lut`, the table last
-    /// given to [`set_table`](Self::set_table), at `bias` (the per-list term) into `topk`. Results
-    /// equal exact ADC with `lut`: fast-scan's 8-bit sums only filter.
+    /// Scans one list's arranged codes (`n` vectors, vector i's id `id_of(i)`) against `table`
+    /// into `topk`: vector i at `(bias + terms[i]) + Σ_j table[j][code_j]` (`terms`: fast-scan
+    /// only, e.g. a list's part of an L2 distance; none = 0). Results equal exact ADC with
+    /// `table.exact`: fast-scan's 8-bit sums only filter.
+    #[allow(clippy::too_many_arguments)]
     pub fn scan(
         &mut self,
-        lut: &[f32],
+        table: &QueryTable,
         bias: f32,
+        terms: Option<&[f32]>,
         codes: &[u8],
         n: usize,
         id_of: impl Fn(usize) -> u64,
         topk: &mut TopK,
     ) {
-        match self.kind {
-            CodeKind::Pq8 => scan_codes(lut, self.m, bias, &codes[..n * self.m], id_of, topk),
-            CodeKind::Pq4FastScan => {
-                fastscan::scan_blocks(&self.quantized, lut, bias, codes, n, id_of, topk, &mut self.sums)
+        match (self.kind, &table.quantized) {
+            (CodeKind::Pq4FastScan, Some(q)) => {
+                let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
+                fastscan::scan_blocks(&scan, id_of, topk, &mut self.sums)
+            }
+            _ => {
+                assert!(terms.is_none(), "8-bit scans take no per-vector terms");
+                scan_codes(&table.exact, self.m, bias, &codes[..n * self.m], id_of, topk)
             }
         }
     }
@@ -175,12 +204,13 @@ mod tests {
                 assert_eq!(one, rows[i * cs..(i + 1) * cs], "nbits {nbits}, vector {i}");
             }
             let ksub = codec.pq().ksub();
-            let mut lut = vec![0f32; m * ksub];
-            LutBuilder::new(codec.pq()).compute(Metric::L2, &x[..d], &mut lut);
+            let mut table = codec.query_table();
+            LutBuilder::new(codec.pq()).compute(Metric::L2, &x[..d], &mut table.exact);
+            table.ready();
+            let lut = table.exact.clone();
             let mut s = codec.scanner();
-            s.set_table(&lut);
             let mut top = TopK::new(20);
-            s.scan(&lut, 1.0, &list, n, |i| i as u64, &mut top);
+            s.scan(&table, 1.0, None, &list, n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> = rows
                 .chunks_exact(cs)
                 .zip(0..)

@@ -163,6 +163,11 @@ impl PrecomputedTables {
         PrecomputedTables { per, tables }
     }
 
+    /// List `list`'s part of its tables: ‖r_jk‖² + 2⟨c_j, r_jk⟩, m × ksub.
+    pub fn of(&self, list: usize) -> &[f32] {
+        &self.tables[list * self.per..(list + 1) * self.per]
+    }
+
     /// Fills `lut` with list `list`'s table plus the query's `cross` terms.
     pub fn list_table(&self, list: usize, cross: &[f32], lut: &mut [f32]) {
         let per = self.per;

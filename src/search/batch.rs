@@ -109,20 +109,18 @@ fn scan_part(
     part: &[Visit],
     w: &mut Worker,
 ) -> Result<(Vec<Option<TopK>>, SearchStats)> {
-    let Worker { reader, lut, residual, scanner, .. } = w;
-    let scanner = scanner.get_or_insert_with(|| index.codec.scanner());
+    let (reader, scratch) = w.parts(index);
     let mut tops: Vec<Option<TopK>> = (0..prepared.len()).map(|_| None).collect();
     let mut stats = SearchStats::default();
     let lists: Vec<&[Visit]> = part.chunk_by(|a, b| a.list == b.list).collect();
     for batch in lists.chunks(LISTS_PER_READ) {
         let probes: Vec<Neighbor> = batch.iter().map(|v| Neighbor { id: v[0].list as u64, dist: 0.0 }).collect();
-        let s = index.lists.scan_lists(&probes, reader, |list, _, view| {
+        let s = index.lists.scan_lists(&probes, reader, |list, _, view, derived| {
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
             for v in batch[i] {
                 let (query, _) = &prepared[v.query as usize];
-                let bias = query.list_table(index, list, v.qc, lut, residual, scanner);
                 let top = tops[v.query as usize].get_or_insert_with(|| TopK::new(p.k));
-                scanner.scan(query.table(lut), bias, view.codes, view.count, |i| view.id(i), top);
+                query.scan_extent(index, list, v.qc, &view, derived, scratch, top);
             }
         })?;
         stats.add(&s);

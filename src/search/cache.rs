@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Counts are halved after this many accesses per cached extent.
 const AGING: u64 = 8;
@@ -25,8 +25,18 @@ pub enum Policy {
     Lru,
 }
 
+/// One cached extent: its verified bytes, and what scans derive from them once (the
+/// per-vector list terms of 4-bit L2 scans), kept with them for the next query.
+#[derive(Debug, Default)]
+pub struct Cached {
+    pub bytes: Vec<u8>,
+    pub derived: OnceLock<Vec<f32>>,
+}
+
 struct Entry {
-    bytes: Arc<Vec<u8>>,
+    item: Arc<Cached>,
+    /// Bytes charged: the extent's, plus room for what is derived from it.
+    size: u64,
     key: u64,
 }
 
@@ -71,10 +81,10 @@ impl ListCache {
         }
     }
 
-    fn key(&self, inner: &Inner, extent: u32, len: usize) -> u64 {
+    fn key(&self, inner: &Inner, extent: u32, len: u64) -> u64 {
         match self.policy {
             // Accesses per byte, scaled to keep precision in an integer key.
-            Policy::Frequency => ((inner.counts[extent as usize] as u64) << 32) / len.max(1) as u64,
+            Policy::Frequency => ((inner.counts[extent as usize] as u64) << 32) / len.max(1),
             Policy::Lru => inner.last[extent as usize],
         }
     }
@@ -85,8 +95,8 @@ impl ListCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an access to `extent` and returns its bytes if they are cached.
-    pub fn get(&self, extent: u32) -> Option<Arc<Vec<u8>>> {
+    /// Records an access to `extent` and returns it if it is cached.
+    pub fn get(&self, extent: u32) -> Option<Arc<Cached>> {
         let mut g = self.lock();
         let inner = &mut *g;
         inner.tick += 1;
@@ -101,7 +111,7 @@ impl ListCache {
         if inner.since_aging > period {
             inner.since_aging = 0;
             inner.counts.iter_mut().for_each(|c| *c /= 2);
-            let keys: Vec<(u32, usize)> = inner.entries.iter().map(|(&x, e)| (x, e.bytes.len())).collect();
+            let keys: Vec<(u32, u64)> = inner.entries.iter().map(|(&x, e)| (x, e.size)).collect();
             inner.order.clear();
             for (x, len) in keys {
                 let key = self.key(inner, x, len);
@@ -119,7 +129,7 @@ impl ListCache {
         // a stale key is a lower bound, refreshed when eviction reaches it (`refresh_first`).
         // A hit then costs a count and a look-up, not two tree updates.
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(e.bytes.clone())
+        Some(e.item.clone())
     }
 
     /// Brings the lowest entry of `order` up to date, as often as it takes for the first
@@ -127,7 +137,7 @@ impl ListCache {
     /// stored key is at most its current key.
     fn refresh_first(&self, inner: &mut Inner) {
         while let Some(&(k, x)) = inner.order.first() {
-            let len = inner.entries[&x].bytes.len();
+            let len = inner.entries[&x].size;
             let cur = self.key(inner, x, len);
             if cur == k {
                 return;
@@ -140,18 +150,20 @@ impl ListCache {
         }
     }
 
-    /// Offers the verified bytes of `extent`, just read after a miss; the policy decides.
-    pub fn offer(&self, extent: u32, bytes: &[u8]) {
-        let len = bytes.len() as u64;
+    /// Offers the verified bytes of `extent`, just read after a miss, charged `extra` bytes
+    /// more for what scans will derive from them; the policy decides. Returns the entry when
+    /// it was admitted (or was already there), so the scan at hand can fill what is derived.
+    pub fn offer(&self, extent: u32, bytes: &[u8], extra: u64) -> Option<Arc<Cached>> {
+        let len = bytes.len() as u64 + extra;
         if len > self.capacity {
-            return;
+            return None;
         }
         let mut g = self.lock();
         let inner = &mut *g;
-        if inner.entries.contains_key(&extent) {
-            return;
+        if let Some(e) = inner.entries.get(&extent) {
+            return Some(e.item.clone());
         }
-        let key = self.key(inner, extent, bytes.len());
+        let key = self.key(inner, extent, len);
         // The lowest-keyed extents, as many as it takes to make room, taken out of `order`
         // and put back if the newcomer is not worth them.
         let mut victims = Vec::new();
@@ -166,20 +178,22 @@ impl ListCache {
             }
             inner.order.pop_first();
             victims.push((k, x));
-            free += inner.entries[&x].bytes.len() as u64;
+            free += inner.entries[&x].size;
         }
         if !admit || free < len {
             inner.order.extend(victims);
-            return;
+            return None;
         }
         for (_, x) in victims {
             if let Some(e) = inner.entries.remove(&x) {
-                inner.used -= e.bytes.len() as u64;
+                inner.used -= e.size;
             }
         }
         inner.order.insert((key, extent));
-        inner.entries.insert(extent, Entry { bytes: Arc::new(bytes.to_vec()), key });
+        let item = Arc::new(Cached { bytes: bytes.to_vec(), derived: OnceLock::new() });
+        inner.entries.insert(extent, Entry { item: item.clone(), size: len, key });
         inner.used += len;
+        Some(item)
     }
 
     /// Most bytes it holds.
@@ -229,7 +243,7 @@ mod tests {
         let c = ListCache::new(capacity, n, policy);
         for &x in s {
             if c.get(x).is_none() {
-                c.offer(x, &[x as u8; 100]);
+                c.offer(x, &[x as u8; 100], 0);
             }
             assert!(c.used() <= capacity);
         }
@@ -243,15 +257,19 @@ mod tests {
         for round in 0..3 {
             for x in 0..50u32 {
                 match c.get(x) {
-                    Some(b) => assert_eq!(*b, vec![x as u8; 100 + x as usize], "round {round}"),
-                    None => c.offer(x, &vec![x as u8; 100 + x as usize]),
+                    Some(b) => assert_eq!(b.bytes, vec![x as u8; 100 + x as usize], "round {round}"),
+                    None => {
+                        c.offer(x, &vec![x as u8; 100 + x as usize], 0);
+                    }
                 }
                 assert!(c.used() <= 1000);
             }
         }
         let huge = ListCache::new(10, 1, Policy::Lru);
-        huge.offer(0, &[0; 11]);
+        huge.offer(0, &[0; 11], 0);
         assert_eq!(huge.used(), 0, "larger than the whole cache: not admitted");
+        huge.offer(0, &[0; 6], 4);
+        assert_eq!(huge.used(), 10, "charged for its bytes and what is derived from them");
     }
 
     #[test]

@@ -8,12 +8,15 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::cache::ListCache;
+use super::cache::{Cached, ListCache};
 use super::SearchStats;
 use crate::error::{Error, Result};
 use crate::format::{self, Directory, Extent, ExtentView};
 use crate::io::{self, IoMode, ReadRequest};
 use crate::topk::Neighbor;
+
+/// How much of the next cached list a scan asks the CPU to load ahead.
+const PREFETCH_BYTES: usize = 2048;
 
 /// A segment file opened for reads.
 pub(crate) struct Segment {
@@ -29,20 +32,27 @@ pub(crate) struct ListStore {
     pub segments: Vec<Segment>,
     pub cache: Option<ListCache>,
     pub io: IoMode,
+    /// RAM a cached extent is charged per vector beyond its bytes, for what scans derive
+    /// from it (see [`Cached`]).
+    pub derived_per_vector: u64,
 }
 
+/// What a scan derives from an extent once and may keep with it: the cached extent's slot,
+/// or none for an extent read from the device for this query alone.
+pub(crate) type Derived<'a> = Option<&'a std::sync::OnceLock<Vec<f32>>>;
+
 impl ListStore {
-    /// Calls `scan(list, qc, extent)` for every extent of the `probes` (the coarse search's
-    /// lists; `qc` is the distance it found, ‖q − c‖² for L2), reading what the cache does not hold in one
-    /// batch through `reader`; returns what it cost.
+    /// Calls `scan(list, qc, extent, derived)` for every extent of the `probes` (the coarse
+    /// search's lists; `qc` is the distance it found, ‖q − c‖² for L2), reading what the cache
+    /// does not hold in one batch through `reader`; returns what it cost.
     pub fn scan_lists(
         &self,
         probes: &[Neighbor],
         reader: &mut io::Reader,
-        mut scan: impl FnMut(usize, f32, ExtentView),
+        mut scan: impl FnMut(usize, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
         let mut meta: Vec<(usize, u32, f32)> = Vec::new();
-        let mut cached: Vec<(usize, u32, f32, Arc<Vec<u8>>)> = Vec::new();
+        let mut cached: Vec<(usize, u32, f32, Arc<Cached>)> = Vec::new();
         let mut reqs = Vec::new();
         for &Neighbor { id, dist: qc } in probes {
             let list = id as usize;
@@ -67,20 +77,25 @@ impl ListStore {
         };
         let layout = self.directory.layout;
         let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
-        for (i, (list, x, qc, bytes)) in cached.iter().enumerate() {
-            if let Some((_, next, _, next_bytes)) = cached.get(i + 1) {
-                crate::distance::prefetch_bytes(view(*next, next_bytes).codes);
+        for (i, (list, x, qc, item)) in cached.iter().enumerate() {
+            // The start of the next list, and its derived terms: the hardware prefetcher takes
+            // over once the scan streams through it (asking for all of it at once only fills
+            // the CPU's miss queue and stalls here).
+            if let Some((_, next, _, next_item)) = cached.get(i + 1) {
+                let codes = view(*next, &next_item.bytes).codes;
+                crate::distance::prefetch_bytes(&codes[..codes.len().min(PREFETCH_BYTES)]);
+                if let Some(t) = next_item.derived.get() {
+                    crate::distance::prefetch(&t[..t.len().min(PREFETCH_BYTES / 4)]);
+                }
             }
-            scan(*list, *qc, view(*x, bytes));
+            scan(*list, *qc, view(*x, &item.bytes), Some(&item.derived));
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
                 let (list, x, qc) = meta[i];
                 let view = self.verified(x, bytes)?;
-                if let Some(c) = &self.cache {
-                    c.offer(x, bytes);
-                }
-                scan(list, qc, view);
+                let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
+                scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
                 Ok(())
             })
             .map_err(|e| self.error(e))?;
@@ -109,12 +124,16 @@ impl ListStore {
             reader
                 .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
                     self.verified(batch[i], bytes)?;
-                    cache.offer(batch[i], bytes);
+                    cache.offer(batch[i], bytes, self.derived_bytes(batch[i]));
                     Ok(())
                 })
                 .map_err(|e| self.error(e))?;
         }
         Ok(())
+    }
+
+    fn derived_bytes(&self, x: u32) -> u64 {
+        self.directory.extents[x as usize].count.get() as u64 * self.derived_per_vector
     }
 
     /// The read of extent `e`.

@@ -102,7 +102,9 @@ pub struct OpenOptions {
     /// for an in-RAM index, ours leaves RAM to the lists). 0 = never.
     pub precomputed_table_max_bytes: u64,
     /// RAM for a cache of list extents (0 = none, the default): extents enter verified after
-    /// a read, and the cache keeps those that save the most device reads per byte.
+    /// a read, and the cache keeps those that save the most device reads per byte. A 4-bit L2
+    /// index keeps 4 bytes per cached vector beside its extent (the list's part of each
+    /// distance, computed once), so holding all of it takes its segments plus 4 × ntotal.
     pub cache_bytes: u64,
     /// Fill the cache at open by reading lists in order until it is full.
     pub cache_preload: bool,
@@ -185,6 +187,8 @@ pub struct Index {
     pub(crate) lut: LutBuilder,
     /// L2 only, and only when they fit `precomputed_table_max_bytes`.
     pub(crate) precomputed: Option<PrecomputedTables>,
+    /// How (query, list) distances are assembled, fixed at open.
+    pub(crate) scan_mode: pipeline::ScanMode,
     /// The list directory, the segments and the list cache.
     pub(crate) lists: ListStore,
     pub(crate) files: Vec<FileEntry>,
@@ -241,7 +245,15 @@ impl Index {
             .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
-        let lists = ListStore { dir: dir.clone(), directory, segments, cache, io: opts.io };
+        let scan_mode = pipeline::ScanMode::of(coarse.metric, &codec, precomputed.is_some());
+        let lists = ListStore {
+            dir: dir.clone(),
+            directory,
+            segments,
+            cache,
+            io: opts.io,
+            derived_per_vector: scan_mode.derived_per_vector(),
+        };
         if opts.cache_preload {
             lists.preload()?;
         }
@@ -251,6 +263,7 @@ impl Index {
             coarse,
             lut,
             precomputed,
+            scan_mode,
             codec,
             lists,
             files: manifest.files,

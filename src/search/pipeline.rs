@@ -1,12 +1,17 @@
 //! One query: probe the HNSW for the nprobe nearest lists, then scan every extent of those
 //! lists into one top-k as the list store hands them over (from the cache, or from the device
-//! as reads complete, checksum first). The table steps are shared with the grouped batch
-//! path (`batch.rs`), which visits the same (query, list) pairs list by list.
+//! as reads complete, checksum first). The steps per (query, list) are shared with the grouped
+//! batch path (`batch.rs`), which visits the same pairs list by list.
+//!
+//! How a list's distances are assembled depends on the metric, the codec and whether faiss's
+//! precomputed tables exist ([`ScanMode`]); every mode gives exact ADC distances.
 
+use super::lists::Derived;
 use super::{Index, SearchParams, SearchStats};
-use crate::codec::Scanner;
+use crate::codec::{Codec, QueryTable, Scanner};
 use crate::distance::{self, Metric};
 use crate::error::Result;
+use crate::format::ExtentView;
 use crate::hnsw::VisitedSet;
 use crate::io;
 use crate::topk::{Neighbor, TopK};
@@ -16,26 +21,81 @@ pub(crate) struct QueryResult {
     pub stats: SearchStats,
 }
 
+/// How a (query, list) pair's distances are put together. With r a code's reconstruction and
+/// c the list's centroid:
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanMode {
+    /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: one table per query, a bias per list.
+    Shared,
+    /// L2, 4-bit codes, precomputed tables: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) −
+    /// 2⟨q, r⟩: the middle term is a per-vector number of the list (computed once per extent
+    /// and kept with it in the cache), so the query's one table (−2⟨q_j, r_jk⟩, quantized once)
+    /// serves every list.
+    ListTerms,
+    /// L2, 8-bit codes, precomputed tables: the list's part plus the query's part, added per
+    /// list into one table (faiss's `use_precomputed_table`).
+    Precomputed,
+    /// L2 without precomputed tables: a table per list from the query's residual q − c.
+    Residual,
+}
+
+impl ScanMode {
+    pub fn of(metric: Metric, codec: &Codec, precomputed: bool) -> Self {
+        match (metric, precomputed) {
+            (Metric::InnerProduct, _) => ScanMode::Shared,
+            (_, true) if codec.takes_terms() => ScanMode::ListTerms,
+            (_, true) => ScanMode::Precomputed,
+            (_, false) => ScanMode::Residual,
+        }
+    }
+
+    /// Bytes per vector a cached extent keeps for what scans derive from it.
+    pub fn derived_per_vector(self) -> u64 {
+        if self == ScanMode::ListTerms {
+            4
+        } else {
+            0
+        }
+    }
+}
+
 /// What one search thread reuses from query to query: its reader (ring and buffers), visited
-/// marks, the look-up table, the residual and the codec's scanner. Owned by a
-/// [`super::Searcher`] or lent by the index to [`Index::search`]; never a thread-local.
+/// marks, and its scanning scratch. Owned by a [`super::Searcher`] or lent by the index to
+/// [`Index::search`]; never a thread-local.
 #[derive(Default)]
 pub(crate) struct Worker {
     pub reader: io::Reader,
     pub visited: VisitedSet,
-    pub lut: Vec<f32>,
-    pub residual: Vec<f32>,
-    pub scanner: Option<Scanner>,
+    pub scratch: Option<Scratch>,
 }
 
-/// A query made ready for its lists: normalised where the metric wants it, and the part of
-/// every list's table that depends on the query alone — the cross terms under precomputed L2
-/// tables, the whole table for inner product, nothing for L2 without precomputed tables.
+impl Worker {
+    /// The scanning scratch, made for `index` on first use.
+    pub fn parts(&mut self, index: &Index) -> (&mut io::Reader, &mut Scratch) {
+        let scratch = self.scratch.get_or_insert_with(|| Scratch {
+            table: index.codec.query_table(),
+            residual: Vec::new(),
+            terms: Vec::new(),
+            scanner: index.codec.scanner(),
+        });
+        (&mut self.reader, scratch)
+    }
+}
+
+/// A thread's per-list scratch: a list's table, the query's residual, a list's terms.
+pub(crate) struct Scratch {
+    table: QueryTable,
+    residual: Vec<f32>,
+    terms: Vec<f32>,
+    scanner: Scanner,
+}
+
+/// A query made ready for its lists: normalised where the metric wants it, and its table
+/// (the whole table for [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
+/// every list's table for [`ScanMode::Precomputed`], none for [`ScanMode::Residual`]).
 pub(crate) struct PreparedQuery {
     pub q: Vec<f32>,
-    table: Vec<f32>,
-    /// `table` serves every list as it is (inner product).
-    shared: bool,
+    table: Option<QueryTable>,
 }
 
 pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
@@ -43,82 +103,84 @@ pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
     if index.info.metric.normalizes() {
         distance::normalize(&mut q);
     }
-    let pq = index.codec.pq();
-    let len = pq.m * pq.ksub();
-    let mut table = Vec::new();
-    let shared = index.coarse.metric == Metric::InnerProduct;
-    if shared {
-        // ⟨q, c + r⟩ = ⟨q, c⟩ + ⟨q, r⟩: one table for every list, a per-list bias.
-        table.resize(len, 0.0);
-        index.lut.compute(Metric::InnerProduct, &q, &mut table);
-    } else if index.precomputed.is_some() {
-        table.resize(len, 0.0);
-        index.lut.cross_terms(&q, &mut table);
-    }
-    PreparedQuery { q, table, shared }
+    let table = match index.scan_mode {
+        ScanMode::Residual => None,
+        mode => {
+            let mut t = index.codec.query_table();
+            if mode == ScanMode::Shared {
+                index.lut.compute(Metric::InnerProduct, &q, &mut t.exact);
+            } else {
+                index.lut.cross_terms(&q, &mut t.exact);
+            }
+            t.ready();
+            Some(t)
+        }
+    };
+    PreparedQuery { q, table }
 }
 
 impl PreparedQuery {
-    /// Readies `lut` (unless one table serves every list) and `scanner` for `list` (`qc`: the
-    /// coarse search's distance to it, ‖q − c‖² for L2); returns the list's bias. Scan with
-    /// [`table`](Self::table) afterwards. `residual` is scratch.
-    pub fn list_table(
+    /// Scans one extent of `list` (`qc`: the coarse search's distance to it, ‖q − c‖² for L2)
+    /// into `top`. `derived` is where the extent's per-vector terms are kept when it is cached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_extent(
         &self,
         index: &Index,
         list: usize,
         qc: f32,
-        lut: &mut Vec<f32>,
-        residual: &mut Vec<f32>,
-        scanner: &mut Scanner,
-    ) -> f32 {
+        view: &ExtentView,
+        derived: Derived,
+        s: &mut Scratch,
+        top: &mut TopK,
+    ) {
         let coarse = &index.coarse;
-        if self.shared {
-            scanner.set_table(&self.table);
-            return coarse.list_bias(&self.q, list);
-        }
-        let pq = index.codec.pq();
-        lut.resize(pq.m * pq.ksub(), 0.0);
-        if let Some(pre) = &index.precomputed {
-            pre.list_table(list, &self.table, lut);
-            scanner.set_table(lut);
-            return qc;
-        }
-        // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
-        residual.resize(self.q.len(), 0.0);
-        coarse.residual(&self.q, list, residual);
-        index.lut.compute(Metric::L2, residual, lut);
-        scanner.set_table(lut);
-        0.0
-    }
-
-    /// The table the last [`list_table`](Self::list_table) readied: the shared one, or `lut`.
-    pub fn table<'a>(&'a self, lut: &'a [f32]) -> &'a [f32] {
-        if self.shared {
-            &self.table
-        } else {
-            lut
+        let ids = |i| view.id(i);
+        match (index.scan_mode, &self.table) {
+            (ScanMode::Shared, Some(t)) => {
+                let bias = coarse.list_bias(&self.q, list);
+                s.scanner.scan(t, bias, None, view.codes, view.count, ids, top);
+            }
+            (ScanMode::ListTerms, Some(t)) => {
+                let pre = index.precomputed.as_ref().expect("ListTerms needs precomputed tables").of(list);
+                let compute = |out: &mut Vec<f32>| index.codec.list_terms(pre, view.codes, view.count, out);
+                let terms: &[f32] = match derived {
+                    Some(slot) => slot.get_or_init(|| {
+                        let mut v = Vec::new();
+                        compute(&mut v);
+                        v
+                    }),
+                    None => {
+                        compute(&mut s.terms);
+                        &s.terms
+                    }
+                };
+                s.scanner.scan(t, qc, Some(terms), view.codes, view.count, ids, top);
+            }
+            (ScanMode::Precomputed, Some(t)) => {
+                let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
+                pre.list_table(list, &t.exact, &mut s.table.exact);
+                s.table.ready();
+                s.scanner.scan(&s.table, qc, None, view.codes, view.count, ids, top);
+            }
+            _ => {
+                // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
+                s.residual.resize(self.q.len(), 0.0);
+                coarse.residual(&self.q, list, &mut s.residual);
+                index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
+                s.table.ready();
+                s.scanner.scan(&s.table, 0.0, None, view.codes, view.count, ids, top);
+            }
         }
     }
 }
 
 pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut Worker) -> Result<QueryResult> {
     let prepared = prepare(index, query);
-    let Worker { reader, visited, lut, residual, scanner } = w;
-    let scanner = scanner.get_or_insert_with(|| index.codec.scanner());
-    let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, visited);
+    let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
+    let (reader, scratch) = w.parts(index);
     let mut top = TopK::new(p.k);
-    // A list cut into several extents is scanned with the table of its first.
-    let mut last: Option<(usize, f32)> = None;
-    let stats = index.lists.scan_lists(&probes, reader, |list, qc, view| {
-        let bias = match last {
-            Some((l, b)) if l == list => b,
-            _ => {
-                let b = prepared.list_table(index, list, qc, lut, residual, scanner);
-                last = Some((list, b));
-                b
-            }
-        };
-        scanner.scan(prepared.table(lut), bias, view.codes, view.count, |i| view.id(i), &mut top);
+    let stats = index.lists.scan_lists(&probes, reader, |list, qc, view, derived| {
+        prepared.scan_extent(index, list, qc, &view, derived, scratch, &mut top);
     })?;
     Ok(QueryResult { neighbors: top.into_sorted_vec(), stats })
 }

@@ -59,7 +59,8 @@ pub struct Args {
     precomputed_table_max_bytes: Option<u64>,
     /// RAM for a cache of lists (extents), same size syntax as build --memory, e.g. 2GiB
     /// [default: none]. Extents enter checksum-verified after a read; the cache keeps those
-    /// that save the most device reads per byte (--cache-policy).
+    /// that save the most device reads per byte (--cache-policy). 4-bit (x4fs) L2 indexes keep
+    /// 4 more bytes per cached vector: all of one takes its segments + 4 x ntotal.
     #[arg(long, value_parser = args::size)]
     cache_bytes: Option<u64>,
     /// Fill the cache at open, lists in order, until it is full.
