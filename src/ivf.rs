@@ -58,10 +58,11 @@ impl CoarseQuantizer {
         VisitedSet::new(self.nlist())
     }
 
-    /// The `nprobe` closest lists to `q`, closest first (`id` = list number).
+    /// The `nprobe` closest lists to `q`, closest first (`id` = list number), by an HNSW
+    /// search of width `ef_search` (for nprobe > ef_search, see [`Hnsw::search`]).
     pub fn probe(&self, q: &[f32], nprobe: usize, ef_search: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
         let points = Points { data: &self.centroids, d: self.d, metric: self.metric };
-        self.hnsw.search(points, q, nprobe, ef_search.max(nprobe), visited)
+        self.hnsw.search(points, q, nprobe, ef_search, visited)
     }
 
     /// The list of every row of `x` (n × d), in parallel.

@@ -321,6 +321,35 @@ mod tests {
         hits as f64 / (nq * k) as f64
     }
 
+    /// k above ef (nprobe > efSearch): faiss's bounded walk returns k distinct nodes, closest
+    /// first, most of them the true k nearest; and the more efSearch, the more of them.
+    #[test]
+    fn more_results_than_ef_come_from_the_bounded_walk() {
+        let (n, d, k) = (3000, 16, 64);
+        let mut r = Rng::new(5);
+        let data: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
+        let sp = Points { data: &data, d, metric: Metric::L2 };
+        let g = Hnsw::build(&sp, &HnswParams { m: 16, ef_construction: 40, seed: 3 });
+        let mut vis = VisitedSet::new(n);
+        let recall_at = |ef: usize, r: &mut Rng, vis: &mut VisitedSet| {
+            let mut hits = 0;
+            for _ in 0..100 {
+                let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
+                let got = g.search(sp, &q, k, ef, vis);
+                assert_eq!(got.len(), k);
+                assert!(got.windows(2).all(|w| w[0].dist <= w[1].dist));
+                let ids: std::collections::HashSet<u64> = got.iter().map(|n| n.id).collect();
+                assert_eq!(ids.len(), k, "distinct");
+                let want = brute(&data, d, Metric::L2, &q, k);
+                hits += got.iter().filter(|n| want.contains(&(n.id as u32))).count();
+            }
+            hits as f64 / (100 * k) as f64
+        };
+        let (low, high) = (recall_at(4, &mut Rng::new(9), &mut vis), recall_at(32, &mut Rng::new(9), &mut vis));
+        // (faiss's stopping rule with efSearch 4 keeps ≈ 0.44 of them: efSearch still matters.)
+        assert!(low > 0.3 && high > 0.9 && high > low, "recall@64 at efSearch 4: {low}, 32: {high}");
+    }
+
     /// HNSW against brute force: at ef = 64 on 3,000 random 16-d points recall@10 is ≈ 0.99.
     #[test]
     fn matches_brute_force_l2() {

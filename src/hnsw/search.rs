@@ -164,6 +164,77 @@ impl PartialOrd for Cand {
     }
 }
 
+/// faiss's candidate queue for a walk that must return more nodes than efSearch: at most
+/// `cap` entries in a max-heap on distance, each expanded or not. A newcomer evicts the
+/// farthest entry when the queue is full and it is closer; expanded entries stay until
+/// evicted, and count towards the stopping rule (`count_below`).
+struct MinimaxQueue {
+    cap: usize,
+    /// Max-heap order on (dist, id).
+    heap: Vec<Cand>,
+    expanded: Vec<bool>,
+}
+
+impl MinimaxQueue {
+    fn new(cap: usize) -> Self {
+        MinimaxQueue { cap, heap: Vec::with_capacity(cap), expanded: Vec::with_capacity(cap) }
+    }
+
+    fn offer(&mut self, c: Cand) {
+        if self.heap.len() < self.cap {
+            self.heap.push(c);
+            self.expanded.push(false);
+            let mut i = self.heap.len() - 1;
+            while i > 0 && self.heap[(i - 1) / 2] < self.heap[i] {
+                self.swap(i, (i - 1) / 2);
+                i = (i - 1) / 2;
+            }
+        } else if c < self.heap[0] {
+            self.heap[0] = c;
+            self.expanded[0] = false;
+            let mut i = 0;
+            loop {
+                let (l, r) = (2 * i + 1, 2 * i + 2);
+                let mut top = i;
+                if l < self.heap.len() && self.heap[top] < self.heap[l] {
+                    top = l;
+                }
+                if r < self.heap.len() && self.heap[top] < self.heap[r] {
+                    top = r;
+                }
+                if top == i {
+                    break;
+                }
+                self.swap(i, top);
+                i = top;
+            }
+        }
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.heap.swap(a, b);
+        self.expanded.swap(a, b);
+    }
+
+    /// The closest entry not yet expanded, marked expanded (a scan: at most `cap` entries).
+    fn take_closest(&mut self) -> Option<Cand> {
+        let mut best: Option<usize> = None;
+        for (i, c) in self.heap.iter().enumerate() {
+            if !self.expanded[i] && best.is_none_or(|b| *c < self.heap[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        self.expanded[b] = true;
+        Some(self.heap[b])
+    }
+
+    /// Entries, expanded or not, closer than `d`.
+    fn count_below(&self, d: f32) -> usize {
+        self.heap.iter().filter(|c| c.dist < d).count()
+    }
+}
+
 /// Offers node `id` at dissimilarity `d` to a search's `ef` best results and its candidates.
 #[inline]
 fn consider(results: &mut BinaryHeap<Cand>, candidates: &mut BinaryHeap<Reverse<Cand>>, ef: usize, id: u32, d: f32) {
@@ -239,8 +310,10 @@ impl Hnsw {
         results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
 
-    /// The `k` nearest nodes to `q` (closest first) with search width `max(ef, k)`; `sp` are
-    /// the vectors the graph was built over.
+    /// The `k` nearest nodes to `q` (closest first) with search width `ef` (efSearch); `sp`
+    /// are the vectors the graph was built over. With `k ≤ ef` this is the best-first search of
+    /// width ef. With `k > ef` (an IVF probing more lists than efSearch) it walks as faiss's
+    /// HNSW does then ([`MinimaxQueue`]), so nprobe and efSearch mean what they mean in faiss.
     pub fn search(&self, sp: Points, q: &[f32], k: usize, ef: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
         if self.is_empty() || k == 0 {
             return Vec::new();
@@ -250,8 +323,67 @@ impl Hnsw {
         for level in (1..=self.max_level).rev() {
             cur = self.greedy(&dist, cur, level);
         }
-        let mut found = self.search_layer(&dist, cur, ef.max(k), 0, visited);
+        let mut found = if k > ef {
+            self.search_bounded(&dist, cur, k, ef.max(1), visited)
+        } else {
+            self.search_layer(&dist, cur, ef, 0, visited)
+        };
         found.truncate(k);
         found
+    }
+
+    /// Level-0 walk over a [`MinimaxQueue`] of `k` entries, stopping once `ef` entries are
+    /// closer than the one taken out to expand (and k nodes are found); returns the `k` best
+    /// seen.
+    fn search_bounded(
+        &self,
+        dist: &impl QueryDist,
+        entry: Neighbor,
+        k: usize,
+        ef: usize,
+        visited: &mut VisitedSet,
+    ) -> Vec<Neighbor> {
+        visited.reset(self.len());
+        visited.check_and_mark(entry.id as u32);
+        let entry = Cand { dist: entry.dist, id: entry.id as u32 };
+        let mut queue = MinimaxQueue::new(k);
+        let mut results: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        queue.offer(entry);
+        results.push(entry);
+        let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.m);
+        let offer = |queue: &mut MinimaxQueue, results: &mut BinaryHeap<Cand>, c: Cand| {
+            if results.len() < k || c < *results.peek().expect("non-empty when full") {
+                results.push(c);
+                if results.len() > k {
+                    results.pop();
+                }
+            }
+            queue.offer(c);
+        };
+        while let Some(c) = queue.take_closest() {
+            // faiss's rule; unlike faiss, never before k nodes are found (an IVF probe then
+            // visits the nprobe lists asked for).
+            if results.len() >= k && queue.count_below(c.dist) >= ef {
+                break;
+            }
+            fresh.clear();
+            for nb in self.neighbors_of(c.id, 0) {
+                if !visited.check_and_mark(nb) {
+                    dist.prefetch(nb);
+                    fresh.push(nb);
+                }
+            }
+            let mut quads = fresh.chunks_exact(4);
+            for q in &mut quads {
+                let ids = [q[0], q[1], q[2], q[3]];
+                for (&id, d) in ids.iter().zip(dist.four(ids)) {
+                    offer(&mut queue, &mut results, Cand { dist: d, id });
+                }
+            }
+            for &id in quads.remainder() {
+                offer(&mut queue, &mut results, Cand { dist: dist.one(id), id });
+            }
+        }
+        results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
 }

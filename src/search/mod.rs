@@ -34,7 +34,9 @@ pub struct SearchParams {
     pub k: usize,
     /// Inverted lists visited per query.
     pub nprobe: usize,
-    /// HNSW search width over the centroids; raised to `nprobe` when smaller.
+    /// HNSW search width over the centroids. With `nprobe` above it, the walk keeps `nprobe`
+    /// candidates and stops as faiss's does: once `ef_search` of them are closer than the next
+    /// to expand.
     pub ef_search: usize,
 }
 

@@ -42,7 +42,9 @@ pub struct Args {
     /// [default: 1,4,16,64, leaving out settings above the index's nlist and adding nlist].
     #[arg(long)]
     nprobe: Option<CountList>,
-    /// HNSW efSearch over the centroids (raised to nprobe when smaller) [default: the index's].
+    /// HNSW efSearch over the centroids [default: the index's]. With nprobe above it, the walk
+    /// keeps nprobe candidates and stops as faiss's does (once efSearch of them are closer than
+    /// the next to expand).
     #[arg(long, value_parser = args::count)]
     ef: Option<usize>,
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
