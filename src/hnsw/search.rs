@@ -267,6 +267,37 @@ impl Hnsw {
         }
     }
 
+    /// Hands `each(id, distance)` every neighbour of `node` on `level` not visited yet (marking
+    /// it), distances four at a time; `fresh` is scratch.
+    #[inline]
+    fn expand(
+        &self,
+        dist: &impl QueryDist,
+        node: u32,
+        level: u8,
+        visited: &mut VisitedSet,
+        fresh: &mut Vec<u32>,
+        mut each: impl FnMut(u32, f32),
+    ) {
+        fresh.clear();
+        for nb in self.neighbors_of(node, level) {
+            if !visited.check_and_mark(nb) {
+                dist.prefetch(nb);
+                fresh.push(nb);
+            }
+        }
+        let mut quads = fresh.chunks_exact(4);
+        for q in &mut quads {
+            let ids = [q[0], q[1], q[2], q[3]];
+            for (&id, d) in ids.iter().zip(dist.four(ids)) {
+                each(id, d);
+            }
+        }
+        for &id in quads.remainder() {
+            each(id, dist.one(id));
+        }
+    }
+
     /// Best-first search of width `ef` on `level` from `entry`; returns candidates closest first.
     pub(crate) fn search_layer(
         &self,
@@ -288,24 +319,9 @@ impl Hnsw {
             if results.len() >= ef && c.dist > results.peek().map_or(f32::INFINITY, |n: &Cand| n.dist) {
                 break;
             }
-            fresh.clear();
-            for nb in self.neighbors_of(c.id, level) {
-                if !visited.check_and_mark(nb) {
-                    dist.prefetch(nb);
-                    fresh.push(nb);
-                }
-            }
-            let mut quads = fresh.chunks_exact(4);
-            for q in &mut quads {
-                let ids = [q[0], q[1], q[2], q[3]];
-                let ds = dist.four(ids);
-                for (&id, &d) in ids.iter().zip(&ds) {
-                    consider(&mut results, &mut candidates, ef, id, d);
-                }
-            }
-            for &id in quads.remainder() {
-                consider(&mut results, &mut candidates, ef, id, dist.one(id));
-            }
+            self.expand(dist, c.id, level, visited, &mut fresh, |id, d| {
+                consider(&mut results, &mut candidates, ef, id, d)
+            });
         }
         results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
@@ -366,23 +382,9 @@ impl Hnsw {
             if results.len() >= k && queue.count_below(c.dist) >= ef {
                 break;
             }
-            fresh.clear();
-            for nb in self.neighbors_of(c.id, 0) {
-                if !visited.check_and_mark(nb) {
-                    dist.prefetch(nb);
-                    fresh.push(nb);
-                }
-            }
-            let mut quads = fresh.chunks_exact(4);
-            for q in &mut quads {
-                let ids = [q[0], q[1], q[2], q[3]];
-                for (&id, d) in ids.iter().zip(dist.four(ids)) {
-                    offer(&mut queue, &mut results, Cand { dist: d, id });
-                }
-            }
-            for &id in quads.remainder() {
-                offer(&mut queue, &mut results, Cand { dist: dist.one(id), id });
-            }
+            self.expand(dist, c.id, 0, visited, &mut fresh, |id, d| {
+                offer(&mut queue, &mut results, Cand { dist: d, id })
+            });
         }
         results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
