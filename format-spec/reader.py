@@ -79,8 +79,8 @@ def read_index(dir_):
     index_id, _, _, p = small_file(dir_, mname, 1)
     # 03-manifest.md: ManifestBody (160) = generation, Params (128), n_files, reserved.
     generation = struct.unpack_from("<Q", p, 0)[0]
-    (dim, metric, layout, _r0, nlist, pq_m, nbits, hnsw_m, efc, efs, niter, _r1, ntotal, seed, train,
-     factory) = struct.unpack_from("<IBB2sIIIIIIIIQQQ64s", p, 8)
+    (dim, metric, layout, raw, _r0, nlist, pq_m, nbits, hnsw_m, efc, efs, niter, _r1, ntotal, seed, train,
+     factory) = struct.unpack_from("<IBBBBIIIIIIIIQQQ64s", p, 8)
     n_files = struct.unpack_from("<I", p, 136)[0]
     files = {}
     for i in range(n_files):
@@ -121,7 +121,8 @@ def read_index(dir_):
         segments[s] = data
     vectors = {}
     for lst in range(d_nlist):
-        c = centroids[lst * dim:(lst + 1) * dim]
+        # 05-codebooks.md: raw codes are decoded without the list's centroid.
+        c = [0.0] * dim if raw else centroids[lst * dim:(lst + 1) * dim]
         for seg, count, eoff, length, ecrc, _r in extents[starts[lst]:starts[lst + 1]]:
             ext = segments[seg][eoff:eoff + length]
             if len(ext) != length or crc32c(ext) != ecrc:

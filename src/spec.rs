@@ -21,8 +21,10 @@ pub enum Payload {
     /// Product-quantized codes, `m` bytes per vector (8 bits per sub-quantizer).
     Pq { m: usize },
     /// `PQ{m}x4fs`: 4-bit codes (16 centroids per sub-quantizer), m / 2 bytes per vector,
-    /// scanned 32 vectors at a time by in-register table look-ups (faiss's fast-scan).
-    PqFastScan { m: usize },
+    /// scanned 32 vectors at a time by in-register table look-ups (faiss's fast-scan). As in
+    /// faiss, `x4fs` codes quantize the vectors themselves (one distance table per query serves
+    /// every list) and `x4fsr` their residuals from the list's centroid (`residual`).
+    PqFastScan { m: usize, residual: bool },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -71,12 +73,12 @@ impl FromStr for IndexSpec {
             } else if let Some((pq, bits)) = p.split_once('x').filter(|(pq, _)| pq.starts_with("PQ")) {
                 let m = pq_of(pq)?.ok_or_else(|| err(format!("expected PQ{{m}} before 'x' in {p:?}")))?;
                 match bits {
-                    "4fs" if m % 2 == 0 => Ok(Payload::PqFastScan { m }),
-                    "4fs" => Err(err(format!("PQ{m}x4fs needs an even m: fast-scan pairs sub-quantizers"))),
+                    "4fs" | "4fsr" if m % 2 == 0 => Ok(Payload::PqFastScan { m, residual: bits == "4fsr" }),
+                    "4fs" | "4fsr" => Err(err(format!("PQ{m}x{bits} needs an even m: fast-scan pairs sub-quantizers"))),
                     "8" => Ok(Payload::Pq { m }),
                     "4" => Err(err(format!("4-bit PQ is scanned with fast-scan: write PQ{m}x4fs"))),
                     _ => Err(err(format!(
-                        "{bits:?} bits per sub-quantizer is not supported: PQ{m} (8 bits) or PQ{m}x4fs (4-bit fast-scan)"
+                        "{bits:?} bits per sub-quantizer is not supported: PQ{m} (8 bits), PQ{m}x4fs (4-bit fast-scan) or PQ{m}x4fsr (its residual form)"
                     ))),
                 }
             } else {
@@ -117,10 +119,12 @@ impl fmt::Display for IndexSpec {
         match self {
             IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Flat } => write!(f, "IVF{nlist}_HNSW{hnsw_m},Flat"),
             IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}"),
-            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m } } => {
-                write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}x4fs")
+            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual } } => {
+                write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}x4fs{}", if *residual { "r" } else { "" })
             }
-            IndexSpec::Hnsw { m, payload: Payload::PqFastScan { m: pq } } => write!(f, "HNSW{m}_PQ{pq}x4fs"),
+            IndexSpec::Hnsw { m, payload: Payload::PqFastScan { m: pq, residual } } => {
+                write!(f, "HNSW{m}_PQ{pq}x4fs{}", if *residual { "r" } else { "" })
+            }
             IndexSpec::Hnsw { m, payload: Payload::Flat } => write!(f, "HNSW{m},Flat"),
             IndexSpec::Hnsw { m, payload: Payload::Pq { m: pq } } => write!(f, "HNSW{m}_PQ{pq}"),
         }
@@ -140,6 +144,7 @@ mod tests {
             "HNSW32_PQ32",
             "IVF65536_HNSW16,PQ48",
             "IVF4096_HNSW32,PQ64x4fs",
+            "IVF4096_HNSW32,PQ64x4fsr",
         ] {
             let spec: IndexSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
@@ -149,12 +154,17 @@ mod tests {
             IndexSpec::Ivf { nlist: 4096, hnsw_m: 32, payload: Payload::Pq { m: 32 } }
         );
         assert_eq!(
+            "IVF64_HNSW32,PQ8x4fsr".parse::<IndexSpec>().unwrap(),
+            IndexSpec::Ivf { nlist: 64, hnsw_m: 32, payload: Payload::PqFastScan { m: 8, residual: true } }
+        );
+        assert_eq!(
             "IVF4096_HNSW32,PQ32x8".parse::<IndexSpec>().unwrap().to_string(),
             "IVF4096_HNSW32,PQ32",
             "x8 is the default width, said out loud"
         );
         for (s, says) in [
             ("IVF4096_HNSW32,PQ63x4fs", "even m"),
+            ("IVF4096_HNSW32,PQ63x4fsr", "even m"),
             ("IVF4096_HNSW32,PQ64x4", "write PQ64x4fs"),
             ("IVF4096_HNSW32,PQ64x6", "not supported"),
             ("IVF4096_HNSW32,PQx4fs", "expected PQ{m}"),

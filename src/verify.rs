@@ -147,7 +147,7 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
 fn check_manifest_zeros(name: &str, m: &format::Manifest) -> Result<()> {
     let b = &m.body;
     let nonzero = b.reserved.iter().any(|&x| x != 0)
-        || b.params.reserved0.iter().any(|&x| x != 0)
+        || b.params.reserved0 != 0
         || b.params.reserved1.get() != 0
         || m.files.iter().any(|f| f.reserved.get() != 0 || f.reserved2.get() != 0);
     if nonzero {

@@ -94,10 +94,11 @@ fn io_uring_and_pread_return_identical_results() {
 #[test]
 fn precomputed_tables_give_the_same_results_as_per_list_tables() {
     // 8-bit at dsub = 8 (the tables are used from there on: quiver::PRECOMPUTED_MIN_DSUB),
-    // and 4-bit, which always uses them (each list's part kept as one number per vector).
+    // and 4-bit residual codes, which always use them (each list's part kept as one number per
+    // vector).
     let (d, n, nq) = (64, 10_000, 100);
     let (base, queries) = synthetic(n, nq, d, 8);
-    for (factory, ksub) in [("IVF64_HNSW16,PQ8", 256), ("IVF64_HNSW16,PQ32x4fs", 16)] {
+    for (factory, ksub) in [("IVF64_HNSW16,PQ8", 256), ("IVF64_HNSW16,PQ32x4fsr", 16)] {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
         let p = SearchParams { k: 10, nprobe: 16, ef_search: 16 };
@@ -121,7 +122,7 @@ fn precomputed_tables_give_the_same_results_as_per_list_tables() {
 
 #[test]
 fn the_list_cache_changes_where_bytes_come_from_not_the_results() {
-    for factory in ["IVF64_HNSW16,PQ8", "IVF64_HNSW16,PQ16x4fs"] {
+    for factory in ["IVF64_HNSW16,PQ8", "IVF64_HNSW16,PQ16x4fs", "IVF64_HNSW16,PQ16x4fsr"] {
         cache_changes_nothing_but_reads(factory);
     }
 }
@@ -134,8 +135,8 @@ fn cache_changes_nothing_but_reads(factory: &str) {
     let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
     let plain = Index::open(dir.path()).unwrap().search(&queries, &p).unwrap();
     assert_eq!((plain.stats.cache_hits, plain.stats.cache_misses), (0, 0));
-    // Every extent, and for 4-bit L2 indexes 4 bytes per vector of terms kept beside them.
-    let derived = if factory.contains("x4fs") { 4 * n as u64 } else { 0 };
+    // Every extent, and for 4-bit residual L2 indexes 4 bytes per vector of terms beside them.
+    let derived = if factory.ends_with("x4fsr") { 4 * n as u64 } else { 0 };
     let index_bytes = std::fs::metadata(dir.path().join("seg-000000.qvs")).unwrap().len() + derived;
     let open = |cache_bytes, policy, preload| {
         let o = OpenOptions { cache_bytes, cache_policy: policy, cache_preload: preload, ..Default::default() };
@@ -164,44 +165,50 @@ fn cache_changes_nothing_but_reads(factory: &str) {
     assert_eq!((r.ids, r.stats.bytes_read), (plain.ids, 0));
 }
 
-/// 4-bit fast-scan codes end to end, for L2 and inner product: the index says what it is,
-/// `verify` walks its blocks, recall grows with nprobe and, at the same 16 bytes per vector,
-/// is close to 8-bit PQ16's; io_uring and pread agree; every extent is sized as layout 2 says.
+/// 4-bit fast-scan codes end to end, raw (`x4fs`, as faiss's default) and residual (`x4fsr`),
+/// for L2 and inner product: the index says what it is, `verify` walks its blocks, recall grows
+/// with nprobe and, at the same 16 bytes per vector, is close to 8-bit PQ16's; io_uring and
+/// pread agree; every extent is sized as layout 2 says.
 #[test]
 fn fast_scan_indexes_build_verify_and_search() {
     let (d, n, nq) = (32, 20_000, 100);
     let (base, queries) = synthetic(n, nq, d, 31);
     for metric in [Metric::L2, Metric::InnerProduct] {
         let gt = ground_truth(&base, &queries, d, 10, metric);
-        let (fs, pq8) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        build_slice(&base, d, fs.path(), &opts("IVF64_HNSW16,PQ32x4fs", metric));
+        let pq8 = tempfile::tempdir().unwrap();
         build_slice(&base, d, pq8.path(), &opts("IVF64_HNSW16,PQ16", metric));
-        let report = quiver::verify_index(fs.path()).unwrap();
-        assert!(report.faults.is_empty(), "{:?}", report.faults);
-        assert_eq!(report.vectors, n as u64);
-        let index = Index::open(fs.path()).unwrap();
-        let info = index.info();
-        assert_eq!((info.pq_m, info.pq_nbits, info.factory.as_str()), (32, 4, "IVF64_HNSW16,PQ32x4fs"));
-        assert_eq!(info.code_layout(), quiver::format::CodeLayout::Blocks32 { code_size: 16 });
-        let seg_area = std::fs::metadata(segment_path(fs.path())).unwrap().len() - 4096;
-        let want: u64 =
-            (0..64).map(|l| index.list_len(l)).filter(|&c| c > 0).map(|c| info.code_layout().extent_len(c)).sum();
-        assert_eq!(seg_area, want, "one extent per list, sized as layout 2 says");
         let eight = Index::open(pq8.path()).unwrap();
-        let mut last = 0.0;
-        for nprobe in [1, 8, 64] {
-            let p = SearchParams { k: 10, nprobe, ef_search: 16 };
-            let res = index.search(&queries, &p).unwrap();
-            let r = recall_at(&res.ids, 10, &gt, 10);
-            let r8 = recall_at(&eight.search(&queries, &p).unwrap().ids, 10, &gt, 10);
-            assert!(r >= last - 0.01, "{metric:?}: recall fell from {last} to {r} at nprobe {nprobe}");
-            // 16 centroids on 1-d sub-vectors against 256 on 2-d: about as good.
-            assert!(r >= r8 - 0.1, "{metric:?} nprobe {nprobe}: fast-scan {r}, PQ16 {r8}");
-            last = r;
-            let pread = Index::open_with(fs.path(), OpenOptions { io: IoMode::Pread, ..Default::default() }).unwrap();
-            assert_eq!(pread.search(&queries, &p).unwrap().ids, res.ids);
+        for (factory, residual) in [("IVF64_HNSW16,PQ32x4fs", false), ("IVF64_HNSW16,PQ32x4fsr", true)] {
+            let fs = tempfile::tempdir().unwrap();
+            build_slice(&base, d, fs.path(), &opts(factory, metric));
+            let report = quiver::verify_index(fs.path()).unwrap();
+            assert!(report.faults.is_empty(), "{:?}", report.faults);
+            assert_eq!(report.vectors, n as u64);
+            let index = Index::open(fs.path()).unwrap();
+            let info = index.info();
+            assert_eq!((info.pq_m, info.pq_nbits, info.by_residual, info.factory.as_str()), (32, 4, residual, factory));
+            assert_eq!(info.code_layout(), quiver::format::CodeLayout::Blocks32 { code_size: 16 });
+            let seg_area = std::fs::metadata(segment_path(fs.path())).unwrap().len() - 4096;
+            let layout = info.code_layout();
+            let want: u64 = (0..64).map(|l| index.list_len(l)).filter(|&c| c > 0).map(|c| layout.extent_len(c)).sum();
+            assert_eq!(seg_area, want, "one extent per list, sized as layout 2 says");
+            let mut last = 0.0;
+            for nprobe in [1, 8, 64] {
+                let p = SearchParams { k: 10, nprobe, ef_search: 16 };
+                let res = index.search(&queries, &p).unwrap();
+                let r = recall_at(&res.ids, 10, &gt, 10);
+                let r8 = recall_at(&eight.search(&queries, &p).unwrap().ids, 10, &gt, 10);
+                let what = format!("{factory} {metric:?} nprobe {nprobe}");
+                assert!(r >= last - 0.01, "{what}: recall fell from {last} to {r}");
+                // 16 centroids on 1-d sub-vectors against 256 on 2-d: about as good.
+                assert!(r >= r8 - 0.1, "{what}: fast-scan {r}, PQ16 {r8}");
+                last = r;
+                let pread =
+                    Index::open_with(fs.path(), OpenOptions { io: IoMode::Pread, ..Default::default() }).unwrap();
+                assert_eq!(pread.search(&queries, &p).unwrap().ids, res.ids);
+            }
+            assert!(last > 0.6, "{factory} {metric:?}: recall at nprobe 64 is {last}");
         }
-        assert!(last > 0.6, "{metric:?}: recall at nprobe 64 is {last}");
     }
 }
 
@@ -242,7 +249,8 @@ fn grouped_batches_answer_as_single_queries_do() {
     for (factory, metric) in [
         ("IVF32_HNSW16,PQ8", Metric::L2),
         ("IVF32_HNSW16,PQ16x4fs", Metric::L2),
-        ("IVF32_HNSW16,PQ16x4fs", Metric::InnerProduct),
+        ("IVF32_HNSW16,PQ16x4fsr", Metric::L2),
+        ("IVF32_HNSW16,PQ16x4fsr", Metric::InnerProduct),
         ("IVF32_HNSW16,PQ8", Metric::InnerProduct),
     ] {
         let dir = tempfile::tempdir().unwrap();

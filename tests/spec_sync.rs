@@ -85,6 +85,7 @@ fn manifest() {
             dim,
             metric,
             code_layout,
+            raw_codes,
             reserved0,
             nlist,
             pq_m,

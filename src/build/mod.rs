@@ -270,6 +270,9 @@ pub struct Plan {
     pub pq_m: usize,
     /// Bits per PQ sub-code: 8, or 4 for fast-scan codes.
     pub pq_nbits: usize,
+    /// Whether codes quantize residuals from the list's centroid (faiss's `by_residual`): always
+    /// for 8-bit PQ, `PQ{m}x4fsr` for fast-scan (`PQ{m}x4fs` quantizes the vectors themselves).
+    pub by_residual: bool,
 }
 
 impl Plan {
@@ -281,9 +284,11 @@ impl Plan {
 
 fn plan(spec: &IndexSpec) -> Result<Plan> {
     match *spec {
-        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8 }),
-        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m } } => {
-            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4 })
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8, by_residual: true })
+        }
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual } } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual })
         }
         _ => Err(Error::Unsupported(format!(
             "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} indexes; the other factory kinds parse but are not built yet"
@@ -504,7 +509,7 @@ pub fn build_index(
         let covered: u64 = runs.iter().map(|r| r.end - r.first).sum();
         log::info!("resuming: {} sorted runs cover {covered} of {n} vectors", runs.len());
     }
-    let target = spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist };
+    let target = spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist, by_residual: plan.by_residual };
     runs.extend(spill::spill_runs(source, &coarse, &codec, opts, mem.chunk_rows, &gaps, &target, progress)?);
     runs.sort_by_key(|r| r.first);
     drop(coarse);
@@ -690,7 +695,8 @@ fn params(opts: &BuildOptions, spec: &IndexSpec, plan: &Plan, n: usize, d: usize
         dim: (d as u32).into(),
         metric: metric_code(opts.metric),
         code_layout: if plan.pq_nbits == 4 { format::CODE_LAYOUT_PQ4FS } else { format::CODE_LAYOUT_PQ8 },
-        reserved0: [0; 2],
+        raw_codes: !plan.by_residual as u8,
+        reserved0: 0,
         nlist: (plan.nlist as u32).into(),
         pq_m: (plan.pq_m as u32).into(),
         pq_nbits: (plan.pq_nbits as u32).into(),

@@ -26,6 +26,8 @@ pub(super) struct SpillTarget<'a> {
     pub dir: &'a Path,
     pub index_id: [u8; 16],
     pub nlist: usize,
+    /// Encode residuals from the assigned centroid (else the rows themselves).
+    pub by_residual: bool,
 }
 
 /// Streams the rows of every range in `gaps` (ascending, disjoint) in chunks of at most
@@ -93,7 +95,9 @@ fn write_run(
 ) -> Result<RunFile> {
     let lists = coarse.assign_batch(x, ef);
     let cs = codec.code_size();
-    coarse.to_residuals(x, &lists);
+    if target.by_residual {
+        coarse.to_residuals(x, &lists);
+    }
     let mut codes = vec![0u8; lists.len() * cs];
     codec.encode_batch(x, &mut codes);
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();

@@ -203,7 +203,8 @@ pub(super) fn train(
     let coarse = CoarseQuantizer { d, metric, centroids, hnsw };
     let hnsw_s = t.elapsed().as_secs_f64();
 
-    // PQ on the residuals of a seeded subset of the sample (k-means would use no more).
+    // PQ on a seeded subset of the sample (k-means would use no more): on its residuals from
+    // their lists' centroids, or on the rows themselves for codes of raw vectors.
     let t = Instant::now();
     progress.begin(&format!("train PQ ({} sub-quantizers)", plan.pq_m), plan.pq_m as u64);
     let rows = train_size.min(super::budget::PQ_TRAIN_ROWS);
@@ -211,8 +212,10 @@ pub(super) fn train(
     idx.sort_unstable();
     let mut x = rows_f32(&sample, d, &idx);
     drop(sample);
-    let lists = coarse.assign_batch(&x, opts.ef_search);
-    coarse.to_residuals(&mut x, &lists);
+    if plan.by_residual {
+        let lists = coarse.assign_batch(&x, opts.ef_search);
+        coarse.to_residuals(&mut x, &lists);
+    }
     let mut pq = ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
     pq.train_with(&x, PQ_NITER, opts.seed.wrapping_add(3), &|| progress.advance(1))?;
     progress.end();

@@ -16,7 +16,10 @@ pub struct Params {
     pub dim: U32,
     pub metric: u8,
     pub code_layout: u8,
-    pub reserved0: [u8; 2],
+    /// 1: codes quantize the vectors themselves (faiss's `by_residual = false`, `PQ{m}x4fs`);
+    /// 0: their residuals from the list's centroid (every index of format 1.0).
+    pub raw_codes: u8,
+    pub reserved0: u8,
     pub nlist: U32,
     pub pq_m: U32,
     pub pq_nbits: U32,
@@ -125,7 +128,8 @@ mod tests {
             dim: 128.into(),
             metric: 0,
             code_layout: 1,
-            reserved0: [0; 2],
+            raw_codes: 0,
+            reserved0: 0,
             nlist: 4096.into(),
             pq_m: 32.into(),
             pq_nbits: 8.into(),

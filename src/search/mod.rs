@@ -147,8 +147,11 @@ pub struct IndexInfo {
     pub ntotal: u64,
     pub nlist: usize,
     pub pq_m: usize,
-    /// Bits per PQ sub-code: 8 (`PQ{m}`) or 4 (`PQ{m}x4fs`).
+    /// Bits per PQ sub-code: 8 (`PQ{m}`) or 4 (`PQ{m}x4fs`, `PQ{m}x4fsr`).
     pub pq_nbits: usize,
+    /// Whether codes quantize residuals from their list's centroid (faiss's `by_residual`):
+    /// 8-bit PQ and `x4fsr`; `x4fs` codes quantize the vectors themselves.
+    pub by_residual: bool,
     pub hnsw_m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
@@ -242,12 +245,13 @@ impl Index {
         let lut = LutBuilder::new(pq);
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
         let precomputed = (coarse.metric == Metric::L2
+            && info.by_residual
             && (pq.dsub >= PRECOMPUTED_MIN_DSUB || pq.ksub() == 16)
             && table_bytes <= opts.precomputed_table_max_bytes)
             .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
-        let scan_mode = pipeline::ScanMode::of(coarse.metric, &codec, precomputed.is_some());
+        let scan_mode = pipeline::ScanMode::of(coarse.metric, &codec, info.by_residual, precomputed.is_some());
         let lists = ListStore {
             dir: dir.clone(),
             directory,

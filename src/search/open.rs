@@ -67,6 +67,7 @@ impl<'a> Generation<'a> {
             nlist: p.nlist.get() as usize,
             pq_m: p.pq_m.get() as usize,
             pq_nbits: p.pq_nbits.get() as usize,
+            by_residual: p.raw_codes == 0,
             hnsw_m: p.hnsw_m.get() as usize,
             ef_construction: p.ef_construction.get() as usize,
             ef_search: p.ef_search.get() as usize,
@@ -81,12 +82,17 @@ impl<'a> Generation<'a> {
             .map_err(|e: crate::spec::SpecError| self.invalid(format!("factory string: {}", e.reason)))?;
         let agrees = match spec {
             IndexSpec::Ivf { nlist, hnsw_m, payload } => {
-                let (m, nbits) = match payload {
-                    Payload::Pq { m } => (m, 8),
-                    Payload::PqFastScan { m } => (m, 4),
-                    _ => (0, 0),
+                let (m, nbits, residual) = match payload {
+                    Payload::Pq { m } => (m, 8, true),
+                    Payload::PqFastScan { m, residual } => (m, 4, residual),
+                    _ => (0, 0, true),
                 };
-                nlist == info.nlist && hnsw_m == info.hnsw_m && m == info.pq_m && nbits == info.pq_nbits
+                nlist == info.nlist
+                    && hnsw_m == info.hnsw_m
+                    && m == info.pq_m
+                    && nbits == info.pq_nbits
+                    && residual == info.by_residual
+                    && p.raw_codes <= 1
             }
             _ => false,
         };

@@ -25,6 +25,9 @@ pub(crate) struct QueryResult {
 /// c the list's centroid:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScanMode {
+    /// Codes of the vectors themselves (faiss's `by_residual = false`, `PQ{m}x4fs`): one
+    /// table per query for every list (‖q_j − c_jk‖² or −⟨q_j, c_jk⟩), no bias.
+    Direct,
     /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: one table per query, a bias per list.
     Shared,
     /// L2, 4-bit codes, precomputed tables: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) −
@@ -40,8 +43,9 @@ pub(crate) enum ScanMode {
 }
 
 impl ScanMode {
-    pub fn of(metric: Metric, codec: &Codec, precomputed: bool) -> Self {
+    pub fn of(metric: Metric, codec: &Codec, by_residual: bool, precomputed: bool) -> Self {
         match (metric, precomputed) {
+            _ if !by_residual => ScanMode::Direct,
             (Metric::InnerProduct, _) => ScanMode::Shared,
             (_, true) if codec.takes_terms() => ScanMode::ListTerms,
             (_, true) => ScanMode::Precomputed,
@@ -91,7 +95,7 @@ pub(crate) struct Scratch {
 }
 
 /// A query made ready for its lists: normalised where the metric wants it, and its table
-/// (the whole table for [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
+/// (the whole table for [`ScanMode::Direct`], [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
 /// every list's table for [`ScanMode::Precomputed`], none for [`ScanMode::Residual`]).
 pub(crate) struct PreparedQuery {
     pub q: Vec<f32>,
@@ -107,7 +111,9 @@ pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
         ScanMode::Residual => None,
         mode => {
             let mut t = index.codec.query_table();
-            if mode == ScanMode::Shared {
+            if mode == ScanMode::Direct {
+                index.lut.compute(index.coarse.metric, &q, &mut t.exact);
+            } else if mode == ScanMode::Shared {
                 index.lut.compute(Metric::InnerProduct, &q, &mut t.exact);
             } else {
                 index.lut.cross_terms(&q, &mut t.exact);
@@ -136,6 +142,7 @@ impl PreparedQuery {
         let coarse = &index.coarse;
         let ids = |i| view.id(i);
         match (index.scan_mode, &self.table) {
+            (ScanMode::Direct, Some(t)) => s.scanner.scan(t, 0.0, None, view.codes, view.count, ids, top),
             (ScanMode::Shared, Some(t)) => {
                 let bias = coarse.list_bias(&self.q, list);
                 s.scanner.scan(t, bias, None, view.codes, view.count, ids, top);

@@ -22,6 +22,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "pq_m": i.pq_m,
             "pq_nbits": i.pq_nbits,
             "code_layout": layout_name(i),
+            "by_residual": i.by_residual,
             "hnsw_m": i.hnsw_m,
             "ef_construction": i.ef_construction,
             "ef_search": i.ef_search,
@@ -48,11 +49,12 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     )?;
     writeln!(
         out,
-        "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}",
+        "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}, of {}",
         i.pq_m,
         i.pq_nbits,
         i.code_layout().code_size(),
-        layout_name(i)
+        layout_name(i),
+        if i.by_residual { "residuals from the list centroid" } else { "the vectors themselves" }
     )?;
     writeln!(out, "seed       {}", i.seed)?;
     writeln!(
