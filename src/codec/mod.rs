@@ -137,6 +137,13 @@ impl QueryTable {
     }
 }
 
+/// One query of a [`Scanner::scan_many`]: its table, its bias for the list, its top-k.
+pub struct Visitor<'a> {
+    pub table: &'a QueryTable,
+    pub bias: f32,
+    pub topk: TopK,
+}
+
 /// One thread's scanning scratch (fast-scan's block sums).
 #[derive(Clone, Debug)]
 pub struct Scanner {
@@ -169,6 +176,36 @@ impl Scanner {
             _ => {
                 assert!(terms.is_none(), "8-bit scans take no per-vector terms");
                 scan_codes(&table.exact, self.m, bias, &codes[..n * self.m], id_of, topk)
+            }
+        }
+    }
+
+    /// [`scan`](Self::scan) of one list for several queries (`terms` shared: they belong to
+    /// the list). Fast-scan loads each block of codes once for up to four of them; the
+    /// results are those of one `scan` per query.
+    pub fn scan_many(
+        &mut self,
+        visitors: &mut [Visitor],
+        terms: Option<&[f32]>,
+        codes: &[u8],
+        n: usize,
+        id_of: impl Fn(usize) -> u64 + Copy,
+    ) {
+        let fast = self.kind == CodeKind::Pq4FastScan && visitors.iter().all(|v| v.table.quantized.is_some());
+        if !fast {
+            for v in visitors.iter_mut() {
+                self.scan(v.table, v.bias, terms, codes, n, id_of, &mut v.topk);
+            }
+            return;
+        }
+        let per = n.div_ceil(fastscan::BLOCK) * fastscan::BLOCK;
+        for group in visitors.chunks_mut(4) {
+            let luts: Vec<&QuantizedLut> = group.iter().filter_map(|v| v.table.quantized.as_ref()).collect();
+            self.sums.resize(per * luts.len(), 0);
+            fastscan::block_sums_many(&luts, codes, &mut self.sums);
+            for ((v, lut), sums) in group.iter_mut().zip(&luts).zip(self.sums.chunks(per)) {
+                let scan = fastscan::BlockScan { lut, exact: &v.table.exact, bias: v.bias, terms, blocks: codes, n };
+                fastscan::scan_summed(&scan, sums, id_of, &mut v.topk);
             }
         }
     }

@@ -190,7 +190,7 @@ pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU reports AVX-512BW (and with it AVX-512F and AVX2), all the
             // kernel uses.
-            unsafe { avx512::block_sums(lut, blocks, out) };
+            unsafe { avx512::block_sums_many([lut], blocks, out) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -200,6 +200,33 @@ pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
         }
     }
     block_sums_scalar(lut, blocks, out)
+}
+
+/// [`block_sums`] for several queries' tables over the same blocks, `out` holding each
+/// query's sums one after the other (`luts.len()` × 32 per block): with AVX-512, each code
+/// block is loaded and split into nibbles once for up to four tables.
+pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
+    let per = out.len() / luts.len().max(1);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        for (group, out) in luts.chunks(4).zip(out.chunks_mut(4 * per)) {
+            // SAFETY: the CPU reports AVX-512BW (and with it AVX-512F and AVX2), all the
+            // kernel uses.
+            unsafe {
+                match *group {
+                    [a] => avx512::block_sums_many([a], blocks, out),
+                    [a, b] => avx512::block_sums_many([a, b], blocks, out),
+                    [a, b, c] => avx512::block_sums_many([a, b, c], blocks, out),
+                    [a, b, c, d] => avx512::block_sums_many([a, b, c, d], blocks, out),
+                    _ => unreachable!("chunks of at most four"),
+                }
+            }
+        }
+        return;
+    }
+    for (lut, out) in luts.iter().zip(out.chunks_mut(per)) {
+        block_sums(lut, blocks, out);
+    }
 }
 
 // Both SIMD kernels add the looked-up bytes as 16-bit words without widening them: a word
@@ -267,59 +294,81 @@ pub mod avx512 {
     use super::{QuantizedLut, BLOCK};
     use std::arch::x86_64::*;
 
-    /// Two pairs of sub-quantizers per 64-byte step (one sub-quantizer per 128-bit lane); an
-    /// odd pair left over runs in the low half with a zero table in the high half.
+    /// [`block_sums`](super::block_sums) for the `Q` tables of `luts`, into `out` (each
+    /// query's sums one after the other): two pairs of sub-quantizers per 64-byte step (one
+    /// sub-quantizer per 128-bit lane), each code step loaded and split into nibbles once for
+    /// all `Q` tables; an odd pair left over runs in the low half with zero tables above.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512BW.
+    #[target_feature(enable = "avx512bw")]
+    pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
+        let m = luts[0].m;
+        let pairs = m / 2;
+        for lut in luts {
+            assert!(lut.m == m && lut.table.len() >= pairs * 32);
+        }
+        let per = out.len() / Q;
+        let low = _mm512_set1_epi8(0x0F);
+        for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
+            let z = _mm512_setzero_si512();
+            // Per table: low-nibble (vectors 0..16) and high-nibble (16..32) word sums, and
+            // their odd-byte sums.
+            let mut acc = [[z; 4]; Q];
+            let mut step = |codes: __m512i, tables: [__m512i; Q]| {
+                let lo = _mm512_and_si512(codes, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low);
+                for (a, table) in acc.iter_mut().zip(tables) {
+                    let d_lo = _mm512_shuffle_epi8(table, lo);
+                    let d_hi = _mm512_shuffle_epi8(table, hi);
+                    a[0] = _mm512_add_epi16(a[0], d_lo);
+                    a[1] = _mm512_add_epi16(a[1], _mm512_srli_epi16(d_lo, 8));
+                    a[2] = _mm512_add_epi16(a[2], d_hi);
+                    a[3] = _mm512_add_epi16(a[3], _mm512_srli_epi16(d_hi, 8));
+                }
+            };
+            for quad in 0..pairs / 2 {
+                // SAFETY: 64 bytes at 64·quad are inside `block` (pairs × 32 bytes) and every
+                // table (asserted above), as quad < pairs / 2.
+                let codes = unsafe { _mm512_loadu_si512(block.as_ptr().add(quad * 64) as *const __m512i) };
+                let tables = luts.map(|l| unsafe {
+                    // SAFETY: as above.
+                    _mm512_loadu_si512(l.table.as_ptr().add(quad * 64) as *const __m512i)
+                });
+                step(codes, tables);
+            }
+            if pairs % 2 == 1 {
+                let p = pairs - 1;
+                // SAFETY: 32 bytes at 32·p are inside `block` and every table, as p < pairs.
+                let codes = unsafe { _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i) };
+                let tables = luts.map(|l| unsafe {
+                    // SAFETY: as above.
+                    _mm512_inserti64x4(z, _mm256_loadu_si256(l.table.as_ptr().add(p * 32) as *const __m256i), 0)
+                });
+                step(_mm512_inserti64x4(z, codes, 0), tables);
+            }
+            let halves = |v: __m512i| _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+            for (q, a) in acc.iter().enumerate() {
+                let sums = &mut out[q * per + b * BLOCK..q * per + (b + 1) * BLOCK];
+                // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
+                unsafe {
+                    let lo = super::avx2::finish(halves(a[0]), halves(a[1]));
+                    let hi = super::avx2::finish(halves(a[2]), halves(a[3]));
+                    _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, lo);
+                    _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, hi);
+                }
+            }
+        }
+    }
+
+    /// One table: [`block_sums_many`] with `Q` = 1.
     ///
     /// # Safety
     /// The CPU must support AVX-512BW.
     #[target_feature(enable = "avx512bw")]
     pub unsafe fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
-        let m = lut.m;
-        let pairs = m / 2;
-        assert!(lut.table.len() >= pairs * 32);
-        let low = _mm512_set1_epi8(0x0F);
-        for (block, sums) in blocks.chunks_exact(BLOCK * m / 2).zip(out.chunks_exact_mut(BLOCK)) {
-            let z = _mm512_setzero_si512();
-            let (mut a_lo, mut b_lo, mut a_hi, mut b_hi) = (z, z, z, z);
-            let mut step = |codes: __m512i, table: __m512i| {
-                let d_lo = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, low));
-                let d_hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), low));
-                a_lo = _mm512_add_epi16(a_lo, d_lo);
-                b_lo = _mm512_add_epi16(b_lo, _mm512_srli_epi16(d_lo, 8));
-                a_hi = _mm512_add_epi16(a_hi, d_hi);
-                b_hi = _mm512_add_epi16(b_hi, _mm512_srli_epi16(d_hi, 8));
-            };
-            for quad in 0..pairs / 2 {
-                // SAFETY: 64 bytes at 64·quad are inside `block` (pairs × 32 bytes) and the
-                // table (asserted above), as quad < pairs / 2.
-                let (codes, table) = unsafe {
-                    (
-                        _mm512_loadu_si512(block.as_ptr().add(quad * 64) as *const __m512i),
-                        _mm512_loadu_si512(lut.table.as_ptr().add(quad * 64) as *const __m512i),
-                    )
-                };
-                step(codes, table);
-            }
-            if pairs % 2 == 1 {
-                let p = pairs - 1;
-                // SAFETY: 32 bytes at 32·p are inside `block` and the table, as p < pairs.
-                let (codes, table) = unsafe {
-                    (
-                        _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i),
-                        _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i),
-                    )
-                };
-                step(_mm512_inserti64x4(z, codes, 0), _mm512_inserti64x4(z, table, 0));
-            }
-            let halves = |v: __m512i| _mm256_add_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
-            // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
-            unsafe {
-                let lo = super::avx2::finish(halves(a_lo), halves(b_lo));
-                let hi = super::avx2::finish(halves(a_hi), halves(b_hi));
-                _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, lo);
-                _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, hi);
-            }
-        }
+        // SAFETY: the caller guarantees AVX-512BW.
+        unsafe { block_sums_many([lut], blocks, out) }
     }
 }
 
@@ -349,28 +398,34 @@ pub struct BlockScan<'a> {
 /// exact distance, `(bias + term) + Σ_j exact[j][code_j]`, computed from its sub-codes, and only
 /// those enter `topk`. `sums` is scratch.
 pub fn scan_blocks(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, sums: &mut Vec<u16>) {
+    sums.resize(scan.n.div_ceil(BLOCK) * BLOCK, 0);
+    block_sums(scan.lut, scan.blocks, sums);
+    scan_summed(scan, sums, id_of, topk)
+}
+
+/// The filter and exact step of [`scan_blocks`], on `sums` already computed (by
+/// [`block_sums_many`], say, for several queries at once).
+pub fn scan_summed(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU reports AVX2; the function is safe code compiled for it.
-        return unsafe { scan_blocks_avx2(scan, id_of, topk, sums) };
+        return unsafe { scan_summed_avx2(scan, sums, id_of, topk) };
     }
-    scan_blocks_portable(scan, id_of, topk, sums)
+    scan_summed_portable(scan, sums, id_of, topk)
 }
 
-/// [`scan_blocks`] compiled for AVX2: the per-block filter (32 conversions, multiply-adds and
+/// [`scan_summed`] compiled for AVX2: the per-block filter (32 conversions, multiply-adds and
 /// compares) runs eight lanes wide instead of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn scan_blocks_avx2(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, sums: &mut Vec<u16>) {
-    scan_blocks_portable(scan, id_of, topk, sums)
+fn scan_summed_avx2(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+    scan_summed_portable(scan, sums, id_of, topk)
 }
 
 #[inline(always)]
-fn scan_blocks_portable(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, sums: &mut Vec<u16>) {
+fn scan_summed_portable(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
     let BlockScan { lut, exact, bias, terms, blocks, n } = *scan;
     let m = lut.m;
-    sums.resize(n.div_ceil(BLOCK) * BLOCK, 0);
-    block_sums(lut, blocks, sums);
     // A sum s may hide an exact distance as low as bias + term + lut.bias + s / scale − slack
     // (the rounding bound, plus a margin for the float sums' own rounding). Without terms that
     // is an integer limit on s, recomputed only when the k-th distance moves; with them, a
@@ -526,6 +581,19 @@ mod tests {
             block_sums_scalar(&q, &blocks, &mut reference);
             block_sums(&q, &blocks, &mut fast);
             assert_eq!(reference, fast, "case {case}: m {m}, n {n}");
+            let second = QuantizedLut::new(&lut.iter().map(|v| v * 0.5 - 1.0).collect::<Vec<_>>(), m);
+            let mut other = vec![0u16; nb];
+            block_sums_scalar(&second, &blocks, &mut other);
+            // Several tables over the same blocks (1 to 5: one or two groups of four).
+            for tables in 1..=5 {
+                let luts: Vec<&QuantizedLut> = (0..tables).map(|i| if i % 2 == 0 { &q } else { &second }).collect();
+                let mut many = vec![9u16; tables * nb];
+                block_sums_many(&luts, &blocks, &mut many);
+                for (i, got) in many.chunks(nb).enumerate() {
+                    let want = if i % 2 == 0 { &reference } else { &other };
+                    assert_eq!(got, &want[..], "many: {tables} tables, table {i}, case {case}");
+                }
+            }
             for (name, kernel) in simd_kernels() {
                 let mut out = vec![7u16; nb];
                 // SAFETY: `simd_kernels` lists only what this CPU supports.

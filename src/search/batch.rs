@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::pipeline::{self, PreparedQuery, QueryResult, Worker};
 use super::{Index, SearchParams, SearchStats};
+use crate::codec::Visitor;
 use crate::error::Result;
 use crate::topk::{Neighbor, TopK};
 
@@ -117,7 +118,25 @@ fn scan_part(
         let probes: Vec<Neighbor> = batch.iter().map(|v| Neighbor { id: v[0].list as u64, dist: 0.0 }).collect();
         let s = index.lists.scan_lists(&probes, reader, |list, _, view, derived| {
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
-            for v in batch[i] {
+            let visits = batch[i];
+            let table = |v: &Visit| prepared[v.query as usize].0.shared_table(index, list, v.qc);
+            if visits.iter().all(|v| table(v).is_some()) {
+                // Every visitor brings its own table: scan the list for all of them at once.
+                let mut visitors: Vec<Visitor> = visits
+                    .iter()
+                    .filter_map(|v| {
+                        let (table, bias) = table(v)?;
+                        let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
+                        Some(Visitor { table, bias, topk })
+                    })
+                    .collect();
+                scratch.scan_many(index, list, &view, derived, &mut visitors);
+                for (v, done) in visits.iter().zip(visitors) {
+                    tops[v.query as usize] = Some(done.topk);
+                }
+                return;
+            }
+            for v in visits {
                 let (query, _) = &prepared[v.query as usize];
                 let top = tops[v.query as usize].get_or_insert_with(|| TopK::new(p.k));
                 query.scan_extent(index, list, v.qc, &view, derived, scratch, top);

@@ -8,7 +8,7 @@
 
 use super::lists::Derived;
 use super::{Index, SearchParams, SearchStats};
-use crate::codec::{Codec, QueryTable, Scanner};
+use crate::codec::{Codec, QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
 use crate::format::ExtentView;
@@ -94,6 +94,23 @@ pub(crate) struct Scratch {
     scanner: Scanner,
 }
 
+impl Scratch {
+    /// Scans one extent of `list` for several queries that each bring their own table
+    /// ([`PreparedQuery::shared_table`]): the list's terms once, each code block once per
+    /// four queries.
+    pub fn scan_many(
+        &mut self,
+        index: &Index,
+        list: usize,
+        view: &ExtentView,
+        derived: Derived,
+        visitors: &mut [Visitor],
+    ) {
+        let terms = list_terms(index, list, view, derived, &mut self.terms);
+        self.scanner.scan_many(visitors, terms, view.codes, view.count, |i| view.id(i));
+    }
+}
+
 /// A query made ready for its lists: normalised where the metric wants it, and its table
 /// (the whole table for [`ScanMode::Direct`], [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
 /// every list's table for [`ScanMode::Precomputed`], none for [`ScanMode::Residual`]).
@@ -125,7 +142,46 @@ pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
     PreparedQuery { q, table }
 }
 
+/// The per-vector terms of an extent of `list` under [`ScanMode::ListTerms`] (None in other
+/// modes): kept with the cached extent (`derived`), or computed into `scratch`.
+pub(crate) fn list_terms<'a>(
+    index: &Index,
+    list: usize,
+    view: &ExtentView,
+    derived: Derived<'a>,
+    scratch: &'a mut Vec<f32>,
+) -> Option<&'a [f32]> {
+    if index.scan_mode != ScanMode::ListTerms {
+        return None;
+    }
+    let pre = index.precomputed.as_ref().expect("ListTerms needs precomputed tables").of(list);
+    let compute = |out: &mut Vec<f32>| index.codec.list_terms(pre, view.codes, view.count, out);
+    Some(match derived {
+        Some(slot) => slot.get_or_init(|| {
+            let mut v = Vec::new();
+            compute(&mut v);
+            v
+        }),
+        None => {
+            compute(scratch);
+            scratch
+        }
+    })
+}
+
 impl PreparedQuery {
+    /// The query's own table and its bias for `list` (`qc`: the coarse distance), in the modes
+    /// where one table per query serves every list; None where each list needs its own.
+    pub fn shared_table(&self, index: &Index, list: usize, qc: f32) -> Option<(&QueryTable, f32)> {
+        let t = self.table.as_ref()?;
+        match index.scan_mode {
+            ScanMode::Direct => Some((t, 0.0)),
+            ScanMode::Shared => Some((t, index.coarse.list_bias(&self.q, list))),
+            ScanMode::ListTerms => Some((t, qc)),
+            ScanMode::Precomputed | ScanMode::Residual => None,
+        }
+    }
+
     /// Scans one extent of `list` (`qc`: the coarse search's distance to it, ‖q − c‖² for L2)
     /// into `top`. `derived` is where the extent's per-vector terms are kept when it is cached.
     #[allow(clippy::too_many_arguments)]
@@ -139,30 +195,13 @@ impl PreparedQuery {
         s: &mut Scratch,
         top: &mut TopK,
     ) {
-        let coarse = &index.coarse;
         let ids = |i| view.id(i);
+        if let Some((t, bias)) = self.shared_table(index, list, qc) {
+            let terms = list_terms(index, list, view, derived, &mut s.terms);
+            s.scanner.scan(t, bias, terms, view.codes, view.count, ids, top);
+            return;
+        }
         match (index.scan_mode, &self.table) {
-            (ScanMode::Direct, Some(t)) => s.scanner.scan(t, 0.0, None, view.codes, view.count, ids, top),
-            (ScanMode::Shared, Some(t)) => {
-                let bias = coarse.list_bias(&self.q, list);
-                s.scanner.scan(t, bias, None, view.codes, view.count, ids, top);
-            }
-            (ScanMode::ListTerms, Some(t)) => {
-                let pre = index.precomputed.as_ref().expect("ListTerms needs precomputed tables").of(list);
-                let compute = |out: &mut Vec<f32>| index.codec.list_terms(pre, view.codes, view.count, out);
-                let terms: &[f32] = match derived {
-                    Some(slot) => slot.get_or_init(|| {
-                        let mut v = Vec::new();
-                        compute(&mut v);
-                        v
-                    }),
-                    None => {
-                        compute(&mut s.terms);
-                        &s.terms
-                    }
-                };
-                s.scanner.scan(t, qc, Some(terms), view.codes, view.count, ids, top);
-            }
             (ScanMode::Precomputed, Some(t)) => {
                 let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
                 pre.list_table(list, &t.exact, &mut s.table.exact);
@@ -172,7 +211,7 @@ impl PreparedQuery {
             _ => {
                 // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
                 s.residual.resize(self.q.len(), 0.0);
-                coarse.residual(&self.q, list, &mut s.residual);
+                index.coarse.residual(&self.q, list, &mut s.residual);
                 index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
                 s.table.ready();
                 s.scanner.scan(&s.table, 0.0, None, view.codes, view.count, ids, top);
