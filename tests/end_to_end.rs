@@ -265,10 +265,13 @@ fn grouped_batches_answer_as_single_queries_do() {
                 assert_eq!(b.results.ids, plain.ids, "{what}");
                 assert_eq!(b.results.distances, plain.distances, "{what}");
                 assert!(b.latencies_ms.is_empty() && b.per_query.is_empty());
-                // Each of the 32 lists (one extent each here) at most once, against nprobe per query.
+                // Each of the 32 lists (one extent each here) at most once, against nprobe per
+                // query; 8-bit inner product runs query by query (its tables outweigh a list).
                 let probed = b.results.stats.extents_read + b.results.stats.cache_hits;
                 let per_query = plain.stats.extents_read + plain.stats.cache_hits;
-                assert!(probed <= 32 && per_query == (nq * 8) as u64, "{what}: {probed} / {per_query} extents");
+                let grouped = !(factory.ends_with("PQ8") && metric == Metric::InnerProduct);
+                let want = if grouped { probed <= 32 } else { probed == per_query };
+                assert!(want && per_query == (nq * 8) as u64, "{what}: {probed} / {per_query} extents");
             }
         }
     }

@@ -101,7 +101,15 @@ impl<'i> Searcher<'i> {
     /// threads. The same results as [`search`](Self::search), at a higher rate when lists are
     /// probed by several queries of the batch; no per-query latency (a query's answer is
     /// ready only when the batch's is).
+    ///
+    /// Where grouping cannot pay — 8-bit codes with one 64 KiB-class table per query serving
+    /// every list (inner product), whose tables would crowd the lists out of the caches — the
+    /// batch is answered query by query (same results, latencies still left out).
     pub fn search_grouped(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
+        if !self.index.groups_well() {
+            let b = self.search(queries, params)?;
+            return Ok(Batch { latencies_ms: Vec::new(), per_query: Vec::new(), ..b });
+        }
         self.index.check_params(queries, params)?;
         let t0 = Instant::now();
         let (results, stats) = super::batch::search_grouped(self.index, queries, params, &self.pool, &self.workers)?;
