@@ -76,6 +76,11 @@ pub(crate) trait QueryDist {
     fn prefetch(&self, _i: u32) {}
 }
 
+/// How much of a neighbour's row a walk asks for ahead of computing its distance: the first
+/// 256 bytes start the stream; asking for all of a long row (1.5 KiB at d = 384) fills the
+/// CPU's miss queue and stalls the walk on the prefetches themselves.
+const PREFETCH_FLOATS: usize = 64;
+
 /// A query vector against a point set.
 pub(crate) struct ToQuery<'a> {
     pub sp: Points<'a>,
@@ -93,7 +98,8 @@ impl QueryDist for ToQuery<'_> {
     }
     #[inline]
     fn prefetch(&self, i: u32) {
-        distance::prefetch(self.sp.row(i))
+        let row = self.sp.row(i);
+        distance::prefetch(&row[..row.len().min(PREFETCH_FLOATS)])
     }
 }
 
