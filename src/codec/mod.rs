@@ -48,19 +48,6 @@ impl Codec {
         self.pq.code_size()
     }
 
-    /// Vectors per block of a list's arranged codes (1 for row-major lists).
-    pub fn block(&self) -> usize {
-        match self.kind {
-            CodeKind::Pq8 => 1,
-            CodeKind::Pq4FastScan => fastscan::BLOCK,
-        }
-    }
-
-    /// Bytes of `n` vectors' codes arranged as a list.
-    pub fn list_codes_len(&self, n: usize) -> usize {
-        n.div_ceil(self.block()) * self.block() * self.code_size()
-    }
-
     /// Encodes the rows of `x` (n × d) into `codes` (n × `code_size()`), in parallel.
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
         self.pq.encode_batch(x, codes)
@@ -74,22 +61,6 @@ impl Codec {
                 out.extend_from_slice(rows);
             }
             CodeKind::Pq4FastScan => fastscan::pack_blocks(rows, self.pq.m, out),
-        }
-    }
-
-    /// The code of vector `i` of an arranged list, as encoded (`code_size()` bytes into `out`).
-    pub fn code_of(&self, list_codes: &[u8], i: usize, out: &mut [u8]) {
-        let cs = self.code_size();
-        match self.kind {
-            CodeKind::Pq8 => out.copy_from_slice(&list_codes[i * cs..(i + 1) * cs]),
-            CodeKind::Pq4FastScan => {
-                let block = &list_codes[(i / fastscan::BLOCK) * fastscan::BLOCK * cs..][..fastscan::BLOCK * cs];
-                for (b, o) in out.iter_mut().enumerate() {
-                    let (lo, hi) =
-                        (fastscan::sub_code(block, i % 32, 2 * b), fastscan::sub_code(block, i % 32, 2 * b + 1));
-                    *o = lo as u8 | (hi as u8) << 4;
-                }
-            }
         }
     }
 
@@ -200,10 +171,18 @@ impl Scanner {
         }
         let per = n.div_ceil(fastscan::BLOCK) * fastscan::BLOCK;
         for group in visitors.chunks_mut(4) {
-            let luts: Vec<&QuantizedLut> = group.iter().filter_map(|v| v.table.quantized.as_ref()).collect();
+            // At most four tables: an array, not an allocation per list.
+            fn quantized<'a>(v: &Visitor<'a>) -> &'a QuantizedLut {
+                v.table.quantized.as_ref().expect("checked above: all quantized")
+            }
+            let mut tables = [quantized(&group[0]); 4];
+            for (slot, v) in tables.iter_mut().zip(group.iter()) {
+                *slot = quantized(v);
+            }
+            let luts = &tables[..group.len()];
             self.sums.resize(per * luts.len(), 0);
-            fastscan::block_sums_many(&luts, codes, &mut self.sums);
-            for ((v, lut), sums) in group.iter_mut().zip(&luts).zip(self.sums.chunks(per)) {
+            fastscan::block_sums_many(luts, codes, &mut self.sums);
+            for ((v, lut), sums) in group.iter_mut().zip(luts).zip(self.sums.chunks(per)) {
                 let scan = fastscan::BlockScan { lut, exact: &v.table.exact, bias: v.bias, terms, blocks: codes, n };
                 fastscan::scan_summed(&scan, sums, id_of, &mut v.topk);
             }
@@ -218,10 +197,11 @@ mod tests {
     use crate::pq::LutBuilder;
     use crate::rng::Rng;
 
-    /// For both kinds: arranged lists give back every code, and a scan ranks as exact ADC on
-    /// the decoded table sums does.
+    /// For both kinds: arranged lists hold every code where the layout says (row-major, or
+    /// blocks of 32 padded with zero codes), and a scan ranks as exact ADC on the decoded
+    /// table sums does.
     #[test]
-    fn arrange_scan_and_code_of_agree_with_plain_adc() {
+    fn arranged_lists_keep_every_code_and_scan_as_plain_adc() {
         let (n, d, m) = (1000, 16, 8);
         let mut r = Rng::new(4);
         let x: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
@@ -234,11 +214,18 @@ mod tests {
             codec.encode_batch(&x, &mut rows);
             let mut list = Vec::new();
             codec.arrange_list(&rows, &mut list);
-            assert_eq!(list.len(), codec.list_codes_len(n));
-            let mut one = vec![0u8; cs];
+            let blocked = nbits == 4;
+            assert_eq!(list.len(), if blocked { n.div_ceil(32) * 32 * cs } else { n * cs });
             for i in [0, 1, 31, 32, 500, n - 1] {
-                codec.code_of(&list, i, &mut one);
-                assert_eq!(one, rows[i * cs..(i + 1) * cs], "nbits {nbits}, vector {i}");
+                for j in 0..m {
+                    let want = codec.pq().sub_code(&rows[i * cs..(i + 1) * cs], j);
+                    let got = if blocked {
+                        fastscan::sub_code(&list[(i / 32) * 32 * cs..], i % 32, j)
+                    } else {
+                        list[i * cs + j] as usize
+                    };
+                    assert_eq!(got, want, "nbits {nbits}, vector {i}, sub-quantizer {j}");
+                }
             }
             let ksub = codec.pq().ksub();
             let mut table = codec.query_table();

@@ -119,15 +119,15 @@ fn scan_part(
         let s = index.lists.scan_lists(&probes, reader, |list, _, view, derived| {
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
             let visits = batch[i];
-            let table = |v: &Visit| prepared[v.query as usize].0.shared_table(index, list, v.qc);
-            if visits.iter().all(|v| table(v).is_some()) {
+            if index.scan_mode.one_table_per_query() {
                 // Every visitor brings its own table: scan the list for all of them at once.
                 let mut visitors: Vec<Visitor> = visits
                     .iter()
-                    .filter_map(|v| {
-                        let (table, bias) = table(v)?;
+                    .map(|v| {
+                        let query = &prepared[v.query as usize].0;
+                        let (table, bias) = query.shared_table(index, list, v.qc).expect("one table per query");
                         let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
-                        Some(Visitor { table, bias, topk })
+                        Visitor { table, bias, topk }
                     })
                     .collect();
                 scratch.scan_many(index, list, &view, derived, &mut visitors);

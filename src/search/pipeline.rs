@@ -53,6 +53,12 @@ impl ScanMode {
         }
     }
 
+    /// Whether one table per query serves every list (so a list can be scanned for several
+    /// queries at once, each with its own table).
+    pub fn one_table_per_query(self) -> bool {
+        matches!(self, ScanMode::Direct | ScanMode::Shared | ScanMode::ListTerms)
+    }
+
     /// Bytes per vector a cached extent keeps for what scans derive from it.
     pub fn derived_per_vector(self) -> u64 {
         if self == ScanMode::ListTerms {
@@ -171,15 +177,16 @@ pub(crate) fn list_terms<'a>(
 
 impl PreparedQuery {
     /// The query's own table and its bias for `list` (`qc`: the coarse distance), in the modes
-    /// where one table per query serves every list; None where each list needs its own.
+    /// where one table per query serves every list ([`ScanMode::one_table_per_query`]); None
+    /// where each list needs its own.
     pub fn shared_table(&self, index: &Index, list: usize, qc: f32) -> Option<(&QueryTable, f32)> {
-        let t = self.table.as_ref()?;
-        match index.scan_mode {
-            ScanMode::Direct => Some((t, 0.0)),
-            ScanMode::Shared => Some((t, index.coarse.list_bias(&self.q, list))),
-            ScanMode::ListTerms => Some((t, qc)),
-            ScanMode::Precomputed | ScanMode::Residual => None,
-        }
+        let t = self.table.as_ref().filter(|_| index.scan_mode.one_table_per_query())?;
+        let bias = match index.scan_mode {
+            ScanMode::Shared => index.coarse.list_bias(&self.q, list),
+            ScanMode::ListTerms => qc,
+            _ => 0.0,
+        };
+        Some((t, bias))
     }
 
     /// Scans one extent of `list` (`qc`: the coarse search's distance to it, ‖q − c‖² for L2)
