@@ -39,3 +39,66 @@ fn v1_fixture_opens_verifies_and_answers_as_it_did() {
         }
     }
 }
+
+/// Format 1.1 fixtures, checked in when 1.1 was current: 4-bit fast-scan codes (layout 2) of
+/// the vectors themselves (L2) and of their residuals (inner product), built from the same
+/// base as the 1.0 fixture and answering its queries. Made with:
+///   quiver build --input base.fvecs --index l2-ivf8-pq8x4fs --factory IVF8_HNSW8,PQ8x4fs --seed 3
+///   quiver build --input base.fvecs --index ip-ivf8-pq4x4fsr --factory IVF8_HNSW8,PQ4x4fsr --metric ip --seed 3
+///   quiver search --index … --queries ../v1/queries.fvecs --k 3 --nprobe 2 --out ids.ivecs --out-distances d.fvecs
+#[test]
+fn v1_1_fast_scan_fixtures_open_verify_and_answer_as_they_did() {
+    type Answers = ([[i64; 3]; 5], [[f32; 3]; 5]);
+    let cases: [(&str, &str, Metric, bool, Answers); 2] = [
+        (
+            "l2-ivf8-pq8x4fs",
+            "IVF8_HNSW8,PQ8x4fs",
+            Metric::L2,
+            false,
+            (
+                [[1416, 247, 1982], [1423, 1999, 215], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]],
+                [
+                    [1.005007, 1.049258, 1.069512],
+                    [0.561283, 0.878925, 1.05689],
+                    [1.01402, 1.159549, 1.462478],
+                    [0.378092, 0.808327, 0.834335],
+                    [0.35426, 0.78226, 0.903657],
+                ],
+            ),
+        ),
+        (
+            "ip-ivf8-pq4x4fsr",
+            "IVF8_HNSW8,PQ4x4fsr",
+            Metric::InnerProduct,
+            true,
+            (
+                [[331, 962, 481], [1730, 844, 1799], [65, 1691, 1553], [782, 364, 1972], [1460, 699, 510]],
+                [
+                    [4.136681, 4.113845, 4.074301],
+                    [2.753729, 2.752826, 2.640154],
+                    [4.433153, 4.137627, 3.96499],
+                    [4.524413, 4.382304, 4.240754],
+                    [2.767014, 2.730654, 2.707],
+                ],
+            ),
+        ),
+    ];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
+    for (name, factory, metric, residual, (ids, distances)) in cases {
+        let index = Index::open(fixtures.join("v1_1").join(name)).unwrap();
+        let info = index.info();
+        assert_eq!(
+            (info.factory.as_str(), info.metric, info.pq_nbits, info.by_residual, info.ntotal),
+            (factory, metric, 4, residual, 2000)
+        );
+        assert_eq!(index.verify().unwrap().vectors, 2000, "{name}");
+        let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16 }).unwrap();
+        for (i, (want_ids, want_d)) in ids.iter().zip(distances).enumerate() {
+            assert_eq!(res.ids_of(i), want_ids, "{name} query {i}");
+            for (got, want) in res.distances_of(i).iter().zip(want_d) {
+                assert!((got - want).abs() < 1e-4, "{name} query {i}: distance {got} vs {want}");
+            }
+        }
+    }
+}
