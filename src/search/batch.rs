@@ -46,15 +46,18 @@ pub(crate) fn search_grouped(
     let mut results = Vec::with_capacity(queries.len() / d);
     let mut total = SearchStats::default();
     for chunk in queries.chunks(group * d) {
+        // All coarse searches back to back, then all the query tables: written in between,
+        // the tables (KiBs per query) would push the centroids and the graph out of the CPU's
+        // caches during the walks.
         let prepared: Vec<(PreparedQuery, Vec<Neighbor>)> = pool.install(|| {
-            chunk
+            let probes: Vec<Vec<Neighbor>> = chunk
                 .par_chunks(d)
                 .map(|q| {
-                    let prepared = pipeline::prepare(index, q);
-                    let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut worker().visited);
-                    (prepared, probes)
+                    let q = pipeline::normalized(index, q);
+                    index.coarse.probe(&q, p.nprobe, p.ef_search, &mut worker().visited)
                 })
-                .collect()
+                .collect();
+            chunk.par_chunks(d).zip(probes).map(|(q, probes)| (pipeline::prepare(index, q), probes)).collect()
         });
         let mut visits: Vec<Visit> = prepared
             .iter()

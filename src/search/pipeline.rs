@@ -125,11 +125,17 @@ pub(crate) struct PreparedQuery {
     table: Option<QueryTable>,
 }
 
-pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
+/// The query as the index compares it: normalised for cosine.
+pub(crate) fn normalized(index: &Index, query: &[f32]) -> Vec<f32> {
     let mut q = query.to_vec();
     if index.info.metric.normalizes() {
         distance::normalize(&mut q);
     }
+    q
+}
+
+pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
+    let q = normalized(index, query);
     let table = match index.scan_mode {
         ScanMode::Residual => None,
         mode => {
