@@ -203,8 +203,8 @@ pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
 }
 
 /// [`block_sums`] for several queries' tables over the same blocks, `out` holding each
-/// query's sums one after the other (`luts.len()` × 32 per block): with AVX-512, each code
-/// block is loaded and split into nibbles once for up to four tables.
+/// query's sums one after the other (`luts.len()` × 32 per block): each code block is loaded
+/// and split into nibbles once for up to four tables (AVX-512) or two (AVX2).
 pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
     let per = out.len() / luts.len().max(1);
     #[cfg(target_arch = "x86_64")]
@@ -219,6 +219,20 @@ pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
                     [a, b, c] => avx512::block_sums_many([a, b, c], blocks, out),
                     [a, b, c, d] => avx512::block_sums_many([a, b, c, d], blocks, out),
                     _ => unreachable!("chunks of at most four"),
+                }
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        for (group, out) in luts.chunks(2).zip(out.chunks_mut(2 * per)) {
+            // SAFETY: the CPU reports AVX2, which is all the kernel uses.
+            unsafe {
+                match *group {
+                    [a] => avx2::block_sums_many([a], blocks, out),
+                    [a, b] => avx2::block_sums_many([a, b], blocks, out),
+                    _ => unreachable!("chunks of at most two"),
                 }
             }
         }
@@ -251,41 +265,63 @@ pub mod avx2 {
         _mm256_set_m128i(_mm_unpackhi_epi16(e, o), _mm_unpacklo_epi16(e, o))
     }
 
+    /// [`block_sums`](super::block_sums) for the `Q` tables of `luts` into `out` (each query's
+    /// sums one after the other): one pair of sub-quantizers per 32-byte step, each code step
+    /// loaded and split into nibbles once for all `Q` tables (Q ≤ 2 keeps the accumulators in
+    /// AVX2's sixteen registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
+        let m = luts[0].m;
+        let pairs = m / 2;
+        for lut in luts {
+            assert!(lut.m == m && lut.table.len() >= pairs * 32);
+        }
+        let per = out.len() / Q;
+        let low = _mm256_set1_epi8(0x0F);
+        for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
+            let z = _mm256_setzero_si256();
+            // Per table: vectors 0..16 (low nibbles) and 16..32 (high nibbles), and their
+            // odd-byte sums; lane 0 of a look-up scores sub-quantizer 2p, lane 1 2p + 1.
+            let mut acc = [[z; 4]; Q];
+            for p in 0..pairs {
+                // SAFETY: 32 bytes at 32·p are inside `block` (pairs × 32 bytes) and every
+                // table (asserted above), as p < pairs.
+                let codes = unsafe { _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i) };
+                let lo = _mm256_and_si256(codes, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), low);
+                for (a, lut) in acc.iter_mut().zip(luts) {
+                    // SAFETY: as above.
+                    let table = unsafe { _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i) };
+                    let d_lo = _mm256_shuffle_epi8(table, lo);
+                    let d_hi = _mm256_shuffle_epi8(table, hi);
+                    a[0] = _mm256_add_epi16(a[0], d_lo);
+                    a[1] = _mm256_add_epi16(a[1], _mm256_srli_epi16(d_lo, 8));
+                    a[2] = _mm256_add_epi16(a[2], d_hi);
+                    a[3] = _mm256_add_epi16(a[3], _mm256_srli_epi16(d_hi, 8));
+                }
+            }
+            for (q, a) in acc.iter().enumerate() {
+                let sums = &mut out[q * per + b * BLOCK..q * per + (b + 1) * BLOCK];
+                // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
+                unsafe {
+                    _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, finish(a[0], a[1]));
+                    _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, finish(a[2], a[3]));
+                }
+            }
+        }
+    }
+
+    /// One table: [`block_sums_many`] with `Q` = 1.
+    ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
-        let m = lut.m;
-        let pairs = m / 2;
-        assert!(lut.table.len() >= pairs * 32);
-        let low = _mm256_set1_epi8(0x0F);
-        for (block, sums) in blocks.chunks_exact(BLOCK * m / 2).zip(out.chunks_exact_mut(BLOCK)) {
-            let z = _mm256_setzero_si256();
-            // Vectors 0..16 (low nibbles) and 16..32 (high nibbles); lane 0 of a look-up
-            // scores sub-quantizer 2p, lane 1 2p + 1.
-            let (mut a_lo, mut b_lo, mut a_hi, mut b_hi) = (z, z, z, z);
-            for p in 0..pairs {
-                // SAFETY: 32 bytes at 32·p are inside `block` (pairs × 32 bytes) and the table
-                // (asserted above), as p < pairs.
-                let (codes, table) = unsafe {
-                    (
-                        _mm256_loadu_si256(block.as_ptr().add(p * 32) as *const __m256i),
-                        _mm256_loadu_si256(lut.table.as_ptr().add(p * 32) as *const __m256i),
-                    )
-                };
-                let d_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, low));
-                let d_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), low));
-                a_lo = _mm256_add_epi16(a_lo, d_lo);
-                b_lo = _mm256_add_epi16(b_lo, _mm256_srli_epi16(d_lo, 8));
-                a_hi = _mm256_add_epi16(a_hi, d_hi);
-                b_hi = _mm256_add_epi16(b_hi, _mm256_srli_epi16(d_hi, 8));
-            }
-            // SAFETY: `sums` has 32 u16 = 64 bytes: two unaligned 32-byte stores.
-            unsafe {
-                _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, finish(a_lo, b_lo));
-                _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, finish(a_hi, b_hi));
-            }
-        }
+        // SAFETY: the caller guarantees AVX2.
+        unsafe { block_sums_many([lut], blocks, out) }
     }
 }
 
@@ -593,6 +629,14 @@ mod tests {
                     let want = if i % 2 == 0 { &reference } else { &other };
                     assert_eq!(got, &want[..], "many: {tables} tables, table {i}, case {case}");
                 }
+            }
+            // The AVX2 two-table kernel on its own (dispatch prefers AVX-512 where it exists).
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut two = vec![3u16; 2 * nb];
+                // SAFETY: the CPU reports AVX2.
+                unsafe { avx2::block_sums_many([&q, &second], &blocks, &mut two) };
+                assert_eq!((&two[..nb], &two[nb..]), (&reference[..], &other[..]), "avx2 pair, case {case}");
             }
             for (name, kernel) in simd_kernels() {
                 let mut out = vec![7u16; nb];
