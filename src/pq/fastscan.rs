@@ -243,6 +243,16 @@ pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
     }
 }
 
+/// The sub-quantizers and pairs every table of `luts` has (the kernels read 32 bytes of table
+/// per pair unchecked, so a shorter or differently shaped table is a bug caught here).
+fn shape_of(luts: &[&QuantizedLut]) -> (usize, usize) {
+    let m = luts[0].m;
+    for lut in luts {
+        assert!(lut.m == m && lut.table.len() >= m / 2 * 32, "tables of one shape");
+    }
+    (m, m / 2)
+}
+
 // Both SIMD kernels add the looked-up bytes as 16-bit words without widening them: a word
 // holds an even vector's entry in its low byte and the next odd vector's in its high byte, so
 // `a += d` sums (even + 256 · odd) and `b += d >> 8` sums the odd entries alone; at the end
@@ -274,11 +284,7 @@ pub mod avx2 {
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
-        let m = luts[0].m;
-        let pairs = m / 2;
-        for lut in luts {
-            assert!(lut.m == m && lut.table.len() >= pairs * 32);
-        }
+        let (m, pairs) = super::shape_of(&luts);
         let per = out.len() / Q;
         let low = _mm256_set1_epi8(0x0F);
         for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
@@ -339,11 +345,7 @@ pub mod avx512 {
     /// The CPU must support AVX-512BW.
     #[target_feature(enable = "avx512bw")]
     pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
-        let m = luts[0].m;
-        let pairs = m / 2;
-        for lut in luts {
-            assert!(lut.m == m && lut.table.len() >= pairs * 32);
-        }
+        let (m, pairs) = super::shape_of(&luts);
         let per = out.len() / Q;
         let low = _mm512_set1_epi8(0x0F);
         for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
