@@ -245,6 +245,7 @@ pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
 
 /// The sub-quantizers and pairs every table of `luts` has (the kernels read 32 bytes of table
 /// per pair unchecked, so a shorter or differently shaped table is a bug caught here).
+#[cfg(target_arch = "x86_64")]
 fn shape_of(luts: &[&QuantizedLut]) -> (usize, usize) {
     let m = luts[0].m;
     for lut in luts {
