@@ -60,7 +60,7 @@ fn adc(c: &mut Criterion) {
     g.bench_function("scan_m32_20k_codes", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_codes(&lut, m, 0.0, None, &codes, |i| i as u64, &mut top);
+            scan_codes(&lut, m, 0.0, &codes, |i| i as u64, &mut top);
             top.len()
         })
     });

@@ -66,7 +66,7 @@ pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
     Batch, CachePolicy, Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, Searcher,
-    PRECOMPUTED_TABLE_MAX_BYTES,
+    PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;

@@ -93,8 +93,9 @@ fn io_uring_and_pread_return_identical_results() {
 
 #[test]
 fn precomputed_tables_give_the_same_results_as_per_list_tables() {
-    // 8-bit and 4-bit residual codes: with the tables each list's part of a distance is kept
-    // as one number per vector; without them each probed list gets its own table.
+    // 8-bit at dsub = 8 (the tables are used from there on: quiver::PRECOMPUTED_MIN_DSUB),
+    // and 4-bit residual codes, which always use them (each list's part kept as one number per
+    // vector).
     let (d, n, nq) = (64, 10_000, 100);
     let (base, queries) = synthetic(n, nq, d, 8);
     for (factory, ksub) in [("IVF64_HNSW16,PQ8", 256), ("IVF64_HNSW16,PQ32x4fsr", 16)] {
@@ -134,9 +135,8 @@ fn cache_changes_nothing_but_reads(factory: &str) {
     let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
     let plain = Index::open(dir.path()).unwrap().search(&queries, &p).unwrap();
     assert_eq!((plain.stats.cache_hits, plain.stats.cache_misses), (0, 0));
-    // Every extent, and for residual L2 indexes (8-bit or x4fsr) 4 bytes per vector of terms
-    // beside them.
-    let derived = if factory.ends_with("x4fs") { 0 } else { 4 * n as u64 };
+    // Every extent, and for 4-bit residual L2 indexes 4 bytes per vector of terms beside them.
+    let derived = if factory.ends_with("x4fsr") { 4 * n as u64 } else { 0 };
     let index_bytes = std::fs::metadata(dir.path().join("seg-000000.qvs")).unwrap().len() + derived;
     let open = |cache_bytes, policy, preload| {
         let o = OpenOptions { cache_bytes, cache_policy: policy, cache_preload: preload, ..Default::default() };
@@ -255,25 +255,21 @@ fn grouped_batches_answer_as_single_queries_do() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts(factory, metric));
-        // (cache bytes, precomputed-table bytes): without precomputed tables an 8-bit L2 index
-        // builds a table per probed list, and groups its lists like fast-scan.
-        for (cache_bytes, tables) in [(0, 256 << 20), (64 << 20, 256 << 20), (0, 0)] {
-            let o = OpenOptions { cache_bytes, precomputed_table_max_bytes: tables, ..Default::default() };
-            let index = Index::open_with(dir.path(), o).unwrap();
+        for cache_bytes in [0, 64 << 20] {
+            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
             let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
             let plain = index.search(&queries, &p).unwrap();
             for threads in [1, 3] {
                 let b = Searcher::new(&index, threads).unwrap().search_grouped(&queries, &p).unwrap();
-                let what = format!("{factory} {metric:?} cache {cache_bytes} tables {tables} threads {threads}");
+                let what = format!("{factory} {metric:?} cache {cache_bytes} threads {threads}");
                 assert_eq!(b.results.ids, plain.ids, "{what}");
                 assert_eq!(b.results.distances, plain.distances, "{what}");
                 assert!(b.latencies_ms.is_empty() && b.per_query.is_empty());
                 // Each of the 32 lists (one extent each here) at most once, against nprobe per
-                // query; 8-bit codes with one 8 KiB+ table per query run query by query (their
-                // tables would outweigh a list in the caches).
+                // query; 8-bit inner product runs query by query (its tables outweigh a list).
                 let probed = b.results.stats.extents_read + b.results.stats.cache_hits;
                 let per_query = plain.stats.extents_read + plain.stats.cache_hits;
-                let grouped = factory.contains("x4fs") || (tables == 0 && metric == Metric::L2);
+                let grouped = !(factory.ends_with("PQ8") && metric == Metric::InnerProduct);
                 let want = if grouped { probed <= 32 } else { probed == per_query };
                 assert!(want && per_query == (nq * 8) as u64, "{what}: {probed} / {per_query} extents");
             }

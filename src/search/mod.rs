@@ -96,19 +96,17 @@ impl SearchResults {
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
     pub io: IoMode,
-    /// RAM for faiss's precomputed tables (L2 indexes of residual codes): nlist × m × ksub
-    /// floats, computed at open, from which each list's part of a distance (‖r‖² + 2⟨c, r⟩)
-    /// becomes one number per vector, so that one table per query serves every probed list
-    /// (faiss builds a table per probed list instead). When the tables would take more, they
-    /// are not built and each probed list's table is computed from the query's residual
-    /// (faiss's `precomputed_table_max_bytes`; its default is 2 GiB for an in-RAM index, ours
-    /// leaves RAM to the lists). 0 = never.
+    /// RAM for faiss's precomputed tables (L2 indexes with sub-vectors of at least
+    /// [`PRECOMPUTED_MIN_DSUB`] dimensions): nlist × m × 256 floats, computed at open, which
+    /// make each probed list's distance table an addition instead of m·dsub·256 multiply-adds.
+    /// When the tables would take more, they are not built and each list's table is computed
+    /// from the query's residual (faiss's `precomputed_table_max_bytes`; its default is 2 GiB
+    /// for an in-RAM index, ours leaves RAM to the lists). 0 = never.
     pub precomputed_table_max_bytes: u64,
     /// RAM for a cache of list extents (0 = none, the default): extents enter verified after
-    /// a read, and the cache keeps those that save the most device reads per byte. An L2
-    /// index of residual codes with precomputed tables keeps 4 bytes per cached vector beside
-    /// its extent (the list's part of each distance, computed once), so holding all of it
-    /// takes its segments plus 4 × ntotal.
+    /// a read, and the cache keeps those that save the most device reads per byte. A 4-bit L2
+    /// index keeps 4 bytes per cached vector beside its extent (the list's part of each
+    /// distance, computed once), so holding all of it takes its segments plus 4 × ntotal.
     pub cache_bytes: u64,
     /// Fill the cache at open by reading lists in order until it is full.
     pub cache_preload: bool,
@@ -119,6 +117,14 @@ pub struct OpenOptions {
 /// Default of [`OpenOptions::precomputed_table_max_bytes`]: 256 MiB, the tables of 8,192 lists
 /// at PQ32.
 pub const PRECOMPUTED_TABLE_MAX_BYTES: u64 = 256 << 20;
+
+/// Precomputed tables are used from this sub-vector dimension on. Assembling a list's table
+/// from them streams m·1 KiB from memory; computing it costs m·dsub·256 multiply-adds in
+/// cache. Measured on the reference machine (`cargo bench --bench kernels -- list_table`):
+/// at dsub 4 the two cost the same (2.5 against 2.7 µs for m = 32) and whole searches were
+/// 6–9 % slower with the tables (their memory traffic); at dsub 8 the tables are 1.9× faster
+/// (4.6 against 8.5 µs for m = 48).
+pub const PRECOMPUTED_MIN_DSUB: usize = 8;
 
 impl Default for OpenOptions {
     fn default() -> Self {
@@ -238,12 +244,14 @@ impl Index {
         }
         let lut = LutBuilder::new(pq);
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
-        let precomputed =
-            (coarse.metric == Metric::L2 && info.by_residual && table_bytes <= opts.precomputed_table_max_bytes)
-                .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
+        let precomputed = (coarse.metric == Metric::L2
+            && info.by_residual
+            && (pq.dsub >= PRECOMPUTED_MIN_DSUB || pq.ksub() == 16)
+            && table_bytes <= opts.precomputed_table_max_bytes)
+            .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
-        let scan_mode = pipeline::ScanMode::of(coarse.metric, info.by_residual, precomputed.is_some());
+        let scan_mode = pipeline::ScanMode::of(coarse.metric, &codec, info.by_residual, precomputed.is_some());
         let lists = ListStore {
             dir: dir.clone(),
             directory,
@@ -271,11 +279,10 @@ impl Index {
     }
 
     /// Whether a grouped batch ([`Searcher::search_grouped`]) beats query-by-query scanning:
-    /// not for 8-bit codes scanned with one table per query (inner product, or L2 with
-    /// precomputed tables), whose 32 KiB tables (PQ32) crowd the lists out of the caches when
-    /// lists come in list order: measured on wordnet-minilm at 13,910 against 24,266 QPS.
+    /// not for 8-bit codes scanned with one table per query (inner product), measured on
+    /// wordnet-minilm at 13,910 against 24,266 QPS (benches/README.md).
     pub(crate) fn groups_well(&self) -> bool {
-        self.codec.is_fast_scan() || !self.scan_mode.one_table_per_query()
+        self.codec.takes_terms() || self.scan_mode != pipeline::ScanMode::Shared
     }
 
     /// The list cache's bytes held and (hits, misses) so far; None without a cache.

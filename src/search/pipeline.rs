@@ -8,7 +8,7 @@
 
 use super::lists::Derived;
 use super::{Index, SearchParams, SearchStats};
-use crate::codec::{QueryTable, Scanner, Visitor};
+use crate::codec::{Codec, QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
 use crate::format::ExtentView;
@@ -30,22 +30,25 @@ pub(crate) enum ScanMode {
     Direct,
     /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: one table per query, a bias per list.
     Shared,
-    /// L2 with precomputed tables: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) − 2⟨q, r⟩: the
-    /// middle term is a per-vector number of the list (computed once per extent from faiss's
-    /// precomputed tables and kept with it in the cache), so the query's one table
-    /// (−2⟨q_j, r_jk⟩, for fast-scan quantized once) serves every list, where faiss adds a
-    /// list's table to the query's for every probed list.
+    /// L2, 4-bit codes, precomputed tables: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) −
+    /// 2⟨q, r⟩: the middle term is a per-vector number of the list (computed once per extent
+    /// and kept with it in the cache), so the query's one table (−2⟨q_j, r_jk⟩, quantized once)
+    /// serves every list.
     ListTerms,
+    /// L2, 8-bit codes, precomputed tables: the list's part plus the query's part, added per
+    /// list into one table (faiss's `use_precomputed_table`).
+    Precomputed,
     /// L2 without precomputed tables: a table per list from the query's residual q − c.
     Residual,
 }
 
 impl ScanMode {
-    pub fn of(metric: Metric, by_residual: bool, precomputed: bool) -> Self {
+    pub fn of(metric: Metric, codec: &Codec, by_residual: bool, precomputed: bool) -> Self {
         match (metric, precomputed) {
             _ if !by_residual => ScanMode::Direct,
             (Metric::InnerProduct, _) => ScanMode::Shared,
-            (_, true) => ScanMode::ListTerms,
+            (_, true) if codec.takes_terms() => ScanMode::ListTerms,
+            (_, true) => ScanMode::Precomputed,
             (_, false) => ScanMode::Residual,
         }
     }
@@ -114,8 +117,9 @@ impl Scratch {
     }
 }
 
-/// A query made ready for its lists: normalised where the metric wants it, and its one table
-/// (none for [`ScanMode::Residual`], whose tables are per list).
+/// A query made ready for its lists: normalised where the metric wants it, and its table
+/// (the whole table for [`ScanMode::Direct`], [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
+/// every list's table for [`ScanMode::Precomputed`], none for [`ScanMode::Residual`]).
 pub(crate) struct PreparedQuery {
     pub q: Vec<f32>,
     table: Option<QueryTable>,
@@ -210,12 +214,22 @@ impl PreparedQuery {
             s.scanner.scan(t, bias, terms, view.codes, view.count, ids, top);
             return;
         }
-        // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
-        s.residual.resize(self.q.len(), 0.0);
-        index.coarse.residual(&self.q, list, &mut s.residual);
-        index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
-        s.table.ready();
-        s.scanner.scan(&s.table, 0.0, None, view.codes, view.count, ids, top);
+        match (index.scan_mode, &self.table) {
+            (ScanMode::Precomputed, Some(t)) => {
+                let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
+                pre.list_table(list, &t.exact, &mut s.table.exact);
+                s.table.ready();
+                s.scanner.scan(&s.table, qc, None, view.codes, view.count, ids, top);
+            }
+            _ => {
+                // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
+                s.residual.resize(self.q.len(), 0.0);
+                index.coarse.residual(&self.q, list, &mut s.residual);
+                index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
+                s.table.ready();
+                s.scanner.scan(&s.table, 0.0, None, view.codes, view.count, ids, top);
+            }
+        }
     }
 }
 

@@ -103,9 +103,8 @@ impl<'i> Searcher<'i> {
     /// ready only when the batch's is).
     ///
     /// Where grouping cannot pay — 8-bit codes with one table per query (32 KiB at PQ32) serving
-    /// every list (inner product, or L2 with precomputed tables), whose tables would crowd the
-    /// lists out of the caches — the batch is answered query by query (same results, latencies
-    /// still left out).
+    /// every list (inner product), whose tables would crowd the lists out of the caches — the
+    /// batch is answered query by query (same results, latencies still left out).
     pub fn search_grouped(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         if !self.index.groups_well() {
             let b = self.search(queries, params)?;

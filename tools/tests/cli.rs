@@ -66,12 +66,8 @@ fn pipeline_and_json_contract() {
         ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--io", "pread", "--json"]);
     assert_eq!(field(&pread, "io"), "pread");
     assert_eq!(field(&pread, "recall_at_10"), field(lines[1], "recall_at_10"), "engines must agree");
-    // --batch: the same answers, lists read once per batch, no per-query latency (without
-    // precomputed tables, where 8-bit lists are grouped; with them each query keeps its one
-    // table hot instead).
-    let no_tables = ["--precomputed-table-max-bytes", "0"];
-    let args = ["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--batch", "--json"];
-    let batch = ok(&[&args[..], &no_tables].concat());
+    // --batch: the same answers, lists read once per batch, no per-query latency.
+    let batch = ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--batch", "--json"]);
     assert_eq!(field(&batch, "recall_at_10"), field(lines[1], "recall_at_10"));
     assert_eq!((field(&batch, "ms_p50"), field(&batch, "ms_p99")), ("null", "null"));
     let batch_bytes: f64 = field(&batch, "bytes_read_per_query").parse().unwrap();

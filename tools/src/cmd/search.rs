@@ -53,18 +53,16 @@ pub struct Args {
     /// I/O engine.
     #[arg(long, value_enum, default_value = "auto")]
     io: Io,
-    /// RAM for faiss's precomputed tables (L2 indexes of residual codes: nlist x m x 1 KiB for
-    /// 8-bit codes, x 64 bytes for 4-bit, built at open), from which a list's part of each
-    /// distance is kept as one number per vector, so one table per query serves every list;
-    /// 0 turns them off (a table per probed list is then computed). Same size syntax as build
-    /// --memory [default: 256MiB].
+    /// RAM for faiss's precomputed tables (L2 indexes whose PQ sub-vectors have 8 or more
+    /// dimensions: nlist x m x 1 KiB, built at open), which turn each probed list's distance
+    /// table into an addition; 0 turns them off. Same size syntax as build --memory
+    /// [default: 256MiB].
     #[arg(long, value_parser = args::size_or_zero)]
     precomputed_table_max_bytes: Option<u64>,
     /// RAM for a cache of lists (extents), same size syntax as build --memory, e.g. 2GiB
     /// [default: none]. Extents enter checksum-verified after a read; the cache keeps those
-    /// that save the most device reads per byte (--cache-policy). L2 indexes of residual codes
-    /// (PQ{m}, PQ{m}x4fsr) keep 4 more bytes per cached vector while precomputed tables are on:
-    /// all of one takes its segments + 4 x ntotal.
+    /// that save the most device reads per byte (--cache-policy). 4-bit (x4fs) L2 indexes keep
+    /// 4 more bytes per cached vector: all of one takes its segments + 4 x ntotal.
     #[arg(long, value_parser = args::size)]
     cache_bytes: Option<u64>,
     /// Fill the cache at open, lists in order, until it is full.
