@@ -96,17 +96,20 @@ impl SearchResults {
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
     pub io: IoMode,
-    /// RAM for faiss's precomputed tables (L2 indexes with sub-vectors of at least
-    /// [`PRECOMPUTED_MIN_DSUB`] dimensions): nlist × m × 256 floats, computed at open, which
-    /// make each probed list's distance table an addition instead of m·dsub·256 multiply-adds.
-    /// When the tables would take more, they are not built and each list's table is computed
-    /// from the query's residual (faiss's `precomputed_table_max_bytes`; its default is 2 GiB
-    /// for an in-RAM index, ours leaves RAM to the lists). 0 = never.
+    /// RAM for faiss's precomputed tables of L2 indexes of residual codes: nlist × m × ksub
+    /// floats, computed at open. For 8-bit codes with sub-vectors of at least
+    /// [`PRECOMPUTED_MIN_DSUB`] dimensions they make each probed list's distance table an
+    /// addition instead of m·dsub·256 multiply-adds; for 4-bit residual codes (`PQ{m}x4fsr`)
+    /// they hold each list's part of a distance, kept per vector so that one table per query
+    /// serves every list. When the tables would take more, they are not built and each list's
+    /// table is computed from the query's residual (faiss's `precomputed_table_max_bytes`; its
+    /// default is 2 GiB for an in-RAM index, ours leaves RAM to the lists). 0 = never.
     pub precomputed_table_max_bytes: u64,
     /// RAM for a cache of list extents (0 = none, the default): extents enter verified after
-    /// a read, and the cache keeps those that save the most device reads per byte. A 4-bit L2
-    /// index keeps 4 bytes per cached vector beside its extent (the list's part of each
-    /// distance, computed once), so holding all of it takes its segments plus 4 × ntotal.
+    /// a read, and the cache keeps those that save the most device reads per byte. A 4-bit
+    /// residual L2 index (`PQ{m}x4fsr`, with its precomputed tables) keeps 4 bytes per cached
+    /// vector beside its extent (the list's part of each distance, computed once), so holding
+    /// all of it takes its segments plus 4 × ntotal.
     pub cache_bytes: u64,
     /// Fill the cache at open by reading lists in order until it is full.
     pub cache_preload: bool,
