@@ -50,14 +50,15 @@ pub(crate) fn search_grouped(
         // the tables (KiBs per query) would push the centroids and the graph out of the CPU's
         // caches during the walks.
         let prepared: Vec<(PreparedQuery, Vec<Neighbor>)> = pool.install(|| {
-            let probes: Vec<Vec<Neighbor>> = chunk
+            let probed: Vec<(Vec<f32>, Vec<Neighbor>)> = chunk
                 .par_chunks(d)
                 .map(|q| {
                     let q = pipeline::normalized(index, q);
-                    index.coarse.probe(&q, p.nprobe, p.ef_search, &mut worker().visited)
+                    let probes = index.coarse.probe(&q, p.nprobe, p.ef_search, &mut worker().visited);
+                    (q, probes)
                 })
                 .collect();
-            chunk.par_chunks(d).zip(probes).map(|(q, probes)| (pipeline::prepare(index, q), probes)).collect()
+            probed.into_par_iter().map(|(q, probes)| (pipeline::prepare_normalized(index, q), probes)).collect()
         });
         let mut visits: Vec<Visit> = prepared
             .iter()

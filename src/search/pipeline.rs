@@ -84,10 +84,13 @@ impl Worker {
     pub fn parts(&mut self, index: &Index) -> (&mut io::Reader, &mut Scratch) {
         let scratch = self.scratch.get_or_insert_with(|| Scratch {
             table: index.codec.query_table(),
+            table_for: None,
             residual: Vec::new(),
             terms: Vec::new(),
             scanner: index.codec.scanner(),
         });
+        // `table_for` names a query by its address, which a later query may reuse.
+        scratch.table_for = None;
         (&mut self.reader, scratch)
     }
 }
@@ -95,6 +98,9 @@ impl Worker {
 /// A thread's per-list scratch: a list's table, the query's residual, a list's terms.
 pub(crate) struct Scratch {
     table: QueryTable,
+    /// The (query, list) `table` was built for: a list cut into several extents gets its
+    /// table once, not once per extent.
+    table_for: Option<(usize, usize)>,
     residual: Vec<f32>,
     terms: Vec<f32>,
     scanner: Scanner,
@@ -135,7 +141,11 @@ pub(crate) fn normalized(index: &Index, query: &[f32]) -> Vec<f32> {
 }
 
 pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
-    let q = normalized(index, query);
+    prepare_normalized(index, normalized(index, query))
+}
+
+/// [`prepare`] for a query already [`normalized`].
+pub(crate) fn prepare_normalized(index: &Index, q: Vec<f32>) -> PreparedQuery {
     let table = match index.scan_mode {
         ScanMode::Residual => None,
         mode => {
@@ -214,22 +224,27 @@ impl PreparedQuery {
             s.scanner.scan(t, bias, terms, view.codes, view.count, ids, top);
             return;
         }
-        match (index.scan_mode, &self.table) {
-            (ScanMode::Precomputed, Some(t)) => {
-                let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
-                pre.list_table(list, &t.exact, &mut s.table.exact);
-                s.table.ready();
-                s.scanner.scan(&s.table, qc, None, view.codes, view.count, ids, top);
+        let key = (self as *const PreparedQuery as usize, list);
+        let precomputed = self.table.as_ref().filter(|_| index.scan_mode == ScanMode::Precomputed);
+        if s.table_for != Some(key) {
+            match precomputed {
+                Some(t) => {
+                    let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
+                    pre.list_table(list, &t.exact, &mut s.table.exact);
+                }
+                None => {
+                    // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
+                    s.residual.resize(self.q.len(), 0.0);
+                    index.coarse.residual(&self.q, list, &mut s.residual);
+                    index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
+                }
             }
-            _ => {
-                // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
-                s.residual.resize(self.q.len(), 0.0);
-                index.coarse.residual(&self.q, list, &mut s.residual);
-                index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
-                s.table.ready();
-                s.scanner.scan(&s.table, 0.0, None, view.codes, view.count, ids, top);
-            }
+            s.table.ready();
+            s.table_for = Some(key);
         }
+        // With precomputed tables the list's bias is ‖q − c‖²; a residual table holds it all.
+        let bias = if precomputed.is_some() { qc } else { 0.0 };
+        s.scanner.scan(&s.table, bias, None, view.codes, view.count, ids, top);
     }
 }
 
