@@ -321,6 +321,29 @@ pub mod avx2 {
         }
     }
 
+    /// [`passing`](super::passing): two unsigned compares (as min-then-equal) of 16 sums
+    /// each, packed to bytes and masked.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn passing(sums: &[u16; BLOCK], limit: u16) -> u32 {
+        let l = _mm256_set1_epi16(limit as i16);
+        // SAFETY: 32 u16 = two unaligned 32-byte loads.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_si256(sums.as_ptr() as *const __m256i),
+                _mm256_loadu_si256(sums.as_ptr().add(16) as *const __m256i),
+            )
+        };
+        let le = |v: __m256i| _mm256_cmpeq_epi16(_mm256_min_epu16(v, l), v);
+        // packs interleaves 128-bit lanes (a0–7, b0–7, a8–15, b8–15); the permute restores
+        // vector order before the byte mask is taken.
+        let bytes = _mm256_permute4x64_epi64(_mm256_packs_epi16(le(a), le(b)), 0b11_01_10_00);
+        _mm256_movemask_epi8(bytes) as u32
+    }
+
     /// One table: [`block_sums_many`] with `Q` = 1.
     ///
     /// # Safety
@@ -450,66 +473,115 @@ pub fn scan_summed(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64,
         // SAFETY: the CPU reports AVX2; the function is safe code compiled for it.
         return unsafe { scan_summed_avx2(scan, sums, id_of, topk) };
     }
-    scan_summed_portable(scan, sums, id_of, topk)
+    match scan.terms {
+        None => scan_plain(scan, sums, id_of, topk, passing),
+        Some(terms) => scan_with_terms(scan, terms, sums, id_of, topk),
+    }
 }
 
-/// [`scan_summed`] compiled for AVX2: the per-block filter (32 conversions, multiply-adds and
-/// compares) runs eight lanes wide instead of four.
+/// [`scan_summed`] compiled for AVX2: a block's filter is four compares and a mask, and the
+/// filter of a scan with terms runs eight lanes wide instead of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn scan_summed_avx2(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
-    scan_summed_portable(scan, sums, id_of, topk)
+    match scan.terms {
+        // SAFETY: this function runs only where the CPU reports AVX2.
+        None => scan_plain(scan, sums, id_of, topk, |c, l| unsafe { avx2::passing(c, l) }),
+        Some(terms) => scan_with_terms(scan, terms, sums, id_of, topk),
+    }
 }
 
+/// The vectors of a block whose sums are at most `limit`, as bits (bit i: vector i).
 #[inline(always)]
-fn scan_summed_portable(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
-    let BlockScan { lut, exact, bias, terms, blocks, n } = *scan;
+pub fn passing(sums: &[u16; BLOCK], limit: u16) -> u32 {
+    sums.iter().enumerate().fold(0, |mask, (i, &s)| mask | ((s <= limit) as u32) << i)
+}
+
+/// The loosest bound on a table sum that may hide an exact distance at or below `threshold`:
+/// a sum s stands for at least `bias + lut.bias + s / scale − slack` (the rounding bound, plus
+/// a margin for the float sums' own rounding). In sum units; None when no sum can pass.
+#[inline(always)]
+fn sum_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> Option<u16> {
+    if threshold.is_infinite() {
+        return Some(u16::MAX);
+    }
+    let (t, bias) = (threshold as f64, bias as f64);
+    let slack = lut.m as f64 * 0.5 / lut.scale as f64;
+    let limit = (t + t.abs() * 1e-5 + bias.abs() * 1e-5 - bias + slack - lut.bias as f64) * lut.scale as f64;
+    (limit >= 0.0).then(|| limit.floor().min(u16::MAX as f64) as u16)
+}
+
+/// The scan without per-vector terms: a block passes its vectors whose sums are at most an
+/// integer limit (`passing`, one vector compare per block), recomputed only when the k-th
+/// distance moves; the survivors get exact distances.
+#[inline(always)]
+fn scan_plain(
+    scan: &BlockScan,
+    sums: &[u16],
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+    passing: impl Fn(&[u16; BLOCK], u16) -> u32,
+) {
+    let BlockScan { lut, exact, bias, blocks, n, .. } = *scan;
     let m = lut.m;
-    // A sum s may hide an exact distance as low as bias + term + lut.bias + s / scale − slack
-    // (the rounding bound, plus a margin for the float sums' own rounding). Without terms that
-    // is an integer limit on s, recomputed only when the k-th distance moves; with them, a
-    // float compare per vector.
-    let slack = m as f64 * 0.5 / lut.scale as f64;
-    let limit_of = |t: f32| -> f64 {
-        if t.is_infinite() {
-            return f64::INFINITY;
+    let mut threshold = topk.threshold();
+    let Some(mut limit) = sum_limit(lut, bias, threshold) else { return };
+    let (chunks, _) = sums.as_chunks::<BLOCK>();
+    for (b, chunk) in chunks[..n.div_ceil(BLOCK)].iter().enumerate() {
+        let valid = n - b * BLOCK;
+        let lanes = if valid >= BLOCK { u32::MAX } else { (1u32 << valid) - 1 };
+        let mut mask = passing(chunk, limit) & lanes;
+        if mask == 0 {
+            continue;
         }
-        t as f64 + (t as f64).abs() * 1e-5 + (bias as f64).abs() * 1e-5 - bias as f64 + slack - lut.bias as f64
+        let block = &blocks[b * BLOCK * m / 2..][..BLOCK * m / 2];
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let d = bias + exact_sum(exact, block, i, m);
+            if d <= threshold {
+                topk.push(id_of(b * BLOCK + i), d);
+                threshold = topk.threshold();
+                let Some(tighter) = sum_limit(lut, bias, threshold) else { return };
+                if tighter < limit {
+                    limit = tighter;
+                    mask &= passing(chunk, limit);
+                }
+            }
+        }
+    }
+}
+
+/// The scan with per-vector terms: a float compare per vector, `term + s / scale` against the
+/// limit.
+#[inline(always)]
+fn scan_with_terms(scan: &BlockScan, terms: &[f32], sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+    let BlockScan { lut, exact, bias, blocks, n, .. } = *scan;
+    let m = lut.m;
+    // The limit of `sum_limit`, as a distance less the bias rather than in sum units: a term
+    // is added to each vector's sum before the compare.
+    let slack = m as f64 * 0.5 / lut.scale as f64;
+    let limit_of = |t: f32| -> f32 {
+        if t.is_infinite() {
+            return f32::INFINITY;
+        }
+        (t as f64 + (t as f64).abs() * 1e-5 + (bias as f64).abs() * 1e-5 - bias as f64 + slack - lut.bias as f64) as f32
     };
     let inv = 1.0 / lut.scale;
     let mut threshold = topk.threshold();
     let mut limit = limit_of(threshold);
     for (b, chunk) in sums[..n].chunks(BLOCK).enumerate() {
-        if limit < 0.0 && terms.is_none() {
-            break;
-        }
+        let t = &terms[b * BLOCK..b * BLOCK + chunk.len()];
+        let passes = |s: u16, t: f32, limit: f32| t + s as f32 * inv <= limit + t.abs() * 1e-5;
         // Most blocks hold no candidate once the top-k has filled: one vector compare over
         // the block (an or-fold, which the compiler keeps branch-free) rules them out.
-        let block_terms = terms.map(|t| &t[b * BLOCK..b * BLOCK + chunk.len()]);
-        let passes = |i: usize, s: u16, limit: f64| match block_terms {
-            None => (s as f64) <= limit * lut.scale as f64,
-            Some(t) => {
-                let (t, lim) = (t[i], limit as f32);
-                t + s as f32 * inv <= lim + t.abs() * 1e-5
-            }
-        };
-        let any = match block_terms {
-            None => {
-                let l = (limit * lut.scale as f64).floor().min(u16::MAX as f64) as u16;
-                chunk.iter().fold(false, |any, &s| any | (s <= l))
-            }
-            Some(t) => {
-                let lim = limit as f32;
-                chunk.iter().zip(t).fold(false, |any, (&s, &t)| any | (t + s as f32 * inv <= lim + t.abs() * 1e-5))
-            }
-        };
-        if !any {
+        if !chunk.iter().zip(t).fold(false, |any, (&s, &t)| any | passes(s, t, limit)) {
             continue;
         }
         let block = &blocks[b * BLOCK * m / 2..][..BLOCK * m / 2];
-        for (i, &s) in chunk.iter().enumerate() {
-            if passes(i, s, limit) {
-                let d = (bias + block_terms.map_or(0.0, |t| t[i])) + exact_sum(exact, block, i, m);
+        for (i, (&s, &t)) in chunk.iter().zip(t).enumerate() {
+            if passes(s, t, limit) {
+                let d = (bias + t) + exact_sum(exact, block, i, m);
                 if d <= threshold {
                     topk.push(id_of(b * BLOCK + i), d);
                     threshold = topk.threshold();
@@ -661,6 +733,28 @@ mod tests {
                 );
             }
             assert!(reference[n..].iter().all(|&s| s as usize <= m * 255), "padding scores are bounded");
+        }
+    }
+
+    /// The AVX2 block filter passes the vectors the portable one passes, at limits across the
+    /// whole u16 range (sums above 32,767 included: the compare is unsigned).
+    #[test]
+    fn block_filters_agree() {
+        let mut r = Rng::new(5);
+        for _ in 0..2_000 {
+            let top = [16u64, 300, 40_000, 65_536][r.below(4) as usize];
+            let sums: [u16; BLOCK] = std::array::from_fn(|_| r.below(top) as u16);
+            let limit = r.below(top) as u16;
+            let want = passing(&sums, limit);
+            assert_eq!(want.count_ones() as usize, sums.iter().filter(|&&s| s <= limit).count());
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU reports AVX2.
+                assert_eq!(unsafe { avx2::passing(&sums, limit) }, want, "{sums:?} <= {limit}");
+            }
+        }
+        for limit in [0, u16::MAX] {
+            assert_eq!(passing(&[limit; BLOCK], limit), u32::MAX);
         }
     }
 
