@@ -60,7 +60,7 @@ fn adc(c: &mut Criterion) {
     g.bench_function("scan_m32_20k_codes", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);
-            scan_codes(&lut, m, 0.0, &codes, |i| i as u64, &mut top);
+            scan_codes(&lut, m, 0.0, None, &codes, |i| i as u64, &mut top);
             top.len()
         })
     });
@@ -69,9 +69,9 @@ fn adc(c: &mut Criterion) {
     g.finish();
 }
 
-/// A probed list's L2 table, computed from the query's residual or assembled from faiss's
-/// precomputed tables (4,096 lists, so a list's part comes from memory, not cache): which is
-/// cheaper depends on dsub, the multiply-adds per table entry.
+/// A probed list's part of its L2 distances (‖r‖² + 2⟨c, r⟩ per sub-code), computed from its
+/// centroid or read from faiss's precomputed tables (4,096 lists, so a list's part comes from
+/// memory, not cache): which is cheaper depends on dsub, the multiply-adds per table entry.
 fn list_tables(c: &mut Criterion) {
     let mut g = c.benchmark_group("list_table");
     for (d, m) in [(128, 32), (384, 48)] {
@@ -81,22 +81,19 @@ fn list_tables(c: &mut Criterion) {
         let builder = LutBuilder::new(&pq);
         let centroids = data(nlist, d);
         let pre = PrecomputedTables::build(&pq, &builder, &centroids);
-        let (mut lut, mut cross, mut residual) = (vec![0f32; m * 256], vec![0f32; m * 256], vec![0f32; d]);
-        builder.cross_terms(&x[..d], &mut cross);
+        let mut part = vec![0f32; m * 256];
         let mut list = 0usize;
         let dsub = d / m;
-        g.bench_function(format!("residual_m{m}_dsub{dsub}"), |b| {
+        g.bench_function(format!("computed_m{m}_dsub{dsub}"), |b| {
             b.iter(|| {
                 list = (list + 2_654_435_761) % nlist;
-                let c = &centroids[list * d..(list + 1) * d];
-                residual.iter_mut().zip(&x[..d]).zip(c).for_each(|((r, q), c)| *r = q - c);
-                builder.compute(Metric::L2, &residual, &mut lut)
+                builder.list_part(&centroids[list * d..(list + 1) * d], &mut part)
             })
         });
         g.bench_function(format!("precomputed_m{m}_dsub{dsub}"), |b| {
             b.iter(|| {
                 list = (list + 2_654_435_761) % nlist;
-                pre.list_table(list, &cross, &mut lut)
+                part.copy_from_slice(pre.of(list))
             })
         });
     }

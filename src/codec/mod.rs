@@ -8,7 +8,7 @@
 //! only); the engine converts between the two.
 
 use crate::pq::fastscan::{self, QuantizedLut};
-use crate::pq::{scan_codes, ProductQuantizer};
+use crate::pq::{code_sums, scan_codes, ProductQuantizer};
 use crate::topk::TopK;
 
 /// What a code is.
@@ -72,16 +72,18 @@ impl Codec {
         QueryTable { exact: vec![0.0; len], quantized }
     }
 
-    /// Whether scans can take per-vector terms (see [`Scanner::scan`]).
-    pub fn takes_terms(&self) -> bool {
+    /// Whether the codes are 4-bit fast-scan codes.
+    pub fn is_fast_scan(&self) -> bool {
         self.kind == CodeKind::Pq4FastScan
     }
 
     /// Each vector's sum of `table` (m × ksub) over its code, for an arranged list of `n`
-    /// vectors: the per-vector terms a scan adds. 4-bit codes only (`takes_terms`).
+    /// vectors: the per-vector terms a scan adds.
     pub fn list_terms(&self, table: &[f32], codes: &[u8], n: usize, out: &mut Vec<f32>) {
-        assert!(self.takes_terms(), "per-vector terms are a fast-scan feature");
-        fastscan::table_sums(table, codes, n, self.pq.m, out)
+        match self.kind {
+            CodeKind::Pq8 => code_sums(table, self.pq.m, &codes[..n * self.pq.m], out),
+            CodeKind::Pq4FastScan => fastscan::table_sums(table, codes, n, self.pq.m, out),
+        }
     }
 
     /// A scanner for one search thread.
@@ -125,8 +127,8 @@ pub struct Scanner {
 
 impl Scanner {
     /// Scans one list's arranged codes (`n` vectors, vector i's id `id_of(i)`) against `table`
-    /// into `topk`: vector i at `(bias + terms[i]) + Σ_j table[j][code_j]` (`terms`: fast-scan
-    /// only, e.g. a list's part of an L2 distance; none = 0). Results equal exact ADC with
+    /// into `topk`: vector i at `(bias + terms[i]) + Σ_j table[j][code_j]` (`terms`: e.g. a
+    /// list's part of an L2 distance; none = 0). Results equal exact ADC with
     /// `table.exact`: fast-scan's 8-bit sums only filter.
     #[allow(clippy::too_many_arguments)]
     pub fn scan(
@@ -144,10 +146,7 @@ impl Scanner {
                 let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
                 fastscan::scan_blocks(&scan, id_of, topk, &mut self.sums)
             }
-            _ => {
-                assert!(terms.is_none(), "8-bit scans take no per-vector terms");
-                scan_codes(&table.exact, self.m, bias, &codes[..n * self.m], id_of, topk)
-            }
+            _ => scan_codes(&table.exact, self.m, bias, terms, &codes[..n * self.m], id_of, topk),
         }
     }
 
@@ -242,8 +241,26 @@ mod tests {
                 .collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let got: Vec<u64> = top.into_sorted_vec().iter().map(|nb| nb.id).collect();
-            let want: Vec<u64> = want[..20].iter().map(|w| w.1).collect();
-            assert_eq!(got, want, "nbits {nbits}");
+            let want_ids: Vec<u64> = want[..20].iter().map(|w| w.1).collect();
+            assert_eq!(got, want_ids, "nbits {nbits}");
+            // Per-vector terms (a list's part of an L2 distance, here the sums of a second
+            // table): the scan ranks by (bias + term) + table sum.
+            let mut other = vec![0f32; m * ksub];
+            LutBuilder::new(codec.pq()).compute(Metric::L2, &x[d..2 * d], &mut other);
+            let mut terms = Vec::new();
+            codec.list_terms(&other, &list, n, &mut terms);
+            let plain = |t: &[f32], c: &[u8]| (0..m).map(|j| t[j * ksub + codec.pq().sub_code(c, j)]).sum::<f32>();
+            for (i, c) in rows.chunks_exact(cs).enumerate() {
+                assert!((terms[i] - plain(&other, c)).abs() <= 1e-3 * terms[i].abs().max(1.0), "term {i}");
+            }
+            let mut top = TopK::new(20);
+            s.scan(&table, 1.0, Some(&terms), &list, n, |i| i as u64, &mut top);
+            let mut want: Vec<(f32, u64)> =
+                rows.chunks_exact(cs).zip(0..).map(|(c, id)| (1.0 + terms[id as usize] + plain(&lut, c), id)).collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let got: Vec<u64> = top.into_sorted_vec().iter().map(|nb| nb.id).collect();
+            let want_ids: Vec<u64> = want[..20].iter().map(|w| w.1).collect();
+            assert_eq!(got, want_ids, "nbits {nbits}, with terms");
         }
     }
 }

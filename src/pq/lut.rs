@@ -124,15 +124,26 @@ impl LutBuilder {
             }
         }
     }
+
+    /// Fills `out` (m × ksub) with a list's part of the L2 distances of its residual codes,
+    /// ‖r_jk‖² + 2⟨c_j, r_jk⟩ for the list's centroid `centroid` (see [`PrecomputedTables`],
+    /// which keeps it for every list).
+    pub fn list_part(&self, centroid: &[f32], out: &mut [f32]) {
+        self.cross_terms(centroid, out);
+        for (e, &n) in out.iter_mut().zip(&self.norms) {
+            *e = n - *e;
+        }
+    }
 }
 
 /// faiss's precomputed tables for L2 with residual PQ (`IndexIVFPQ::use_precomputed_table`).
 /// With r the reconstruction of a residual and c its list's centroid,
 /// ‖q − c − r‖² = ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) − 2 Σ_j ⟨q_j, r_j⟩:
-/// the middle term depends only on the list and the code, so it is computed once per list and
-/// kept (nlist × m × 256 floats); a query then builds one table of −2⟨q_j, c_jk⟩ and each probed
-/// list's table is the sum of the two, with ‖q − c‖² (which the coarse search already has) as
-/// the list's bias. That replaces m·dsub·256 multiply-adds per probed list with m·256 adds.
+/// the middle term depends only on the list and the code, so it can be computed once per list
+/// and kept (nlist × m × ksub floats), and a query builds one table of −2⟨q_j, c_jk⟩ for every
+/// list, with ‖q − c‖² (which the coarse search already has) as the list's bias. The search
+/// keeps the middle term per vector of a cached list; these tables spare the
+/// [`LutBuilder::list_part`] of each list read from the device.
 #[derive(Clone, Debug)]
 pub struct PrecomputedTables {
     /// Entries per list: m × ksub.
@@ -153,28 +164,13 @@ impl PrecomputedTables {
         let (m, d) = (pq.m, pq.d);
         let per = m * builder.ksub;
         let mut tables = vec![0f32; centroids.len() / d * per];
-        tables.par_chunks_mut(per).zip(centroids.par_chunks(d)).for_each(|(t, c)| {
-            // −2⟨c_j, r_jk⟩ negated, plus ‖r_jk‖².
-            builder.cross_terms(c, t);
-            for (e, &n) in t.iter_mut().zip(&builder.norms) {
-                *e = n - *e;
-            }
-        });
+        tables.par_chunks_mut(per).zip(centroids.par_chunks(d)).for_each(|(t, c)| builder.list_part(c, t));
         PrecomputedTables { per, tables }
     }
 
     /// List `list`'s part of its tables: ‖r_jk‖² + 2⟨c_j, r_jk⟩, m × ksub.
     pub fn of(&self, list: usize) -> &[f32] {
         &self.tables[list * self.per..(list + 1) * self.per]
-    }
-
-    /// Fills `lut` with list `list`'s table plus the query's `cross` terms.
-    pub fn list_table(&self, list: usize, cross: &[f32], lut: &mut [f32]) {
-        let per = self.per;
-        let t = &self.tables[list * per..(list + 1) * per];
-        for ((e, &a), &b) in lut.iter_mut().zip(t).zip(cross) {
-            *e = a + b;
-        }
     }
 }
 
@@ -194,17 +190,18 @@ mod precomputed_tests {
         let centroids: Vec<f32> = (0..nlist * d).map(|_| r.normal() as f32).collect();
         let pre = PrecomputedTables::build(&pq, &b, &centroids);
         let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
-        let (mut cross, mut via_pre, mut direct) = (vec![0f32; m * KSUB], vec![0f32; m * KSUB], vec![0f32; m * KSUB]);
+        let (mut cross, mut part, mut direct) = (vec![0f32; m * KSUB], vec![0f32; m * KSUB], vec![0f32; m * KSUB]);
         b.cross_terms(&q, &mut cross);
         for list in 0..nlist {
             let c = &centroids[list * d..(list + 1) * d];
             let residual: Vec<f32> = q.iter().zip(c).map(|(a, b)| a - b).collect();
             b.compute(Metric::L2, &residual, &mut direct);
-            pre.list_table(list, &cross, &mut via_pre);
+            b.list_part(c, &mut part);
+            assert_eq!(pre.of(list), &part[..], "kept tables are the computed ones, bit for bit");
             let qc = distance::l2_sqr(&q, c);
             for code in [[0u8, 1, 2, 3], [255, 17, 0, 99], [7, 7, 7, 7]] {
                 let sum = |t: &[f32]| code.iter().enumerate().map(|(j, &k)| t[j * KSUB + k as usize]).sum::<f32>();
-                let (a, b) = (sum(&direct), qc + sum(&via_pre));
+                let (a, b) = (sum(&direct), (qc + sum(&part)) + sum(&cross));
                 assert!((a - b).abs() <= 1e-3 * a.abs().max(1.0), "list {list} code {code:?}: {a} vs {b}");
             }
         }

@@ -10,7 +10,7 @@ mod lut;
 mod scan;
 
 pub use lut::{LutBuilder, PrecomputedTables, LUT_KSUB};
-pub use scan::scan_codes;
+pub use scan::{code_sums, scan_codes};
 
 use rayon::prelude::*;
 

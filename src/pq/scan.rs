@@ -4,16 +4,26 @@
 use super::KSUB;
 use crate::topk::TopK;
 
-/// Scans `codes` (n × m, row-major 8-bit) whose ids `id_of` gives, adding `bias` (the per-list
-/// term, e.g. −⟨q, centroid⟩ for inner product) to each table sum, and pushes them into `topk`.
-pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+/// Scans `codes` (n × m, row-major 8-bit) whose ids `id_of` gives, each at `bias` (the
+/// per-list term, e.g. −⟨q, centroid⟩ for inner product) plus its term in `terms` (when given:
+/// a per-vector part of the distance the table does not hold) plus its table sum, and pushes
+/// them into `topk`.
+pub fn scan_codes(
+    lut: &[f32],
+    m: usize,
+    bias: f32,
+    terms: Option<&[f32]>,
+    codes: &[u8],
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+) {
     debug_assert_eq!(lut.len(), m * KSUB);
     // As 256-entry arrays, a table indexed by a code byte needs no bounds check.
     let (tables, _) = lut.as_chunks::<KSUB>();
     let tables = &tables[..m];
     let mut threshold = topk.threshold();
     for (i, code) in codes.chunks_exact(m).enumerate() {
-        let d = bias + adc_distance(tables, code);
+        let d = (bias + terms.map_or(0.0, |t| t[i])) + adc_distance(tables, code);
         // `<=`: a tie at the threshold is settled by id inside the top-k, so results do not
         // depend on the order lists are scanned in (cached ones first, say).
         if d <= threshold {
@@ -21,6 +31,14 @@ pub fn scan_codes(lut: &[f32], m: usize, bias: f32, codes: &[u8], id_of: impl Fn
             threshold = topk.threshold();
         }
     }
+}
+
+/// Each code's sum of `table` (m × 256 floats): the per-vector terms [`scan_codes`] adds (for
+/// L2, a list's ‖r‖² + 2⟨c, r⟩ part).
+pub fn code_sums(table: &[f32], m: usize, codes: &[u8], out: &mut Vec<f32>) {
+    let (tables, _) = table.as_chunks::<KSUB>();
+    out.clear();
+    out.extend(codes.chunks_exact(m).map(|code| adc_distance(&tables[..m], code)));
 }
 
 /// Sum of table entries named by one code; four independent accumulators hide the latency of
@@ -65,7 +83,7 @@ mod tests {
                 pq.encode(row, c);
             }
             let mut top = TopK::new(50);
-            scan_codes(&lut, m, 0.0, &codes, |i| i as u64, &mut top);
+            scan_codes(&lut, m, 0.0, None, &codes, |i| i as u64, &mut top);
             let mut rec = vec![0f32; d];
             for n in top.into_sorted_vec() {
                 pq.decode(&codes[n.id as usize * m..(n.id as usize + 1) * m], &mut rec);

@@ -123,27 +123,17 @@ fn scan_part(
         let s = index.lists.scan_lists(&probes, reader, |list, _, view, derived| {
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
             let visits = batch[i];
-            if index.scan_mode.one_table_per_query() {
-                // Every visitor brings its own table: scan the list for all of them at once.
-                let mut visitors: Vec<Visitor> = visits
-                    .iter()
-                    .map(|v| {
-                        let query = &prepared[v.query as usize].0;
-                        let (table, bias) = query.shared_table(index, list, v.qc).expect("one table per query");
-                        let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
-                        Visitor { table, bias, topk }
-                    })
-                    .collect();
-                scratch.scan_many(index, list, &view, derived, &mut visitors);
-                for (v, done) in visits.iter().zip(visitors) {
-                    tops[v.query as usize] = Some(done.topk);
-                }
-                return;
-            }
-            for v in visits {
-                let (query, _) = &prepared[v.query as usize];
-                let top = tops[v.query as usize].get_or_insert_with(|| TopK::new(p.k));
-                query.scan_extent(index, list, v.qc, &view, derived, scratch, top);
+            let mut visitors: Vec<Visitor> = visits
+                .iter()
+                .map(|v| {
+                    let (table, bias) = prepared[v.query as usize].0.table_for(index, list, v.qc);
+                    let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
+                    Visitor { table, bias, topk }
+                })
+                .collect();
+            scratch.scan_many(index, list, &view, derived, &mut visitors);
+            for (v, done) in visits.iter().zip(visitors) {
+                tops[v.query as usize] = Some(done.topk);
             }
         })?;
         stats.add(&s);

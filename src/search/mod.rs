@@ -97,19 +97,20 @@ impl SearchResults {
 pub struct OpenOptions {
     pub io: IoMode,
     /// RAM for faiss's precomputed tables of L2 indexes of residual codes: nlist × m × ksub
-    /// floats, computed at open. For 8-bit codes with sub-vectors of at least
-    /// [`PRECOMPUTED_MIN_DSUB`] dimensions they make each probed list's distance table an
-    /// addition instead of m·dsub·256 multiply-adds; for 4-bit residual codes (`PQ{m}x4fsr`)
-    /// they hold each list's part of a distance, kept per vector so that one table per query
-    /// serves every list. When the tables would take more, they are not built and each list's
-    /// table is computed from the query's residual (faiss's `precomputed_table_max_bytes`; its
-    /// default is 2 GiB for an in-RAM index, ours leaves RAM to the lists). 0 = never.
+    /// floats, computed at open, holding each list's part of a distance (‖r_jk‖² + 2⟨c_j, r_jk⟩).
+    /// A search turns a list's part into one number per vector, so that one table per query
+    /// serves every list; for a cached list that is done once and kept, for a list read from
+    /// the device it is done per read, and the tables spare computing the list's part each
+    /// time (m·dsub·ksub multiply-adds). Built for 8-bit codes with sub-vectors of at least
+    /// [`PRECOMPUTED_MIN_DSUB`] dimensions, and only when they fit (faiss's
+    /// `precomputed_table_max_bytes`; its default is 2 GiB for an in-RAM index, ours leaves RAM
+    /// to the lists). 0 = never. Results are the same with and without them.
     pub precomputed_table_max_bytes: u64,
     /// RAM for a cache of list extents (0 = none, the default): extents enter verified after
-    /// a read, and the cache keeps those that save the most device reads per byte. A 4-bit
-    /// residual L2 index (`PQ{m}x4fsr`, with its precomputed tables) keeps 4 bytes per cached
-    /// vector beside its extent (the list's part of each distance, computed once), so holding
-    /// all of it takes its segments plus 4 × ntotal.
+    /// a read, and the cache keeps those that save the most device reads per byte. An L2 index
+    /// of residual codes (`PQ{m}`, `PQ{m}x4fsr`) keeps 4 bytes per cached vector beside its
+    /// extent (the list's part of each distance, computed once), so holding all of it takes
+    /// its segments plus 4 × ntotal.
     pub cache_bytes: u64,
     /// Fill the cache at open by reading lists in order until it is full.
     pub cache_preload: bool,
@@ -121,12 +122,13 @@ pub struct OpenOptions {
 /// at PQ32.
 pub const PRECOMPUTED_TABLE_MAX_BYTES: u64 = 256 << 20;
 
-/// Precomputed tables are used from this sub-vector dimension on. Assembling a list's table
-/// from them streams m·1 KiB from memory; computing it costs m·dsub·256 multiply-adds in
-/// cache. Measured on the reference machine (`cargo bench --bench kernels -- list_table`):
-/// at dsub 4 the two cost the same (2.5 against 2.7 µs for m = 32) and whole searches were
-/// 6–9 % slower with the tables (their memory traffic); at dsub 8 the tables are 1.9× faster
-/// (4.6 against 8.5 µs for m = 48).
+/// Precomputed tables are built from this sub-vector dimension on (8-bit codes). Reading a
+/// list's part from them streams m·1 KiB from memory; computing it costs m·dsub·256
+/// multiply-adds in cache. Measured on the reference machine (`cargo bench --bench kernels --
+/// list_table`): at dsub 4 the two cost the same (2.5 against 2.7 µs for m = 32) and whole
+/// searches from the device were 6–9 % slower with the tables (their memory traffic); at dsub 8
+/// the tables are 1.9× faster (4.6 against 8.5 µs for m = 48). 4-bit parts (16 centroids) are
+/// always computed: m·dsub·16 multiply-adds cost less than reading them.
 pub const PRECOMPUTED_MIN_DSUB: usize = 8;
 
 impl Default for OpenOptions {
@@ -249,12 +251,13 @@ impl Index {
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
         let precomputed = (coarse.metric == Metric::L2
             && info.by_residual
-            && (pq.dsub >= PRECOMPUTED_MIN_DSUB || pq.ksub() == 16)
+            && pq.ksub() == 256
+            && pq.dsub >= PRECOMPUTED_MIN_DSUB
             && table_bytes <= opts.precomputed_table_max_bytes)
             .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
-        let scan_mode = pipeline::ScanMode::of(coarse.metric, &codec, info.by_residual, precomputed.is_some());
+        let scan_mode = pipeline::ScanMode::of(coarse.metric, info.by_residual);
         let lists = ListStore {
             dir: dir.clone(),
             directory,
@@ -282,10 +285,11 @@ impl Index {
     }
 
     /// Whether a grouped batch ([`Searcher::search_grouped`]) beats query-by-query scanning:
-    /// not for 8-bit codes scanned with one table per query (inner product), measured on
-    /// wordnet-minilm at 13,910 against 24,266 QPS (benches/README.md).
+    /// not for 8-bit codes, whose tables (32 KiB a query at PQ32) crowd the lists out of the
+    /// CPU's caches when lists come in list order: measured on wordnet-minilm at 13,910 against
+    /// 24,266 QPS (benches/README.md).
     pub(crate) fn groups_well(&self) -> bool {
-        self.codec.takes_terms() || self.scan_mode != pipeline::ScanMode::Shared
+        self.codec.is_fast_scan()
     }
 
     /// The list cache's bytes held and (hits, misses) so far; None without a cache.

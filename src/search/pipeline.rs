@@ -8,7 +8,7 @@
 
 use super::lists::Derived;
 use super::{Index, SearchParams, SearchStats};
-use crate::codec::{Codec, QueryTable, Scanner, Visitor};
+use crate::codec::{QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
 use crate::format::ExtentView;
@@ -21,42 +21,31 @@ pub(crate) struct QueryResult {
     pub stats: SearchStats,
 }
 
-/// How a (query, list) pair's distances are put together. With r a code's reconstruction and
-/// c the list's centroid:
+/// How a (query, list) pair's distances are put together: always one table per query that
+/// serves every list (so a list can be scanned for several queries at once). With r a code's
+/// reconstruction and c the list's centroid:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScanMode {
-    /// Codes of the vectors themselves (faiss's `by_residual = false`, `PQ{m}x4fs`): one
-    /// table per query for every list (‖q_j − c_jk‖² or −⟨q_j, c_jk⟩), no bias.
+    /// Codes of the vectors themselves (faiss's `by_residual = false`, `PQ{m}x4fs`): the
+    /// table is ‖q_j − c_jk‖² or −⟨q_j, c_jk⟩, no bias.
     Direct,
-    /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: one table per query, a bias per list.
+    /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: a bias per list.
     Shared,
-    /// L2, 4-bit codes, precomputed tables: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) −
-    /// 2⟨q, r⟩: the middle term is a per-vector number of the list (computed once per extent
-    /// and kept with it in the cache), so the query's one table (−2⟨q_j, r_jk⟩, quantized once)
-    /// serves every list.
+    /// L2 of residual codes: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) − 2⟨q, r⟩. The middle term
+    /// is one number per vector of the list (computed once per cached extent and kept with it,
+    /// or per extent read from the device, from the list's part of faiss's precomputed tables),
+    /// so the query's one table (−2⟨q_j, r_jk⟩) serves every list; faiss builds or assembles a
+    /// table per probed list instead.
     ListTerms,
-    /// L2, 8-bit codes, precomputed tables: the list's part plus the query's part, added per
-    /// list into one table (faiss's `use_precomputed_table`).
-    Precomputed,
-    /// L2 without precomputed tables: a table per list from the query's residual q − c.
-    Residual,
 }
 
 impl ScanMode {
-    pub fn of(metric: Metric, codec: &Codec, by_residual: bool, precomputed: bool) -> Self {
-        match (metric, precomputed) {
+    pub fn of(metric: Metric, by_residual: bool) -> Self {
+        match metric {
             _ if !by_residual => ScanMode::Direct,
-            (Metric::InnerProduct, _) => ScanMode::Shared,
-            (_, true) if codec.takes_terms() => ScanMode::ListTerms,
-            (_, true) => ScanMode::Precomputed,
-            (_, false) => ScanMode::Residual,
+            Metric::InnerProduct => ScanMode::Shared,
+            _ => ScanMode::ListTerms,
         }
-    }
-
-    /// Whether one table per query serves every list (so a list can be scanned for several
-    /// queries at once, each with its own table).
-    pub fn one_table_per_query(self) -> bool {
-        matches!(self, ScanMode::Direct | ScanMode::Shared | ScanMode::ListTerms)
     }
 
     /// Bytes per vector a cached extent keeps for what scans derive from it.
@@ -85,8 +74,11 @@ impl Worker {
         let scratch = self.scratch.get_or_insert_with(|| Scratch {
             table: index.codec.query_table(),
             table_for: None,
-            residual: Vec::new(),
-            terms: Vec::new(),
+            terms: Terms {
+                part: vec![0.0; index.codec.pq().m * index.codec.pq().ksub()],
+                part_of: None,
+                terms: Vec::new(),
+            },
             scanner: index.codec.scanner(),
         });
         // `table_for` names a query by its address, which a later query may reuse.
@@ -95,20 +87,30 @@ impl Worker {
     }
 }
 
-/// A thread's per-list scratch: a list's table, the query's residual, a list's terms.
+/// A thread's scanning scratch.
 pub(crate) struct Scratch {
+    /// A (query, list)'s own table, for 8-bit lists read from the device (see
+    /// [`PreparedQuery::scan_extent`]).
     table: QueryTable,
     /// The (query, list) `table` was built for: a list cut into several extents gets its
     /// table once, not once per extent.
     table_for: Option<(usize, usize)>,
-    residual: Vec<f32>,
-    terms: Vec<f32>,
+    terms: Terms,
     scanner: Scanner,
 }
 
+/// Where an extent's per-vector terms are computed when it is not cached.
+struct Terms {
+    /// [`LutBuilder::list_part`](crate::pq::LutBuilder::list_part) of list `part_of`, where
+    /// the index keeps no precomputed tables: a list cut into several extents gets it once.
+    part: Vec<f32>,
+    part_of: Option<usize>,
+    terms: Vec<f32>,
+}
+
 impl Scratch {
-    /// Scans one extent of `list` for several queries that each bring their own table
-    /// ([`PreparedQuery::shared_table`]): the list's terms once, each code block once per
+    /// Scans one extent of `list` for several queries, each with its own table
+    /// ([`PreparedQuery::table_for`]): the list's terms once, each fast-scan code block once per
     /// four queries.
     pub fn scan_many(
         &mut self,
@@ -118,17 +120,56 @@ impl Scratch {
         derived: Derived,
         visitors: &mut [Visitor],
     ) {
-        let terms = list_terms(index, list, view, derived, &mut self.terms);
+        let terms = self.terms.of(index, list, view, derived);
         self.scanner.scan_many(visitors, terms, view.codes, view.count, |i| view.id(i));
     }
 }
 
-/// A query made ready for its lists: normalised where the metric wants it, and its table
-/// (the whole table for [`ScanMode::Direct`], [`ScanMode::Shared`] and [`ScanMode::ListTerms`], the query's half of
-/// every list's table for [`ScanMode::Precomputed`], none for [`ScanMode::Residual`]).
+impl Terms {
+    /// List `list`'s part of its distances: kept by the index, or computed into `part`
+    /// (`part_of` names the list it holds).
+    fn part<'a>(index: &'a Index, list: usize, part: &'a mut [f32], part_of: &mut Option<usize>) -> &'a [f32] {
+        match &index.precomputed {
+            Some(tables) => tables.of(list),
+            None => {
+                if *part_of != Some(list) {
+                    index.lut.list_part(index.coarse.centroid(list), part);
+                    *part_of = Some(list);
+                }
+                part
+            }
+        }
+    }
+
+    /// The per-vector terms of an extent of `list` under [`ScanMode::ListTerms`] (None in other
+    /// modes): kept with the cached extent (`derived`), or computed into scratch. Either way
+    /// from the same table by the same sums, so a cached list ranks as a read one does.
+    fn of<'a>(&'a mut self, index: &Index, list: usize, view: &ExtentView, derived: Derived<'a>) -> Option<&'a [f32]> {
+        if index.scan_mode != ScanMode::ListTerms {
+            return None;
+        }
+        if let Some(kept) = derived.and_then(|slot| slot.get()) {
+            return Some(kept);
+        }
+        let part = Terms::part(index, list, &mut self.part, &mut self.part_of);
+        match derived {
+            Some(slot) => Some(slot.get_or_init(|| {
+                let mut terms = Vec::new();
+                index.codec.list_terms(part, view.codes, view.count, &mut terms);
+                terms
+            })),
+            None => {
+                index.codec.list_terms(part, view.codes, view.count, &mut self.terms);
+                Some(&self.terms)
+            }
+        }
+    }
+}
+
+/// A query made ready for its lists: normalised where the metric wants it, and its one table.
 pub(crate) struct PreparedQuery {
     pub q: Vec<f32>,
-    table: Option<QueryTable>,
+    table: QueryTable,
 }
 
 /// The query as the index compares it: normalised for cosine.
@@ -146,67 +187,29 @@ pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
 
 /// [`prepare`] for a query already [`normalized`].
 pub(crate) fn prepare_normalized(index: &Index, q: Vec<f32>) -> PreparedQuery {
-    let table = match index.scan_mode {
-        ScanMode::Residual => None,
-        mode => {
-            let mut t = index.codec.query_table();
-            if mode == ScanMode::Direct {
-                index.lut.compute(index.coarse.metric, &q, &mut t.exact);
-            } else if mode == ScanMode::Shared {
-                index.lut.compute(Metric::InnerProduct, &q, &mut t.exact);
-            } else {
-                index.lut.cross_terms(&q, &mut t.exact);
-            }
-            t.ready();
-            Some(t)
-        }
-    };
+    let mut table = index.codec.query_table();
+    match index.scan_mode {
+        ScanMode::Direct => index.lut.compute(index.coarse.metric, &q, &mut table.exact),
+        ScanMode::Shared => index.lut.compute(Metric::InnerProduct, &q, &mut table.exact),
+        ScanMode::ListTerms => index.lut.cross_terms(&q, &mut table.exact),
+    }
+    table.ready();
     PreparedQuery { q, table }
 }
 
-/// The per-vector terms of an extent of `list` under [`ScanMode::ListTerms`] (None in other
-/// modes): kept with the cached extent (`derived`), or computed into `scratch`.
-pub(crate) fn list_terms<'a>(
-    index: &Index,
-    list: usize,
-    view: &ExtentView,
-    derived: Derived<'a>,
-    scratch: &'a mut Vec<f32>,
-) -> Option<&'a [f32]> {
-    if index.scan_mode != ScanMode::ListTerms {
-        return None;
-    }
-    let pre = index.precomputed.as_ref().expect("ListTerms needs precomputed tables").of(list);
-    let compute = |out: &mut Vec<f32>| index.codec.list_terms(pre, view.codes, view.count, out);
-    Some(match derived {
-        Some(slot) => slot.get_or_init(|| {
-            let mut v = Vec::new();
-            compute(&mut v);
-            v
-        }),
-        None => {
-            compute(scratch);
-            scratch
-        }
-    })
-}
-
 impl PreparedQuery {
-    /// The query's own table and its bias for `list` (`qc`: the coarse distance), in the modes
-    /// where one table per query serves every list ([`ScanMode::one_table_per_query`]); None
-    /// where each list needs its own.
-    pub fn shared_table(&self, index: &Index, list: usize, qc: f32) -> Option<(&QueryTable, f32)> {
-        let t = self.table.as_ref().filter(|_| index.scan_mode.one_table_per_query())?;
+    /// The query's table and its bias for `list` (`qc`: the coarse distance, ‖q − c‖² for L2).
+    pub fn table_for(&self, index: &Index, list: usize, qc: f32) -> (&QueryTable, f32) {
         let bias = match index.scan_mode {
             ScanMode::Shared => index.coarse.list_bias(&self.q, list),
             ScanMode::ListTerms => qc,
-            _ => 0.0,
+            ScanMode::Direct => 0.0,
         };
-        Some((t, bias))
+        (&self.table, bias)
     }
 
-    /// Scans one extent of `list` (`qc`: the coarse search's distance to it, ‖q − c‖² for L2)
-    /// into `top`. `derived` is where the extent's per-vector terms are kept when it is cached.
+    /// Scans one extent of `list` (`qc`: the coarse search's distance to it) into `top`.
+    /// `derived` is where the extent's per-vector terms are kept when it is cached.
     #[allow(clippy::too_many_arguments)]
     pub fn scan_extent(
         &self,
@@ -218,33 +221,26 @@ impl PreparedQuery {
         s: &mut Scratch,
         top: &mut TopK,
     ) {
-        let ids = |i| view.id(i);
-        if let Some((t, bias)) = self.shared_table(index, list, qc) {
-            let terms = list_terms(index, list, view, derived, &mut s.terms);
-            s.scanner.scan(t, bias, terms, view.codes, view.count, ids, top);
+        let (table, bias) = self.table_for(index, list, qc);
+        if index.scan_mode == ScanMode::ListTerms && derived.is_none() && !index.codec.is_fast_scan() {
+            // An 8-bit extent read from the device for this query alone: its terms would cost
+            // one more pass over its codes (an 8-bit look-up per sub-code), the list's own
+            // table (its part plus the query's) only m·256 additions. The same distances to
+            // float rounding, as faiss's precomputed tables give.
+            let key = (self as *const PreparedQuery as usize, list);
+            if s.table_for != Some(key) {
+                let part = Terms::part(index, list, &mut s.terms.part, &mut s.terms.part_of);
+                for ((e, &a), &b) in s.table.exact.iter_mut().zip(part).zip(&table.exact) {
+                    *e = a + b;
+                }
+                s.table.ready();
+                s.table_for = Some(key);
+            }
+            s.scanner.scan(&s.table, bias, None, view.codes, view.count, |i| view.id(i), top);
             return;
         }
-        let key = (self as *const PreparedQuery as usize, list);
-        let precomputed = self.table.as_ref().filter(|_| index.scan_mode == ScanMode::Precomputed);
-        if s.table_for != Some(key) {
-            match precomputed {
-                Some(t) => {
-                    let pre = index.precomputed.as_ref().expect("Precomputed needs precomputed tables");
-                    pre.list_table(list, &t.exact, &mut s.table.exact);
-                }
-                None => {
-                    // ‖q − c − r‖² = ‖(q − c) − r‖²: the table is built on the query's residual.
-                    s.residual.resize(self.q.len(), 0.0);
-                    index.coarse.residual(&self.q, list, &mut s.residual);
-                    index.lut.compute(Metric::L2, &s.residual, &mut s.table.exact);
-                }
-            }
-            s.table.ready();
-            s.table_for = Some(key);
-        }
-        // With precomputed tables the list's bias is ‖q − c‖²; a residual table holds it all.
-        let bias = if precomputed.is_some() { qc } else { 0.0 };
-        s.scanner.scan(&s.table, bias, None, view.codes, view.count, ids, top);
+        let terms = s.terms.of(index, list, view, derived);
+        s.scanner.scan(table, bias, terms, view.codes, view.count, |i| view.id(i), top);
     }
 }
 

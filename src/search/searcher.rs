@@ -102,9 +102,9 @@ impl<'i> Searcher<'i> {
     /// probed by several queries of the batch; no per-query latency (a query's answer is
     /// ready only when the batch's is).
     ///
-    /// Where grouping cannot pay — 8-bit codes with one table per query (32 KiB at PQ32) serving
-    /// every list (inner product), whose tables would crowd the lists out of the caches — the
-    /// batch is answered query by query (same results, latencies still left out).
+    /// Where grouping cannot pay — 8-bit codes, whose tables (32 KiB a query at PQ32) would
+    /// crowd the lists out of the caches — the batch is answered query by query (same results,
+    /// latencies still left out).
     pub fn search_grouped(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         if !self.index.groups_well() {
             let b = self.search(queries, params)?;

@@ -53,18 +53,17 @@ pub struct Args {
     /// I/O engine.
     #[arg(long, value_enum, default_value = "auto")]
     io: Io,
-    /// RAM for faiss's precomputed tables (L2 indexes of residual codes whose PQ sub-vectors
-    /// have 8 or more dimensions, nlist x m x 1 KiB, and PQ{m}x4fsr indexes, nlist x m x 64
-    /// bytes; built at open), which turn each probed list's distance table into an addition
-    /// (for x4fsr, a number per vector); 0 turns them off. Same size syntax as build --memory
-    /// [default: 256MiB].
+    /// RAM for faiss's precomputed tables (L2 indexes of 8-bit residual codes whose PQ
+    /// sub-vectors have 8 or more dimensions: nlist x m x 1 KiB, built at open), which hold each
+    /// list's part of a distance so that a list read from the device need not compute it; 0
+    /// turns them off (same results). Same size syntax as build --memory [default: 256MiB].
     #[arg(long, value_parser = args::size_or_zero)]
     precomputed_table_max_bytes: Option<u64>,
     /// RAM for a cache of lists (extents), same size syntax as build --memory, e.g. 2GiB
     /// [default: none]. Extents enter checksum-verified after a read; the cache keeps those
-    /// that save the most device reads per byte (--cache-policy). 4-bit residual L2 indexes
-    /// (PQ{m}x4fsr) keep 4 more bytes per cached vector: all of one takes its segments + 4 x
-    /// ntotal.
+    /// that save the most device reads per byte (--cache-policy). L2 indexes of residual
+    /// codes (PQ{m}, PQ{m}x4fsr) keep 4 more bytes per cached vector, the list's part of each
+    /// distance: all of one takes its segments + 4 x ntotal.
     #[arg(long, value_parser = args::size)]
     cache_bytes: Option<u64>,
     /// Fill the cache at open, lists in order, until it is full.
