@@ -321,6 +321,51 @@ pub mod avx2 {
         }
     }
 
+    /// [`block_exact_sums`](super::block_exact_sums) eight vectors a register: a 16-float
+    /// table is two halves, each looked up by a permute of the low three index bits, and the
+    /// fourth bit picks between them (a blend on the index shifted into the sign).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `exact` must hold m × 16 floats and `block` m × 16 bytes.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn block_exact_sums(exact: &[f32], block: &[u8], m: usize, out: &mut [f32; BLOCK]) {
+        let low = _mm256_set1_epi32(0x0F);
+        let z = _mm256_setzero_ps();
+        let look = |idx: __m256i, t0: __m256, t1: __m256| {
+            let pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+            _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx), _mm256_permutevar8x32_ps(t1, idx), pick)
+        };
+        // Vectors 0..16 from the low nibbles of a row, then 16..32 from the high ones: two
+        // halves of eight per pass keep the sums in AVX2's sixteen registers.
+        for (half, shift) in [(0usize, 0i32), (16, 4)] {
+            let mut a = [z; super::EXACT_SUMS];
+            let mut b = [z; super::EXACT_SUMS];
+            for j in 0..m {
+                // SAFETY: row j (16 bytes at 16·j) and table j (16 floats at 16·j) are inside
+                // `block` and `exact`, as the caller guarantees for j < m.
+                let (c0, c1, t0, t1) = unsafe {
+                    let row = block.as_ptr().add(16 * j);
+                    (
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(row as *const __m128i)),
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(row.add(8) as *const __m128i)),
+                        _mm256_loadu_ps(exact.as_ptr().add(16 * j)),
+                        _mm256_loadu_ps(exact.as_ptr().add(16 * j + 8)),
+                    )
+                };
+                let nibble = |c: __m256i| _mm256_and_si256(_mm256_srlv_epi32(c, _mm256_set1_epi32(shift)), low);
+                let q = j % super::EXACT_SUMS;
+                a[q] = _mm256_add_ps(a[q], look(nibble(c0), t0, t1));
+                b[q] = _mm256_add_ps(b[q], look(nibble(c1), t0, t1));
+            }
+            let fold = |s: [__m256; 4]| _mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3]));
+            // SAFETY: 16 floats at `half` are inside `out` (32 floats).
+            unsafe {
+                _mm256_storeu_ps(out.as_mut_ptr().add(half), fold(a));
+                _mm256_storeu_ps(out.as_mut_ptr().add(half + 8), fold(b));
+            }
+        }
+    }
+
     /// [`passing`](super::passing): two unsigned compares (as min-then-equal) of 16 sums
     /// each, packed to bytes and masked.
     ///
@@ -420,6 +465,40 @@ pub mod avx512 {
                     _mm256_storeu_si256(sums.as_mut_ptr().add(16) as *mut __m256i, hi);
                 }
             }
+        }
+    }
+
+    /// [`block_exact_sums`](super::block_exact_sums): per sub-quantizer, its 16 codes of
+    /// vectors 0..16 (low nibbles) and 16..32 (high nibbles) widened to 32-bit indices, each
+    /// looked up in the 16-float table with one permute, into sum j mod 4.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `exact` must hold m × 16 floats and `block` m × 16
+    /// bytes.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn block_exact_sums(exact: &[f32], block: &[u8], m: usize, out: &mut [f32; BLOCK]) {
+        let low = _mm512_set1_epi32(0x0F);
+        let z = _mm512_setzero_ps();
+        let mut lo = [z; super::EXACT_SUMS];
+        let mut hi = [z; super::EXACT_SUMS];
+        for j in 0..m {
+            // SAFETY: row j (16 bytes at 16·j) and table j (16 floats at 16·j) are inside
+            // `block` and `exact`, as the caller guarantees for j < m.
+            let (codes, table) = unsafe {
+                (
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(block.as_ptr().add(16 * j) as *const __m128i)),
+                    _mm512_loadu_ps(exact.as_ptr().add(16 * j)),
+                )
+            };
+            let q = j % super::EXACT_SUMS;
+            lo[q] = _mm512_add_ps(lo[q], _mm512_permutexvar_ps(_mm512_and_si512(codes, low), table));
+            hi[q] = _mm512_add_ps(hi[q], _mm512_permutexvar_ps(_mm512_srli_epi32(codes, 4), table));
+        }
+        let fold = |a: [__m512; 4]| _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        // SAFETY: `out` is 32 floats: two unaligned 16-float stores.
+        unsafe {
+            _mm512_storeu_ps(out.as_mut_ptr(), fold(lo));
+            _mm512_storeu_ps(out.as_mut_ptr().add(16), fold(hi));
         }
     }
 
@@ -535,10 +614,15 @@ fn scan_plain(
             continue;
         }
         let block = &blocks[b * BLOCK * m / 2..][..BLOCK * m / 2];
+        let exacts = (mask.count_ones() > 1).then(|| {
+            let mut sums = [0f32; BLOCK];
+            block_exact_sums(exact, block, m, &mut sums);
+            sums
+        });
         while mask != 0 {
             let i = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            let d = bias + exact_sum(exact, block, i, m);
+            let d = bias + exacts.map_or_else(|| exact_sum(exact, block, i, m), |e| e[i]);
             if d <= threshold {
                 topk.push(id_of(b * BLOCK + i), d);
                 threshold = topk.threshold();
@@ -592,43 +676,73 @@ fn scan_with_terms(scan: &BlockScan, terms: &[f32], sums: &[u16], id_of: impl Fn
     }
 }
 
-/// Vector `i` of `block`'s exact table sum: eight running sums (sub-quantizer j into sum
-/// j mod 8, added pairwise at the end) rather than one chain of m dependent additions, since
-/// every candidate that passes the filter pays for it.
+/// Running sums an exact distance is split into: sub-quantizer j goes to sum j mod 4, and the
+/// four are added as (s0 + s1) + (s2 + s3). Every path computing an exact sum ([`exact_sum`],
+/// [`block_exact_sums`] and its SIMD kernels) adds in this order, so they agree bit for bit.
+const EXACT_SUMS: usize = 4;
+
+/// Vector `i` of `block`'s exact table sum (see [`EXACT_SUMS`] for the order: independent sums
+/// rather than one chain of m dependent additions).
 #[inline(always)]
 fn exact_sum(exact: &[f32], block: &[u8], i: usize, m: usize) -> f32 {
     let (tables, _) = exact.as_chunks::<KSUB4>();
-    let (pairs, _) = block.as_chunks::<32>();
+    let (rows, _) = block.as_chunks::<16>();
     let (col, shift) = (i % 16, if i < 16 { 0 } else { 4 });
-    let code = |pair: &[u8; 32], half: usize| ((pair[16 * half + col] >> shift) & 0x0F) as usize;
-    let mut acc = [0f32; 8];
-    // Four pairs (eight sub-quantizers) a step, each into its own sum: constant indices keep
-    // the sums in registers.
-    let (quads, rest) = pairs[..m / 2].as_chunks::<4>();
-    let (tquads, trest) = tables[..m].as_chunks::<8>();
+    let code = |row: &[u8; 16]| ((row[col] >> shift) & 0x0F) as usize;
+    let mut acc = [0f32; EXACT_SUMS];
+    // Four sub-quantizers a step, each into its own sum: constant indices keep the sums in
+    // registers.
+    let (quads, rest) = rows[..m].as_chunks::<EXACT_SUMS>();
+    let (tquads, trest) = tables[..m].as_chunks::<EXACT_SUMS>();
     for (quad, t) in quads.iter().zip(tquads) {
-        for q in 0..4 {
-            acc[2 * q] += t[2 * q][code(&quad[q], 0)];
-            acc[2 * q + 1] += t[2 * q + 1][code(&quad[q], 1)];
+        for q in 0..EXACT_SUMS {
+            acc[q] += t[q][code(&quad[q])];
         }
     }
-    for (q, pair) in rest.iter().enumerate() {
-        acc[2 * q] += trest[2 * q][code(pair, 0)];
-        acc[2 * q + 1] += trest[2 * q + 1][code(pair, 1)];
+    for (q, (row, t)) in rest.iter().zip(trest).enumerate() {
+        acc[q] += t[code(row)];
     }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// The exact table sums of all 32 vectors of `block`, as [`exact_sum`] gives them: with AVX-512
+/// a sub-quantizer's 16 floats are one register and a permute looks up 16 vectors at once
+/// (AVX2: two permutes and a blend per 8). Cheaper than [`exact_sum`] once a block has two
+/// candidates or more.
+pub fn block_exact_sums(exact: &[f32], block: &[u8], m: usize, out: &mut [f32; BLOCK]) {
+    assert!(exact.len() >= m * KSUB4 && block.len() >= m * 16, "a table and a block of m sub-quantizers");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU reports AVX-512F; sizes are asserted above.
+            unsafe { avx512::block_exact_sums(exact, block, m, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU reports AVX2; sizes are asserted above.
+            unsafe { avx2::block_exact_sums(exact, block, m, out) };
+            return;
+        }
+    }
+    block_exact_sums_scalar(exact, block, m, out)
+}
+
+/// The reference for [`block_exact_sums`].
+pub fn block_exact_sums_scalar(exact: &[f32], block: &[u8], m: usize, out: &mut [f32; BLOCK]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = exact_sum(exact, block, i, m);
+    }
 }
 
 /// Each vector's sum of `table` (m × 16 floats) over its sub-codes, summed as exact distances
 /// are: the per-vector terms [`scan_blocks`] adds (for L2, a list's ‖r‖² + 2⟨c, r⟩ part).
 pub fn table_sums(table: &[f32], blocks: &[u8], n: usize, m: usize, out: &mut Vec<f32>) {
     out.clear();
+    let mut sums = [0f32; BLOCK];
     for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
-        for i in 0..BLOCK.min(n - b * BLOCK) {
-            // Eight running sums, as for exact distances: this runs for every extent read from
-            // the device, where one chain of m dependent additions per vector showed.
-            out.push(exact_sum(table, block, i, m));
-        }
+        // This runs for every extent read from the device: whole blocks at SIMD width.
+        block_exact_sums(table, block, m, &mut sums);
+        out.extend_from_slice(&sums[..BLOCK.min(n - b * BLOCK)]);
     }
 }
 
@@ -733,6 +847,43 @@ mod tests {
                 );
             }
             assert!(reference[n..].iter().all(|&s| s as usize <= m * 255), "padding scores are bounded");
+        }
+    }
+
+    /// Every exact-sum path gives the reference's floats bit for bit (the scan may take either
+    /// for any block, and cached terms must equal computed ones), on random tables and codes.
+    #[test]
+    fn exact_block_sums_equal_the_reference_bit_for_bit() {
+        let mut r = Rng::new(23);
+        for case in 0..300 {
+            let m = 2 * (1 + r.below(64) as usize);
+            let (codes, lut) = random_case(&mut r, BLOCK, m);
+            let mut block = Vec::new();
+            pack_blocks(&rows(&codes, m), m, &mut block);
+            let mut want = [0f32; BLOCK];
+            block_exact_sums_scalar(&lut, &block, m, &mut want);
+            for (i, w) in want.iter().enumerate() {
+                let plain: f32 = (0..m).map(|j| lut[j * KSUB4 + codes[i * m + j] as usize]).sum();
+                assert!((w - plain).abs() <= 1e-4 * plain.abs().max(1.0), "case {case}, vector {i}");
+            }
+            let mut got = [1f32; BLOCK];
+            block_exact_sums(&lut, &block, m, &mut got);
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "dispatched, case {case}, m {m}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut got = [2f32; BLOCK];
+                    // SAFETY: the CPU reports AVX2; table and block hold m sub-quantizers.
+                    unsafe { avx2::block_exact_sums(&lut, &block, m, &mut got) };
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "avx2, case {case}, m {m}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    let mut got = [3f32; BLOCK];
+                    // SAFETY: the CPU reports AVX-512F; table and block hold m sub-quantizers.
+                    unsafe { avx512::block_exact_sums(&lut, &block, m, &mut got) };
+                    assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "avx512, case {case}, m {m}");
+                }
+            }
         }
     }
 
