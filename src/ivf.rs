@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::distance::{self, Metric};
+use crate::distance::Metric;
 use crate::hnsw::{Hnsw, HnswParams, Points, VisitedSet};
 use crate::kmeans::{self, KMeansError, KMeansParams};
 use crate::topk::Neighbor;
@@ -94,15 +94,6 @@ impl CoarseQuantizer {
         x.par_chunks_mut(self.d).zip(lists.par_iter()).for_each(|(row, &l)| {
             row.iter_mut().zip(self.centroid(l as usize)).for_each(|(v, c)| *v -= c);
         });
-    }
-
-    /// The per-list term of the ADC distance for inner product: −⟨q, centroid⟩ (for L2 the
-    /// residual table carries everything and the term is 0).
-    pub fn list_bias(&self, q: &[f32], list: usize) -> f32 {
-        match self.metric {
-            Metric::L2 => 0.0,
-            _ => -distance::inner_product(q, self.centroid(list)),
-        }
     }
 }
 

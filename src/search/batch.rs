@@ -126,7 +126,7 @@ fn scan_part(
             let mut visitors: Vec<Visitor> = visits
                 .iter()
                 .map(|v| {
-                    let (table, bias) = prepared[v.query as usize].0.table_for(index, list, v.qc);
+                    let (table, bias) = prepared[v.query as usize].0.table_for(index, v.qc);
                     let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
                     Visitor { table, bias, topk }
                 })

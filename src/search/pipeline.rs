@@ -41,7 +41,7 @@ pub(crate) enum ScanMode {
 
 impl ScanMode {
     pub fn of(metric: Metric, by_residual: bool) -> Self {
-        match metric {
+        match metric.kernel() {
             _ if !by_residual => ScanMode::Direct,
             Metric::InnerProduct => ScanMode::Shared,
             _ => ScanMode::ListTerms,
@@ -198,11 +198,11 @@ pub(crate) fn prepare_normalized(index: &Index, q: Vec<f32>) -> PreparedQuery {
 }
 
 impl PreparedQuery {
-    /// The query's table and its bias for `list` (`qc`: the coarse distance, ‖q − c‖² for L2).
-    pub fn table_for(&self, index: &Index, list: usize, qc: f32) -> (&QueryTable, f32) {
+    /// The query's table and its bias for a list whose coarse distance is `qc` (‖q − c‖² for
+    /// L2, −⟨q, c⟩ for inner product: the very term a list adds, so it is taken as found).
+    pub fn table_for(&self, index: &Index, qc: f32) -> (&QueryTable, f32) {
         let bias = match index.scan_mode {
-            ScanMode::Shared => index.coarse.list_bias(&self.q, list),
-            ScanMode::ListTerms => qc,
+            ScanMode::Shared | ScanMode::ListTerms => qc,
             ScanMode::Direct => 0.0,
         };
         (&self.table, bias)
@@ -221,7 +221,7 @@ impl PreparedQuery {
         s: &mut Scratch,
         top: &mut TopK,
     ) {
-        let (table, bias) = self.table_for(index, list, qc);
+        let (table, bias) = self.table_for(index, qc);
         if index.scan_mode == ScanMode::ListTerms && derived.is_none() && !index.codec.is_fast_scan() {
             // An 8-bit extent read from the device for this query alone: its terms would cost
             // one more pass over its codes (an 8-bit look-up per sub-code), the list's own
