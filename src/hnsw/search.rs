@@ -258,14 +258,27 @@ impl Hnsw {
     /// Moves to a closer neighbour on `level` until none is closer; `dist(i)` is the query's
     /// distance to node `i`.
     pub(crate) fn greedy(&self, dist: &impl QueryDist, mut cur: Neighbor, level: u8) -> Neighbor {
+        let mut nbs: Vec<u32> = Vec::with_capacity(self.m);
         loop {
             let mut improved = false;
-            for nb in self.neighbors_of(cur.id as u32, level) {
-                let d = dist.one(nb);
+            nbs.clear();
+            nbs.extend(self.neighbors_of(cur.id as u32, level));
+            // Distances four at a time, as the level-0 walk takes them, then taken in order.
+            let mut quads = nbs.chunks_exact(4);
+            let mut take = |nb: u32, d: f32| {
                 if d < cur.dist {
                     cur = Neighbor { id: nb as u64, dist: d };
                     improved = true;
                 }
+            };
+            for q in &mut quads {
+                let ids = [q[0], q[1], q[2], q[3]];
+                for (&nb, d) in ids.iter().zip(dist.four(ids)) {
+                    take(nb, d);
+                }
+            }
+            for &nb in quads.remainder() {
+                take(nb, dist.one(nb));
             }
             if !improved {
                 return cur;
