@@ -242,6 +242,21 @@ impl MinimaxQueue {
 }
 
 /// Offers node `id` at dissimilarity `d` to a search's `ef` best results and its candidates.
+/// `each(id, distance)` for `ids` in order, the distances computed four at a time.
+#[inline]
+fn in_fours(dist: &impl QueryDist, ids: &[u32], mut each: impl FnMut(u32, f32)) {
+    let mut quads = ids.chunks_exact(4);
+    for q in &mut quads {
+        let four = [q[0], q[1], q[2], q[3]];
+        for (&id, d) in four.iter().zip(dist.four(four)) {
+            each(id, d);
+        }
+    }
+    for &id in quads.remainder() {
+        each(id, dist.one(id));
+    }
+}
+
 #[inline]
 fn consider(results: &mut BinaryHeap<Cand>, candidates: &mut BinaryHeap<Reverse<Cand>>, ef: usize, id: u32, d: f32) {
     if results.len() < ef || d < results.peek().map_or(f32::INFINITY, |n| n.dist) {
@@ -263,23 +278,12 @@ impl Hnsw {
             let mut improved = false;
             nbs.clear();
             nbs.extend(self.neighbors_of(cur.id as u32, level));
-            // Distances four at a time, as the level-0 walk takes them, then taken in order.
-            let mut quads = nbs.chunks_exact(4);
-            let mut take = |nb: u32, d: f32| {
+            in_fours(dist, &nbs, |nb, d| {
                 if d < cur.dist {
                     cur = Neighbor { id: nb as u64, dist: d };
                     improved = true;
                 }
-            };
-            for q in &mut quads {
-                let ids = [q[0], q[1], q[2], q[3]];
-                for (&nb, d) in ids.iter().zip(dist.four(ids)) {
-                    take(nb, d);
-                }
-            }
-            for &nb in quads.remainder() {
-                take(nb, dist.one(nb));
-            }
+            });
             if !improved {
                 return cur;
             }
@@ -296,7 +300,7 @@ impl Hnsw {
         level: u8,
         visited: &mut VisitedSet,
         fresh: &mut Vec<u32>,
-        mut each: impl FnMut(u32, f32),
+        each: impl FnMut(u32, f32),
     ) {
         fresh.clear();
         for nb in self.neighbors_of(node, level) {
@@ -305,16 +309,7 @@ impl Hnsw {
                 fresh.push(nb);
             }
         }
-        let mut quads = fresh.chunks_exact(4);
-        for q in &mut quads {
-            let ids = [q[0], q[1], q[2], q[3]];
-            for (&id, d) in ids.iter().zip(dist.four(ids)) {
-                each(id, d);
-            }
-        }
-        for &id in quads.remainder() {
-            each(id, dist.one(id));
-        }
+        in_fours(dist, fresh, each);
     }
 
     /// Best-first search of width `ef` on `level` from `entry`; returns candidates closest first.
