@@ -3,8 +3,8 @@
 //! as reads complete, checksum first). The steps per (query, list) are shared with the grouped
 //! batch path (`batch.rs`), which visits the same pairs list by list.
 //!
-//! How a list's distances are assembled depends on the metric, the codec and whether faiss's
-//! precomputed tables exist ([`ScanMode`]); every mode gives exact ADC distances.
+//! How a list's distances are assembled depends on the metric and on whether codes are of
+//! residuals ([`ScanMode`]); every mode gives exact ADC distances.
 
 use super::lists::Derived;
 use super::{Index, SearchParams, SearchStats};
@@ -32,10 +32,11 @@ pub(crate) enum ScanMode {
     /// Inner product: −⟨q, c⟩ − ⟨q, r⟩: a bias per list.
     Shared,
     /// L2 of residual codes: ‖q − c‖² + Σ_j (‖r_j‖² + 2⟨c_j, r_j⟩) − 2⟨q, r⟩. The middle term
-    /// is one number per vector of the list (computed once per cached extent and kept with it,
-    /// or per extent read from the device, from the list's part of faiss's precomputed tables),
-    /// so the query's one table (−2⟨q_j, r_jk⟩) serves every list; faiss builds or assembles a
-    /// table per probed list instead.
+    /// is one number per vector of the list, computed from the list's part of faiss's
+    /// precomputed tables once per cached extent and kept with it (and per fast-scan extent
+    /// read from the device), so the query's one table (−2⟨q_j, r_jk⟩) serves every list, where
+    /// faiss builds or assembles a table per probed list. An 8-bit extent read from the device
+    /// is scanned with its list's own table instead (see [`PreparedQuery::scan_extent`]).
     ListTerms,
 }
 
