@@ -343,7 +343,7 @@ impl Hnsw {
     /// The `k` nearest nodes to `q` (closest first) with search width `ef` (efSearch); `sp`
     /// are the vectors the graph was built over. With `k ≤ ef` this is the best-first search of
     /// width ef. With `k > ef` (an IVF probing more lists than efSearch) it walks as faiss's
-    /// HNSW does then ([`MinimaxQueue`]), so nprobe and efSearch mean what they mean in faiss.
+    /// HNSW does then (a bounded min-max queue), so nprobe and efSearch mean what they mean in faiss.
     pub fn search(&self, sp: Points, q: &[f32], k: usize, ef: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
         if self.is_empty() || k == 0 {
             return Vec::new();
