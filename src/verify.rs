@@ -47,7 +47,7 @@ pub struct VerifyReport {
     pub vectors: u64,
     pub bytes: u64,
     pub faults: Vec<Fault>,
-    /// Faults found beyond [`MAX_FAULTS`].
+    /// Faults found beyond `MAX_FAULTS`.
     pub faults_omitted: u64,
 }
 

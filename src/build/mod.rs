@@ -86,7 +86,7 @@ pub enum Unfinished {
 /// k-means inside each; for large nlist), or chosen by nlist.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KMeansKind {
-    /// Two-level from [`TWO_LEVEL_FROM`] lists on, flat below.
+    /// Two-level from `TWO_LEVEL_FROM` (8,192) lists on, flat below.
     #[default]
     Auto,
     Flat,
@@ -309,7 +309,7 @@ pub struct BuildPlan {
     pub disk: DiskPlan,
     /// Where the sorted runs go.
     pub runs_dir: PathBuf,
-    /// Estimated wall time per stage on this many threads (see [`estimate`]).
+    /// Estimated wall time per stage on this many threads (see `estimate`).
     pub stages: Vec<StageEstimate>,
     pub threads: usize,
     /// How the time estimate is made: the machine its costs were measured on.

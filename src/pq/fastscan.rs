@@ -43,7 +43,7 @@ pub fn pack_blocks(rows: &[u8], m: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// A query's tables quantized to u8: entry (j, k) ≈ (lut[j][k] − min_j) · scale, with one
+/// A query's tables quantized to u8: entry (j, k) ≈ (lut\[j\]\[k\] − min_j) · scale, with one
 /// scale for all sub-quantizers so that sums stay comparable. A sum s of m entries stands for
 /// the distance `bias + s / scale`, within m / (2 · scale) of the exact table sum.
 #[derive(Clone, Debug)]
@@ -705,9 +705,9 @@ fn exact_sum(exact: &[f32], block: &[u8], i: usize, m: usize) -> f32 {
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
-/// The exact table sums of all 32 vectors of `block`, as [`exact_sum`] gives them: with AVX-512
+/// The exact table sums of all 32 vectors of `block`, as `exact_sum` gives them: with AVX-512
 /// a sub-quantizer's 16 floats are one register and a permute looks up 16 vectors at once
-/// (AVX2: two permutes and a blend per 8). Cheaper than [`exact_sum`] once a block has two
+/// (AVX2: two permutes and a blend per 8). Cheaper than `exact_sum` once a block has two
 /// candidates or more.
 pub fn block_exact_sums(exact: &[f32], block: &[u8], m: usize, out: &mut [f32; BLOCK]) {
     assert!(exact.len() >= m * KSUB4 && block.len() >= m * 16, "a table and a block of m sub-quantizers");

@@ -1,6 +1,6 @@
 //! Argument value parsers shared by the subcommands. clap calls them while parsing, so a bad
 //! value is refused before any work with a message naming the flag ("invalid value '0' for
-//! '--niter <NITER>': must be at least 1") and exit status 2.
+//! '--niter `<NITER>`': must be at least 1") and exit status 2.
 
 use std::fmt;
 use std::str::FromStr;
