@@ -68,7 +68,7 @@ impl Codec {
     /// [`ready`](QueryTable::ready).
     pub fn query_table(&self) -> QueryTable {
         let len = self.pq.m * self.pq.ksub();
-        let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::new(&vec![0.0; len], self.pq.m));
+        let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::zeroed(self.pq.m));
         QueryTable { exact: vec![0.0; len], quantized }
     }
 

@@ -63,6 +63,12 @@ impl QuantizedLut {
         q
     }
 
+    /// The quantized form of an all-zero table (what [`new`](Self::new) gives for one), to be
+    /// filled by [`quantize`](Self::quantize).
+    pub fn zeroed(m: usize) -> Self {
+        QuantizedLut { m, table: vec![0; m * KSUB4], bias: 0.0, scale: 1.0 }
+    }
+
     /// Re-quantizes in place for another table of the same m (no allocation per probed list).
     /// On the per-list path of L2 searches: the min and max are pairwise trees over each
     /// 16-entry table and the rounding is `+ 0.5` then truncation (entries are ≥ 0), so the
@@ -800,7 +806,9 @@ mod tests {
             let mut blocks = Vec::new();
             pack_blocks(&rows(&codes, m), m, &mut blocks);
             assert_eq!(blocks.len(), packed_len(n, m));
-            let mut again = QuantizedLut::new(&vec![0.0; m * KSUB4], m);
+            let mut again = QuantizedLut::zeroed(m);
+            let zeros = QuantizedLut::new(&vec![0.0; m * KSUB4], m);
+            assert_eq!((&again.table, again.bias, again.scale), (&zeros.table, zeros.bias, zeros.scale));
             again.quantize(&lut);
             assert_eq!((&again.table, again.bias, again.scale), (&q.table, q.bias, q.scale));
             let nb = n.div_ceil(BLOCK) * BLOCK;
@@ -916,7 +924,7 @@ mod tests {
         for _ in 0..100 {
             let m = 2 * (1 + r.below(64) as usize);
             let lut: Vec<f32> = (0..m * KSUB4).map(|_| r.normal() as f32 * 50.0 + 3.0).collect();
-            let mut portable = QuantizedLut::new(&vec![0.0; m * KSUB4], m);
+            let mut portable = QuantizedLut::zeroed(m);
             portable.quantize_portable(&lut);
             let fast = QuantizedLut::new(&lut, m);
             assert_eq!((&fast.table, fast.bias, fast.scale), (&portable.table, portable.bias, portable.scale));
