@@ -43,6 +43,15 @@ pub fn threads(s: &str) -> Result<usize, String> {
     in_range(s, 0, MAX_THREADS as u64).map(|v| v as usize)
 }
 
+/// A recall to reach: a number in (0, 1].
+pub fn recall(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(_) => Err("must be in (0, 1], e.g. 0.95".into()),
+        Err(_) => Err(format!("{s:?} is not a number; give a recall in (0, 1], e.g. 0.95")),
+    }
+}
+
 /// A size in bytes: `4096`, `512MiB`, `2GiB`, `1.5G`. Units: `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
 /// `T`/`TiB` are powers of 1024; `KB`, `MB`, `GB`, `TB` powers of 1000; `B` or none, bytes.
 pub fn size(s: &str) -> Result<u64, String> {
@@ -146,6 +155,11 @@ mod tests {
         assert_eq!(count("0").unwrap_err(), "must be at least 1");
         assert!(dim("2000000000").unwrap_err().contains("at most 65536"));
         assert!(threads("100000").is_err());
+        assert_eq!(recall("0.95").unwrap(), 0.95);
+        assert_eq!(recall("1").unwrap(), 1.0);
+        for bad in ["0", "-0.5", "1.01", "nan", "x", ""] {
+            assert!(recall(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ enum Command {
     Search(cmd::search::Args),
     /// Describe an index: parameters, files, list sizes.
     Inspect(cmd::inspect::Args),
+    /// Find the cheapest nprobe that reaches a target recall@10 on queries with ground truth.
+    Tune(cmd::tune::Args),
     /// Check every checksum, every byte and every id of an index, reporting every fault found.
     Verify(cmd::verify::Args),
     /// Write synthetic vectors shaped like faiss's SyntheticDataset.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Build(a) => cmd::build::run(a, &mut out),
         Command::Search(a) => cmd::search::run(a, &mut out),
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
+        Command::Tune(a) => cmd::tune::run(a, &mut out),
         Command::Verify(a) => cmd::verify::run(a, &mut out),
         Command::Gen(a) => cmd::gen::run(a, &mut out),
         Command::Gt(a) => cmd::gt::run(a, &mut out),

@@ -144,7 +144,7 @@ fn shallow_k_is_reported_not_a_crash() {
 #[test]
 fn errors_exit_nonzero_with_a_message() {
     let d = tempfile::tempdir().unwrap();
-    let (base, q, _, idx) = fixture(d.path());
+    let (base, q, gt, idx) = fixture(d.path());
     // Status 2: the command line is wrong and nothing was done; 1: the work failed.
     for (args, needle, code) in [
         (vec!["search", "--index", &idx, "--queries", &q, "--nprobe", "0"], "nprobe", 2),
@@ -161,6 +161,9 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ7x4fs"], "even m", 2),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ8x6"], "not supported", 2),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,PQ6x4fs"], "divisible", 2),
+        (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "0"], "(0, 1]", 2),
+        (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "1.5"], "(0, 1]", 2),
+        (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "x"], "not a number", 2),
     ] {
         let o = quiver(&args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
@@ -174,10 +177,42 @@ fn errors_exit_nonzero_with_a_message() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("dimension 8"));
 }
 
+/// `tune` finds the smallest nprobe that meets the target (the one below it does not, as
+/// `search` confirms), reports it as one JSON object, and says so when no setting can.
+#[test]
+fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, q, gt, idx) = fixture(d.path());
+    let recall = |nprobe: usize| -> f64 {
+        let n = nprobe.to_string();
+        let row = ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", &n, "--json"]);
+        field(&row, "recall_at_10").parse().unwrap()
+    };
+    let target = (recall(1) + recall(16)) / 2.0;
+    let t = format!("{target:.3}");
+    let out = ok(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", &t, "--json"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let nprobe: usize = field(&out, "nprobe").parse().unwrap();
+    assert_eq!(field(&out, "k_factor"), "null", "this index does not re-rank");
+    let got: f64 = field(&out, "recall_at_10").parse().unwrap();
+    let t: f64 = t.parse().unwrap();
+    assert!(got >= t && recall(nprobe) == got, "{out}");
+    assert!(nprobe > 1 && recall(nprobe - 1) < t, "nprobe {nprobe} is the cheapest");
+    for key in ["ms_p50", "qps"] {
+        assert!(field(&out, key).parse::<f64>().unwrap() > 0.0, "{out}");
+    }
+    // 8-byte codes of 16-d vectors cannot rank every query perfectly, even with every list.
+    assert!(recall(16) < 1.0);
+    let o = quiver(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("out of this index's reach"), "{err}");
+}
+
 #[test]
 fn help_explains_every_command_and_flag() {
     let top = ok(&["--help"]);
-    for cmd in ["build", "search", "inspect", "verify", "gen", "gt", "demo"] {
+    for cmd in ["build", "search", "tune", "inspect", "verify", "gen", "gt", "demo"] {
         assert!(top.contains(cmd), "{cmd} missing from --help");
         // clap puts a flag's explanation after it on the same line, or on the next line when any
         // explanation of the command is long.

@@ -6,6 +6,7 @@ pub mod gen;
 pub mod gt;
 pub mod inspect;
 pub mod search;
+pub mod tune;
 pub mod verify;
 
 use std::path::Path;
@@ -24,6 +25,17 @@ pub struct IndexArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The index and the queries of the commands that search (`search`, `tune`).
+#[derive(clap::Args)]
+pub struct SearchTarget {
+    /// Index directory.
+    #[arg(long)]
+    pub index: std::path::PathBuf,
+    /// Query vectors (any supported format).
+    #[arg(long)]
+    pub queries: std::path::PathBuf,
 }
 
 /// A rayon pool of `threads` (0 = one per core).
@@ -55,4 +67,17 @@ pub fn load_ground_truth(path: &Path, nq: usize, ntotal: u64) -> Result<GroundTr
         ));
     }
     Ok(GroundTruth { depth, ids })
+}
+
+/// The query file's vectors, checked against the index's dimension before any search.
+pub fn load_queries(path: &Path, dim: usize) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+    let f = quiver::VectorFile::open(path)?;
+    if f.dim() != dim {
+        return usage(format!(
+            "--queries {}: queries have dimension {}, the index holds {dim}-dimensional vectors",
+            path.display(),
+            f.dim()
+        ));
+    }
+    Ok(f.read_all_f32()?)
 }

@@ -1,9 +1,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, Searcher, VectorFile, VectorWriter};
+use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, Searcher, VectorWriter};
 
-use super::{load_ground_truth, CmdResult};
+use super::{load_ground_truth, load_queries, CmdResult, SearchTarget};
 use crate::args::{self, usage, CountList};
 use crate::eval;
 use crate::output;
@@ -26,12 +26,8 @@ enum CachePolicyArg {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory.
-    #[arg(long)]
-    index: PathBuf,
-    /// Query vectors (any supported format).
-    #[arg(long)]
-    queries: PathBuf,
+    #[command(flatten)]
+    target: SearchTarget,
     /// Exact ground truth (.ivecs or .ibin, nearest first) for recall figures.
     #[arg(long)]
     gt: Option<PathBuf>,
@@ -143,7 +139,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if let Some(b) = a.precomputed_table_max_bytes {
         open.precomputed_table_max_bytes = b;
     }
-    let index = Index::open_with(&a.index, open)?;
+    let index = Index::open_with(&a.target.index, open)?;
     let info = index.info().clone();
     let nprobes = nprobe_settings(a.nprobe.as_ref(), info.nlist)?;
     if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() != 1 {
@@ -152,16 +148,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if a.k as u64 > info.ntotal {
         return usage(format!("--k {} is above the {} vectors in the index", a.k, info.ntotal));
     }
-    let qfile = VectorFile::open(&a.queries)?;
-    if qfile.dim() != info.dim {
-        return usage(format!(
-            "--queries {}: queries have dimension {}, the index holds {}-dimensional vectors",
-            a.queries.display(),
-            qfile.dim(),
-            info.dim
-        ));
-    }
-    let nq = qfile.len();
+    let queries = load_queries(&a.target.queries, info.dim)?;
+    let nq = queries.len() / info.dim;
     let gt = a.gt.as_deref().map(|p| load_ground_truth(p, nq, info.ntotal)).transpose()?;
     let mut ids_out = a
         .out
@@ -181,7 +169,6 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if dist_out.as_ref().is_some_and(|w| w.elem() != quiver::input::Elem::F32) {
         return usage("--out-distances needs a float32 file: .fvecs, .fbin or .npy");
     }
-    let queries = qfile.read_all_f32()?;
     if let Some(g) = &gt {
         let depth = g.depth.min(a.k).min(10);
         if depth < 10 {
@@ -194,7 +181,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         writeln!(
             out,
             "index {} ({}, {} x {}, {}), {nq} queries, k = {}, {} thread(s)",
-            a.index.display(),
+            a.target.index.display(),
             info.factory,
             info.ntotal,
             info.dim,

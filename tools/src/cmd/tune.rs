@@ -1,0 +1,150 @@
+//! `quiver tune`: the cheapest search setting that reaches a target recall on a query set with
+//! exact ground truth, as faiss's `ParameterSpace` explores settings: nprobe (the cost of a
+//! query grows with it) doubled until the target is met, then bisected.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use quiver::{Index, OpenOptions, Searcher};
+
+use super::{load_ground_truth, load_queries, CmdResult, SearchTarget};
+use crate::args::{self, usage};
+use crate::eval::{self, GroundTruth, Row, Setting};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: SearchTarget,
+    /// Exact ground truth of those queries (.ivecs or .ibin, nearest first, at least 10 deep).
+    #[arg(long)]
+    gt: PathBuf,
+    /// Recall@10 to reach, in (0, 1].
+    #[arg(long, value_parser = args::recall)]
+    target_recall: f64,
+    /// HNSW efSearch over the centroids [default: the index's].
+    #[arg(long, value_parser = args::count)]
+    ef: Option<usize>,
+    /// Search threads for the timing of the setting found (0 = one per core).
+    #[arg(long, default_value_t = 1, value_parser = args::threads)]
+    threads: usize,
+    /// RAM for a cache of lists, as `search --cache-bytes`; the setting found is then timed
+    /// warm (after one untimed pass).
+    #[arg(long, value_parser = args::size)]
+    cache_bytes: Option<u64>,
+    /// One JSON object on stdout: nprobe, k_factor (null: this index does not re-rank),
+    /// recall_at_10, ms_p50 and qps of the setting found.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The smallest n in 1 ..= max for which `meets(n)` holds, taking `meets` to be monotone (as
+/// recall is in nprobe): doubling from 1 until it holds, then bisecting the last step. None
+/// when even `max` does not meet it.
+pub fn cheapest<E>(max: usize, mut meets: impl FnMut(usize) -> Result<bool, E>) -> Result<Option<usize>, E> {
+    let (mut fails, mut holds) = (0, 1.min(max));
+    loop {
+        if meets(holds)? {
+            break;
+        }
+        if holds == max {
+            return Ok(None);
+        }
+        fails = holds;
+        holds = (holds * 2).min(max);
+    }
+    while holds - fails > 1 {
+        let mid = fails + (holds - fails) / 2;
+        if meets(mid)? {
+            holds = mid;
+        } else {
+            fails = mid;
+        }
+    }
+    Ok(Some(holds))
+}
+
+pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
+    let open = OpenOptions { cache_bytes: a.cache_bytes.unwrap_or(0), ..Default::default() };
+    let index = Index::open_with(&a.target.index, open)?;
+    let info = index.info().clone();
+    let k = 10;
+    if info.ntotal < k as u64 {
+        return usage(format!("the index holds {} vectors; recall@10 needs at least 10", info.ntotal));
+    }
+    let queries = load_queries(&a.target.queries, info.dim)?;
+    let nq = queries.len() / info.dim;
+    let gt: GroundTruth = load_ground_truth(&a.gt, nq, info.ntotal)?;
+    if gt.depth < k {
+        return usage(format!("--gt {}: {} neighbours per query; recall@10 needs 10", a.gt.display(), gt.depth));
+    }
+    let ef = a.ef.unwrap_or(info.ef_search);
+    let searcher = Searcher::new(&index, a.threads)?;
+    // Recall alone decides, so the settings are tried as one grouped batch (same results).
+    let recall_at = |nprobe: usize| -> quiver::Result<f64> {
+        let s = Setting { k, nprobe, ef, warmup: false, grouped: true };
+        let r = eval::run(&searcher, &queries, Some(&gt), &s)?.recall_at_10.expect("ground truth given");
+        eprintln!("nprobe {nprobe:>6}: recall@10 {r:.4}");
+        Ok(r)
+    };
+    let mut tried = std::collections::BTreeMap::new();
+    let found = cheapest(info.nlist, |nprobe| {
+        let r = recall_at(nprobe)?;
+        tried.insert(nprobe, r);
+        Ok::<bool, quiver::Error>(r >= a.target_recall)
+    })?;
+    let Some(nprobe) = found else {
+        let best = tried[&info.nlist];
+        return Err(format!(
+            "recall@10 {} is out of this index's reach: {best:.4} with every list probed (nprobe = nlist = {}); \
+             more bytes per vector (a larger PQ m) or exact re-rank raise it",
+            a.target_recall, info.nlist
+        )
+        .into());
+    };
+    // The setting found, timed one query at a time (warm when there is a cache).
+    let setting = Setting { k, nprobe, ef, warmup: a.cache_bytes.is_some(), grouped: false };
+    let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
+    if a.json {
+        let o = serde_json::json!({
+            "nprobe": nprobe,
+            "k_factor": null,
+            "recall_at_10": row.recall_at_10,
+            "ms_p50": row.ms_p50,
+            "qps": row.qps,
+        });
+        writeln!(out, "{o}")?;
+    } else {
+        writeln!(
+            out,
+            "nprobe {nprobe} (efSearch {ef}) reaches recall@10 {:.4} (target {}): p50 {:.3} ms, {:.0} QPS on {} thread(s)",
+            row.recall_at_10.unwrap_or(0.0),
+            a.target_recall,
+            row.ms_p50.unwrap_or(f64::NAN),
+            row.qps,
+            searcher.threads()
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cheapest;
+
+    #[test]
+    fn finds_the_first_setting_that_holds_and_says_when_none_does() {
+        for max in [1, 2, 3, 7, 64, 100, 4096] {
+            for first in 1..=max.min(130) {
+                let mut tried = 0;
+                let got = cheapest::<()>(max, |n| {
+                    tried += 1;
+                    Ok(n >= first)
+                });
+                assert_eq!(got, Ok(Some(first)), "max {max}, first {first}");
+                assert!(tried <= 2 * (usize::BITS - max.leading_zeros()) as usize + 1, "{tried} tries");
+            }
+            assert_eq!(cheapest::<()>(max, |_| Ok(false)), Ok(None));
+        }
+        assert_eq!(cheapest(8, |n| if n == 4 { Err("failed") } else { Ok(false) }), Err("failed"));
+    }
+}
