@@ -46,6 +46,12 @@ fn bytes_read_equal_the_probed_extents() {
     let all = index.search(&queries, &SearchParams { k: 5, nprobe: 32, ef_search: 64 }).unwrap();
     let seg_area = std::fs::metadata(segment_path(dir.path())).unwrap().len() - 4096;
     assert_eq!(all.stats.bytes_read, seg_area, "nprobe = nlist reads the whole extent area once");
+    // Lists lie in order in the segment: all 32 extents (well under 1 MiB) are one read.
+    assert_eq!((all.stats.extents_read, all.stats.reads), (32, 1));
+    for nprobe in [1, 3] {
+        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64 }).unwrap();
+        assert!(res.stats.reads >= 1 && res.stats.reads <= res.stats.extents_read);
+    }
 }
 
 #[test]

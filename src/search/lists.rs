@@ -18,6 +18,12 @@ use crate::topk::Neighbor;
 /// How much of the next cached list a scan asks the CPU to load ahead.
 const PREFETCH_BYTES: usize = 2048;
 
+/// The most bytes one read of adjacent extents may cover: lists in a batch of probes that lie
+/// next to each other in a segment (nearby lists, or a grouped batch's lists in list order)
+/// cost one device request instead of one each, and a request this size still completes in
+/// about the time of a few small ones.
+const COALESCE_MAX_BYTES: u64 = 1 << 20;
+
 /// A segment file opened for reads.
 pub(crate) struct Segment {
     pub name: String,
@@ -51,26 +57,25 @@ impl ListStore {
         reader: &mut io::Reader,
         mut scan: impl FnMut(usize, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
-        let mut meta: Vec<(usize, u32, f32)> = Vec::new();
+        let mut pending: Vec<(usize, u32, f32)> = Vec::new();
         let mut cached: Vec<(usize, u32, f32, Arc<Cached>)> = Vec::new();
-        let mut reqs = Vec::new();
         for &Neighbor { id, dist: qc } in probes {
             let list = id as usize;
             let first = self.directory.list_starts[list];
-            for (i, e) in self.directory.extents_of(list).iter().enumerate() {
+            for i in 0..self.directory.extents_of(list).len() {
                 let x = first + i as u32;
-                if let Some(bytes) = self.cache.as_ref().and_then(|c| c.get(x)) {
-                    cached.push((list, x, qc, bytes));
-                    continue;
+                match self.cache.as_ref().and_then(|c| c.get(x)) {
+                    Some(bytes) => cached.push((list, x, qc, bytes)),
+                    None => pending.push((list, x, qc)),
                 }
-                reqs.push(self.request(e)?);
-                meta.push((list, x, qc));
             }
         }
-        let lookups = if self.cache.is_some() { (cached.len() as u64, reqs.len() as u64) } else { (0, 0) };
+        let (reqs, members) = self.coalesced_reads(&mut pending)?;
+        let lookups = if self.cache.is_some() { (cached.len() as u64, pending.len() as u64) } else { (0, 0) };
         let mut stats = SearchStats {
             bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
-            extents_read: reqs.len() as u64,
+            extents_read: pending.len() as u64,
+            reads: reqs.len() as u64,
             cache_hits: lookups.0,
             cache_misses: lookups.1,
             io: None,
@@ -92,10 +97,14 @@ impl ListStore {
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
-                let (list, x, qc) = meta[i];
-                let view = self.verified(x, bytes)?;
-                let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
+                let start = reqs[i].offset();
+                for &(list, x, qc) in &pending[members[i].clone()] {
+                    let e = &self.directory.extents[x as usize];
+                    let bytes = &bytes[(e.offset.get() - start) as usize..][..e.length.get() as usize];
+                    let view = self.verified(x, bytes)?;
+                    let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
+                    scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
+                }
                 Ok(())
             })
             .map_err(|e| self.error(e))?;
@@ -103,6 +112,36 @@ impl ListStore {
             stats.io = Some(engine);
         }
         Ok(stats)
+    }
+
+    /// The reads of the `pending` extents (sorted here by segment and offset): runs of extents
+    /// that follow each other in a segment become one read of at most [`COALESCE_MAX_BYTES`]
+    /// (a larger extent alone is one read). Read `i` holds `pending[members[i]]`.
+    fn coalesced_reads(
+        &self,
+        pending: &mut [(usize, u32, f32)],
+    ) -> Result<(Vec<ReadRequest<'_>>, Vec<std::ops::Range<usize>>)> {
+        let extent = |x: u32| &self.directory.extents[x as usize];
+        pending.sort_unstable_by_key(|&(_, x, _)| (extent(x).segment.get(), extent(x).offset.get()));
+        let (mut reqs, mut members) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < pending.len() {
+            let first = extent(pending[start].1);
+            let (mut end, mut len) = (start + 1, first.length.get());
+            while let Some(&(_, x, _)) = pending.get(end) {
+                let e = extent(x);
+                let adjacent = e.segment == first.segment && e.offset.get() == first.offset.get() + len;
+                if !adjacent || len + e.length.get() > COALESCE_MAX_BYTES {
+                    break;
+                }
+                len += e.length.get();
+                end += 1;
+            }
+            reqs.push(self.request(first, len)?);
+            members.push(start..end);
+            start = end;
+        }
+        Ok((reqs, members))
     }
 
     /// Reads lists in order into the cache until it is full (or every list is read).
@@ -119,8 +158,13 @@ impl ListStore {
             .collect();
         let mut reader = io::Reader::new();
         for batch in extents.chunks(256) {
-            let reqs =
-                batch.iter().map(|&x| self.request(&self.directory.extents[x as usize])).collect::<Result<Vec<_>>>()?;
+            let reqs = batch
+                .iter()
+                .map(|&x| {
+                    let e = &self.directory.extents[x as usize];
+                    self.request(e, e.length.get())
+                })
+                .collect::<Result<Vec<_>>>()?;
             reader
                 .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
                     self.verified(batch[i], bytes)?;
@@ -136,10 +180,10 @@ impl ListStore {
         self.directory.extents[x as usize].count.get() as u64 * self.derived_per_vector
     }
 
-    /// The read of extent `e`.
-    fn request<'a>(&'a self, e: &Extent) -> Result<ReadRequest<'a>> {
+    /// The read of `len` bytes from extent `e` on (`e` alone, or a run of adjacent extents).
+    fn request<'a>(&'a self, e: &Extent, len: u64) -> Result<ReadRequest<'a>> {
         let seg = &self.segments[e.segment.get() as usize];
-        ReadRequest::new(&seg.file, e.offset.get(), e.length.get() as usize)
+        ReadRequest::new(&seg.file, e.offset.get(), len as usize)
             .map_err(|err| Error::Io { path: self.dir.join(&seg.name), source: err })
     }
 

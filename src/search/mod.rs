@@ -53,6 +53,9 @@ pub struct SearchStats {
     pub bytes_read: u64,
     /// Extents read from the device.
     pub extents_read: u64,
+    /// Reads issued to the device: extents adjacent in a segment file are read together, so
+    /// this is at most `extents_read`.
+    pub reads: u64,
     /// Extents served from the list cache.
     pub cache_hits: u64,
     /// Extents looked up in the list cache and not found (0 without a cache).
@@ -65,6 +68,7 @@ impl SearchStats {
     pub(crate) fn add(&mut self, o: &SearchStats) {
         self.bytes_read += o.bytes_read;
         self.extents_read += o.extents_read;
+        self.reads += o.reads;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
         self.io = self.io.or(o.io);
