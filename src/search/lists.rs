@@ -70,7 +70,7 @@ impl ListStore {
                 }
             }
         }
-        let (reqs, members) = self.coalesced_reads(&mut pending)?;
+        let (reqs, members) = self.coalesced_reads(&mut pending, |p| p.1)?;
         let lookups = if self.cache.is_some() { (cached.len() as u64, pending.len() as u64) } else { (0, 0) };
         let mut stats = SearchStats {
             bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
@@ -97,15 +97,17 @@ impl ListStore {
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
-                let start = reqs[i].offset();
-                for &(list, x, qc) in &pending[members[i].clone()] {
-                    let e = &self.directory.extents[x as usize];
-                    let bytes = &bytes[(e.offset.get() - start) as usize..][..e.length.get() as usize];
-                    let view = self.verified(x, bytes)?;
-                    let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                    scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
-                }
-                Ok(())
+                let run = &pending[members[i].clone()];
+                self.split(
+                    reqs[i].offset(),
+                    bytes,
+                    run,
+                    |p| p.1,
+                    |&(list, x, qc), bytes, view| {
+                        let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
+                        scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
+                    },
+                )
             })
             .map_err(|e| self.error(e))?;
         if !reqs.is_empty() {
@@ -114,22 +116,23 @@ impl ListStore {
         Ok(stats)
     }
 
-    /// The reads of the `pending` extents (sorted here by segment and offset): runs of extents
-    /// that follow each other in a segment become one read of at most [`COALESCE_MAX_BYTES`]
-    /// (a larger extent alone is one read). Read `i` holds `pending[members[i]]`.
-    fn coalesced_reads(
+    /// The reads of the `pending` extents (`extent_of` names each one's extent; sorted here by
+    /// segment and offset): runs of extents that follow each other in a segment become one
+    /// read of at most [`COALESCE_MAX_BYTES`] (a larger extent alone is one read). Read `i`
+    /// holds `pending[members[i]]`.
+    fn coalesced_reads<T>(
         &self,
-        pending: &mut [(usize, u32, f32)],
+        pending: &mut [T],
+        extent_of: impl Fn(&T) -> u32,
     ) -> Result<(Vec<ReadRequest<'_>>, Vec<std::ops::Range<usize>>)> {
-        let extent = |x: u32| &self.directory.extents[x as usize];
-        pending.sort_unstable_by_key(|&(_, x, _)| (extent(x).segment.get(), extent(x).offset.get()));
+        let extent = |t: &T| &self.directory.extents[extent_of(t) as usize];
+        pending.sort_unstable_by_key(|t| (extent(t).segment.get(), extent(t).offset.get()));
         let (mut reqs, mut members) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < pending.len() {
-            let first = extent(pending[start].1);
+            let first = extent(&pending[start]);
             let (mut end, mut len) = (start + 1, first.length.get());
-            while let Some(&(_, x, _)) = pending.get(end) {
-                let e = extent(x);
+            while let Some(e) = pending.get(end).map(extent) {
                 let adjacent = e.segment == first.segment && e.offset.get() == first.offset.get() + len;
                 if !adjacent || len + e.length.get() > COALESCE_MAX_BYTES {
                     break;
@@ -142,6 +145,26 @@ impl ListStore {
             start = end;
         }
         Ok((reqs, members))
+    }
+
+    /// Cuts read `bytes` (which starts at `start` in its segment) into the extents of `run`
+    /// (`extent_of` names each one's extent), checks each, and calls `each(item, extent bytes,
+    /// view)`.
+    fn split<'b, T>(
+        &self,
+        start: u64,
+        bytes: &'b [u8],
+        run: &[T],
+        extent_of: impl Fn(&T) -> u32,
+        mut each: impl FnMut(&T, &'b [u8], ExtentView<'b>),
+    ) -> std::result::Result<(), ReadError> {
+        for t in run {
+            let x = extent_of(t);
+            let e = &self.directory.extents[x as usize];
+            let bytes = &bytes[(e.offset.get() - start) as usize..][..e.length.get() as usize];
+            each(t, bytes, self.verified(x, bytes)?);
+        }
+        Ok(())
     }
 
     /// Reads lists in order into the cache until it is full (or every list is read).
@@ -158,18 +181,19 @@ impl ListStore {
             .collect();
         let mut reader = io::Reader::new();
         for batch in extents.chunks(256) {
-            let reqs = batch
-                .iter()
-                .map(|&x| {
-                    let e = &self.directory.extents[x as usize];
-                    self.request(e, e.length.get())
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut batch = batch.to_vec();
+            let (reqs, members) = self.coalesced_reads(&mut batch, |&x| x)?;
             reader
                 .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
-                    self.verified(batch[i], bytes)?;
-                    cache.offer(batch[i], bytes, self.derived_bytes(batch[i]));
-                    Ok(())
+                    self.split(
+                        reqs[i].offset(),
+                        bytes,
+                        &batch[members[i].clone()],
+                        |&x| x,
+                        |&x, bytes, _| {
+                            cache.offer(x, bytes, self.derived_bytes(x));
+                        },
+                    )
                 })
                 .map_err(|e| self.error(e))?;
         }
