@@ -171,6 +171,11 @@ fn errors_exit_nonzero_with_a_message() {
         assert!(err.contains("error:") && err.contains(needle), "{args:?}: {err}");
     }
     assert!(!std::path::Path::new("fs-idx").exists(), "refused before any work");
+    let shallow = d.path().join("gt5.ivecs").display().to_string();
+    ok(&["gt", "--base", &base, "--queries", &q, "--k", "5", "--out", &shallow, "--quiet"]);
+    let o = quiver(&["tune", "--index", &idx, "--queries", &q, "--gt", &shallow, "--target-recall", "0.5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("recall@10 needs 10"));
     let other_dim = d.path().join("q8.fvecs");
     ok(&["gen", "--n", "3", "--dim", "8", "--out", other_dim.to_str().unwrap()]);
     let o = quiver(&["search", "--index", &idx, "--queries", other_dim.to_str().unwrap()]);
