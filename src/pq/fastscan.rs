@@ -587,13 +587,21 @@ pub fn passing(sums: &[u16; BLOCK], limit: u16) -> u32 {
 /// a margin for the float sums' own rounding). In sum units; None when no sum can pass.
 #[inline(always)]
 fn sum_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> Option<u16> {
+    let limit = scaled_limit(lut, bias, threshold) * lut.scale as f64;
+    (limit >= 0.0).then(|| limit.min(u16::MAX as f64).floor() as u16)
+}
+
+/// [`sum_limit`] before scaling: the largest `s / scale` (plus a vector's term, where there
+/// are terms) that may hide an exact distance at or below `threshold`; +∞ while the top-k is
+/// not full.
+#[inline(always)]
+fn scaled_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> f64 {
     if threshold.is_infinite() {
-        return Some(u16::MAX);
+        return f64::INFINITY;
     }
     let (t, bias) = (threshold as f64, bias as f64);
     let slack = lut.m as f64 * 0.5 / lut.scale as f64;
-    let limit = (t + t.abs() * 1e-5 + bias.abs() * 1e-5 - bias + slack - lut.bias as f64) * lut.scale as f64;
-    (limit >= 0.0).then(|| limit.floor().min(u16::MAX as f64) as u16)
+    t + t.abs() * 1e-5 + bias.abs() * 1e-5 - bias + slack - lut.bias as f64
 }
 
 /// The scan without per-vector terms: a block passes its vectors whose sums are at most an
@@ -648,15 +656,8 @@ fn scan_plain(
 fn scan_with_terms(scan: &BlockScan, terms: &[f32], sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
     let BlockScan { lut, exact, bias, blocks, n, .. } = *scan;
     let m = lut.m;
-    // The limit of `sum_limit`, as a distance less the bias rather than in sum units: a term
-    // is added to each vector's sum before the compare.
-    let slack = m as f64 * 0.5 / lut.scale as f64;
-    let limit_of = |t: f32| -> f32 {
-        if t.is_infinite() {
-            return f32::INFINITY;
-        }
-        (t as f64 + (t as f64).abs() * 1e-5 + (bias as f64).abs() * 1e-5 - bias as f64 + slack - lut.bias as f64) as f32
-    };
+    // Not in sum units: a term is added to each vector's sum before the compare.
+    let limit_of = |t: f32| scaled_limit(lut, bias, t) as f32;
     let inv = 1.0 / lut.scale;
     let mut threshold = topk.threshold();
     let mut limit = limit_of(threshold);
