@@ -1,8 +1,5 @@
 //! Greedy descent through the upper levels, then a best-first search of width `ef` on level 0.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use super::Hnsw;
 use crate::distance::{self, Metric};
 use crate::topk::Neighbor;
@@ -170,78 +167,64 @@ impl PartialOrd for Cand {
     }
 }
 
-/// faiss's candidate queue for a walk that must return more nodes than efSearch: at most
-/// `cap` entries in a max-heap on distance, each expanded or not. A newcomer evicts the
-/// farthest entry when the queue is full and it is closer; expanded entries stay until
-/// evicted, and count towards the stopping rule (`count_below`).
-struct MinimaxQueue {
+/// A walk's frontier: the `cap` closest nodes offered so far, kept sorted closest first, each
+/// expanded or not. A newcomer closer than the farthest entry evicts it, and what remains at the
+/// end is the walk's answer. This is faiss's bounded candidate queue (`MinimaxHeap`) and the
+/// walk's result heap in one array: both held the `cap` closest nodes seen. Sorted, each of the
+/// walk's questions is cheap: a newcomer that cannot enter costs one compare against the last
+/// entry, the closest unexpanded entry lies at or after a cursor, and a count of entries below
+/// a distance is a binary search.
+struct Frontier {
     cap: usize,
-    /// Max-heap order on (dist, id).
-    heap: Vec<Cand>,
-    expanded: Vec<bool>,
+    entries: Vec<(Cand, bool)>,
+    /// No entry before this index is unexpanded.
+    next: usize,
 }
 
-impl MinimaxQueue {
-    fn new(cap: usize) -> Self {
-        MinimaxQueue { cap, heap: Vec::with_capacity(cap), expanded: Vec::with_capacity(cap) }
+impl Frontier {
+    fn new(cap: usize, first: Cand) -> Self {
+        let mut entries = Vec::with_capacity(cap + 1);
+        entries.push((first, false));
+        Frontier { cap: cap.max(1), entries, next: 0 }
     }
 
+    #[inline]
     fn offer(&mut self, c: Cand) {
-        if self.heap.len() < self.cap {
-            self.heap.push(c);
-            self.expanded.push(false);
-            let mut i = self.heap.len() - 1;
-            while i > 0 && self.heap[(i - 1) / 2] < self.heap[i] {
-                self.swap(i, (i - 1) / 2);
-                i = (i - 1) / 2;
+        if self.entries.len() == self.cap {
+            if c >= self.entries[self.cap - 1].0 {
+                return;
             }
-        } else if c < self.heap[0] {
-            self.heap[0] = c;
-            self.expanded[0] = false;
-            let mut i = 0;
-            loop {
-                let (l, r) = (2 * i + 1, 2 * i + 2);
-                let mut top = i;
-                if l < self.heap.len() && self.heap[top] < self.heap[l] {
-                    top = l;
-                }
-                if r < self.heap.len() && self.heap[top] < self.heap[r] {
-                    top = r;
-                }
-                if top == i {
-                    break;
-                }
-                self.swap(i, top);
-                i = top;
-            }
+            self.entries.pop();
         }
+        let at = self.entries.partition_point(|(e, _)| *e < c);
+        self.entries.insert(at, (c, false));
+        self.next = self.next.min(at);
     }
 
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.expanded.swap(a, b);
-    }
-
-    /// The closest entry not yet expanded, marked expanded (a scan: at most `cap` entries).
+    /// The closest entry not yet expanded, marked expanded.
     fn take_closest(&mut self) -> Option<Cand> {
-        let mut best: Option<usize> = None;
-        for (i, c) in self.heap.iter().enumerate() {
-            if !self.expanded[i] && best.is_none_or(|b| *c < self.heap[b]) {
-                best = Some(i);
-            }
+        while self.entries.get(self.next).is_some_and(|&(_, expanded)| expanded) {
+            self.next += 1;
         }
-        let b = best?;
-        self.expanded[b] = true;
-        Some(self.heap[b])
+        let (c, expanded) = self.entries.get_mut(self.next)?;
+        *expanded = true;
+        Some(*c)
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= self.cap
     }
 
     /// Entries, expanded or not, closer than `d`.
     fn count_below(&self, d: f32) -> usize {
-        self.heap.iter().filter(|c| c.dist < d).count()
+        self.entries.partition_point(|(e, _)| e.dist < d)
+    }
+
+    fn into_neighbors(self) -> Vec<Neighbor> {
+        self.entries.into_iter().map(|(c, _)| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
 }
 
-/// Offers node `id` at dissimilarity `d` to a search's `ef` best results and its candidates.
 /// `each(id, distance)` for `ids` in order, the distances computed four at a time.
 #[inline]
 fn in_fours(dist: &impl QueryDist, ids: &[u32], mut each: impl FnMut(u32, f32)) {
@@ -254,18 +237,6 @@ fn in_fours(dist: &impl QueryDist, ids: &[u32], mut each: impl FnMut(u32, f32)) 
     }
     for &id in quads.remainder() {
         each(id, dist.one(id));
-    }
-}
-
-#[inline]
-fn consider(results: &mut BinaryHeap<Cand>, candidates: &mut BinaryHeap<Reverse<Cand>>, ef: usize, id: u32, d: f32) {
-    if results.len() < ef || d < results.peek().map_or(f32::INFINITY, |n| n.dist) {
-        let n = Cand { dist: d, id };
-        candidates.push(Reverse(n));
-        results.push(n);
-        if results.len() > ef {
-            results.pop();
-        }
     }
 }
 
@@ -312,7 +283,8 @@ impl Hnsw {
         in_fours(dist, fresh, each);
     }
 
-    /// Best-first search of width `ef` on `level` from `entry`; returns candidates closest first.
+    /// Best-first search of width `ef` on `level` from `entry`: expands the closest unexpanded
+    /// of the `ef` best nodes seen until all are expanded; returns them closest first.
     pub(crate) fn search_layer(
         &self,
         dist: &impl QueryDist,
@@ -321,23 +293,32 @@ impl Hnsw {
         level: u8,
         visited: &mut VisitedSet,
     ) -> Vec<Neighbor> {
+        self.walk(dist, entry, ef, None, level, visited)
+    }
+
+    /// The walk both searches share, over a [`Frontier`] of `cap` entries; with `stop_at`, it
+    /// also stops (faiss's rule for a walk returning more than efSearch nodes) once the frontier
+    /// is full and `stop_at` entries are closer than the one taken out to expand.
+    fn walk(
+        &self,
+        dist: &impl QueryDist,
+        entry: Neighbor,
+        cap: usize,
+        stop_at: Option<usize>,
+        level: u8,
+        visited: &mut VisitedSet,
+    ) -> Vec<Neighbor> {
         visited.reset(self.len());
         visited.check_and_mark(entry.id as u32);
-        let entry = Cand { dist: entry.dist, id: entry.id as u32 };
-        let mut candidates = BinaryHeap::with_capacity(4 * ef);
-        let mut results = BinaryHeap::with_capacity(ef + 1);
-        candidates.push(Reverse(entry));
-        results.push(entry);
+        let mut frontier = Frontier::new(cap, Cand { dist: entry.dist, id: entry.id as u32 });
         let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.m);
-        while let Some(Reverse(c)) = candidates.pop() {
-            if results.len() >= ef && c.dist > results.peek().map_or(f32::INFINITY, |n: &Cand| n.dist) {
+        while let Some(c) = frontier.take_closest() {
+            if stop_at.is_some_and(|ef| frontier.is_full() && frontier.count_below(c.dist) >= ef) {
                 break;
             }
-            self.expand(dist, c.id, level, visited, &mut fresh, |id, d| {
-                consider(&mut results, &mut candidates, ef, id, d)
-            });
+            self.expand(dist, c.id, level, visited, &mut fresh, |id, d| frontier.offer(Cand { dist: d, id }));
         }
-        results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
+        frontier.into_neighbors()
     }
 
     /// The `k` nearest nodes to `q` (closest first) with search width `ef` (efSearch); `sp`
@@ -354,52 +335,52 @@ impl Hnsw {
             cur = self.greedy(&dist, cur, level);
         }
         let mut found = if k > ef {
-            self.search_bounded(&dist, cur, k, ef.max(1), visited)
+            self.walk(&dist, cur, k, Some(ef.max(1)), 0, visited)
         } else {
             self.search_layer(&dist, cur, ef, 0, visited)
         };
         found.truncate(k);
         found
     }
+}
 
-    /// Level-0 walk over a [`MinimaxQueue`] of `k` entries, stopping once `ef` entries are
-    /// closer than the one taken out to expand (and k nodes are found); returns the `k` best
-    /// seen.
-    fn search_bounded(
-        &self,
-        dist: &impl QueryDist,
-        entry: Neighbor,
-        k: usize,
-        ef: usize,
-        visited: &mut VisitedSet,
-    ) -> Vec<Neighbor> {
-        visited.reset(self.len());
-        visited.check_and_mark(entry.id as u32);
-        let entry = Cand { dist: entry.dist, id: entry.id as u32 };
-        let mut queue = MinimaxQueue::new(k);
-        let mut results: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-        queue.offer(entry);
-        results.push(entry);
-        let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.m);
-        let offer = |queue: &mut MinimaxQueue, results: &mut BinaryHeap<Cand>, c: Cand| {
-            if results.len() < k || c < *results.peek().expect("non-empty when full") {
-                results.push(c);
-                if results.len() > k {
-                    results.pop();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The frontier holds the `cap` smallest offers in order, hands out unexpanded entries
+    /// closest first (newcomers closer than the cursor included), and counts as a scan would.
+    #[test]
+    fn frontier_keeps_the_closest_and_expands_in_order() {
+        let mut r = Rng::new(11);
+        for cap in [1, 3, 16, 64] {
+            let first = Cand { dist: 0.5, id: 0 };
+            let mut f = Frontier::new(cap, first);
+            let mut all = vec![first];
+            let mut taken: Vec<Cand> = Vec::new();
+            for id in 1..500u32 {
+                // Coarse distances make ties, settled by id.
+                let c = Cand { dist: (r.next_f64() * 50.0).floor() as f32 / 50.0, id };
+                f.offer(c);
+                all.push(c);
+                if id % 7 == 0 {
+                    if let Some(t) = f.take_closest() {
+                        let held: Vec<Cand> = f.entries.iter().map(|e| e.0).collect();
+                        assert!(held.contains(&t));
+                        assert!(taken.iter().all(|p| p.id != t.id), "each entry is expanded once");
+                        let unexpanded_closer = f.entries.iter().any(|(e, x)| !x && *e < t);
+                        assert!(!unexpanded_closer, "the closest unexpanded entry comes first");
+                        taken.push(t);
+                    }
                 }
+                let d = r.next_f64() as f32;
+                assert_eq!(f.count_below(d), f.entries.iter().filter(|(e, _)| e.dist < d).count());
             }
-            queue.offer(c);
-        };
-        while let Some(c) = queue.take_closest() {
-            // faiss's rule; unlike faiss, never before k nodes are found (an IVF probe then
-            // visits the nprobe lists asked for).
-            if results.len() >= k && queue.count_below(c.dist) >= ef {
-                break;
-            }
-            self.expand(dist, c.id, 0, visited, &mut fresh, |id, d| {
-                offer(&mut queue, &mut results, Cand { dist: d, id })
-            });
+            all.sort();
+            all.truncate(cap);
+            let held: Vec<u64> = f.into_neighbors().iter().map(|n| n.id).collect();
+            assert_eq!(held, all.iter().map(|c| c.id as u64).collect::<Vec<_>>());
         }
-        results.into_sorted_vec().into_iter().map(|c| Neighbor { id: c.id as u64, dist: c.dist }).collect()
     }
 }
