@@ -31,18 +31,28 @@ impl PartialOrd for Neighbor {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Neighbor>,
+    /// Nothing farther than this enters (+∞ unless made [`bounded`](Self::bounded)).
+    bound: f32,
 }
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1) }
+        TopK::bounded(k, f32::INFINITY)
     }
 
-    /// The dissimilarity a candidate must beat to enter (∞ until k are held).
+    /// A top-k that takes nothing farther than `bound`: the part of a search whose other part
+    /// already holds k neighbours at most `bound` away (a tie at `bound` still enters, to be
+    /// settled by id when the parts are merged).
+    pub fn bounded(k: usize, bound: f32) -> Self {
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound }
+    }
+
+    /// The dissimilarity a candidate must beat to enter (the bound, +∞ by default, until k are
+    /// held).
     #[inline]
     pub fn threshold(&self) -> f32 {
         if self.heap.len() < self.k {
-            f32::INFINITY
+            self.bound
         } else {
             self.heap.peek().map_or(f32::INFINITY, |n| n.dist)
         }
@@ -50,7 +60,7 @@ impl TopK {
 
     #[inline]
     pub fn push(&mut self, id: u64, dist: f32) {
-        if self.k == 0 {
+        if self.k == 0 || dist > self.bound {
             return;
         }
         let n = Neighbor { id, dist };
@@ -104,6 +114,30 @@ mod tests {
         t.push(2, f32::NAN);
         let ids: Vec<u64> = t.into_sorted_vec().iter().map(|n| n.id).collect();
         assert_eq!(ids, vec![0, 1]);
+    }
+
+    /// A bounded part merged with the part that set its bound gives the top-k of everything.
+    #[test]
+    fn bounded_parts_merge_to_the_whole() {
+        let mut r = Rng::new(9);
+        for k in [1, 5, 10] {
+            let vals: Vec<f32> = (0..300).map(|_| (r.next_f64() * 40.0).floor() as f32).collect();
+            let (a, b) = vals.split_at(60);
+            let mut first = TopK::new(k);
+            a.iter().enumerate().for_each(|(i, &v)| first.push(i as u64, v));
+            let mut second = TopK::bounded(k, first.threshold());
+            b.iter().enumerate().for_each(|(i, &v)| second.push((60 + i) as u64, v));
+            assert!(second.into_sorted_vec().iter().all(|n| n.dist <= first.threshold()));
+            let mut second = TopK::bounded(k, first.threshold());
+            b.iter().enumerate().for_each(|(i, &v)| second.push((60 + i) as u64, v));
+            let mut merged = TopK::new(k);
+            for n in first.into_sorted_vec().into_iter().chain(second.into_sorted_vec()) {
+                merged.push(n.id, n.dist);
+            }
+            let mut whole = TopK::new(k);
+            vals.iter().enumerate().for_each(|(i, &v)| whole.push(i as u64, v));
+            assert_eq!(merged.into_sorted_vec(), whole.into_sorted_vec());
+        }
     }
 
     #[test]

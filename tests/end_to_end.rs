@@ -255,7 +255,8 @@ fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
 
 /// A grouped batch (each probed list scanned once for all its queries) answers exactly as
 /// one query at a time does — both codecs, both metrics, 1 and 3 threads, from the device and
-/// from a cache — and reads each probed extent once per batch instead of once per query.
+/// from a cache — and reads each probed extent at most twice per batch (once in the pass over
+/// every query's closest list, once in the pass over the rest) instead of once per query.
 #[test]
 fn grouped_batches_answer_as_single_queries_do() {
     let (d, n, nq) = (32, 10_000, 80);
@@ -279,12 +280,12 @@ fn grouped_batches_answer_as_single_queries_do() {
                 assert_eq!(b.results.ids, plain.ids, "{what}");
                 assert_eq!(b.results.distances, plain.distances, "{what}");
                 assert!(b.latencies_ms.is_empty() && b.per_query.is_empty());
-                // Each of the 32 lists (one extent each here) at most once, against nprobe per
-                // query; 8-bit codes run query by query (their tables outweigh a list).
+                // Each of the 32 lists (one extent each here) at most once per pass, against
+                // nprobe per query; 8-bit codes run query by query (their tables outweigh a list).
                 let probed = b.results.stats.extents_read + b.results.stats.cache_hits;
                 let per_query = plain.stats.extents_read + plain.stats.cache_hits;
                 let grouped = !factory.ends_with("PQ8");
-                let want = if grouped { probed <= 32 } else { probed == per_query };
+                let want = if grouped { probed <= 2 * 32 } else { probed == per_query };
                 assert!(want && per_query == (nq * 8) as u64, "{what}: {probed} / {per_query} extents");
             }
         }

@@ -1,8 +1,11 @@
 //! Grouped batch search, as faiss's batch `search` does it: the coarse search of every query
-//! first, then each probed list once, scanned for every query that probes it while its codes
-//! are still in the CPU's caches. Results equal the one-query-at-a-time path's (the same
-//! tables, the same scans; ties settle by id); what changes is that a list's codes travel from
-//! memory once per batch instead of once per query. No per-query latency exists in this mode.
+//! first, then each probed list once per pass, scanned for every query that probes it while its
+//! codes are still in the CPU's caches. Two passes: every query's closest list where it is
+//! cached, then the rest (the first sets each query's bar for the second, as a query alone gets
+//! it from its closest list). Results equal the one-query-at-a-time path's (the same tables, the
+//! same scans; ties settle by id); what changes is that a list's codes travel from memory at
+//! most twice per batch (once when read from the device) instead of once per query. No
+//! per-query latency exists in this mode.
 
 use std::sync::Mutex;
 
@@ -60,24 +63,45 @@ pub(crate) fn search_grouped(
                 .collect();
             probed.into_par_iter().map(|(q, probes)| (pipeline::prepare_normalized(index, q), probes)).collect()
         });
-        let mut visits: Vec<Visit> = prepared
+        // Each query's closest list first where it is cached, then the rest: a list's vectors
+        // enter a query's top-k only if they beat its k-th so far, and lists taken in list order
+        // (for sharing) rather than closest first let far more of them in on the way, each with
+        // an exact distance computed. The first pass sets every query's bar for the second, as
+        // a query alone gets it from its closest list. (A list read from the device is read
+        // once: there the reads, not the scans, take the time.)
+        let seeds: Vec<bool> = prepared
             .iter()
-            .enumerate()
-            .flat_map(|(q, (_, probes))| {
-                probes.iter().map(move |n| Visit { list: n.id as u32, query: q as u32, qc: n.dist })
-            })
+            .map(|(_, probes)| probes.first().is_some_and(|n| index.lists.is_cached(n.id as usize)))
             .collect();
-        visits.sort_unstable_by_key(|v| (v.list, v.query));
-        let parts = balanced_parts(&visits, pool.current_num_threads());
-        let scanned: Vec<Result<(Vec<Option<TopK>>, SearchStats)>> =
-            pool.install(|| parts.par_iter().map(|part| scan_part(index, p, &prepared, part, &mut worker())).collect());
+        let visits = |first: bool| -> Vec<Visit> {
+            let mut v: Vec<Visit> = prepared
+                .iter()
+                .zip(&seeds)
+                .enumerate()
+                .flat_map(|(q, ((_, probes), &seeded))| {
+                    let cut = seeded as usize;
+                    let probes = if first { &probes[..cut] } else { &probes[cut..] };
+                    probes.iter().map(move |n| Visit { list: n.id as u32, query: q as u32, qc: n.dist })
+                })
+                .collect();
+            v.sort_unstable_by_key(|v| (v.list, v.query));
+            v
+        };
         let mut merged: Vec<TopK> = (0..prepared.len()).map(|_| TopK::new(p.k)).collect();
-        for s in scanned {
-            let (tops, stats) = s?;
-            total.add(&stats);
-            for (m, top) in merged.iter_mut().zip(tops) {
-                for n in top.map(TopK::into_sorted_vec).unwrap_or_default() {
-                    m.push(n.id, n.dist);
+        for first in [true, false] {
+            let visits = visits(first);
+            let bars: Vec<f32> = merged.iter().map(TopK::threshold).collect();
+            let parts = balanced_parts(&visits, pool.current_num_threads());
+            let scanned: Vec<Result<(Vec<Option<TopK>>, SearchStats)>> = pool.install(|| {
+                parts.par_iter().map(|part| scan_part(index, p, &prepared, &bars, part, &mut worker())).collect()
+            });
+            for s in scanned {
+                let (tops, stats) = s?;
+                total.add(&stats);
+                for (m, top) in merged.iter_mut().zip(tops) {
+                    for n in top.map(TopK::into_sorted_vec).unwrap_or_default() {
+                        m.push(n.id, n.dist);
+                    }
                 }
             }
         }
@@ -106,11 +130,14 @@ fn balanced_parts(visits: &[Visit], n: usize) -> Vec<&[Visit]> {
     parts
 }
 
-/// Scans the lists of `part` for their visitors, into one top-k per query of the group.
+/// Scans the lists of `part` for their visitors, into one top-k per query of the group that
+/// holds only what is at most the query's bar in `bars` (its k-th distance before this pass:
+/// nothing farther can be among its k nearest).
 fn scan_part(
     index: &Index,
     p: &SearchParams,
     prepared: &[(PreparedQuery, Vec<Neighbor>)],
+    bars: &[f32],
     part: &[Visit],
     w: &mut Worker,
 ) -> Result<(Vec<Option<TopK>>, SearchStats)> {
@@ -127,7 +154,8 @@ fn scan_part(
                 .iter()
                 .map(|v| {
                     let (table, bias) = prepared[v.query as usize].0.table_for(index, v.qc);
-                    let topk = tops[v.query as usize].take().unwrap_or_else(|| TopK::new(p.k));
+                    let topk =
+                        tops[v.query as usize].take().unwrap_or_else(|| TopK::bounded(p.k, bars[v.query as usize]));
                     Visitor { table, bias, topk }
                 })
                 .collect();

@@ -132,6 +132,11 @@ impl ListCache {
         Some(e.item.clone())
     }
 
+    /// Whether `extent` is cached, without counting an access.
+    pub fn contains(&self, extent: u32) -> bool {
+        self.lock().entries.contains_key(&extent)
+    }
+
     /// Brings the lowest entry of `order` up to date, as often as it takes for the first
     /// entry's stored key to be its current one: then it is the true minimum, as every other
     /// stored key is at most its current key.

@@ -168,6 +168,13 @@ impl ListStore {
     }
 
     /// Reads lists in order into the cache until it is full (or every list is read).
+    /// Whether every extent of `list` is in the cache (no access is counted).
+    pub fn is_cached(&self, list: usize) -> bool {
+        let first = self.directory.list_starts[list];
+        let cache = self.cache.as_ref();
+        (0..self.directory.extents_of(list).len() as u32).all(|i| cache.is_some_and(|c| c.contains(first + i)))
+    }
+
     pub fn preload(&self) -> Result<()> {
         let Some(cache) = &self.cache else { return Ok(()) };
         let mut budget = cache.capacity();

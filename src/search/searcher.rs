@@ -96,9 +96,9 @@ impl<'i> Searcher<'i> {
     }
 
     /// Searches `queries` as one batch grouped by list, as faiss's batch search does: every
-    /// query's coarse search, then each probed list once, scanned for all the queries that
-    /// probe it while its codes are in the CPU's caches, the lists shared out among the
-    /// threads. The same results as [`search`](Self::search), at a higher rate when lists are
+    /// query's coarse search, then each probed list once per pass (each query's closest list,
+    /// then the rest), scanned for all the queries that probe it while its codes are in the
+    /// CPU's caches, the lists shared out among the threads. The same results as [`search`](Self::search), at a higher rate when lists are
     /// probed by several queries of the batch; no per-query latency (a query's answer is
     /// ready only when the batch's is).
     ///
