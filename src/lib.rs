@@ -22,7 +22,7 @@
 //! build_index(&SliceSource { data: &data, dim: 16 }, dir.path(), &opts, &NoProgress)?;
 //!
 //! let index = Index::open(dir.path())?;
-//! let res = index.search(&data[..16], &SearchParams { k: 5, nprobe: 4, ef_search: 16 })?;
+//! let res = index.search(&data[..16], &SearchParams { k: 5, nprobe: 4, ef_search: 16, ..Default::default() })?;
 //! assert_eq!(res.ids_of(0).len(), 5);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -65,8 +65,8 @@ pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, Vect
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
-    Batch, CachePolicy, Index, IndexInfo, OpenOptions, SearchParams, SearchResults, SearchStats, Searcher,
-    PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
+    Batch, CachePolicy, Index, IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchResults, SearchStats,
+    Searcher, MAX_K_FACTOR, PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;

@@ -7,8 +7,10 @@ use std::str::FromStr;
 /// What a factory string asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IndexSpec {
-    /// `IVF{nlist}_HNSW{M},{payload}`: inverted lists with an HNSW coarse quantizer.
-    Ivf { nlist: usize, hnsw_m: usize, payload: Payload },
+    /// `IVF{nlist}_HNSW{M},{payload}[,RFlat]`: inverted lists with an HNSW coarse quantizer;
+    /// with `,RFlat` (faiss's `IndexRefineFlat`) the full vectors are kept too, and a search
+    /// re-ranks the codes' k × k_factor best by exact distance.
+    Ivf { nlist: usize, hnsw_m: usize, payload: Payload, refine: bool },
     /// `HNSW{M},Flat` or `HNSW{M}_PQ{m}`: one HNSW graph over the base.
     Hnsw { m: usize, payload: Payload },
 }
@@ -85,6 +87,16 @@ impl FromStr for IndexSpec {
                 Err(err(format!("unknown storage {p:?}: expected PQ{{m}}")))
             }
         };
+        let (s, refine) = match s.strip_suffix(",RFlat") {
+            Some(rest) => (rest.to_string(), true),
+            None => (s, false),
+        };
+        if refine && (s.ends_with(",Flat") || !s.contains(',') || !s.starts_with("IVF")) {
+            return Err(err(
+                "RFlat re-ranks PQ codes of an IVF index: IVF{nlist}_HNSW{M},PQ{m},RFlat or IVF{nlist}_HNSW{M},PQ{m}x4fs,RFlat"
+                    .into(),
+            ));
+        }
         if let Some((coarse, payload)) = s.split_once(',') {
             let payload = payload_of(payload)?;
             if let Some((ivf, q)) = coarse.split_once('_') {
@@ -92,7 +104,7 @@ impl FromStr for IndexSpec {
                     nlist_of(ivf)?.ok_or_else(|| err(format!("expected IVF{{nlist}} before '_', found {ivf:?}")))?;
                 let hnsw_m =
                     hnsw_of(q)?.ok_or_else(|| err(format!("the coarse quantizer must be HNSW{{M}}, found {q:?}")))?;
-                return Ok(IndexSpec::Ivf { nlist, hnsw_m, payload });
+                return Ok(IndexSpec::Ivf { nlist, hnsw_m, payload, refine });
             }
             if let Some(m) = hnsw_of(coarse)? {
                 if payload != Payload::Flat {
@@ -117,10 +129,17 @@ impl FromStr for IndexSpec {
 impl fmt::Display for IndexSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Flat } => write!(f, "IVF{nlist}_HNSW{hnsw_m},Flat"),
-            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}"),
-            IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual } } => {
-                write!(f, "IVF{nlist}_HNSW{hnsw_m},PQ{m}x4fs{}", if *residual { "r" } else { "" })
+            IndexSpec::Ivf { nlist, hnsw_m, payload, refine } => {
+                write!(f, "IVF{nlist}_HNSW{hnsw_m},")?;
+                match payload {
+                    Payload::Flat => write!(f, "Flat")?,
+                    Payload::Pq { m } => write!(f, "PQ{m}")?,
+                    Payload::PqFastScan { m, residual } => write!(f, "PQ{m}x4fs{}", if *residual { "r" } else { "" })?,
+                }
+                if *refine {
+                    write!(f, ",RFlat")?;
+                }
+                Ok(())
             }
             IndexSpec::Hnsw { m, payload: Payload::PqFastScan { m: pq, residual } } => {
                 write!(f, "HNSW{m}_PQ{pq}x4fs{}", if *residual { "r" } else { "" })
@@ -145,17 +164,24 @@ mod tests {
             "IVF65536_HNSW16,PQ48",
             "IVF4096_HNSW32,PQ64x4fs",
             "IVF4096_HNSW32,PQ64x4fsr",
+            "IVF4096_HNSW32,PQ32,RFlat",
+            "IVF4096_HNSW32,PQ64x4fs,RFlat",
         ] {
             let spec: IndexSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
         }
         assert_eq!(
             "IVF4096_HNSW32,PQ32".parse::<IndexSpec>().unwrap(),
-            IndexSpec::Ivf { nlist: 4096, hnsw_m: 32, payload: Payload::Pq { m: 32 } }
+            IndexSpec::Ivf { nlist: 4096, hnsw_m: 32, payload: Payload::Pq { m: 32 }, refine: false }
         );
         assert_eq!(
             "IVF64_HNSW32,PQ8x4fsr".parse::<IndexSpec>().unwrap(),
-            IndexSpec::Ivf { nlist: 64, hnsw_m: 32, payload: Payload::PqFastScan { m: 8, residual: true } }
+            IndexSpec::Ivf {
+                nlist: 64,
+                hnsw_m: 32,
+                payload: Payload::PqFastScan { m: 8, residual: true },
+                refine: false
+            }
         );
         assert_eq!(
             "IVF4096_HNSW32,PQ32x8".parse::<IndexSpec>().unwrap().to_string(),
@@ -168,6 +194,9 @@ mod tests {
             ("IVF4096_HNSW32,PQ64x4", "write PQ64x4fs"),
             ("IVF4096_HNSW32,PQ64x6", "not supported"),
             ("IVF4096_HNSW32,PQx4fs", "expected PQ{m}"),
+            ("IVF4096_HNSW32,Flat,RFlat", "re-ranks PQ codes"),
+            ("HNSW32,Flat,RFlat", "re-ranks PQ codes"),
+            ("IVF4096_HNSW32,PQ32,RFlat,RFlat", "unknown storage"),
         ] {
             let e = s.parse::<IndexSpec>().unwrap_err();
             assert!(e.reason.contains(says), "{s}: {}", e.reason);

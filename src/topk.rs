@@ -30,9 +30,36 @@ impl PartialOrd for Neighbor {
 #[derive(Clone, Debug)]
 pub struct TopK {
     k: usize,
-    heap: BinaryHeap<Neighbor>,
+    heap: BinaryHeap<Held>,
     /// Nothing farther than this enters (+∞ unless made [`bounded`](Self::bounded)).
     bound: f32,
+    /// The extent [`push_at`](Self::push_at) positions belong to.
+    extent: u32,
+}
+
+/// A held neighbour and where its vector lies: `extent << 32 | position` ([`NOWHERE`] for
+/// one pushed without a place). Ordered by the neighbour alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Held {
+    n: Neighbor,
+    at: u64,
+}
+
+/// The place of a neighbour pushed without one.
+pub const NOWHERE: u64 = u64::MAX;
+
+impl Eq for Held {}
+
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.n.cmp(&other.n)
+    }
+}
+
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl TopK {
@@ -44,7 +71,13 @@ impl TopK {
     /// already holds k neighbours at most `bound` away (a tie at `bound` still enters, to be
     /// settled by id when the parts are merged).
     pub fn bounded(k: usize, bound: f32) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound }
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound, extent: 0 }
+    }
+
+    /// Names the extent whose vectors [`push_at`](Self::push_at) gives positions in.
+    #[inline]
+    pub fn set_extent(&mut self, extent: u32) {
+        self.extent = extent;
     }
 
     /// The dissimilarity a candidate must beat to enter (the bound, +∞ by default, until k are
@@ -54,21 +87,35 @@ impl TopK {
         if self.heap.len() < self.k {
             self.bound
         } else {
-            self.heap.peek().map_or(f32::INFINITY, |n| n.dist)
+            self.heap.peek().map_or(f32::INFINITY, |h| h.n.dist)
         }
     }
 
     #[inline]
     pub fn push(&mut self, id: u64, dist: f32) {
-        if self.k == 0 || dist > self.bound {
+        self.push_placed(Neighbor { id, dist }, NOWHERE)
+    }
+
+    /// [`push`](Self::push) of the vector at `position` of the extent named by
+    /// [`set_extent`](Self::set_extent), which [`into_sorted_placed`](Self::into_sorted_placed)
+    /// hands back (a re-rank reads its full vector from there).
+    #[inline]
+    pub fn push_at(&mut self, id: u64, dist: f32, position: usize) {
+        self.push_placed(Neighbor { id, dist }, (self.extent as u64) << 32 | position as u64)
+    }
+
+    /// Pushes `n` with its place as [`into_sorted_placed`](Self::into_sorted_placed) gives it.
+    #[inline]
+    pub fn push_placed(&mut self, n: Neighbor, at: u64) {
+        if self.k == 0 || n.dist > self.bound {
             return;
         }
-        let n = Neighbor { id, dist };
+        let h = Held { n, at };
         if self.heap.len() < self.k {
-            self.heap.push(n);
+            self.heap.push(h);
         } else if let Some(mut top) = self.heap.peek_mut() {
-            if n < *top {
-                *top = n;
+            if h < *top {
+                *top = h;
             }
         }
     }
@@ -83,7 +130,13 @@ impl TopK {
 
     /// The held neighbours, closest first.
     pub fn into_sorted_vec(self) -> Vec<Neighbor> {
-        self.heap.into_sorted_vec()
+        self.heap.into_sorted_vec().into_iter().map(|h| h.n).collect()
+    }
+
+    /// The held neighbours, closest first, each with its place (`extent << 32 | position`, or
+    /// [`NOWHERE`]).
+    pub fn into_sorted_placed(self) -> Vec<(Neighbor, u64)> {
+        self.heap.into_sorted_vec().into_iter().map(|h| (h.n, h.at)).collect()
     }
 }
 

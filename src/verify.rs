@@ -139,15 +139,104 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
     }
     if let (Some(d), Some(info)) = (&directory, &info) {
         verify_extents(&mut r, d, info, &segments)?;
+        if let Some(kind) = info.refine {
+            for no in 0..d.n_segments {
+                verify_vectors(&mut r, &g, info, kind, d, no);
+            }
+        }
     }
     Ok(r)
+}
+
+/// Checks one vectors file (`,RFlat`): its header page and page table as an open does, every
+/// data page against the table and the whole payload against the manifest, the zero padding
+/// of its header page, and that each extent of the segment has its vectors where the
+/// directory says, in whole pages of the file.
+fn verify_vectors(
+    r: &mut VerifyReport,
+    g: &Generation,
+    info: &IndexInfo,
+    kind: crate::RefineVectors,
+    d: &Directory,
+    no: u32,
+) {
+    let name = store::vectors_name(no);
+    let table = match g.vectors_file(no, info, kind) {
+        Ok((_, t)) => t,
+        Err(e) => return r.error(&name, e),
+    };
+    let path = g.dir.join(&name);
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return r.error(&name, open::missing_or_io(&name, &path, e)),
+    };
+    if let Ok(page) = open::read_header_page(&path, &name) {
+        let used = HEADER_LEN + size_of::<format::VectorsHeader>();
+        if let Some(i) = page[used..].iter().position(|&b| b != 0) {
+            r.fault(&name, Some((used + i) as u64), "header page padding is not zero".into());
+        }
+    }
+    let n_pages = table.header.n_pages.get();
+    let mut crc = 0u32;
+    let mut buf = vec![0u8; 256 * PAGE as usize];
+    let mut page = 0u64;
+    while page < n_pages {
+        let n = (n_pages - page).min(256);
+        let bytes = &mut buf[..(n * PAGE) as usize];
+        if let Err(e) = f.read_exact_at(bytes, format::VectorsFile::page_offset(page)) {
+            return r.fault(&name, Some(format::VectorsFile::page_offset(page)), format!("cannot be read: {e}"));
+        }
+        for (j, p) in bytes.chunks(PAGE as usize).enumerate() {
+            if let Err(e) = table.check_page(&name, page + j as u64, p) {
+                r.error(&name, e.into());
+            }
+        }
+        crc = crc32c::crc32c_append(crc, bytes);
+        page += n;
+    }
+    let (at, len) = format::VectorsFile::table_span(n_pages);
+    let mut t = vec![0u8; len as usize];
+    if f.read_exact_at(&mut t, at).is_ok() {
+        crc = crc32c::crc32c_append(crc, &t);
+    }
+    if g.entry(&name).is_ok_and(|e| e.crc.get() != crc) {
+        r.fault(&name, Some(PAGE), "payload checksum differs from the manifest's".into());
+    }
+    r.bytes += format::VectorsFile::file_len(n_pages);
+    // Extents of this segment, in file order: their vectors follow each other from page 0.
+    let vb = kind.vector_bytes(info.dim) as u64;
+    let mut mine: Vec<(u64, u64, usize)> = d
+        .extents
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.segment.get() == no)
+        .map(|(i, e)| {
+            (e.offset.get(), e.vectors_page.get() as u64 * PAGE + ((e.count.get() as u64 * vb).div_ceil(PAGE) << 12), i)
+        })
+        .collect();
+    mine.sort_unstable();
+    let mut next = 0u64;
+    for (_, end, i) in mine {
+        let e = &d.extents[i];
+        let start = e.vectors_page.get() as u64;
+        if start != next {
+            r.fault(
+                store::DIRECTORY,
+                None,
+                format!("extent {i}: its vectors start at page {start} of {name}, expected {next}"),
+            );
+        }
+        next = end / PAGE;
+    }
+    if next != n_pages {
+        r.fault(&name, None, format!("{n_pages} data pages, the extents' vectors take {next}"));
+    }
 }
 
 /// Reserved fields the spec says are zero, in the manifest itself.
 fn check_manifest_zeros(name: &str, m: &format::Manifest) -> Result<()> {
     let b = &m.body;
     let nonzero = b.reserved.iter().any(|&x| x != 0)
-        || b.params.reserved0 != 0
         || b.params.reserved1.get() != 0
         || m.files.iter().any(|f| f.reserved.get() != 0 || f.reserved2.get() != 0);
     if nonzero {
@@ -170,6 +259,7 @@ fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
             store::CODEBOOKS => Some(FileKind::Codebooks),
             store::DIRECTORY => Some(FileKind::Directory),
             n if store::is_segment_name(n) => Some(FileKind::Segment),
+            n if store::is_vectors_name(n) => Some(FileKind::Vectors),
             _ => None,
         };
         match want {
@@ -282,8 +372,12 @@ fn verify_extents(
                     continue;
                 }
             };
-            if e.reserved.get() != 0 {
-                r.fault(store::DIRECTORY, None, format!("list {list}: extent {i} has a non-zero reserved field"));
+            if info.refine.is_none() && e.vectors_page.get() != 0 {
+                r.fault(
+                    store::DIRECTORY,
+                    None,
+                    format!("list {list}: extent {i} names vectors the index does not keep"),
+                );
             }
             let count = e.count.get() as u64;
             let codes_end = layout.codes_len(count) as usize;

@@ -20,7 +20,7 @@ fn index() -> (tempfile::TempDir, usize) {
 fn query_errors_are_typed() {
     let (dir, d) = index();
     let idx = Index::open(dir.path()).unwrap();
-    let ok = SearchParams { k: 5, nprobe: 2, ef_search: 16 };
+    let ok = SearchParams { k: 5, nprobe: 2, ef_search: 16, ..Default::default() };
     let q = vec![0.5f32; d];
     assert!(idx.search(&q, &ok).is_ok());
     assert!(matches!(idx.search(&q[..d - 1], &ok), Err(Error::DimensionMismatch { expected: 8, .. })));
@@ -41,7 +41,7 @@ fn query_errors_are_typed() {
         assert!(matches!(e, Error::InvalidParameter(_)), "{bad:?}: {e}");
     }
     // k larger than what the probed lists hold: padded with -1, as faiss does.
-    let r = idx.search(&q, &SearchParams { k: 2_000, nprobe: 1, ef_search: 16 }).unwrap();
+    let r = idx.search(&q, &SearchParams { k: 2_000, nprobe: 1, ef_search: 16, ..Default::default() }).unwrap();
     assert_eq!(*r.ids_of(0).last().unwrap(), -1);
 }
 

@@ -18,7 +18,7 @@ fn tiny_index() -> (tempfile::TempDir, Vec<f32>) {
 }
 
 fn search_all(dir: &Path, q: &[f32]) -> quiver::Result<quiver::SearchResults> {
-    Index::open(dir)?.search(q, &SearchParams { k: 5, nprobe: 16, ef_search: 16 })
+    Index::open(dir)?.search(q, &SearchParams { k: 5, nprobe: 16, ef_search: 16, ..Default::default() })
 }
 
 #[test]
@@ -28,7 +28,7 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
     flip_byte(&seg, 4096 + 100);
     // Opening reads no extent, so it succeeds; the first read of the extent fails.
     let index = Index::open(dir.path()).unwrap();
-    match index.search(&q, &SearchParams { k: 5, nprobe: 16, ef_search: 16 }) {
+    match index.search(&q, &SearchParams { k: 5, nprobe: 16, ef_search: 16, ..Default::default() }) {
         Err(Error::Format(FormatError::ChecksumMismatch { file, offset, what, .. })) => {
             assert_eq!((file.as_str(), offset, what.as_str()), ("seg-000000.qvs", 4096, "extent"));
         }
@@ -47,7 +47,7 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
 fn a_damaged_extent_never_enters_the_cache() {
     let (dir, q) = tiny_index();
     flip_byte(&segment_path(dir.path()), 4096 + 100);
-    let p = SearchParams { k: 5, nprobe: 16, ef_search: 16 };
+    let p = SearchParams { k: 5, nprobe: 16, ef_search: 16, ..Default::default() };
     let cached = quiver::OpenOptions { cache_bytes: 1 << 30, ..Default::default() };
     let index = Index::open_with(dir.path(), cached).unwrap();
     for _ in 0..2 {

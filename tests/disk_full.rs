@@ -45,10 +45,16 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
         std::fs::read_dir(&new).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left, [".build-tmp"]);
     let idx = Index::open(&old).unwrap();
-    assert!(idx.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16 }).is_ok(), "the older index is untouched");
+    assert!(
+        idx.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, ..Default::default() }).is_ok(),
+        "the older index is untouched"
+    );
     let resume =
         quiver::BuildOptions { unfinished: quiver::Unfinished::Resume, ..opts("IVF32_HNSW8,PQ32", Metric::L2) };
     let r = build_index(&SliceSource { data: &base, dim: d }, &new, &resume, &NoProgress).unwrap();
     assert!(r.resumed);
-    assert!(Index::open(&new).unwrap().search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16 }).is_ok());
+    assert!(Index::open(&new)
+        .unwrap()
+        .search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, ..Default::default() })
+        .is_ok());
 }

@@ -16,7 +16,7 @@ fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
     let index = Index::open(dir.path()).unwrap();
     let mut last = 0.0;
     for nprobe in [1, 4, 16, 64] {
-        let res = index.search(&queries, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
+        let res = index.search(&queries, &SearchParams { k: 10, nprobe, ef_search: 16, ..Default::default() }).unwrap();
         let r = recall_at(&res.ids, 10, &gt, 10);
         assert!(r >= last - 0.01, "recall fell from {last} to {r} at nprobe {nprobe}");
         last = r;
@@ -37,19 +37,19 @@ fn bytes_read_equal_the_probed_extents() {
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW8,PQ8", Metric::L2));
     let index = Index::open(dir.path()).unwrap();
     for nprobe in [1, 3, 32] {
-        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64 }).unwrap();
+        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64, ..Default::default() }).unwrap();
         assert_eq!(res.stats.extents_read, nprobe as u64, "one extent per probed list");
         let max = (0..32).map(|l| index.list_len(l)).max().unwrap();
         let per_extent = (max * (8 + 8)).div_ceil(4096) * 4096;
         assert!(res.stats.bytes_read <= nprobe as u64 * per_extent);
     }
-    let all = index.search(&queries, &SearchParams { k: 5, nprobe: 32, ef_search: 64 }).unwrap();
+    let all = index.search(&queries, &SearchParams { k: 5, nprobe: 32, ef_search: 64, ..Default::default() }).unwrap();
     let seg_area = std::fs::metadata(segment_path(dir.path())).unwrap().len() - 4096;
     assert_eq!(all.stats.bytes_read, seg_area, "nprobe = nlist reads the whole extent area once");
     // Lists lie in order in the segment: all 32 extents (well under 1 MiB) are one read.
     assert_eq!((all.stats.extents_read, all.stats.reads), (32, 1));
     for nprobe in [1, 3] {
-        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64 }).unwrap();
+        let res = index.search(&queries, &SearchParams { k: 5, nprobe, ef_search: 64, ..Default::default() }).unwrap();
         assert!(res.stats.reads >= 1 && res.stats.reads <= res.stats.extents_read);
     }
 }
@@ -77,7 +77,7 @@ fn io_uring_and_pread_return_identical_results() {
     let (base, queries) = synthetic(n, nq, d, 4);
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ8", Metric::L2));
-    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, ..Default::default() };
     let pread = Index::open_with(dir.path(), OpenOptions { io: IoMode::Pread, ..Default::default() })
         .unwrap()
         .search(&queries, &p)
@@ -108,7 +108,7 @@ fn precomputed_tables_give_the_same_results_as_per_list_tables() {
     for (factory, tables) in [("IVF64_HNSW16,PQ8", 64 * 8 * 256 * 4), ("IVF64_HNSW16,PQ32x4fsr", 0)] {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
-        let p = SearchParams { k: 10, nprobe: 16, ef_search: 16 };
+        let p = SearchParams { k: 10, nprobe: 16, ef_search: 16, ..Default::default() };
         let index = Index::open(dir.path()).unwrap();
         assert_eq!(index.precomputed_table_bytes(), tables, "{factory}");
         let with = index.search(&queries, &p).unwrap();
@@ -132,7 +132,7 @@ fn cache_changes_nothing_but_reads(factory: &str) {
     let (base, queries) = synthetic(n, nq, d, 12);
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
-    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, ..Default::default() };
     let plain = Index::open(dir.path()).unwrap().search(&queries, &p).unwrap();
     assert_eq!((plain.stats.cache_hits, plain.stats.cache_misses), (0, 0));
     // Every extent, and for L2 indexes of residual codes 4 bytes per vector of terms beside
@@ -208,7 +208,7 @@ fn fast_scan_indexes_build_verify_and_search() {
             assert_eq!(seg_area, want, "one extent per list, sized as layout 2 says");
             let mut last = 0.0;
             for nprobe in [1, 8, 64] {
-                let p = SearchParams { k: 10, nprobe, ef_search: 16 };
+                let p = SearchParams { k: 10, nprobe, ef_search: 16, ..Default::default() };
                 let res = index.search(&queries, &p).unwrap();
                 let r = recall_at(&res.ids, 10, &gt, 10);
                 let r8 = recall_at(&eight.search(&queries, &p).unwrap().ids, 10, &gt, 10);
@@ -233,7 +233,7 @@ fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ8", Metric::L2));
     let index = Index::open(dir.path()).unwrap();
-    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+    let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, ..Default::default() };
     let plain = index.search(&queries, &p).unwrap();
     for threads in [1, 3] {
         let searcher = Searcher::new(&index, threads).unwrap();
@@ -272,7 +272,7 @@ fn grouped_batches_answer_as_single_queries_do() {
         build_slice(&base, d, dir.path(), &opts(factory, metric));
         for cache_bytes in [0, 64 << 20] {
             let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
-            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16 };
+            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, ..Default::default() };
             let plain = index.search(&queries, &p).unwrap();
             for threads in [1, 3] {
                 let b = Searcher::new(&index, threads).unwrap().search_grouped(&queries, &p).unwrap();
@@ -301,7 +301,8 @@ fn inner_product_and_cosine_find_their_own_neighbours() {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts("IVF32_HNSW16,PQ16", metric));
         let index = Index::open(dir.path()).unwrap();
-        let res = index.search(&queries, &SearchParams { k: 10, nprobe: 32, ef_search: 32 }).unwrap();
+        let res =
+            index.search(&queries, &SearchParams { k: 10, nprobe: 32, ef_search: 32, ..Default::default() }).unwrap();
         let r = recall_at(&res.ids, 10, &gt, 10);
         assert!(r > 0.5, "{metric}: recall {r}");
         // Similarities come back largest first.
@@ -335,7 +336,7 @@ fn assert_recall_near_faiss(
     tolerance: f64,
 ) {
     for &(nprobe, want) in faiss {
-        let res = index.search(q, &SearchParams { k: 10, nprobe, ef_search: 16 }).unwrap();
+        let res = index.search(q, &SearchParams { k: 10, nprobe, ef_search: 16, ..Default::default() }).unwrap();
         let r = recall_at(&res.ids, 10, gt, 10);
         eprintln!("{name} nprobe {nprobe}: quiver {r:.3}, faiss {want:.3}");
         assert!(
@@ -420,7 +421,8 @@ fn two_level_kmeans_matches_flat_recall() {
         let r: Vec<f64> = [16, 64]
             .iter()
             .map(|&nprobe| {
-                let res = index.search(&q, &SearchParams { k: 10, nprobe, ef_search: 64 }).unwrap();
+                let res =
+                    index.search(&q, &SearchParams { k: 10, nprobe, ef_search: 64, ..Default::default() }).unwrap();
                 recall_at(&res.ids, 10, &gt, 10)
             })
             .collect();

@@ -31,7 +31,7 @@ fn v1_fixture_opens_verifies_and_answers_as_it_did() {
     );
     assert_eq!(index.verify().unwrap().vectors, 2000);
     let q = VectorFile::open(dir.join("queries.fvecs")).unwrap().read_all_f32().unwrap();
-    let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16 }).unwrap();
+    let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, ..Default::default() }).unwrap();
     for (i, (ids, dists)) in IDS.iter().zip(DISTANCES).enumerate() {
         assert_eq!(res.ids_of(i), ids, "query {i}");
         for (got, want) in res.distances_of(i).iter().zip(dists) {
@@ -93,7 +93,7 @@ fn v1_1_fast_scan_fixtures_open_verify_and_answer_as_they_did() {
             (factory, metric, 4, residual, 2000)
         );
         assert_eq!(index.verify().unwrap().vectors, 2000, "{name}");
-        let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16 }).unwrap();
+        let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, ..Default::default() }).unwrap();
         for (i, (want_ids, want_d)) in ids.iter().zip(distances).enumerate() {
             assert_eq!(res.ids_of(i), want_ids, "{name} query {i}");
             for (got, want) in res.distances_of(i).iter().zip(want_d) {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use quiver::format::{
     BuildStateBody, CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, ManifestBody, Params,
-    QuantizerHeader, RunGroup, RunHeader,
+    QuantizerHeader, RunGroup, RunHeader, VectorsHeader,
 };
 use zerocopy::FromZeros;
 
@@ -86,7 +86,7 @@ fn manifest() {
             metric,
             code_layout,
             raw_codes,
-            reserved0,
+            refine,
             nlist,
             pq_m,
             pq_nbits,
@@ -110,8 +110,17 @@ fn manifest() {
 fn directory_and_extent() {
     let f = fields!(DirectoryHeader, [nlist, n_extents, n_segments, code_size, ntotal, reserved]);
     check("04-segment.md", "DirectoryHeader", f, size_of::<DirectoryHeader>());
-    let f = fields!(Extent, [segment, count, offset, length, crc, reserved]);
+    let f = fields!(Extent, [segment, count, offset, length, crc, vectors_page]);
     check("04-segment.md", "Extent", f, size_of::<Extent>());
+}
+
+#[test]
+fn vectors() {
+    let f = fields!(
+        VectorsHeader,
+        [dim, elem, reserved0, vector_bytes, table_crc, n_pages, n_vectors, reserved1, header_crc]
+    );
+    check("10-vectors.md", "VectorsHeader", f, size_of::<VectorsHeader>());
 }
 
 #[test]

@@ -13,13 +13,22 @@ use super::spill::RunFile;
 use super::{failpoint, Progress};
 use crate::codec::Codec;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, Directory, Extent, FileEntry, FileKind, PAGE};
+use crate::format::{self, Directory, Extent, FileEntry, FileKind, VectorsFile, VectorsHeader, PAGE};
 use crate::io::durable;
 use crate::store;
 
 pub(super) struct Merged {
     pub directory: Directory,
+    /// Segments, and the vectors files beside them where the index keeps full vectors.
     pub segment_files: Vec<FileEntry>,
+}
+
+/// How a `,RFlat` index keeps its full vectors (the vectors file header's fields).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RefineShape {
+    pub dim: u32,
+    pub elem: u8,
+    pub vector_bytes: usize,
 }
 
 struct SegmentWriter<'a> {
@@ -27,8 +36,114 @@ struct SegmentWriter<'a> {
     index_id: [u8; 16],
     max_bytes: u64,
     current: Option<(u32, File, u64, u32)>,
+    /// The current segment's vectors file, where the index keeps full vectors.
+    vectors: Option<VectorsWriter>,
+    refine: Option<RefineShape>,
     next_no: u32,
     done: Vec<FileEntry>,
+}
+
+/// Writes one vectors file (format-spec/10-vectors.md): each extent's vectors from a fresh
+/// page, pages checksummed one by one as they fill, the page table and header page at close.
+struct VectorsWriter {
+    path: std::path::PathBuf,
+    file: File,
+    shape: RefineShape,
+    /// Whole pages not yet written, then the partial page being filled.
+    pending: Vec<u8>,
+    /// Data pages in the file and in `pending`'s whole pages.
+    pages: u64,
+    written: u64,
+    crcs: Vec<u32>,
+    payload_crc: u32,
+    n_vectors: u64,
+}
+
+/// Pages a vectors writer gathers before one write.
+const VECTORS_WRITE_PAGES: usize = 256;
+
+impl VectorsWriter {
+    fn create(dir: &Path, no: u32, shape: RefineShape) -> Result<Self> {
+        let path = dir.join(store::vectors_name(no));
+        let file = File::create(&path).at(&path)?;
+        file.write_all_at(&vec![0u8; PAGE as usize], 0).at(&path)?;
+        Ok(VectorsWriter {
+            path,
+            file,
+            shape,
+            pending: Vec::new(),
+            pages: 0,
+            written: 0,
+            crcs: Vec::new(),
+            payload_crc: 0,
+            n_vectors: 0,
+        })
+    }
+
+    /// Appends one extent's vectors from a fresh page; returns that page's number.
+    fn append(&mut self, vectors: &[u8]) -> Result<u32> {
+        self.end_page();
+        let first = self.pages;
+        let page = PAGE as usize;
+        for piece in vectors.chunks(page) {
+            self.pending.extend_from_slice(piece);
+            if self.pending.len().is_multiple_of(page) {
+                self.seal_page();
+            }
+        }
+        self.n_vectors += (vectors.len() / self.shape.vector_bytes.max(1)) as u64;
+        if self.pending.len() >= VECTORS_WRITE_PAGES * page {
+            self.flush()?;
+        }
+        u32::try_from(first).map_err(|_| Error::Corrupt {
+            file: self.path.display().to_string(),
+            reason: "more than 2^32 pages of vectors beside one segment: lower --segment-bytes".into(),
+        })
+    }
+
+    /// Pads a partly filled last page with zeros and seals it.
+    fn end_page(&mut self) {
+        let page = PAGE as usize;
+        if !self.pending.len().is_multiple_of(page) {
+            self.pending.resize(self.pending.len().next_multiple_of(page), 0);
+            self.seal_page();
+        }
+    }
+
+    /// Checksums the page that just filled the end of `pending`.
+    fn seal_page(&mut self) {
+        let page = &self.pending[self.pending.len() - PAGE as usize..];
+        self.crcs.push(format::crc32c(page));
+        self.payload_crc = crc32c::crc32c_append(self.payload_crc, page);
+        self.pages += 1;
+    }
+
+    /// Writes the whole pages of `pending`.
+    fn flush(&mut self) -> Result<()> {
+        let whole = self.pending.len() - self.pending.len() % PAGE as usize;
+        let at = VectorsFile::page_offset(self.written);
+        self.file.write_all_at(&self.pending[..whole], at).at(&self.path)?;
+        self.written += (whole / PAGE as usize) as u64;
+        self.pending.drain(..whole);
+        Ok(())
+    }
+
+    /// Writes the last page, the page table and the header page; fsyncs.
+    fn finish(mut self, index_id: [u8; 16]) -> Result<FileEntry> {
+        self.end_page();
+        self.flush()?;
+        let table = VectorsFile::encode_table(&self.crcs);
+        let (at, _) = VectorsFile::table_span(self.pages);
+        self.file.write_all_at(&table, at).at(&self.path)?;
+        let payload_crc = crc32c::crc32c_append(self.payload_crc, &table);
+        let table_crc = format::crc32c(&table[..4 * self.crcs.len()]);
+        let s = self.shape;
+        let h = VectorsHeader::new(s.dim, s.elem, s.vector_bytes as u32, self.pages, self.n_vectors, table_crc);
+        self.file.write_all_at(&VectorsFile::header_page(index_id, &h, payload_crc), 0).at(&self.path)?;
+        durable::sync_file(&self.file).at(&self.path)?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(FileEntry::new(&name, FileKind::Vectors, VectorsFile::file_len(self.pages), payload_crc))
+    }
 }
 
 impl SegmentWriter<'_> {
@@ -47,6 +162,9 @@ impl SegmentWriter<'_> {
             // Placeholder header page; the real one is written when the segment closes.
             f.write_all_at(&vec![0u8; PAGE as usize], 0).at(&path)?;
             self.current = Some((no, f, PAGE, 0));
+            if let Some(shape) = self.refine {
+                self.vectors = Some(VectorsWriter::create(self.dir, no, shape)?);
+            }
         }
         let Some((no, f, size, crc)) = self.current.as_mut() else { unreachable!("opened above") };
         let path = self.dir.join(store::segment_name(*no));
@@ -64,6 +182,9 @@ impl SegmentWriter<'_> {
             f.flush().at(&path)?;
             durable::sync_file(&f).at(&path)?;
             self.done.push(FileEntry::new(&store::segment_name(no), FileKind::Segment, size, crc));
+            if let Some(v) = self.vectors.take() {
+                self.done.push(v.finish(self.index_id)?);
+            }
             failpoint::hit("segment");
         }
         Ok(())
@@ -86,10 +207,19 @@ pub(super) struct MergeParams<'a> {
     /// Most runs open at once: with more, consecutive groups are first merged into longer runs
     /// (as often as needed), which keeps file handles and read buffers bounded.
     pub fan_in: usize,
+    /// Full vectors follow each code in the runs and go to vectors files (`,RFlat`).
+    pub refine: Option<RefineShape>,
+}
+
+impl MergeParams<'_> {
+    /// Bytes of a run record after its id: the code, and the full vector if kept.
+    fn record_size(&self) -> usize {
+        self.codec.code_size() + self.refine.map_or(0, |r| r.vector_bytes)
+    }
 }
 
 fn open_runs(runs: &[RunFile], mp: &MergeParams) -> Result<Vec<RunReader>> {
-    runs.iter().map(|r| RunReader::open(&r.path, mp.read_buffer, mp.nlist, mp.codec.code_size(), mp.index_id)).collect()
+    runs.iter().map(|r| RunReader::open(&r.path, mp.read_buffer, mp.nlist, mp.record_size(), mp.index_id)).collect()
 }
 
 /// Hands `each` every record of `list`, run by run: runs hold consecutive parts of the input,
@@ -128,7 +258,7 @@ fn reduce_runs(mut runs: Vec<RunFile>, mp: &MergeParams, progress: &dyn Progress
             let (first, end) = (group[0].first, group[group.len() - 1].end);
             let dir = group[0].path.parent().unwrap_or(Path::new("."));
             let mut readers = open_runs(group, mp)?;
-            let mut w = RunWriter::create(dir, first, end, mp.nlist, mp.codec.code_size())?;
+            let mut w = RunWriter::create(dir, first, end, mp.nlist, mp.record_size())?;
             while let Some(list) = readers.iter().filter_map(RunReader::head).min() {
                 let count: u64 = readers.iter().filter(|r| r.head() == Some(list)).map(|r| r.group_left() as u64).sum();
                 let count = u32::try_from(count).map_err(|_| Error::Corrupt {
@@ -136,7 +266,7 @@ fn reduce_runs(mut runs: Vec<RunFile>, mp: &MergeParams, progress: &dyn Progress
                     reason: format!("list {list} would hold more than 2^32 records in one run"),
                 })?;
                 w.group(list, count)?;
-                drain_list(&mut readers, list, |id, code| w.record(id, code))?;
+                drain_list(&mut readers, list, |id, record| w.record(id, record, &[]))?;
             }
             finish_all(&mut readers)?;
             drop(readers);
@@ -168,29 +298,31 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
         index_id,
         max_bytes: mp.segment_bytes.max(2 * PAGE),
         current: None,
+        vectors: None,
+        refine: mp.refine,
         next_no: 0,
         done: Vec::new(),
     };
     let mut list_starts = Vec::with_capacity(nlist + 1);
     let mut extents = Vec::new();
-    let (mut codes, mut ids, mut buf, mut arranged) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut scratch = ExtentScratch::default();
     let cap = mp.max_extent_vectors.clamp(1, u32::MAX as usize);
+    let cs = codec.code_size();
     for list in 0..nlist as u32 {
         list_starts.push(extents.len() as u32);
-        codes.clear();
-        ids.clear();
-        drain_list(&mut readers, list, |id, code| {
-            ids.push(id);
-            codes.extend_from_slice(code);
-            if ids.len() == cap {
-                extents.push(write_extent(&mut seg, codec, &codes, &ids, &mut buf, &mut arranged)?);
-                codes.clear();
-                ids.clear();
+        scratch.clear();
+        drain_list(&mut readers, list, |id, record| {
+            scratch.ids.push(id);
+            scratch.codes.extend_from_slice(&record[..cs]);
+            scratch.vectors.extend_from_slice(&record[cs..]);
+            if scratch.ids.len() == cap {
+                extents.push(write_extent(&mut seg, codec, &mut scratch)?);
+                scratch.clear();
             }
             Ok(())
         })?;
-        if !ids.is_empty() {
-            extents.push(write_extent(&mut seg, codec, &codes, &ids, &mut buf, &mut arranged)?);
+        if !scratch.ids.is_empty() {
+            extents.push(write_extent(&mut seg, codec, &mut scratch)?);
         }
         progress.advance(1);
     }
@@ -208,25 +340,40 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     Ok(Merged { directory, segment_files: seg.done })
 }
 
-/// Appends one extent of `ids` (ascending) and their codes (`rows`, as encoded) to the current
-/// segment; `arranged` is scratch for the codes in the codec's list layout.
-fn write_extent(
-    seg: &mut SegmentWriter,
-    codec: &Codec,
-    rows: &[u8],
-    ids: &[u64],
-    buf: &mut Vec<u8>,
-    arranged: &mut Vec<u8>,
-) -> Result<Extent> {
-    codec.arrange_list(rows, arranged);
-    let crc = format::encode_extent(arranged, ids, store::code_layout(codec), buf);
-    let (segment, offset) = seg.append(buf)?;
+/// One extent being gathered: ids (ascending), their codes as encoded and their full vectors
+/// (empty without `,RFlat`), and scratch for the extent's bytes.
+#[derive(Default)]
+struct ExtentScratch {
+    ids: Vec<u64>,
+    codes: Vec<u8>,
+    vectors: Vec<u8>,
+    arranged: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl ExtentScratch {
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.codes.clear();
+        self.vectors.clear();
+    }
+}
+
+/// Appends one extent to the current segment, and its vectors to the segment's vectors file.
+fn write_extent(seg: &mut SegmentWriter, codec: &Codec, x: &mut ExtentScratch) -> Result<Extent> {
+    codec.arrange_list(&x.codes, &mut x.arranged);
+    let crc = format::encode_extent(&x.arranged, &x.ids, store::code_layout(codec), &mut x.buf);
+    let (segment, offset) = seg.append(&x.buf)?;
+    let vectors_page = match seg.vectors.as_mut() {
+        Some(v) => v.append(&x.vectors)?,
+        None => 0,
+    };
     Ok(Extent {
         segment: segment.into(),
-        count: (ids.len() as u32).into(),
+        count: (x.ids.len() as u32).into(),
         offset: offset.into(),
-        length: (buf.len() as u64).into(),
+        length: (x.buf.len() as u64).into(),
         crc: crc.into(),
-        reserved: 0.into(),
+        vectors_page: vectors_page.into(),
     })
 }

@@ -167,7 +167,7 @@ impl BuildOptions {
             sample_elem,
             nlist: plan.nlist,
             hnsw_m: plan.hnsw_m,
-            code_size: plan.code_size(),
+            code_size: record_size(&plan, refine_elem(&plan, source.elem(), self.metric, d)),
             train_rows: train_size,
             min_train_rows: plan.nlist.max(1 << plan.pq_nbits),
             chunk_cap: self.chunk_size,
@@ -273,6 +273,8 @@ pub struct Plan {
     /// Whether codes quantize residuals from the list's centroid (faiss's `by_residual`): always
     /// for 8-bit PQ, `PQ{m}x4fsr` for fast-scan (`PQ{m}x4fs` quantizes the vectors themselves).
     pub by_residual: bool,
+    /// `,RFlat`: the full vectors are kept beside the codes, for re-ranking.
+    pub refine: bool,
 }
 
 impl Plan {
@@ -282,13 +284,37 @@ impl Plan {
     }
 }
 
+/// How a `,RFlat` index keeps its full vectors: the format's element code and bytes per vector.
+/// Uint8 input stays uint8 (a quarter of float32's disk and reads) unless the metric normalises
+/// rows (cosine), which makes them float; everything else is float32, as the codes see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RefineElem {
+    pub code: u8,
+    pub vector_bytes: usize,
+}
+
+pub(crate) fn refine_elem(plan: &Plan, elem: crate::input::Elem, metric: Metric, d: usize) -> Option<RefineElem> {
+    plan.refine.then(|| {
+        if elem == crate::input::Elem::U8 && !metric.normalizes() {
+            RefineElem { code: format::REFINE_U8, vector_bytes: d }
+        } else {
+            RefineElem { code: format::REFINE_F32, vector_bytes: 4 * d }
+        }
+    })
+}
+
+/// Bytes of one record of a sorted run: the code, then the full vector where the index keeps it.
+fn record_size(plan: &Plan, refine: Option<RefineElem>) -> usize {
+    plan.code_size() + refine.map_or(0, |r| r.vector_bytes)
+}
+
 fn plan(spec: &IndexSpec) -> Result<Plan> {
     match *spec {
-        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m } } => {
-            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8, by_residual: true })
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m }, refine } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8, by_residual: true, refine })
         }
-        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual } } => {
-            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual })
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual }, refine } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual, refine })
         }
         _ => Err(Error::Unsupported(format!(
             "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} indexes; the other factory kinds parse but are not built yet"
@@ -328,7 +354,7 @@ pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) ->
     let (n, d) = (source.len(), source.dim());
     let (_, plan, _) = opts.check_input(n, d)?;
     let mem = opts.memory_plan(source)?;
-    let disk = disk_plan(opts, &plan, &mem, n, d);
+    let disk = disk_plan(opts, &plan, &mem, n, d, refine_elem(&plan, source.elem(), opts.metric, d));
     let two_level = plan.two_level(opts.kmeans);
     let threads = rayon::current_num_threads();
     let stages = estimate::estimate(&estimate::EstimateShape {
@@ -361,14 +387,22 @@ pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) ->
     })
 }
 
-/// The disk a build of `n` × `d` vectors needs under the memory plan `mem`.
-fn disk_plan(opts: &BuildOptions, plan: &Plan, mem: &BudgetPlan, n: usize, d: usize) -> DiskPlan {
+/// The disk a build of `n` × `d` vectors needs under the memory plan `mem` (a run's record and
+/// an index's bytes per vector both grow by the full vector where `refine` keeps it).
+fn disk_plan(
+    opts: &BuildOptions,
+    plan: &Plan,
+    mem: &BudgetPlan,
+    n: usize,
+    d: usize,
+    refine: Option<RefineElem>,
+) -> DiskPlan {
     disk::disk_plan(&disk::DiskShape {
         n: n as u64,
         d: d as u64,
         nlist: plan.nlist as u64,
         hnsw_m: plan.hnsw_m as u64,
-        code_size: plan.code_size() as u64,
+        code_size: record_size(plan, refine) as u64,
         chunk_rows: mem.chunk_rows as u64,
         fan_in: mem.merge_fan_in as u64,
         max_extent_vectors: mem.max_extent_vectors as u64,
@@ -408,12 +442,13 @@ pub fn build_index(
     let t0 = Instant::now();
     let (n, d) = (source.len(), source.dim());
     let (spec, plan, requested) = opts.check_input(n, d)?;
+    let refine = refine_elem(&plan, source.elem(), opts.metric, d);
     let mem = opts.memory_plan(source)?;
     let train_size = mem.train_rows;
     let index_id = index_id(opts, &spec, n, d);
     let state = format::BuildState {
         body: format::BuildStateBody {
-            params: params(opts, &spec, &plan, n, d, train_size),
+            params: params(opts, &spec, &plan, n, d, train_size, refine),
             input_fingerprint: checkpoint::input_fingerprint(source)?.into(),
             input_elem: elem_code(source.elem()),
             two_level: plan.two_level(opts.kmeans) as u8,
@@ -443,7 +478,7 @@ pub fn build_index(
     };
     let runs_at = runs_dir(dir, opts.tmp_dir.as_deref(), index_id);
     let credit = if resume { existing_run_bytes(&runs_at) } else { 0 };
-    let dplan = disk_plan(opts, &plan, &mem, n, d);
+    let dplan = disk_plan(opts, &plan, &mem, n, d, refine);
     disk::check_space(&dplan, dir, &runs_at, credit)?;
 
     if train_size < requested {
@@ -504,12 +539,14 @@ pub fn build_index(
     report.train_s = t0.elapsed().as_secs_f64();
 
     std::fs::create_dir_all(&runs_at).at(&runs_at)?;
-    let (mut runs, gaps) = checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, codec.code_size(), index_id)?;
+    let (mut runs, gaps) =
+        checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, record_size(&plan, refine), index_id)?;
     if resume && !runs.is_empty() {
         let covered: u64 = runs.iter().map(|r| r.end - r.first).sum();
         log::info!("resuming: {} sorted runs cover {covered} of {n} vectors", runs.len());
     }
-    let target = spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist, by_residual: plan.by_residual };
+    let target =
+        spill::SpillTarget { dir: &runs_at, index_id, nlist: plan.nlist, by_residual: plan.by_residual, refine };
     runs.extend(spill::spill_runs(source, &coarse, &codec, opts, mem.chunk_rows, &gaps, &target, progress)?);
     runs.sort_by_key(|r| r.first);
     drop(coarse);
@@ -526,6 +563,7 @@ pub fn build_index(
             read_buffer: mem.merge_buffer,
             max_extent_vectors: mem.max_extent_vectors,
             fan_in: mem.merge_fan_in,
+            refine: refine.map(|r| merge::RefineShape { dim: d as u32, elem: r.code, vector_bytes: r.vector_bytes }),
         },
         dir,
         progress,
@@ -687,7 +725,15 @@ fn index_id(opts: &BuildOptions, spec: &IndexSpec, n: usize, d: usize) -> [u8; 1
     id
 }
 
-fn params(opts: &BuildOptions, spec: &IndexSpec, plan: &Plan, n: usize, d: usize, train_size: usize) -> Params {
+fn params(
+    opts: &BuildOptions,
+    spec: &IndexSpec,
+    plan: &Plan,
+    n: usize,
+    d: usize,
+    train_size: usize,
+    refine: Option<RefineElem>,
+) -> Params {
     let mut factory = [0u8; 64];
     let s = spec.to_string();
     factory[..s.len().min(64)].copy_from_slice(&s.as_bytes()[..s.len().min(64)]);
@@ -696,7 +742,7 @@ fn params(opts: &BuildOptions, spec: &IndexSpec, plan: &Plan, n: usize, d: usize
         metric: metric_code(opts.metric),
         code_layout: if plan.pq_nbits == 4 { format::CODE_LAYOUT_PQ4FS } else { format::CODE_LAYOUT_PQ8 },
         raw_codes: !plan.by_residual as u8,
-        reserved0: 0,
+        refine: refine.map_or(0, |r| r.code),
         nlist: (plan.nlist as u32).into(),
         pq_m: (plan.pq_m as u32).into(),
         pq_nbits: (plan.pq_nbits as u32).into(),

@@ -78,11 +78,14 @@ impl RunWriter {
         self.put(g.as_bytes())
     }
 
-    pub fn record(&mut self, id: u64, code: &[u8]) -> Result<()> {
+    /// One record: its id, its code, then its full vector (empty where the index keeps none;
+    /// the run's `code_size` counts both).
+    pub fn record(&mut self, id: u64, code: &[u8], vector: &[u8]) -> Result<()> {
         let local = (id - self.first_row).to_le_bytes();
         let id_bytes = self.id_bytes;
         self.put(&local[..id_bytes])?;
-        self.put(code)
+        self.put(code)?;
+        self.put(vector)
     }
 
     /// Completes the run: the header (now with its group count and checksum) goes in front,
@@ -280,7 +283,7 @@ mod tests {
             let n = recs[i..].iter().take_while(|r| r.0 == list).count();
             w.group(list, n as u32).unwrap();
             for r in &recs[i..i + n] {
-                w.record(r.1, &[r.2; 4]).unwrap();
+                w.record(r.1, &[r.2; 4], &[]).unwrap();
             }
             i += n;
         }

@@ -28,6 +28,8 @@ pub(super) struct SpillTarget<'a> {
     pub nlist: usize,
     /// Encode residuals from the assigned centroid (else the rows themselves).
     pub by_residual: bool,
+    /// Keep each full vector after its code in the run (`,RFlat`).
+    pub refine: Option<super::RefineElem>,
 }
 
 /// Streams the rows of every range in `gaps` (ascending, disjoint) in chunks of at most
@@ -95,6 +97,15 @@ fn write_run(
 ) -> Result<RunFile> {
     let lists = coarse.assign_batch(x, ef);
     let cs = codec.code_size();
+    // The full vectors as the index keeps them, taken before `x` becomes residuals: uint8
+    // input arrives as exact small integers in `x`, so it is written back as its bytes.
+    let vb = target.refine.map_or(0, |r| r.vector_bytes);
+    let mut vectors = Vec::with_capacity(lists.len() * vb);
+    match target.refine {
+        Some(r) if r.code == crate::format::REFINE_U8 => vectors.extend(x.iter().map(|&v| v as u8)),
+        Some(_) => x.iter().for_each(|v| vectors.extend_from_slice(&v.to_le_bytes())),
+        None => {}
+    }
     if target.by_residual {
         coarse.to_residuals(x, &lists);
     }
@@ -103,12 +114,12 @@ fn write_run(
     let mut order: Vec<u32> = (0..lists.len() as u32).collect();
     order.sort_by_key(|&i| (lists[i as usize], i));
     let end = first_row + lists.len() as u64;
-    let mut w = RunWriter::create(target.dir, first_row, end, target.nlist, cs)?;
+    let mut w = RunWriter::create(target.dir, first_row, end, target.nlist, cs + vb)?;
     for group in order.chunk_by(|&a, &b| lists[a as usize] == lists[b as usize]) {
         w.group(lists[group[0] as usize], group.len() as u32)?;
         for &i in group {
             let i = i as usize;
-            w.record(first_row + i as u64, &codes[i * cs..(i + 1) * cs])?;
+            w.record(first_row + i as u64, &codes[i * cs..(i + 1) * cs], &vectors[i * vb..(i + 1) * vb])?;
         }
     }
     let (path, bytes) = w.finish(target.index_id)?;

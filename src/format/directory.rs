@@ -32,7 +32,9 @@ pub struct Extent {
     pub offset: U64,
     pub length: U64,
     pub crc: U32,
-    pub reserved: U32,
+    /// Format 1.2, indexes with full vectors: the page of `vec-NNNNNN.qvv` (NNNNNN = `segment`)
+    /// where this extent's vectors begin. 0 otherwise.
+    pub vectors_page: U32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +140,7 @@ mod tests {
             offset: offset.into(),
             length: 4096.into(),
             crc: 5.into(),
-            reserved: 0.into(),
+            vectors_page: 0.into(),
         }
     }
 

@@ -20,6 +20,8 @@ pub enum FileKind {
     Run = 6,
     /// The state of a build in progress (not part of an index).
     BuildState = 7,
+    /// Full vectors for re-ranking (`,RFlat`), beside a segment (format 1.2).
+    Vectors = 8,
 }
 
 impl FileKind {
@@ -32,6 +34,7 @@ impl FileKind {
             5 => FileKind::Segment,
             6 => FileKind::Run,
             7 => FileKind::BuildState,
+            8 => FileKind::Vectors,
             _ => return None,
         })
     }
@@ -45,6 +48,7 @@ impl FileKind {
             FileKind::Segment => "segment",
             FileKind::Run => "sorted run",
             FileKind::BuildState => "build state",
+            FileKind::Vectors => "vectors",
         }
     }
 }

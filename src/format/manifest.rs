@@ -19,7 +19,8 @@ pub struct Params {
     /// 1: codes quantize the vectors themselves (faiss's `by_residual = false`, `PQ{m}x4fs`);
     /// 0: their residuals from the list's centroid (every index of format 1.0).
     pub raw_codes: u8,
-    pub reserved0: u8,
+    /// Full vectors kept for re-ranking: 0 none, [`super::REFINE_F32`], [`super::REFINE_U8`].
+    pub refine: u8,
     pub nlist: U32,
     pub pq_m: U32,
     pub pq_nbits: U32,
@@ -129,7 +130,7 @@ mod tests {
             metric: 0,
             code_layout: 1,
             raw_codes: 0,
-            reserved0: 0,
+            refine: 0,
             nlist: 4096.into(),
             pq_m: 32.into(),
             pq_nbits: 8.into(),

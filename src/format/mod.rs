@@ -1,4 +1,4 @@
-//! The on-disk format, version 1: byte layouts only. Every structure here is a `#[repr(C)]`
+//! The on-disk format, version 1 (1.2): byte layouts only. Every structure here is a `#[repr(C)]`
 //! zerocopy type with explicit little-endian fields, specified field by field in `format-spec/`
 //! (and `tests/spec_sync.rs` checks the two agree). This layer knows nothing of k-means, HNSW or
 //! PQ: it sees shapes, arrays of little-endian numbers and checksums. The engine converts.
@@ -17,6 +17,7 @@ mod manifest;
 mod quantizer;
 mod run;
 mod segment;
+mod vectors;
 
 pub use build_state::{BuildState, BuildStateBody};
 pub use codebooks::{CodebookHeader, Codebooks};
@@ -28,13 +29,14 @@ pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
 pub use segment::{decode_extent, encode_extent, extent_view, segment_header_page, ExtentView};
+pub use vectors::{VectorsFile, VectorsHeader};
 
 /// First eight bytes of every quiver file.
 pub const MAGIC: [u8; 8] = *b"QUIVERix";
 /// Files with a different major version are not readable by this library.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Highest minor version this library reads (and the one it writes).
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 /// Alignment of every extent and of the extent area of a segment: the O_DIRECT unit.
 pub const PAGE: u64 = 4096;
 
@@ -46,6 +48,10 @@ pub const METRIC_COSINE: u8 = 2;
 /// Code layouts stored in [`Params::code_layout`]: how one vector's payload sits in an extent.
 /// 1 = row-major 8-bit PQ codes (`m` bytes per vector); 2 = 4-bit fast-scan PQ codes in blocks
 /// of 32 vectors (`m / 2` bytes per vector, format 1.1). See [`CodeLayout`].
+/// `Params::refine`: full vectors kept as little-endian float32, or as the input's bytes.
+pub const REFINE_F32: u8 = 1;
+pub const REFINE_U8: u8 = 2;
+
 pub const CODE_LAYOUT_PQ8: u8 = 1;
 pub const CODE_LAYOUT_PQ4FS: u8 = 2;
 
@@ -167,7 +173,8 @@ mod tests {
     fn versions_newer_than_ours_are_refused() {
         assert!(check_version("f", 1, 0).is_ok());
         assert!(check_version("f", 1, 1).is_ok());
-        assert!(matches!(check_version("f", 1, 2), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(check_version("f", 1, 2).is_ok());
+        assert!(matches!(check_version("f", 1, 3), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }

@@ -109,7 +109,7 @@ mod tests {
             offset: 4096.into(),
             length: 4096.into(),
             crc: crc.into(),
-            reserved: 0.into(),
+            vectors_page: 0.into(),
         };
         let v = decode_extent("s", &e, row, &buf).unwrap();
         assert_eq!(v.codes, &codes[..]);
@@ -134,7 +134,7 @@ mod tests {
             offset: 4096.into(),
             length: 4096.into(),
             crc: crc.into(),
-            reserved: 0.into(),
+            vectors_page: 0.into(),
         };
         let v = decode_extent("s", &e, blocks, &buf).unwrap();
         assert_eq!((v.codes, v.count), (&codes[..], 40));
@@ -158,7 +158,7 @@ mod tests {
             offset: 0.into(),
             length: 4096.into(),
             crc: crc.into(),
-            reserved: 0.into(),
+            vectors_page: 0.into(),
         };
         assert!(matches!(decode_extent("s", &e, row, &buf), Err(FormatError::ChecksumMismatch { .. })));
         assert!(matches!(decode_extent("s", &e, row, &buf[..100]), Err(FormatError::Truncated { .. })));

@@ -638,7 +638,7 @@ fn scan_plain(
             mask &= mask - 1;
             let d = bias + exacts.map_or_else(|| exact_sum(exact, block, i, m), |e| e[i]);
             if d <= threshold {
-                topk.push(id_of(b * BLOCK + i), d);
+                topk.push_at(id_of(b * BLOCK + i), d, b * BLOCK + i);
                 threshold = topk.threshold();
                 let Some(tighter) = sum_limit(lut, bias, threshold) else { return };
                 if tighter < limit {
@@ -674,7 +674,7 @@ fn scan_with_terms(scan: &BlockScan, terms: &[f32], sums: &[u16], id_of: impl Fn
             if passes(s, t, limit) {
                 let d = (bias + t) + exact_sum(exact, block, i, m);
                 if d <= threshold {
-                    topk.push(id_of(b * BLOCK + i), d);
+                    topk.push_at(id_of(b * BLOCK + i), d, b * BLOCK + i);
                     threshold = topk.threshold();
                     limit = limit_of(threshold);
                 }

@@ -27,7 +27,7 @@ pub fn scan_codes(
         // `<=`: a tie at the threshold is settled by id inside the top-k, so results do not
         // depend on the order lists are scanned in (cached ones first, say).
         if d <= threshold {
-            topk.push(id_of(i), d);
+            topk.push_at(id_of(i), d, i);
             threshold = topk.threshold();
         }
     }

@@ -87,7 +87,7 @@ pub(crate) fn search_grouped(
             v.sort_unstable_by_key(|v| (v.list, v.query));
             v
         };
-        let mut merged: Vec<TopK> = (0..prepared.len()).map(|_| TopK::new(p.k)).collect();
+        let mut merged: Vec<TopK> = (0..prepared.len()).map(|_| TopK::new(pipeline::shortlist(index, p))).collect();
         for first in [true, false] {
             let visits = visits(first);
             let bars: Vec<f32> = merged.iter().map(TopK::threshold).collect();
@@ -99,15 +99,30 @@ pub(crate) fn search_grouped(
                 let (tops, stats) = s?;
                 total.add(&stats);
                 for (m, top) in merged.iter_mut().zip(tops) {
-                    for n in top.map(TopK::into_sorted_vec).unwrap_or_default() {
-                        m.push(n.id, n.dist);
+                    for (n, at) in top.map(TopK::into_sorted_placed).unwrap_or_default() {
+                        m.push_placed(n, at);
                     }
                 }
             }
         }
-        results.extend(
-            merged.into_iter().map(|t| QueryResult { neighbors: t.into_sorted_vec(), stats: SearchStats::default() }),
-        );
+        // Re-ranks (where the index keeps full vectors) query by query, each one round of
+        // reads; their cost goes into the batch's stats.
+        let finished: Vec<Result<QueryResult>> = pool.install(|| {
+            merged
+                .into_par_iter()
+                .zip(prepared.par_iter())
+                .map(|(top, (pq, _))| {
+                    let mut w = worker();
+                    let (reader, _) = w.parts(index);
+                    pipeline::finish(index, &pq.q, p, top, reader, SearchStats::default())
+                })
+                .collect()
+        });
+        for f in finished {
+            let f = f?;
+            total.add(&f.stats);
+            results.push(QueryResult { neighbors: f.neighbors, stats: SearchStats::default() });
+        }
     }
     Ok((results, total))
 }
@@ -147,15 +162,17 @@ fn scan_part(
     let lists: Vec<&[Visit]> = part.chunk_by(|a, b| a.list == b.list).collect();
     for batch in lists.chunks(LISTS_PER_READ) {
         let probes: Vec<Neighbor> = batch.iter().map(|v| Neighbor { id: v[0].list as u64, dist: 0.0 }).collect();
-        let s = index.lists.scan_lists(&probes, reader, |list, _, view, derived| {
+        let s = index.lists.scan_lists(&probes, reader, |list, x, _, view, derived| {
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
             let visits = batch[i];
             let mut visitors: Vec<Visitor> = visits
                 .iter()
                 .map(|v| {
                     let (table, bias) = prepared[v.query as usize].0.table_for(index, v.qc);
-                    let topk =
-                        tops[v.query as usize].take().unwrap_or_else(|| TopK::bounded(p.k, bars[v.query as usize]));
+                    let mut topk = tops[v.query as usize]
+                        .take()
+                        .unwrap_or_else(|| TopK::bounded(pipeline::shortlist(index, p), bars[v.query as usize]));
+                    topk.set_extent(x);
                     Visitor { table, bias, topk }
                 })
                 .collect();

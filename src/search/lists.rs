@@ -48,14 +48,15 @@ pub(crate) struct ListStore {
 pub(crate) type Derived<'a> = Option<&'a std::sync::OnceLock<Vec<f32>>>;
 
 impl ListStore {
-    /// Calls `scan(list, qc, extent, derived)` for every extent of the `probes` (the coarse
-    /// search's lists; `qc` is the distance it found, ‖q − c‖² for L2), reading what the cache
-    /// does not hold in one batch through `reader`; returns what it cost.
+    /// Calls `scan(list, x, qc, extent, derived)` for every extent of the `probes` (the coarse
+    /// search's lists; `x` is the extent's number in the directory, `qc` the distance the
+    /// coarse search found, ‖q − c‖² for L2), reading what the cache does not hold in one batch
+    /// through `reader`; returns what it cost.
     pub fn scan_lists(
         &self,
         probes: &[Neighbor],
         reader: &mut io::Reader,
-        mut scan: impl FnMut(usize, f32, ExtentView, Derived),
+        mut scan: impl FnMut(usize, u32, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
         let mut pending: Vec<(usize, u32, f32)> = Vec::new();
         let mut cached: Vec<(usize, u32, f32, Arc<Cached>)> = Vec::new();
@@ -78,6 +79,7 @@ impl ListStore {
             reads: reqs.len() as u64,
             cache_hits: lookups.0,
             cache_misses: lookups.1,
+            refine_pages: 0,
             io: None,
         };
         let layout = self.directory.layout;
@@ -93,7 +95,7 @@ impl ListStore {
                     crate::distance::prefetch(&t[..t.len().min(PREFETCH_BYTES / 4)]);
                 }
             }
-            scan(*list, *qc, view(*x, &item.bytes), Some(&item.derived));
+            scan(*list, *x, *qc, view(*x, &item.bytes), Some(&item.derived));
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
@@ -105,7 +107,7 @@ impl ListStore {
                     |p| p.1,
                     |&(list, x, qc), bytes, view| {
                         let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                        scan(list, qc, view, kept.as_ref().map(|k| &k.derived));
+                        scan(list, x, qc, view, kept.as_ref().map(|k| &k.derived));
                     },
                 )
             })
@@ -226,18 +228,25 @@ impl ListStore {
     }
 
     fn error(&self, e: ReadError) -> Error {
-        match e {
-            ReadError::Io(source) => Error::Io { path: self.dir.clone(), source },
-            ReadError::Format(f) => Error::Format(f),
-        }
+        e.into_error(&self.dir)
     }
 }
 
-/// What can go wrong while extents arrive: the read itself (the io layer names the offset; the
-/// index directory is added here) or the bytes (the format layer names segment and offset).
-enum ReadError {
+/// What can go wrong while extents (or vectors pages) arrive: the read itself (the io layer
+/// names the offset; the index directory is added here) or the bytes (the format layer names
+/// the file and offset).
+pub(crate) enum ReadError {
     Io(std::io::Error),
     Format(format::FormatError),
+}
+
+impl ReadError {
+    pub fn into_error(self, dir: &std::path::Path) -> Error {
+        match self {
+            ReadError::Io(source) => Error::Io { path: dir.to_owned(), source },
+            ReadError::Format(f) => Error::Format(f),
+        }
+    }
 }
 
 impl From<std::io::Error> for ReadError {

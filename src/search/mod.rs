@@ -7,6 +7,7 @@ pub mod cache;
 mod lists;
 pub(crate) mod open;
 mod pipeline;
+mod refine;
 mod searcher;
 
 pub use searcher::{Batch, Searcher};
@@ -38,13 +39,21 @@ pub struct SearchParams {
     /// candidates and stops as faiss's does: once `ef_search` of them are closer than the next
     /// to expand.
     pub ef_search: usize,
+    /// `,RFlat` indexes: the codes' k × k_factor best are re-ranked by exact distance from
+    /// their full vectors (faiss's `IndexRefine::k_factor`, default 1). Other indexes take
+    /// only 1.
+    pub k_factor: usize,
 }
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams { k: 10, nprobe: 1, ef_search: 16 }
+        SearchParams { k: 10, nprobe: 1, ef_search: 16, k_factor: 1 }
     }
 }
+
+/// Largest k_factor a search takes: past it the candidates' reads cost more than probing more
+/// lists buys back.
+pub const MAX_K_FACTOR: usize = 1024;
 
 /// Counters of one `search` call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,6 +69,9 @@ pub struct SearchStats {
     pub cache_hits: u64,
     /// Extents looked up in the list cache and not found (0 without a cache).
     pub cache_misses: u64,
+    /// Pages of full vectors read to re-rank (`,RFlat`; counted in `bytes_read` and `reads`
+    /// too).
+    pub refine_pages: u64,
     /// The engine that served the reads (None if nothing was read).
     pub io: Option<IoEngine>,
 }
@@ -71,6 +83,7 @@ impl SearchStats {
         self.reads += o.reads;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
+        self.refine_pages += o.refine_pages;
         self.io = self.io.or(o.io);
     }
 }
@@ -168,6 +181,44 @@ pub struct IndexInfo {
     pub train_size: u64,
     pub seed: u64,
     pub generation: u64,
+    /// `,RFlat`: how the index keeps its full vectors for re-ranking (None: codes only).
+    pub refine: Option<RefineVectors>,
+}
+
+/// How an `,RFlat` index keeps its full vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefineVectors {
+    /// Little-endian float32, as the codes saw them (normalised for cosine).
+    Float32,
+    /// The input's uint8 values (uint8 input, L2 or inner product).
+    Uint8,
+}
+
+impl RefineVectors {
+    /// From the manifest's `refine` byte (0 = none).
+    pub(crate) fn from_code(code: u8) -> Option<Option<Self>> {
+        match code {
+            0 => Some(None),
+            format::REFINE_F32 => Some(Some(RefineVectors::Float32)),
+            format::REFINE_U8 => Some(Some(RefineVectors::Uint8)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            RefineVectors::Float32 => format::REFINE_F32,
+            RefineVectors::Uint8 => format::REFINE_U8,
+        }
+    }
+
+    /// Bytes of one vector of dimension `d`.
+    pub fn vector_bytes(self, d: usize) -> usize {
+        match self {
+            RefineVectors::Float32 => 4 * d,
+            RefineVectors::Uint8 => d,
+        }
+    }
 }
 
 impl IndexInfo {
@@ -189,7 +240,7 @@ impl IndexInfo {
 /// use quiver::{Index, SearchParams};
 /// let index = Index::open("my-index")?;
 /// let queries = vec![0.0f32; index.info().dim * 2]; // two queries, row-major
-/// let res = index.search(&queries, &SearchParams { k: 10, nprobe: 16, ef_search: 16 })?;
+/// let res = index.search(&queries, &SearchParams { k: 10, nprobe: 16, ef_search: 16, ..Default::default() })?;
 /// println!("nearest to query 0: {:?} at {:?}", res.ids_of(0), res.distances_of(0));
 /// # Ok::<(), quiver::Error>(())
 /// ```
@@ -205,6 +256,8 @@ pub struct Index {
     pub(crate) scan_mode: pipeline::ScanMode,
     /// The list directory, the segments and the list cache.
     pub(crate) lists: ListStore,
+    /// `,RFlat`: the full vectors.
+    pub(crate) vectors: Option<refine::VectorStore>,
     pub(crate) files: Vec<FileEntry>,
     skipped: Vec<store::SkippedManifest>,
     /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
@@ -238,6 +291,22 @@ impl Index {
             let seg = &segments[x.segment.get() as usize];
             open::check_extent_bounds(i, x, &seg.name, seg.size)?;
         }
+        let vectors = match info.refine {
+            None => None,
+            Some(kind) => {
+                let mut files = Vec::with_capacity(directory.n_segments as usize);
+                for no in 0..directory.n_segments {
+                    let (name, table) = g.vectors_file(no, &info, kind)?;
+                    let path = dir.join(&name);
+                    let (file, _) = io::open_for_reads(&path).at(&path)?;
+                    files.push(refine::VectorsSegment { name, file, table });
+                }
+                let metric = info.metric.kernel();
+                let store = refine::VectorStore { dir: dir.clone(), kind, dim: info.dim, metric, files, io: opts.io };
+                store.check_extents(&directory)?;
+                Some(store)
+            }
+        };
         // Both are filled as queries (or the open) ask, so a size past RAM would end in the OOM
         // killer rather than an error.
         for (name, bytes) in
@@ -282,6 +351,7 @@ impl Index {
             scan_mode,
             codec,
             lists,
+            vectors,
             files: manifest.files,
             skipped,
             idle: std::sync::Mutex::new(Vec::new()),
@@ -333,7 +403,8 @@ impl Index {
 
     /// Searches `queries` (nq × dim, row-major), in parallel over queries on the current rayon
     /// pool. Errors on a wrong dimension, a non-finite query, k = 0, k > ntotal,
-    /// nprobe = 0, nprobe > nlist or efSearch = 0; and on any read or checksum failure.
+    /// nprobe = 0, nprobe > nlist, efSearch = 0, k_factor outside 1 ..= 1024 or above 1 for
+    /// an index without full vectors; and on any read or checksum failure.
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<SearchResults> {
         self.check_params(queries, params)?;
         let d = self.info.dim;
@@ -413,6 +484,18 @@ impl Index {
         }
         if p.ef_search == 0 {
             return Err(Error::InvalidParameter("efSearch must be at least 1".into()));
+        }
+        if p.k_factor == 0 || p.k_factor > MAX_K_FACTOR {
+            return Err(Error::InvalidParameter(format!(
+                "k_factor = {} is out of range: 1 ..= {MAX_K_FACTOR}",
+                p.k_factor
+            )));
+        }
+        if p.k_factor > 1 && self.vectors.is_none() {
+            return Err(Error::InvalidParameter(format!(
+                "k_factor = {} asks for a re-rank, and this index ({}) keeps no full vectors: build it with ',RFlat' at the end of the factory string",
+                p.k_factor, self.info.factory
+            )));
         }
         Ok(())
     }

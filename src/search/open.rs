@@ -12,7 +12,7 @@ use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, Codebooks, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, Manifest, QuantizerBlock,
-    HEADER_LEN, PAGE,
+    VectorsFile, HEADER_LEN, PAGE,
 };
 use crate::hnsw::Hnsw;
 use crate::ivf::CoarseQuantizer;
@@ -75,13 +75,15 @@ impl<'a> Generation<'a> {
             train_size: p.train_size.get(),
             seed: p.seed.get(),
             generation: self.manifest.body.generation.get(),
+            refine: super::RefineVectors::from_code(p.refine)
+                .ok_or_else(|| self.invalid(format!("unknown refine kind {}", p.refine)))?,
         };
         let spec: IndexSpec = info
             .factory
             .parse()
             .map_err(|e: crate::spec::SpecError| self.invalid(format!("factory string: {}", e.reason)))?;
         let agrees = match spec {
-            IndexSpec::Ivf { nlist, hnsw_m, payload } => {
+            IndexSpec::Ivf { nlist, hnsw_m, payload, refine } => {
                 let (m, nbits, residual) = match payload {
                     Payload::Pq { m } => (m, 8, true),
                     Payload::PqFastScan { m, residual } => (m, 4, residual),
@@ -93,6 +95,7 @@ impl<'a> Generation<'a> {
                     && nbits == info.pq_nbits
                     && residual == info.by_residual
                     && p.raw_codes <= 1
+                    && refine == info.refine.is_some()
             }
             _ => false,
         };
@@ -177,13 +180,7 @@ impl<'a> Generation<'a> {
     /// extent area's checksum is left to `verify` (reading it means reading the whole file).
     pub fn segment_header(&self, no: u32) -> Result<(String, u64)> {
         let name = store::segment_name(no);
-        let e = self.entry(&name)?;
-        let path = self.dir.join(&name);
-        let size = std::fs::metadata(&path).map_err(|err| missing_or_io(&name, &path, err))?.len();
-        if size != e.size.get() {
-            return Err(size_mismatch(&name, e.size.get(), size));
-        }
-        let page = read_header_page(&path, &name)?;
+        let (size, page) = self.sized_header_page(&name)?;
         let h = FileHeader::decode(&name, FileKind::Segment, &page)?;
         if h.payload_offset.get() != PAGE || h.payload_len.get() != size - PAGE {
             return Err(Error::Corrupt {
@@ -193,6 +190,48 @@ impl<'a> Generation<'a> {
         }
         self.check_owner(&name, &h)?;
         Ok((name, size))
+    }
+
+    /// Vectors file `no` (`,RFlat`): its size, header page, owner and page table checked, and
+    /// its shape against the index's. Its pages are checked as queries read them (and all of
+    /// them by `verify`).
+    pub fn vectors_file(&self, no: u32, info: &IndexInfo, kind: super::RefineVectors) -> Result<(String, VectorsFile)> {
+        let name = store::vectors_name(no);
+        let (size, page) = self.sized_header_page(&name)?;
+        let path = self.dir.join(&name);
+        let (fh, h) = VectorsFile::decode_head(&name, &page)?;
+        self.check_owner(&name, &fh)?;
+        if h.dim.get() as usize != info.dim || h.elem != kind.code() {
+            return Err(Error::Corrupt {
+                file: name,
+                reason: format!(
+                    "holds vectors of dimension {} (element type {}), the index's are {} ({})",
+                    h.dim.get(),
+                    h.elem,
+                    info.dim,
+                    kind.code()
+                ),
+            });
+        }
+        let (at, len) = VectorsFile::table_span(h.n_pages.get());
+        if VectorsFile::file_len(h.n_pages.get()) != size {
+            return Err(Error::Corrupt { file: name, reason: "its size disagrees with its page count".into() });
+        }
+        let mut table = vec![0u8; len as usize];
+        File::open(&path).and_then(|f| f.read_exact_at(&mut table, at)).at(&path)?;
+        Ok((name.clone(), VectorsFile::decode(&name, h, &table)?))
+    }
+
+    /// The size of a file read per query (a segment or a vectors file), checked against the
+    /// manifest, and its header page.
+    fn sized_header_page(&self, name: &str) -> Result<(u64, Vec<u8>)> {
+        let e = self.entry(name)?;
+        let path = self.dir.join(name);
+        let size = std::fs::metadata(&path).map_err(|err| missing_or_io(name, &path, err))?.len();
+        if size != e.size.get() {
+            return Err(size_mismatch(name, e.size.get(), size));
+        }
+        Ok((size, read_header_page(&path, name)?))
     }
 
     /// The file's header must carry the manifest's index id and the payload crc it recorded.

@@ -249,9 +249,39 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut
     let prepared = prepare(index, query);
     let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
     let (reader, scratch) = w.parts(index);
-    let mut top = TopK::new(p.k);
-    let stats = index.lists.scan_lists(&probes, reader, |list, qc, view, derived| {
+    let mut top = TopK::new(shortlist(index, p));
+    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived| {
+        top.set_extent(x);
         prepared.scan_extent(index, list, qc, &view, derived, scratch, &mut top);
     })?;
-    Ok(QueryResult { neighbors: top.into_sorted_vec(), stats })
+    finish(index, &prepared.q, p, top, reader, stats)
+}
+
+/// How many candidates the codes choose: k, or k × k_factor where they are re-ranked.
+pub(crate) fn shortlist(index: &Index, p: &SearchParams) -> usize {
+    if index.vectors.is_some() {
+        p.k.saturating_mul(p.k_factor)
+    } else {
+        p.k
+    }
+}
+
+/// A query's answer from the codes' shortlist `top`: re-ranked by exact distance where the
+/// index keeps full vectors (one round of reads through `reader`), as it is otherwise.
+pub(crate) fn finish(
+    index: &Index,
+    q: &[f32],
+    p: &SearchParams,
+    top: TopK,
+    reader: &mut io::Reader,
+    mut stats: SearchStats,
+) -> Result<QueryResult> {
+    let neighbors = match &index.vectors {
+        Some(v) => {
+            let candidates = top.into_sorted_placed();
+            v.rerank(&index.lists.directory, q, &candidates, p.k, reader, &mut stats)?
+        }
+        None => top.into_sorted_vec(),
+    };
+    Ok(QueryResult { neighbors, stats })
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// let index = Index::open("my-index")?;
 /// let searcher = Searcher::new(&index, 4)?;
 /// let queries = vec![0.0f32; index.info().dim * 100];
-/// let batch = searcher.search(&queries, &SearchParams { k: 10, nprobe: 16, ef_search: 16 })?;
+/// let batch = searcher.search(&queries, &SearchParams { k: 10, nprobe: 16, ef_search: 16, ..Default::default() })?;
 /// println!("query 0 took {:.3} ms, {} bytes read", batch.latencies_ms[0], batch.per_query[0].bytes_read);
 /// # Ok::<(), quiver::Error>(())
 /// ```

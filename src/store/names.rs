@@ -28,5 +28,17 @@ pub fn is_segment_name(name: &str) -> bool {
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The vectors file beside segment `n` (`,RFlat` indexes).
+pub fn vectors_name(n: u32) -> String {
+    format!("vec-{n:06}.qvv")
+}
+
+/// Whether `name` is a vectors file name (`vec-<digits>.qvv`).
+pub fn is_vectors_name(name: &str) -> bool {
+    name.strip_prefix("vec-")
+        .and_then(|r| r.strip_suffix(".qvv"))
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The build state in the staging area: the first file a build writes.
 pub const BUILD_STATE: &str = "build.qvb";

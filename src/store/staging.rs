@@ -10,7 +10,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::names::{is_segment_name, manifest_name, parse_manifest_name, CODEBOOKS, DIRECTORY, QUANTIZER, STAGING};
+use super::names::{
+    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, DIRECTORY, QUANTIZER, STAGING,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::io::durable;
 
@@ -37,6 +39,7 @@ fn written_by_a_build(name: &str) -> bool {
         || name == CODEBOOKS
         || name == DIRECTORY
         || is_segment_name(name)
+        || is_vectors_name(name)
         || (name.starts_with(".MANIFEST-") && name.ends_with(".tmp"))
 }
 

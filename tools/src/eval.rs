@@ -14,6 +14,8 @@ pub struct GroundTruth {
 pub struct Row {
     pub nprobe: usize,
     pub ef: usize,
+    /// Where the index re-ranks (`,RFlat`): candidates re-ranked per result; None otherwise.
+    pub k_factor: Option<usize>,
     pub k: usize,
     pub recall_at_1: Option<f64>,
     pub one_recall_at_3: Option<f64>,
@@ -44,6 +46,8 @@ pub struct Setting {
     pub k: usize,
     pub nprobe: usize,
     pub ef: usize,
+    /// faiss's k_factor (1 for an index that does not re-rank).
+    pub k_factor: usize,
     /// Run every query once, untimed, first (a cache then holds what the timed pass asks for).
     pub warmup: bool,
     /// Search all queries as one batch grouped by list (no per-query latency).
@@ -51,13 +55,13 @@ pub struct Setting {
 }
 
 pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &Setting) -> quiver::Result<Row> {
-    let Setting { k, nprobe, ef, warmup, grouped } = *s;
+    let Setting { k, nprobe, ef, k_factor, warmup, grouped } = *s;
     let d = searcher.index().info().dim;
     let nq = queries.len() / d;
     if nq == 0 {
         return Err(quiver::Error::InvalidParameter("no queries to search".into()));
     }
-    let p = SearchParams { k, nprobe, ef_search: ef };
+    let p = SearchParams { k, nprobe, ef_search: ef, k_factor };
     // Untimed warm-up: creates each worker's ring and scratch buffers; with `warmup`, every
     // query once (so a cache holds what the timed pass will ask for).
     let warm = if warmup { nq } else { 16.min(nq) };
@@ -76,6 +80,7 @@ pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &S
     let mut row = Row {
         nprobe,
         ef,
+        k_factor: searcher.index().info().refine.map(|_| k_factor),
         k,
         recall_at_1: None,
         one_recall_at_3: None,

@@ -10,6 +10,7 @@ pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
     let mut o = serde_json::json!({
         "nprobe": r.nprobe,
         "ef": r.ef,
+        "k_factor": r.k_factor,
         "k": r.k,
         "recall_at_1": r.recall_at_1,
         "one_recall_at_3": r.one_recall_at_3,
@@ -31,8 +32,8 @@ pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
 pub fn table_header(out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>6} {:>4} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8}",
-        "nprobe", "ef", "R@1", "1-R@3", "R@10", "ms/q", "p50 ms", "p99 ms", "QPS", "KiB read/q", "io"
+        "{:>6} {:>4} {:>4} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8}",
+        "nprobe", "ef", "kf", "R@1", "1-R@3", "R@10", "ms/q", "p50 ms", "p99 ms", "QPS", "KiB read/q", "io"
     )
 }
 
@@ -40,9 +41,10 @@ pub fn table_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
     let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
     writeln!(
         out,
-        "{:>6} {:>4} {:>6} {:>7} {:>7} {:>8.3} {:>8} {:>8} {:>9.0} {:>10.1} {:>8}",
+        "{:>6} {:>4} {:>4} {:>6} {:>7} {:>7} {:>8.3} {:>8} {:>8} {:>9.0} {:>10.1} {:>8}",
         r.nprobe,
         r.ef,
+        r.k_factor.map_or("-".into(), |f| f.to_string()),
         f(r.recall_at_1),
         f(r.one_recall_at_3),
         f(r.recall_at_10),

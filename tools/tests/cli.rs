@@ -164,6 +164,9 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "0"], "(0, 1]", 2),
         (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "1.5"], "(0, 1]", 2),
         (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "x"], "not a number", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "0"], "--k-factor", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "4"], ",RFlat", 2),
+        (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,Flat,RFlat"], "RFlat", 2),
     ] {
         let o = quiver(&args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");
@@ -212,6 +215,51 @@ fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("out of this index's reach"), "{err}");
+}
+
+/// An `,RFlat` index: `search --k-factor` sweeps with each --nprobe, its JSON rows carry
+/// k_factor, and `tune` reaches a recall the codes alone cannot, naming the k_factor it chose.
+#[test]
+fn rflat_search_and_tune() {
+    let d = tempfile::tempdir().unwrap();
+    let (base, q, gt, idx) = fixture(d.path());
+    let rf = d.path().join("rf").display().to_string();
+    ok(&["build", "--input", &base, "--index", &rf, "--factory", "IVF16_HNSW8,PQ8,RFlat", "--quiet"]);
+    let search = |nprobe: &str, k_factor: &str| {
+        ok(&[
+            "search",
+            "--index",
+            &rf,
+            "--queries",
+            &q,
+            "--gt",
+            &gt,
+            "--nprobe",
+            nprobe,
+            "--k-factor",
+            k_factor,
+            "--json",
+        ])
+    };
+    let rows = search("4,16", "1,8");
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!((field(rows[0], "nprobe"), field(rows[0], "k_factor")), ("4", "1"));
+    assert_eq!((field(rows[3], "nprobe"), field(rows[3], "k_factor")), ("16", "8"));
+    let r = |row: &str| field(row, "recall_at_10").parse::<f64>().unwrap();
+    assert!(r(rows[3]) > r(rows[2]) && r(rows[3]) >= 0.99, "{rows:?}");
+    let plain = ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "4", "--json"]);
+    assert_eq!(field(&plain, "k_factor"), "null");
+    // The codes alone stop short of 0.95 here (see the test above); the re-rank reaches it.
+    let out = ok(&["tune", "--index", &rf, "--queries", &q, "--gt", &gt, "--target-recall", "0.95", "--json"]);
+    let kf: usize = field(&out, "k_factor").parse().unwrap();
+    let got: f64 = field(&out, "recall_at_10").parse().unwrap();
+    assert!(got >= 0.95 && kf >= 1, "{out}");
+    let again = search(field(&out, "nprobe"), &kf.to_string());
+    assert_eq!(field(&again, "recall_at_10").parse::<f64>().unwrap(), got);
+    let info = ok(&["inspect", "--index", &rf, "--json"]);
+    assert_eq!(field(&info, "refine"), "float32");
+    assert!(ok(&["verify", "--index", &rf]).starts_with("ok"));
 }
 
 #[test]

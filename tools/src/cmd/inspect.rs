@@ -23,6 +23,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "pq_nbits": i.pq_nbits,
             "code_layout": layout_name(i),
             "by_residual": i.by_residual,
+            "refine": refine_name(i),
             "hnsw_m": i.hnsw_m,
             "ef_construction": i.ef_construction,
             "ef_search": i.ef_search,
@@ -56,6 +57,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         layout_name(i),
         if i.by_residual { "residuals from the list centroid" } else { "the vectors themselves" }
     )?;
+    if let Some(r) = refine_name(i) {
+        writeln!(
+            out,
+            "re-rank    full vectors as {r} ({} bytes each) in vec-*.qvv, read per query for the k x k_factor best",
+            i.refine.map_or(0, |k| k.vector_bytes(i.dim))
+        )?;
+    }
     writeln!(out, "seed       {}", i.seed)?;
     writeln!(
         out,
@@ -67,6 +75,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         writeln!(out, "  {n:<20} {k:<15} {b:>14} bytes")?;
     }
     Ok(())
+}
+
+/// How an `,RFlat` index keeps its full vectors (None: it keeps none).
+fn refine_name(i: &quiver::IndexInfo) -> Option<&'static str> {
+    i.refine.map(|r| match r {
+        quiver::RefineVectors::Float32 => "float32",
+        quiver::RefineVectors::Uint8 => "uint8",
+    })
 }
 
 /// How the lists' codes are laid out, in words.

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{CachePolicy, Contents, Index, IoMode, OpenOptions, Searcher, VectorWriter};
+use quiver::{CachePolicy, Contents, Index, IndexInfo, IoMode, OpenOptions, Searcher, VectorWriter};
 
 use super::{load_ground_truth, load_queries, CmdResult, SearchTarget};
 use crate::args::{self, usage, CountList};
@@ -43,6 +43,12 @@ pub struct Args {
     /// the next to expand).
     #[arg(long, value_parser = args::count)]
     ef: Option<usize>,
+    /// Indexes built with ,RFlat: the codes choose k x k_factor candidates, re-ranked by exact
+    /// distance from their full vectors read from disk (faiss's k_factor); a comma-separated
+    /// list runs each with every --nprobe [default: 1]. An error for an index without full
+    /// vectors.
+    #[arg(long)]
+    k_factor: Option<CountList>,
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
     #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
@@ -79,7 +85,8 @@ pub struct Args {
     /// time / queries).
     #[arg(long)]
     batch: bool,
-    /// JSON Lines on stdout: one object per nprobe with nprobe, ef, k, recall_at_1,
+    /// JSON Lines on stdout: one object per setting with nprobe, ef, k_factor (null where the
+    /// index does not re-rank), k, recall_at_1,
     /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99 (null with --batch), qps, bytes_read_per_query (device
     /// bytes only), io, cache_hit_rate (of extents, in the timed pass; null without a cache).
     #[arg(long)]
@@ -91,6 +98,22 @@ pub struct Args {
     /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single --nprobe.
     #[arg(long)]
     out_distances: Option<PathBuf>,
+}
+
+/// The k_factor settings to run: the user's, where the index re-ranks (each at most
+/// [`quiver::MAX_K_FACTOR`]); `[1]` by default.
+fn k_factor_settings(given: Option<&CountList>, info: &IndexInfo) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    let Some(list) = given else { return Ok(vec![1]) };
+    if info.refine.is_none() {
+        return usage(format!(
+            "--k-factor re-ranks with full vectors, and this index ({}) keeps none: build it with ',RFlat' at the end of the factory string",
+            info.factory
+        ));
+    }
+    if let Some(bad) = list.0.iter().find(|&&f| f > quiver::MAX_K_FACTOR) {
+        return usage(format!("--k-factor {bad} is out of range: 1 ..= {}", quiver::MAX_K_FACTOR));
+    }
+    Ok(list.0.clone())
 }
 
 /// The nprobe settings to run: the user's, each checked against nlist; or the default sweep
@@ -142,8 +165,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let index = Index::open_with(&a.target.index, open)?;
     let info = index.info().clone();
     let nprobes = nprobe_settings(a.nprobe.as_ref(), info.nlist)?;
-    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() != 1 {
-        return usage("--out and --out-distances need a single --nprobe value");
+    let k_factors = k_factor_settings(a.k_factor.as_ref(), &info)?;
+    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() * k_factors.len() != 1 {
+        return usage("--out and --out-distances need a single --nprobe (and --k-factor) value");
     }
     if a.k as u64 > info.ntotal {
         return usage(format!("--k {} is above the {} vectors in the index", a.k, info.ntotal));
@@ -191,8 +215,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         )?;
         output::table_header(out)?;
     }
-    for &nprobe in &nprobes {
-        let setting = eval::Setting { k: a.k, nprobe, ef, warmup: a.warmup, grouped: a.batch };
+    for (&nprobe, &k_factor) in nprobes.iter().flat_map(|n| k_factors.iter().map(move |f| (n, f))) {
+        let setting = eval::Setting { k: a.k, nprobe, ef, k_factor, warmup: a.warmup, grouped: a.batch };
         let row = eval::run(&searcher, &queries, gt.as_ref(), &setting)?;
         if a.json {
             output::json_row(out, &row)?;

@@ -1,6 +1,8 @@
 //! `quiver tune`: the cheapest search setting that reaches a target recall on a query set with
 //! exact ground truth, as faiss's `ParameterSpace` explores settings: nprobe (the cost of a
-//! query grows with it) doubled until the target is met, then bisected.
+//! query grows with it) doubled until the target is met, then bisected; where the index
+//! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 4, … 64, and the setting whose timed
+//! p50 is lowest wins.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -79,35 +81,60 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let ef = a.ef.unwrap_or(info.ef_search);
     let searcher = Searcher::new(&index, a.threads)?;
-    // Recall alone decides, so the settings are tried as one grouped batch (same results).
-    let recall_at = |nprobe: usize| -> quiver::Result<f64> {
-        let s = Setting { k, nprobe, ef, warmup: false, grouped: true };
-        let r = eval::run(&searcher, &queries, Some(&gt), &s)?.recall_at_10.expect("ground truth given");
-        eprintln!("nprobe {nprobe:>6}: recall@10 {r:.4}");
-        Ok(r)
-    };
-    let mut tried = std::collections::BTreeMap::new();
-    let found = cheapest(info.nlist, |nprobe| {
-        let r = recall_at(nprobe)?;
-        tried.insert(nprobe, r);
-        Ok::<bool, quiver::Error>(r >= a.target_recall)
-    })?;
-    let Some(nprobe) = found else {
-        let best = tried[&info.nlist];
+    let k_factors: &[usize] = if info.refine.is_some() { &K_FACTORS } else { &[1] };
+    // For each k_factor, the cheapest nprobe, timed one query at a time (warm when there is a
+    // cache); the lowest p50 wins.
+    let mut best: Option<(usize, usize, Row)> = None;
+    let mut reach = 0f64;
+    for &k_factor in k_factors {
+        // Recall alone decides here, so settings are tried as one grouped batch (same results).
+        let recall_at = |nprobe: usize| -> quiver::Result<f64> {
+            let s = Setting { k, nprobe, ef, k_factor, warmup: false, grouped: true };
+            let r = eval::run(&searcher, &queries, Some(&gt), &s)?.recall_at_10.expect("ground truth given");
+            eprintln!("nprobe {nprobe:>6} k_factor {k_factor:>3}: recall@10 {r:.4}");
+            Ok(r)
+        };
+        let mut tried = std::collections::BTreeMap::new();
+        let found = cheapest(info.nlist, |nprobe| {
+            let r = recall_at(nprobe)?;
+            tried.insert(nprobe, r);
+            Ok::<bool, quiver::Error>(r >= a.target_recall)
+        })?;
+        let Some(nprobe) = found else {
+            reach = reach.max(tried[&info.nlist]);
+            continue;
+        };
+        let setting = Setting { k, nprobe, ef, k_factor, warmup: a.cache_bytes.is_some(), grouped: false };
+        let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
+        let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
+        eprintln!("  nprobe {nprobe} k_factor {k_factor}: p50 {p50:.3} ms");
+        if best.as_ref().is_none_or(|(_, _, b)| p50 < b.ms_p50.unwrap_or(f64::INFINITY)) {
+            best = Some((nprobe, k_factor, row));
+        }
+        if nprobe == 1 {
+            // A larger k_factor only adds reads to a setting that cannot probe less.
+            break;
+        }
+    }
+    let Some((nprobe, k_factor, row)) = best else {
         return Err(format!(
-            "recall@10 {} is out of this index's reach: {best:.4} with every list probed (nprobe = nlist = {}); \
-             more bytes per vector (a larger PQ m) or exact re-rank raise it",
-            a.target_recall, info.nlist
+            "recall@10 {} is out of this index's reach: {reach:.4} with every list probed (nprobe = nlist = {}{}); \
+             more bytes per vector (a larger PQ m) or exact re-rank (',RFlat') raise it",
+            a.target_recall,
+            info.nlist,
+            if info.refine.is_some() {
+                format!(", k_factor up to {}", K_FACTORS[K_FACTORS.len() - 1])
+            } else {
+                String::new()
+            }
         )
         .into());
     };
-    // The setting found, timed one query at a time (warm when there is a cache).
-    let setting = Setting { k, nprobe, ef, warmup: a.cache_bytes.is_some(), grouped: false };
-    let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
+    let k_factor = info.refine.map(|_| k_factor);
     if a.json {
         let o = serde_json::json!({
             "nprobe": nprobe,
-            "k_factor": null,
+            "k_factor": k_factor,
             "recall_at_10": row.recall_at_10,
             "ms_p50": row.ms_p50,
             "qps": row.qps,
@@ -116,7 +143,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     } else {
         writeln!(
             out,
-            "nprobe {nprobe} (efSearch {ef}) reaches recall@10 {:.4} (target {}): p50 {:.3} ms, {:.0} QPS on {} thread(s)",
+            "nprobe {nprobe}{} (efSearch {ef}) reaches recall@10 {:.4} (target {}): p50 {:.3} ms, {:.0} QPS on {} thread(s)",
+            k_factor.map_or(String::new(), |f| format!(", k_factor {f}")),
             row.recall_at_10.unwrap_or(0.0),
             a.target_recall,
             row.ms_p50.unwrap_or(f64::NAN),
@@ -126,6 +154,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     Ok(())
 }
+
+/// The k_factors tried where the index re-ranks (faiss's ParameterSpace tries powers of two).
+const K_FACTORS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,258 @@
+//! Vectors files (format 1.2, `,RFlat` indexes): the full vectors of one segment's extents, for
+//! re-ranking. `vec-NNNNNN.qvv` pairs with `seg-NNNNNN.qvs`: a header page, then data pages
+//! holding each extent's vectors in the extent's order, packed back to back from the page its
+//! directory entry names (`vectors_page`; a vector may straddle two pages), then a table of one
+//! crc32c per data page. A search reads only the pages that hold its candidates and checks each
+//! against the table, which is read whole at open (4 bytes per 4 KiB).
+
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use super::{align_up, crc32c, FileHeader, FileKind, FormatError, HEADER_LEN, PAGE};
+
+/// The vectors file's own header, at byte 64 of its header page, 40 bytes.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct VectorsHeader {
+    pub dim: U32,
+    /// [`super::REFINE_F32`] or [`super::REFINE_U8`], as the manifest's `refine`.
+    pub elem: u8,
+    pub reserved0: [u8; 3],
+    /// Bytes per vector: 4 · dim (float32) or dim (u8).
+    pub vector_bytes: U32,
+    /// crc32c of the page table's `4 · n_pages` bytes.
+    pub table_crc: U32,
+    pub n_pages: U64,
+    pub n_vectors: U64,
+    pub reserved1: U32,
+    /// crc32c of this header's first 36 bytes.
+    pub header_crc: U32,
+}
+
+/// A vectors file as a reader holds it: its header and the crc32c of every data page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VectorsFile {
+    pub header: VectorsHeader,
+    pub page_crcs: Vec<u32>,
+}
+
+impl VectorsHeader {
+    pub fn new(dim: u32, elem: u8, vector_bytes: u32, n_pages: u64, n_vectors: u64, table_crc: u32) -> Self {
+        let mut h = VectorsHeader {
+            dim: dim.into(),
+            elem,
+            reserved0: [0; 3],
+            vector_bytes: vector_bytes.into(),
+            table_crc: table_crc.into(),
+            n_pages: n_pages.into(),
+            n_vectors: n_vectors.into(),
+            reserved1: 0.into(),
+            header_crc: 0.into(),
+        };
+        h.header_crc = crc32c(&h.as_bytes()[..36]).into();
+        h
+    }
+}
+
+impl VectorsFile {
+    /// Byte offset of data page `page` (0-based).
+    pub const fn page_offset(page: u64) -> u64 {
+        PAGE * (1 + page)
+    }
+
+    /// Where the page table starts, and its length (padded to a page).
+    pub const fn table_span(n_pages: u64) -> (u64, u64) {
+        (Self::page_offset(n_pages), align_up(4 * n_pages, PAGE))
+    }
+
+    /// The whole file's length.
+    pub const fn file_len(n_pages: u64) -> u64 {
+        let (at, len) = Self::table_span(n_pages);
+        at + len
+    }
+
+    /// The header page: the file header (payload = data pages and table, `payload_crc` over
+    /// them) and the vectors header.
+    pub fn header_page(index_id: [u8; 16], h: &VectorsHeader, payload_crc: u32) -> Vec<u8> {
+        let n = h.n_pages.get();
+        let payload_len = Self::file_len(n) - PAGE;
+        let fh = FileHeader::with_crc(FileKind::Vectors, index_id, PAGE, payload_len, payload_crc);
+        let mut page = vec![0u8; PAGE as usize];
+        page[..HEADER_LEN].copy_from_slice(fh.as_bytes());
+        page[HEADER_LEN..HEADER_LEN + size_of::<VectorsHeader>()].copy_from_slice(h.as_bytes());
+        page
+    }
+
+    /// The page table's bytes, padded to a page.
+    pub fn encode_table(crcs: &[u32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::table_span(crcs.len() as u64).1 as usize);
+        crcs.iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
+        out.resize(align_up(out.len() as u64, PAGE) as usize, 0);
+        out
+    }
+
+    /// Checks the header page of `file` (its file header, kind, version and the vectors
+    /// header's own checksum); returns both headers.
+    pub fn decode_head(file: &str, page: &[u8]) -> Result<(FileHeader, VectorsHeader), FormatError> {
+        let need = HEADER_LEN + size_of::<VectorsHeader>();
+        if page.len() < need {
+            return Err(FormatError::Truncated {
+                file: file.into(),
+                what: "vectors header".into(),
+                offset: 0,
+                needed: need as u64,
+                available: page.len() as u64,
+            });
+        }
+        let fh = FileHeader::decode(file, FileKind::Vectors, &page[..HEADER_LEN])?;
+        let Ok(h) = VectorsHeader::read_from_bytes(&page[HEADER_LEN..need]) else {
+            unreachable!("the slice has the header's size")
+        };
+        let invalid = |reason: String| FormatError::Invalid {
+            file: file.into(),
+            what: "vectors header".into(),
+            offset: HEADER_LEN as u64,
+            reason,
+        };
+        let computed = crc32c(&h.as_bytes()[..36]);
+        if computed != h.header_crc.get() {
+            return Err(FormatError::ChecksumMismatch {
+                file: file.into(),
+                what: "vectors header".into(),
+                offset: HEADER_LEN as u64,
+                len: 36,
+                stored: h.header_crc.get(),
+                computed,
+            });
+        }
+        let per = match h.elem {
+            super::REFINE_F32 => 4,
+            super::REFINE_U8 => 1,
+            e => return Err(invalid(format!("unknown element type {e}"))),
+        };
+        if h.dim.get() == 0 || h.vector_bytes.get() != per * h.dim.get() {
+            return Err(invalid(format!("{} bytes per vector for dimension {}", h.vector_bytes.get(), h.dim.get())));
+        }
+        if h.reserved0 != [0; 3] || h.reserved1.get() != 0 {
+            return Err(invalid("a reserved field is not zero".into()));
+        }
+        let n = h.n_pages.get();
+        if n > u32::MAX as u64 || fh.payload_offset.get() != PAGE || fh.payload_len.get() != Self::file_len(n) - PAGE {
+            return Err(invalid(format!("{n} data pages do not match a payload of {} bytes", fh.payload_len.get())));
+        }
+        if h.n_vectors.get().saturating_mul(h.vector_bytes.get() as u64) > n * PAGE {
+            return Err(invalid(format!("{} vectors cannot fit in {n} pages", h.n_vectors.get())));
+        }
+        Ok((fh, h))
+    }
+
+    /// Decodes the page table read from [`table_span`](Self::table_span), checked against
+    /// the header.
+    pub fn decode(file: &str, h: VectorsHeader, table: &[u8]) -> Result<VectorsFile, FormatError> {
+        let n = h.n_pages.get() as usize;
+        let (at, len) = Self::table_span(n as u64);
+        if table.len() as u64 != len {
+            return Err(FormatError::Truncated {
+                file: file.into(),
+                what: "page table".into(),
+                offset: at,
+                needed: len,
+                available: table.len() as u64,
+            });
+        }
+        let computed = crc32c(&table[..4 * n]);
+        if computed != h.table_crc.get() {
+            return Err(FormatError::ChecksumMismatch {
+                file: file.into(),
+                what: "page table".into(),
+                offset: at,
+                len: 4 * n as u64,
+                stored: h.table_crc.get(),
+                computed,
+            });
+        }
+        if table[4 * n..].iter().any(|&b| b != 0) {
+            return Err(FormatError::Invalid {
+                file: file.into(),
+                what: "page table padding".into(),
+                offset: at + 4 * n as u64,
+                reason: "not zero".into(),
+            });
+        }
+        let page_crcs = super::u32s_from_le(&table[..4 * n]);
+        Ok(VectorsFile { header: h, page_crcs })
+    }
+
+    /// Checks data page `page` (its 4096 bytes) against the table.
+    pub fn check_page(&self, file: &str, page: u64, bytes: &[u8]) -> Result<(), FormatError> {
+        let Some(&stored) = self.page_crcs.get(page as usize) else {
+            return Err(FormatError::Invalid {
+                file: file.into(),
+                what: format!("vectors page {page}"),
+                offset: Self::page_offset(page),
+                reason: format!("past the file's {} data pages", self.page_crcs.len()),
+            });
+        };
+        let computed = crc32c(bytes);
+        if bytes.len() as u64 != PAGE || computed != stored {
+            return Err(FormatError::ChecksumMismatch {
+                file: file.into(),
+                what: format!("vectors page {page}"),
+                offset: Self::page_offset(page),
+                len: bytes.len() as u64,
+                stored,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let data: Vec<u8> = (0..3 * PAGE).map(|i| (i * 7 % 251) as u8).collect();
+        let crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32c).collect();
+        let table = VectorsFile::encode_table(&crcs);
+        let h = VectorsHeader::new(100, super::super::REFINE_F32, 400, 3, 30, crc32c(&table[..12]));
+        let mut payload = data.clone();
+        payload.extend_from_slice(&table);
+        let head = VectorsFile::header_page([5; 16], &h, crc32c(&payload));
+        (head, data, table)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (head, data, table) = sample();
+        let (fh, h) = VectorsFile::decode_head("v", &head).unwrap();
+        assert_eq!(fh.index_id, [5; 16]);
+        assert_eq!((h.dim.get(), h.n_pages.get(), h.n_vectors.get()), (100, 3, 30));
+        assert_eq!(VectorsFile::table_span(3), (4 * PAGE, PAGE));
+        let f = VectorsFile::decode("v", h, &table).unwrap();
+        for (p, page) in data.chunks(PAGE as usize).enumerate() {
+            f.check_page("v", p as u64, page).unwrap();
+        }
+    }
+
+    #[test]
+    fn corruption_is_caught() {
+        let (head, data, table) = sample();
+        let (_, h) = VectorsFile::decode_head("v", &head).unwrap();
+        let f = VectorsFile::decode("v", h, &table).unwrap();
+        let mut page = data[..PAGE as usize].to_vec();
+        page[100] ^= 1;
+        let e = f.check_page("v", 0, &page).unwrap_err().to_string();
+        assert!(e.contains("vectors page 0"), "{e}");
+        assert!(f.check_page("v", 3, &data[..PAGE as usize]).is_err(), "a page past the table");
+        let mut bad = head.clone();
+        bad[HEADER_LEN + 16] ^= 1;
+        assert!(VectorsFile::decode_head("v", &bad).is_err(), "vectors header checksum");
+        let mut bad = table.clone();
+        bad[1] ^= 1;
+        assert!(VectorsFile::decode("v", h, &bad).is_err(), "page table checksum");
+        assert!(VectorsFile::decode("v", h, &table[..100]).is_err(), "short page table");
+        assert!(VectorsFile::decode_head("v", &head[..80]).is_err(), "short header page");
+    }
+}

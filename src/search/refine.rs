@@ -1,0 +1,168 @@
+//! Exact re-ranking (`,RFlat`, faiss's `IndexRefineFlat`): the codes' k × k_factor best
+//! candidates of a query, each known by its extent and position, have their full vectors read
+//! from the vectors files (format-spec/10-vectors.md) — only the pages that hold them, adjacent
+//! pages coalesced, all in one submission — and the k nearest by exact distance are returned.
+//! This is the one round of reads after the scan that lets an IVF index reach the recall of a
+//! graph index that reads in many rounds.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::lists::ReadError;
+use super::{RefineVectors, SearchStats};
+use crate::distance::{self, Metric};
+use crate::error::{Error, Result};
+use crate::format::{Directory, VectorsFile, PAGE};
+use crate::io::{self, IoMode, ReadRequest};
+use crate::topk::{Neighbor, TopK, NOWHERE};
+
+/// The most pages one read of adjacent pages covers.
+const COALESCE_MAX_PAGES: u64 = 256;
+
+/// One segment's vectors file, opened for reads.
+pub(crate) struct VectorsSegment {
+    pub name: String,
+    pub file: File,
+    pub table: VectorsFile,
+}
+
+/// The full vectors of an index, beside its segments.
+pub(crate) struct VectorStore {
+    pub dir: PathBuf,
+    pub kind: RefineVectors,
+    pub dim: usize,
+    /// The kernel metric distances are computed under (queries come normalised for cosine).
+    pub metric: Metric,
+    /// By segment number.
+    pub files: Vec<VectorsSegment>,
+    pub io: IoMode,
+}
+
+impl VectorStore {
+    fn vector_bytes(&self) -> u64 {
+        self.kind.vector_bytes(self.dim) as u64
+    }
+
+    /// Every extent's vectors must lie inside its segment's vectors file (checked at open, so a
+    /// query never reads past one).
+    pub fn check_extents(&self, directory: &Directory) -> Result<()> {
+        let vb = self.vector_bytes();
+        for (i, e) in directory.extents.iter().enumerate() {
+            let f = &self.files[e.segment.get() as usize];
+            let pages = (e.count.get() as u64 * vb).div_ceil(PAGE);
+            let end = e.vectors_page.get() as u64 + pages;
+            if end > f.table.header.n_pages.get() {
+                return Err(Error::Corrupt {
+                    file: crate::store::DIRECTORY.into(),
+                    reason: format!(
+                        "extent {i}: its vectors (pages {} ..< {end}) lie outside {} ({} pages)",
+                        e.vectors_page.get(),
+                        f.name,
+                        f.table.header.n_pages.get()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Where candidate `at` (`extent << 32 | position`) lies: (segment, first byte in its
+    /// vectors file's data pages).
+    fn locate(&self, directory: &Directory, at: u64) -> (u32, u64) {
+        let e = &directory.extents[(at >> 32) as usize];
+        let position = at & 0xFFFF_FFFF;
+        (e.segment.get(), e.vectors_page.get() as u64 * PAGE + position * self.vector_bytes())
+    }
+
+    /// The `k` nearest of `candidates` to `q` (normalised where the metric wants it) by exact
+    /// distance from their full vectors; adds what the reads cost to `stats`.
+    pub fn rerank(
+        &self,
+        directory: &Directory,
+        q: &[f32],
+        candidates: &[(Neighbor, u64)],
+        k: usize,
+        reader: &mut io::Reader,
+        stats: &mut SearchStats,
+    ) -> Result<Vec<Neighbor>> {
+        let vb = self.vector_bytes();
+        // Every (segment, page) a candidate touches (a vector may straddle two pages).
+        let mut pages: Vec<(u32, u64)> = Vec::with_capacity(2 * candidates.len());
+        for &(_, at) in candidates {
+            if at == NOWHERE {
+                return Err(Error::Corrupt {
+                    file: self.dir.display().to_string(),
+                    reason: "a re-rank candidate has no place in a list".into(),
+                });
+            }
+            let (seg, start) = self.locate(directory, at);
+            pages.extend((start / PAGE..=(start + vb - 1) / PAGE).map(|p| (seg, p)));
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        // Runs of consecutive pages of one file, each one read.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        for i in 0..pages.len() {
+            match runs.last_mut() {
+                Some(r)
+                    if pages[i].0 == pages[r.start].0
+                        && pages[i].1 == pages[i - 1].1 + 1
+                        && (i - r.start) < COALESCE_MAX_PAGES as usize =>
+                {
+                    r.end = i + 1
+                }
+                _ => runs.push(i..i + 1),
+            }
+        }
+        let reqs: Vec<ReadRequest> = runs
+            .iter()
+            .map(|r| {
+                let (seg, first) = pages[r.start];
+                let f = &self.files[seg as usize];
+                ReadRequest::new(&f.file, VectorsFile::page_offset(first), r.len() * PAGE as usize)
+                    .map_err(|e| Error::Io { path: self.dir.join(&f.name), source: e })
+            })
+            .collect::<Result<_>>()?;
+        let mut held = vec![0u8; pages.len() * PAGE as usize];
+        let engine = reader
+            .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
+                let r = &runs[i];
+                let f = &self.files[pages[r.start].0 as usize];
+                for (j, page) in bytes.chunks(PAGE as usize).enumerate() {
+                    f.table.check_page(&f.name, pages[r.start + j].1, page)?;
+                }
+                held[r.start * PAGE as usize..r.end * PAGE as usize].copy_from_slice(bytes);
+                Ok(())
+            })
+            .map_err(|e| e.into_error(&self.dir))?;
+        stats.bytes_read += held.len() as u64;
+        stats.reads += reqs.len() as u64;
+        stats.refine_pages += pages.len() as u64;
+        if !reqs.is_empty() {
+            stats.io = stats.io.or(Some(engine));
+        }
+        let mut top = TopK::new(k);
+        let (mut raw, mut v) = (vec![0u8; vb as usize], vec![0f32; self.dim]);
+        for &(n, at) in candidates {
+            let (seg, start) = self.locate(directory, at);
+            let mut got = 0;
+            while got < raw.len() {
+                let byte = start + got as u64;
+                let slot = pages.binary_search(&(seg, byte / PAGE)).unwrap_or_else(|_| unreachable!("collected above"));
+                let from = slot * PAGE as usize + (byte % PAGE) as usize;
+                let take = (raw.len() - got).min(PAGE as usize - (byte % PAGE) as usize);
+                raw[got..got + take].copy_from_slice(&held[from..from + take]);
+                got += take;
+            }
+            match self.kind {
+                RefineVectors::Float32 => v
+                    .iter_mut()
+                    .zip(raw.chunks_exact(4))
+                    .for_each(|(x, b)| *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                RefineVectors::Uint8 => v.iter_mut().zip(&raw).for_each(|(x, &b)| *x = b as f32),
+            }
+            top.push(n.id, distance::dissimilarity(self.metric, q, &v));
+        }
+        Ok(top.into_sorted_vec())
+    }
+}

@@ -1,0 +1,170 @@
+//! `,RFlat`: exact re-rank from full vectors kept on disk beside the codes (faiss's
+//! `IndexRefineFlat` and its `k_factor`).
+
+mod common;
+
+use common::*;
+use quiver::{Index, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
+
+/// The exact dissimilarity the index ranks by (L2: squared; inner product: its negation).
+fn exact(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
+    match metric {
+        Metric::L2 => q.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum(),
+        _ => -q.iter().zip(v).map(|(a, b)| a * b).sum::<f32>(),
+    }
+}
+
+/// Re-ranked distances are the exact distances of the returned ids, results come closest first,
+/// and recall is at least what the same codes give without re-rank — for 8-bit and fast-scan
+/// codes, L2 and inner product, from the device and from a cache, one query at a time and
+/// grouped.
+#[test]
+fn rerank_returns_exact_distances_and_beats_the_codes() {
+    let (d, n, nq) = (32, 8_000, 60);
+    let (base, queries) = synthetic(n, nq, d, 21);
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let gt = ground_truth(&base, &queries, d, 10, metric);
+        for codes in ["PQ8", "PQ16x4fs", "PQ16x4fsr"] {
+            let (plain, refined) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            build_slice(&base, d, plain.path(), &opts(&format!("IVF32_HNSW16,{codes}"), metric));
+            build_slice(&base, d, refined.path(), &opts(&format!("IVF32_HNSW16,{codes},RFlat"), metric));
+            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, k_factor: 8 };
+            let without =
+                Index::open(plain.path()).unwrap().search(&queries, &SearchParams { k_factor: 1, ..p }).unwrap();
+            let mut first = None;
+            for cache_bytes in [0, 64 << 20] {
+                let index =
+                    Index::open_with(refined.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
+                assert_eq!(index.info().refine, Some(quiver::RefineVectors::Float32));
+                let res = index.search(&queries, &p).unwrap();
+                let what = format!("{codes} {metric:?} cache {cache_bytes}");
+                for q in 0..nq {
+                    let qv = &queries[q * d..(q + 1) * d];
+                    let ids = res.ids_of(q);
+                    let dist = res.distances_of(q);
+                    for (&id, &got) in ids.iter().zip(dist) {
+                        let want = exact(metric, qv, &base[id as usize * d..(id as usize + 1) * d]);
+                        let user = if metric == Metric::L2 { want } else { -want };
+                        assert!((got - user).abs() <= 1e-4 * user.abs().max(1.0), "{what}: id {id}: {got} vs {user}");
+                    }
+                    let order: Vec<f32> = dist.iter().map(|&x| if metric == Metric::L2 { x } else { -x }).collect();
+                    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{what}: closest first");
+                }
+                let (r, r0) = (recall_at(&res.ids, 10, &gt, 10), recall_at(&without.ids, 10, &gt, 10));
+                assert!(r >= r0 && r > 0.9, "{what}: recall {r} with re-rank, {r0} without");
+                assert!(res.stats.refine_pages > 0 && res.stats.bytes_read >= res.stats.refine_pages * 4096);
+                let grouped = Searcher::new(&index, 2).unwrap().search_grouped(&queries, &p).unwrap();
+                assert_eq!(grouped.results.ids, res.ids, "{what}: grouped");
+                assert_eq!(grouped.results.distances, res.distances, "{what}: grouped");
+                match &first {
+                    None => first = Some(res),
+                    Some(f) => assert_eq!((&f.ids, &f.distances), (&res.ids, &res.distances), "{what}: cached"),
+                }
+            }
+        }
+    }
+}
+
+/// A re-rank reads the pages of its candidates and nothing else: one page for one candidate
+/// (128-byte vectors never straddle a page), every data page when every vector is a candidate.
+#[test]
+fn rerank_reads_exactly_the_candidates_pages() {
+    let (d, n) = (32, 3_000);
+    let (base, queries) = synthetic(n, 1, d, 22);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF16_HNSW16,PQ8,RFlat", Metric::L2));
+    let index = Index::open(dir.path()).unwrap();
+    let one = index.search(&queries, &SearchParams { k: 1, nprobe: 4, ef_search: 16, k_factor: 1 }).unwrap();
+    assert_eq!(one.stats.refine_pages, 1);
+    // Every vector a candidate: all the vectors file's data pages, each once.
+    let all = index.search(&queries, &SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30 }).unwrap();
+    let vec_len = std::fs::metadata(dir.path().join("vec-000000.qvv")).unwrap().len();
+    let table = (4 * (vec_len / 4096)).div_ceil(4096) * 4096;
+    let data_pages = (vec_len - 4096 - table) / 4096;
+    let per_list: u64 = (0..16).map(|l| (index.list_len(l) * 128).div_ceil(4096)).sum();
+    assert_eq!(data_pages, per_list, "each extent's vectors from a fresh page");
+    assert_eq!(all.stats.refine_pages, data_pages);
+    let seg_area = std::fs::metadata(segment_path(dir.path())).unwrap().len() - 4096;
+    assert_eq!(all.stats.bytes_read, seg_area + data_pages * 4096, "the extents, then the candidates' pages");
+}
+
+/// uint8 input keeps uint8 vectors (a quarter of float32's bytes) and ranks by the exact
+/// distance of its byte values.
+#[test]
+fn uint8_input_keeps_bytes() {
+    let Some(data) = shared_data("sift5k-ngt") else {
+        eprintln!("skipped: ../shared/data/sift5k-ngt is not here");
+        return;
+    };
+    let base = VectorFile::open(data.join("sift5k_base.bvecs")).unwrap();
+    let queries = VectorFile::open(data.join("sift5k_query.fvecs")).unwrap().read_all_f32().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts("IVF32_HNSW16,PQ16,RFlat", Metric::L2);
+    quiver::build_index(&base, dir.path(), &o, &quiver::NoProgress).unwrap();
+    assert!(quiver::verify_index(dir.path()).unwrap().is_ok());
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.info().refine, Some(quiver::RefineVectors::Uint8));
+    let vec_len = std::fs::metadata(dir.path().join("vec-000000.qvv")).unwrap().len();
+    assert!(vec_len < 4500 * 128 + 40 * 4096, "{vec_len} bytes: one byte per value");
+    let base_f = base.read_all_f32().unwrap();
+    let q = &queries[..128];
+    let res = index.search(q, &SearchParams { k: 5, nprobe: 32, ef_search: 32, k_factor: 10 }).unwrap();
+    for (&id, &got) in res.ids.iter().zip(&res.distances) {
+        let want = exact(Metric::L2, q, &base_f[id as usize * 128..(id as usize + 1) * 128]);
+        assert!((got - want).abs() <= 1e-3 * want.max(1.0), "id {id}: {got} vs {want}");
+    }
+}
+
+/// k_factor 0 or past the limit, and a re-rank asked of an index without full vectors, are
+/// clear errors before any work.
+#[test]
+fn k_factor_errors() {
+    let (d, n) = (16, 2_000);
+    let (base, queries) = synthetic(n, 2, d, 23);
+    let (plain, refined) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    build_slice(&base, d, plain.path(), &opts("IVF8_HNSW8,PQ8", Metric::L2));
+    build_slice(&base, d, refined.path(), &opts("IVF8_HNSW8,PQ8,RFlat", Metric::L2));
+    let p = SearchParams { k: 5, nprobe: 4, ef_search: 16, k_factor: 1 };
+    let plain = Index::open(plain.path()).unwrap();
+    let refined = Index::open(refined.path()).unwrap();
+    assert!(plain.search(&queries, &p).is_ok(), "k_factor 1 is every index's default");
+    let e = plain.search(&queries, &SearchParams { k_factor: 4, ..p }).unwrap_err().to_string();
+    assert!(e.contains("keeps no full vectors") && e.contains(",RFlat"), "{e}");
+    for bad in [0, quiver::MAX_K_FACTOR + 1] {
+        let e = refined.search(&queries, &SearchParams { k_factor: bad, ..p }).unwrap_err().to_string();
+        assert!(e.contains("k_factor"), "{e}");
+    }
+    for s in ["IVF8_HNSW8,Flat,RFlat", "HNSW8_PQ4,RFlat"] {
+        let e = quiver::build_index(
+            &quiver::SliceSource { data: &base, dim: d },
+            &tempfile::tempdir().unwrap().path().join("x"),
+            &opts(s, Metric::L2),
+            &quiver::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("RFlat"), "{s}: {e}");
+    }
+}
+
+/// A damaged page of vectors is a checksum error naming the file and page when a query reads
+/// it, and a `verify` fault; a vectors file cut short fails the open.
+#[test]
+fn damaged_vectors_are_caught() {
+    let (d, n) = (32, 3_000);
+    let (base, queries) = synthetic(n, 4, d, 24);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF16_HNSW16,PQ8,RFlat", Metric::L2));
+    let vec = dir.path().join("vec-000000.qvv");
+    flip_byte(&vec, 4096 * 3 + 100);
+    let index = Index::open(dir.path()).unwrap();
+    let all = SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30 };
+    let e = index.search(&queries, &all).unwrap_err().to_string();
+    assert!(e.contains("vec-000000.qvv") && e.contains("vectors page 2") && e.contains("checksum"), "{e}");
+    let v = quiver::verify_index(dir.path()).unwrap();
+    assert!(!v.is_ok() && v.faults.iter().any(|f| f.file == "vec-000000.qvv"), "{:?}", v.faults);
+    let len = std::fs::metadata(&vec).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&vec).unwrap().set_len(len - 4096).unwrap();
+    let e = Index::open(dir.path()).err().expect("a short vectors file fails the open").to_string();
+    assert!(e.contains("vec-000000.qvv"), "{e}");
+}
