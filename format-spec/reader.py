@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""An independent reader of the quiver v1 format, written from this folder's documents alone
-(standard library only). It verifies every checksum, decodes every vector of an index and can
-answer queries by exhaustive search over the decoded vectors, which equals quiver's answer
-with nprobe = nlist (ADC on by-residual codes is the exact distance to those reconstructions).
+"""An independent reader of the quiver v1 format (1.0 to 1.2), written from this folder's
+documents alone (standard library only). It verifies every checksum, decodes every vector of an
+index and can answer queries by exhaustive search over the decoded vectors, which equals
+quiver's answer with nprobe = nlist (ADC on by-residual codes is the exact distance to those
+reconstructions); for an `,RFlat` index (1.2) over the full vectors of its vectors files, which
+equals quiver's answer with nprobe = nlist and every vector a re-rank candidate.
 
     python3 format-spec/reader.py INDEX_DIR                          # verify and describe
     python3 format-spec/reader.py INDEX_DIR --queries q.fvecs --k 3  # top-k ids per query
@@ -33,7 +35,7 @@ def crc32c(data, crc=0):
 
 assert crc32c(b"123456789") == 0xE3069283
 
-KINDS = {1: "manifest", 2: "quantizer", 3: "codebooks", 4: "list directory", 5: "segment"}
+KINDS = {1: "manifest", 2: "quantizer", 3: "codebooks", 4: "list directory", 5: "segment", 8: "vectors"}
 
 
 class FormatError(Exception):
@@ -49,7 +51,7 @@ def header(name, data, kind):
         raise FormatError(f"{name}: not a quiver file")
     if crc32c(data[:60]) != hcrc:
         raise FormatError(f"{name}: header checksum mismatch")
-    if major != 1 or minor > 1:
+    if major != 1 or minor > 2:
         raise FormatError(f"{name}: format {major}.{minor} not readable by this reader")
     if k != kind:
         raise FormatError(f"{name}: expected a {KINDS[kind]} file, found kind {k}")
@@ -79,7 +81,7 @@ def read_index(dir_):
     index_id, _, _, p = small_file(dir_, mname, 1)
     # 03-manifest.md: ManifestBody (160) = generation, Params (128), n_files, reserved.
     generation = struct.unpack_from("<Q", p, 0)[0]
-    (dim, metric, layout, raw, _r0, nlist, pq_m, nbits, hnsw_m, efc, efs, niter, _r1, ntotal, seed, train,
+    (dim, metric, layout, raw, refine, nlist, pq_m, nbits, hnsw_m, efc, efs, niter, _r1, ntotal, seed, train,
      factory) = struct.unpack_from("<IBBBBIIIIIIIIQQQ64s", p, 8)
     n_files = struct.unpack_from("<I", p, 136)[0]
     files = {}
@@ -87,7 +89,9 @@ def read_index(dir_):
         name, kind, _r, size, crc, _r2 = struct.unpack_from("<40sIIQII", p, 160 + 64 * i)
         files[name.rstrip(b"\0").decode()] = (kind, size, crc)
     if (layout, nbits) not in ((1, 8), (2, 4)):
-        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.1")
+        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.2")
+    if refine not in (0, 1, 2):
+        raise FormatError(f"refine {refine} not defined in format 1.2")
 
     def owned(name, kind):
         fid, crc, size, payload = small_file(dir_, name, kind)
@@ -119,11 +123,33 @@ def read_index(dir_):
         if (sid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
             raise FormatError(f"{name}: does not match the manifest")
         segments[s] = data
-    vectors = {}
+    # 10-vectors.md: with refine, one vectors file per segment, every page checked.
+    vec_pages = {}
+    for s in range(n_seg if refine else 0):
+        name = f"vec-{s:06d}.qvv"
+        data = open(os.path.join(dir_, name), "rb").read()
+        sid, poff, plen, pcrc = header(name, data, 8)
+        kind, size, crc = files[name]
+        if (sid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
+            raise FormatError(f"{name}: does not match the manifest")
+        vh = data[64:104]
+        vdim, elem, vb, table_crc, n_pages, _nv, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
+        if crc32c(vh[:36]) != hcrc or (vdim, elem) != (dim, refine) or vb != dim * (4 if elem == 1 else 1):
+            raise FormatError(f"{name}: bad vectors header")
+        table_at = 4096 * (1 + n_pages)
+        table = data[table_at:table_at + 4 * n_pages]
+        if crc32c(table) != table_crc or crc32c(data[4096:]) != pcrc:
+            raise FormatError(f"{name}: checksum mismatch")
+        page_crcs = struct.unpack(f"<{n_pages}I", table)
+        for pg in range(n_pages):
+            if crc32c(data[4096 * (1 + pg):4096 * (2 + pg)]) != page_crcs[pg]:
+                raise FormatError(f"{name}: vectors page {pg}: checksum mismatch")
+        vec_pages[s] = (data, vb, elem)
+    vectors, full = {}, {}
     for lst in range(d_nlist):
         # 05-codebooks.md: raw codes are decoded without the list's centroid.
         c = [0.0] * dim if raw else centroids[lst * dim:(lst + 1) * dim]
-        for seg, count, eoff, length, ecrc, _r in extents[starts[lst]:starts[lst + 1]]:
+        for seg, count, eoff, length, ecrc, vpage in extents[starts[lst]:starts[lst + 1]]:
             ext = segments[seg][eoff:eoff + length]
             if len(ext) != length or crc32c(ext) != ecrc:
                 raise FormatError(f"seg-{seg:06d}.qvs: extent at {eoff}: checksum mismatch")
@@ -144,12 +170,18 @@ def read_index(dir_):
                     for t in range(dsub):
                         v[j * dsub + t] += codebook[base + t]
                 vectors[vid] = v
+                if refine:
+                    data, vb, elem = vec_pages[seg]
+                    at = 4096 * (1 + vpage) + i * vb
+                    raw_v = data[at:at + vb]
+                    full[vid] = f32s(raw_v) if elem == 1 else [float(x) for x in raw_v]
     if len(vectors) != ntotal or d_ntotal != ntotal:
         raise FormatError(f"decoded {len(vectors)} vectors, manifest says {ntotal}")
     info = {"manifest": mname, "generation": generation, "factory": factory.rstrip(b"\0").decode(), "dim": dim,
             "metric": ["l2", "ip", "cosine"][metric], "nlist": nlist, "pq_m": pq_m, "hnsw_m": hnsw_m,
-            "ntotal": ntotal, "segments": n_seg, "extents": n_ext}
-    return info, vectors
+            "ntotal": ntotal, "segments": n_seg, "extents": n_ext,
+            "refine": [None, "float32", "uint8"][refine]}
+    return info, (full if refine else vectors)
 
 
 def read_fvecs(path):

@@ -102,3 +102,44 @@ fn v1_1_fast_scan_fixtures_open_verify_and_answer_as_they_did() {
         }
     }
 }
+
+/// Format 1.2 fixture, checked in when 1.2 was current: full vectors for re-ranking (`,RFlat`,
+/// a vectors file with per-page checksums), the same base and queries. Made with:
+///   quiver build --input base.fvecs --index l2-ivf8-pq4-rflat --factory IVF8_HNSW8,PQ4,RFlat --seed 3
+///   quiver search --index l2-ivf8-pq4-rflat --queries ../v1/queries.fvecs --k 3 --nprobe 2 --k-factor 4 --out ids.ivecs --out-distances d.fvecs
+/// and, every list probed and every vector a candidate (`--nprobe 8 --k-factor 700`), the exact
+/// answer, which `format-spec/reader.py l2-ivf8-pq4-rflat --queries … --k 3` also gives.
+#[test]
+fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
+    const IDS: [[i64; 3]; 5] =
+        [[1416, 1596, 1982], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
+    const DISTANCES: [[f32; 3]; 5] = [
+        [1.069432, 1.116637, 1.141394],
+        [0.669792, 0.925631, 1.037175],
+        [1.1005, 1.148062, 1.401672],
+        [0.430399, 0.694025, 0.812399],
+        [0.401735, 0.758815, 0.836647],
+    ];
+    const EXACT: [[i64; 3]; 5] =
+        [[1416, 1257, 1596], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let index = Index::open(fixtures.join("v1_2/l2-ivf8-pq4-rflat")).unwrap();
+    let info = index.info();
+    assert_eq!(
+        (info.factory.as_str(), info.refine, info.ntotal),
+        ("IVF8_HNSW8,PQ4,RFlat", Some(quiver::RefineVectors::Float32), 2000)
+    );
+    assert_eq!(index.verify().unwrap().vectors, 2000);
+    let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
+    let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, k_factor: 4 }).unwrap();
+    for (i, (ids, dists)) in IDS.iter().zip(DISTANCES).enumerate() {
+        assert_eq!(res.ids_of(i), ids, "query {i}");
+        for (got, want) in res.distances_of(i).iter().zip(dists) {
+            assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
+        }
+    }
+    let all = index.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 700 }).unwrap();
+    for (i, ids) in EXACT.iter().enumerate() {
+        assert_eq!(all.ids_of(i), ids, "query {i}, exact");
+    }
+}
