@@ -66,7 +66,7 @@ pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
     Batch, CachePolicy, Index, IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchResults, SearchStats,
-    Searcher, MAX_K_FACTOR, PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
+    Searcher, MAX_INFLIGHT, MAX_K_FACTOR, PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;

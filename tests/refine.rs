@@ -168,3 +168,38 @@ fn damaged_vectors_are_caught() {
     let e = Index::open(dir.path()).err().expect("a short vectors file fails the open").to_string();
     assert!(e.contains("vec-000000.qvv"), "{e}");
 }
+
+/// The executor that keeps several queries in flight per thread answers exactly as one query
+/// at a time does, for any number in flight, with and without re-rank and cache, and reads a
+/// list two queries of a wave share once.
+#[test]
+fn queries_in_flight_answer_as_one_at_a_time() {
+    let (d, n, nq) = (32, 6_000, 37);
+    let (base, queries) = synthetic(n, nq, d, 25);
+    for factory in ["IVF16_HNSW16,PQ16x4fs,RFlat", "IVF16_HNSW16,PQ8"] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
+        for cache_bytes in [0, 64 << 20] {
+            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
+            let k_factor = if factory.ends_with("RFlat") { 4 } else { 1 };
+            let p = SearchParams { k: 10, nprobe: 6, ef_search: 16, k_factor };
+            let one = Searcher::new(&index, 1).unwrap().search(&queries, &p).unwrap();
+            for (threads, inflight) in [(1, 2), (1, 7), (2, 5), (1, 64)] {
+                let s = Searcher::new(&index, threads).unwrap().with_inflight(inflight).unwrap();
+                let b = s.search(&queries, &p).unwrap();
+                let what = format!("{factory} cache {cache_bytes} threads {threads} inflight {inflight}");
+                assert_eq!(b.results.ids, one.results.ids, "{what}");
+                assert_eq!(b.results.distances, one.results.distances, "{what}");
+                assert_eq!(b.latencies_ms.len(), nq);
+                if cache_bytes == 0 {
+                    assert!(b.results.stats.extents_read <= one.results.stats.extents_read, "{what}");
+                }
+            }
+        }
+        let index = Index::open(dir.path()).unwrap();
+        for bad in [0, quiver::MAX_INFLIGHT + 1] {
+            let e = Searcher::new(&index, 1).unwrap().with_inflight(bad).err().expect("refused").to_string();
+            assert!(e.contains("inflight"), "{e}");
+        }
+    }
+}

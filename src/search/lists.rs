@@ -43,6 +43,15 @@ pub(crate) struct ListStore {
     pub derived_per_vector: u64,
 }
 
+/// One list a query probes: `owner` names the query among those scanned together, `qc` is the
+/// coarse search's distance to the list.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Probe {
+    pub owner: u32,
+    pub list: u32,
+    pub qc: f32,
+}
+
 /// What a scan derives from an extent once and may keep with it: the cached extent's slot,
 /// or none for an extent read from the device for this query alone.
 pub(crate) type Derived<'a> = Option<&'a std::sync::OnceLock<Vec<f32>>>;
@@ -58,24 +67,39 @@ impl ListStore {
         reader: &mut io::Reader,
         mut scan: impl FnMut(usize, u32, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
-        let mut pending: Vec<(usize, u32, f32)> = Vec::new();
-        let mut cached: Vec<(usize, u32, f32, Arc<Cached>)> = Vec::new();
-        for &Neighbor { id, dist: qc } in probes {
-            let list = id as usize;
+        let probes: Vec<Probe> = probes.iter().map(|n| Probe { owner: 0, list: n.id as u32, qc: n.dist }).collect();
+        self.scan_probes(&probes, reader, |_, list, x, qc, view, derived| scan(list, x, qc, view, derived))
+    }
+
+    /// [`scan_lists`](Self::scan_lists) for the probes of several queries at once (each
+    /// probe's `owner` is handed to `scan`): all their reads in flight together, an extent
+    /// two of them probe read once and scanned for each.
+    pub fn scan_probes(
+        &self,
+        probes: &[Probe],
+        reader: &mut io::Reader,
+        mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived),
+    ) -> Result<SearchStats> {
+        let mut pending: Vec<(Probe, u32)> = Vec::new();
+        let mut cached: Vec<(Probe, u32, Arc<Cached>)> = Vec::new();
+        for &p in probes {
+            let list = p.list as usize;
             let first = self.directory.list_starts[list];
             for i in 0..self.directory.extents_of(list).len() {
                 let x = first + i as u32;
                 match self.cache.as_ref().and_then(|c| c.get(x)) {
-                    Some(bytes) => cached.push((list, x, qc, bytes)),
-                    None => pending.push((list, x, qc)),
+                    Some(bytes) => cached.push((p, x, bytes)),
+                    None => pending.push((p, x)),
                 }
             }
         }
         let (reqs, members) = self.coalesced_reads(&mut pending, |p| p.1)?;
         let lookups = if self.cache.is_some() { (cached.len() as u64, pending.len() as u64) } else { (0, 0) };
+        let mut distinct: Vec<u32> = pending.iter().map(|p| p.1).collect();
+        distinct.dedup();
         let mut stats = SearchStats {
             bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
-            extents_read: pending.len() as u64,
+            extents_read: distinct.len() as u64,
             reads: reqs.len() as u64,
             cache_hits: lookups.0,
             cache_misses: lookups.1,
@@ -84,18 +108,18 @@ impl ListStore {
         };
         let layout = self.directory.layout;
         let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
-        for (i, (list, x, qc, item)) in cached.iter().enumerate() {
+        for (i, (p, x, item)) in cached.iter().enumerate() {
             // The start of the next list, and its derived terms: the hardware prefetcher takes
             // over once the scan streams through it (asking for all of it at once only fills
             // the CPU's miss queue and stalls here).
-            if let Some((_, next, _, next_item)) = cached.get(i + 1) {
+            if let Some((_, next, next_item)) = cached.get(i + 1) {
                 let codes = view(*next, &next_item.bytes).codes;
                 crate::distance::prefetch_bytes(&codes[..codes.len().min(PREFETCH_BYTES)]);
                 if let Some(t) = next_item.derived.get() {
                     crate::distance::prefetch(&t[..t.len().min(PREFETCH_BYTES / 4)]);
                 }
             }
-            scan(*list, *x, *qc, view(*x, &item.bytes), Some(&item.derived));
+            scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(&item.derived));
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
@@ -105,9 +129,9 @@ impl ListStore {
                     bytes,
                     run,
                     |p| p.1,
-                    |&(list, x, qc), bytes, view| {
+                    |&(p, x), bytes, view| {
                         let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                        scan(list, x, qc, view, kept.as_ref().map(|k| &k.derived));
+                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_ref().map(|k| &k.derived));
                     },
                 )
             })
@@ -120,8 +144,8 @@ impl ListStore {
 
     /// The reads of the `pending` extents (`extent_of` names each one's extent; sorted here by
     /// segment and offset): runs of extents that follow each other in a segment become one
-    /// read of at most [`COALESCE_MAX_BYTES`] (a larger extent alone is one read). Read `i`
-    /// holds `pending[members[i]]`.
+    /// read of at most [`COALESCE_MAX_BYTES`] (a larger extent alone is one read; an extent
+    /// named twice is read once). Read `i` holds `pending[members[i]]`.
     fn coalesced_reads<T>(
         &self,
         pending: &mut [T],
@@ -133,13 +157,17 @@ impl ListStore {
         let mut start = 0;
         while start < pending.len() {
             let first = extent(&pending[start]);
-            let (mut end, mut len) = (start + 1, first.length.get());
+            let (mut end, mut len, mut last) = (start + 1, first.length.get(), first.offset.get());
             while let Some(e) = pending.get(end).map(extent) {
+                let again = e.segment == first.segment && e.offset.get() == last;
                 let adjacent = e.segment == first.segment && e.offset.get() == first.offset.get() + len;
-                if !adjacent || len + e.length.get() > COALESCE_MAX_BYTES {
+                if !again && (!adjacent || len + e.length.get() > COALESCE_MAX_BYTES) {
                     break;
                 }
-                len += e.length.get();
+                if !again {
+                    len += e.length.get();
+                    last = e.offset.get();
+                }
                 end += 1;
             }
             reqs.push(self.request(first, len)?);
@@ -169,7 +197,6 @@ impl ListStore {
         Ok(())
     }
 
-    /// Reads lists in order into the cache until it is full (or every list is read).
     /// Whether every extent of `list` is in the cache (no access is counted).
     pub fn is_cached(&self, list: usize) -> bool {
         let first = self.directory.list_starts[list];
@@ -177,6 +204,7 @@ impl ListStore {
         (0..self.directory.extents_of(list).len() as u32).all(|i| cache.is_some_and(|c| c.contains(first + i)))
     }
 
+    /// Reads lists in order into the cache until it is full (or every list is read).
     pub fn preload(&self) -> Result<()> {
         let Some(cache) = &self.cache else { return Ok(()) };
         let mut budget = cache.capacity();

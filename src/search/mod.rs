@@ -10,7 +10,7 @@ mod pipeline;
 mod refine;
 mod searcher;
 
-pub use searcher::{Batch, Searcher};
+pub use searcher::{Batch, Searcher, MAX_INFLIGHT};
 
 use std::path::{Path, PathBuf};
 

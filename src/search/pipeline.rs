@@ -6,7 +6,7 @@
 //! How a list's distances are assembled depends on the metric and on whether codes are of
 //! residuals ([`ScanMode`]); every mode gives exact ADC distances.
 
-use super::lists::Derived;
+use super::lists::{Derived, Probe};
 use super::{Index, SearchParams, SearchStats};
 use crate::codec::{QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
@@ -255,6 +255,41 @@ pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut
         prepared.scan_extent(index, list, qc, &view, derived, scratch, &mut top);
     })?;
     finish(index, &prepared.q, p, top, reader, stats)
+}
+
+/// A wave's answers (one per query, in order) and what the wave cost.
+pub(crate) type Wave = (Vec<Vec<Neighbor>>, SearchStats);
+
+/// Searches `queries` (each a row) together on one worker: every coarse search first, then
+/// the reads of all their lists in flight at once, each list scanned for its query as its
+/// bytes arrive (cached ones first, while the device works), then each query's re-rank. The
+/// same results as [`search_one`] for each; the stats are the wave's.
+pub(crate) fn search_wave(
+    index: &Index,
+    queries: &[&[f32]],
+    p: &SearchParams,
+    w: &mut Worker,
+) -> Result<(Vec<Vec<Neighbor>>, SearchStats)> {
+    let prepared: Vec<PreparedQuery> = queries.iter().map(|q| prepare(index, q)).collect();
+    let mut probes = Vec::with_capacity(queries.len() * p.nprobe);
+    for (owner, q) in prepared.iter().enumerate() {
+        let found = index.coarse.probe(&q.q, p.nprobe, p.ef_search, &mut w.visited);
+        probes.extend(found.iter().map(|n| Probe { owner: owner as u32, list: n.id as u32, qc: n.dist }));
+    }
+    let (reader, scratch) = w.parts(index);
+    let mut tops: Vec<TopK> = prepared.iter().map(|_| TopK::new(shortlist(index, p))).collect();
+    let mut stats = index.lists.scan_probes(&probes, reader, |owner, list, x, qc, view, derived| {
+        let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
+        top.set_extent(x);
+        q.scan_extent(index, list, qc, &view, derived, scratch, top);
+    })?;
+    let mut out = Vec::with_capacity(queries.len());
+    for (q, top) in prepared.iter().zip(tops) {
+        let r = finish(index, &q.q, p, top, reader, SearchStats::default())?;
+        stats.add(&r.stats);
+        out.push(r.neighbors);
+    }
+    Ok((out, stats))
 }
 
 /// How many candidates the codes choose: k, or k × k_factor where they are re-ranked.

@@ -11,6 +11,9 @@ use super::pipeline::{self, Worker};
 use super::{Index, SearchParams, SearchResults, SearchStats};
 use crate::error::{Error, Result};
 
+/// Most queries a search thread keeps in flight.
+pub const MAX_INFLIGHT: usize = 1024;
+
 /// Searches one index on `threads` threads of its own.
 ///
 /// ```no_run
@@ -24,6 +27,8 @@ use crate::error::{Error, Result};
 /// ```
 pub struct Searcher<'i> {
     index: &'i Index,
+    /// Queries each thread keeps in flight (see [`with_inflight`](Self::with_inflight)).
+    inflight: usize,
     pool: rayon::ThreadPool,
     /// One per pool thread, indexed by the thread's number: never contended.
     workers: Vec<Mutex<Worker>>,
@@ -52,7 +57,25 @@ impl<'i> Searcher<'i> {
             .build()
             .map_err(|e| Error::InvalidParameter(format!("cannot start {threads} search threads: {e}")))?;
         let workers = (0..pool.current_num_threads()).map(|_| Mutex::new(Worker::default())).collect();
-        Ok(Searcher { index, pool, workers })
+        Ok(Searcher { index, inflight: 1, pool, workers })
+    }
+
+    /// Each thread takes `n` queries at a time and keeps all their reads in flight over its
+    /// ring, scanning the lists that have arrived (and those cached) while the others are
+    /// still being read: the device sees n × the reads of one query at once. 1 (the default)
+    /// is one query at a time, the lowest latency; more raises QPS where the device, not the
+    /// CPU, sets the pace. A query's latency is then its wave's (it is answered when the
+    /// wave is), and each query's stats are the wave's shared evenly. Results do not change.
+    pub fn with_inflight(mut self, n: usize) -> Result<Self> {
+        if n == 0 || n > MAX_INFLIGHT {
+            return Err(Error::InvalidParameter(format!("inflight = {n} is out of range: 1 ..= {MAX_INFLIGHT}")));
+        }
+        self.inflight = n;
+        Ok(self)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight
     }
 
     pub fn threads(&self) -> usize {
@@ -67,6 +90,9 @@ impl<'i> Searcher<'i> {
     /// once. Errors as [`Index::search`] does.
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         self.index.check_params(queries, params)?;
+        if self.inflight > 1 {
+            return self.search_waves(queries, params);
+        }
         let d = self.index.info().dim;
         let t0 = Instant::now();
         let timed: Vec<(f64, Result<pipeline::QueryResult>)> = self.pool.install(|| {
@@ -90,6 +116,49 @@ impl<'i> Searcher<'i> {
             let r = r?;
             per_query.push(r.stats);
             results.push(Ok(r));
+        }
+        let results = self.index.collect(results, params)?;
+        Ok(Batch { results, latencies_ms, per_query, wall_s })
+    }
+
+    /// [`search`](Self::search) with `inflight` queries per wave on each thread.
+    fn search_waves(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
+        let d = self.index.info().dim;
+        let t0 = Instant::now();
+        let waves: Vec<(f64, usize, Result<pipeline::Wave>)> = self.pool.install(|| {
+            queries
+                .par_chunks(d * self.inflight)
+                .map(|wave| {
+                    let i = rayon::current_thread_index().unwrap_or(0);
+                    let mut w = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
+                    let rows: Vec<&[f32]> = wave.chunks(d).collect();
+                    let t = Instant::now();
+                    let r = pipeline::search_wave(self.index, &rows, params, &mut w);
+                    (t.elapsed().as_secs_f64() * 1e3, rows.len(), r)
+                })
+                .collect()
+        });
+        let wall_s = t0.elapsed().as_secs_f64();
+        let (mut latencies_ms, mut per_query, mut results) = (Vec::new(), Vec::new(), Vec::new());
+        for (ms, n, r) in waves {
+            let (found, stats) = r?;
+            let share = |v: u64| v / n as u64;
+            let each = SearchStats {
+                bytes_read: share(stats.bytes_read),
+                extents_read: share(stats.extents_read),
+                reads: share(stats.reads),
+                cache_hits: share(stats.cache_hits),
+                cache_misses: share(stats.cache_misses),
+                refine_pages: share(stats.refine_pages),
+                io: stats.io,
+            };
+            for (j, neighbors) in found.into_iter().enumerate() {
+                latencies_ms.push(ms);
+                per_query.push(each);
+                // The wave's exact totals ride on its first query, so the batch's add up.
+                let stats = if j == 0 { stats } else { SearchStats::default() };
+                results.push(Ok(pipeline::QueryResult { neighbors, stats }));
+            }
         }
         let results = self.index.collect(results, params)?;
         Ok(Batch { results, latencies_ms, per_query, wall_s })

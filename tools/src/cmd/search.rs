@@ -52,6 +52,12 @@ pub struct Args {
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
     #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
+    /// Queries each search thread keeps in flight: it takes them N at a time and reads all
+    /// their lists at once over its io_uring, scanning what has arrived while the rest is read
+    /// (1 = one query at a time, the lowest latency; more = more QPS from a device that has
+    /// queue depth to spare). A query's latency is its wave's. Same results for any N.
+    #[arg(long, default_value_t = 1, value_parser = args::count, conflicts_with = "batch")]
+    inflight: usize,
     /// I/O engine.
     #[arg(long, value_enum, default_value = "auto")]
     io: Io,
@@ -200,7 +206,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         }
     }
     let ef = a.ef.unwrap_or(info.ef_search);
-    let searcher = Searcher::new(&index, a.threads)?;
+    let searcher = Searcher::new(&index, a.threads)?.with_inflight(a.inflight)?;
     if !a.json {
         writeln!(
             out,

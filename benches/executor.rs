@@ -1,0 +1,64 @@
+//! The query executor against the device: QPS, latency and the device's request rate of cold
+//! searches (no cache: every list and every re-rank page from the device, O_DIRECT) as the
+//! queries each thread keeps in flight (`--inflight`) and the threads grow. Compare its
+//! `reads/s` with fio's IOPS at the same queue depth (benches/README.md has the command).
+//!
+//!     cargo bench --bench executor -- --index DIR --queries q.fbin --nprobe 16 \
+//!         [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2]
+//!
+//! Prints a Markdown table and one JSON object per setting. Not a criterion bench: each
+//! setting is one timed pass over the queries after an untimed one.
+
+#[path = "support/args.rs"]
+mod args;
+
+use quiver::{Index, SearchParams, Searcher, VectorFile};
+
+fn main() {
+    let Some(dir) = args::arg("--index") else {
+        eprintln!("usage: cargo bench --bench executor -- --index DIR --queries FILE [--nprobe 16] [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2]");
+        return;
+    };
+    let queries = args::arg("--queries").expect("--queries FILE");
+    let index = Index::open(&dir).expect("open the index");
+    let q = VectorFile::open(&queries).expect("open the queries").read_all_f32().expect("read the queries");
+    let nq = q.len() / index.info().dim;
+    let p = SearchParams {
+        k: 10,
+        nprobe: args::number("--nprobe", 16),
+        ef_search: index.info().ef_search,
+        k_factor: args::number("--k-factor", 1),
+    };
+    println!("| threads | inflight | QPS | p50 ms | p99 ms | KiB/query | reads/query | reads/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut json = Vec::new();
+    for threads in args::numbers("--threads", "1,2") {
+        for inflight in args::numbers("--inflight", "1,2,4,8,16") {
+            let s = Searcher::new(&index, threads).unwrap().with_inflight(inflight).unwrap();
+            s.search(&q[..q.len().min(64 * index.info().dim)], &p).unwrap();
+            let b = s.search(&q, &p).unwrap();
+            let mut lat = b.latencies_ms.clone();
+            lat.sort_by(f64::total_cmp);
+            let pct = |f: f64| lat[((lat.len() - 1) as f64 * f).round() as usize];
+            let st = b.results.stats;
+            let (qps, kib, reads) =
+                (nq as f64 / b.wall_s, st.bytes_read as f64 / 1024.0 / nq as f64, st.reads as f64 / nq as f64);
+            let rate = st.reads as f64 / b.wall_s;
+            println!(
+                "| {threads} | {inflight} | {qps:.0} | {:.3} | {:.3} | {kib:.1} | {reads:.1} | {rate:.0} |",
+                pct(0.5),
+                pct(0.99)
+            );
+            json.push(format!(
+                "{{\"threads\":{threads},\"inflight\":{inflight},\"nprobe\":{},\"k_factor\":{},\"qps\":{qps:.1},\"ms_p50\":{:.4},\"ms_p99\":{:.4},\"kib_per_query\":{kib:.2},\"reads_per_query\":{reads:.2},\"reads_per_s\":{rate:.0}}}",
+                p.nprobe,
+                p.k_factor,
+                pct(0.5),
+                pct(0.99)
+            ));
+        }
+    }
+    for j in json {
+        println!("{j}");
+    }
+}
