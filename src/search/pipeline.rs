@@ -262,8 +262,9 @@ pub(crate) type Wave = (Vec<Vec<Neighbor>>, SearchStats);
 
 /// Searches `queries` (each a row) together on one worker: every coarse search first, then
 /// the reads of all their lists in flight at once, each list scanned for its query as its
-/// bytes arrive (cached ones first, while the device works), then each query's re-rank. The
-/// same results as [`search_one`] for each; the stats are the wave's.
+/// bytes arrive (cached ones first, while the device works), then the re-rank of all of them
+/// in one round of reads. The same results as [`search_one`] for each; the stats are the
+/// wave's.
 pub(crate) fn search_wave(
     index: &Index,
     queries: &[&[f32]],
@@ -283,12 +284,16 @@ pub(crate) fn search_wave(
         top.set_extent(x);
         q.scan_extent(index, list, qc, &view, derived, scratch, top);
     })?;
-    let mut out = Vec::with_capacity(queries.len());
-    for (q, top) in prepared.iter().zip(tops) {
-        let r = finish(index, &q.q, p, top, reader, SearchStats::default())?;
-        stats.add(&r.stats);
-        out.push(r.neighbors);
-    }
+    let out = match &index.vectors {
+        // All the wave's re-rank pages in one submission.
+        Some(v) => {
+            let placed: Vec<Vec<(Neighbor, u64)>> = tops.into_iter().map(TopK::into_sorted_placed).collect();
+            let asks: Vec<super::refine::Ask> =
+                prepared.iter().zip(&placed).map(|(q, c)| (q.q.as_slice(), c.as_slice())).collect();
+            v.rerank_many(&index.lists.directory, &asks, p.k, reader, &mut stats)?
+        }
+        None => tops.into_iter().map(TopK::into_sorted_vec).collect(),
+    };
     Ok((out, stats))
 }
 

@@ -16,6 +16,10 @@ use crate::format::{Directory, VectorsFile, PAGE};
 use crate::io::{self, IoMode, ReadRequest};
 use crate::topk::{Neighbor, TopK, NOWHERE};
 
+/// One query's re-rank: the query (normalised where the metric wants it) and its candidates,
+/// each with its place (`extent << 32 | position`).
+pub(crate) type Ask<'a> = (&'a [f32], &'a [(Neighbor, u64)]);
+
 /// The most pages one read of adjacent pages covers.
 const COALESCE_MAX_PAGES: u64 = 256;
 
@@ -85,10 +89,24 @@ impl VectorStore {
         reader: &mut io::Reader,
         stats: &mut SearchStats,
     ) -> Result<Vec<Neighbor>> {
+        let mut out = self.rerank_many(directory, &[(q, candidates)], k, reader, stats)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`rerank`](Self::rerank) for several queries, the pages of all their candidates read
+    /// in one submission (a page two of them need read once).
+    pub fn rerank_many(
+        &self,
+        directory: &Directory,
+        queries: &[Ask],
+        k: usize,
+        reader: &mut io::Reader,
+        stats: &mut SearchStats,
+    ) -> Result<Vec<Vec<Neighbor>>> {
         let vb = self.vector_bytes();
         // Every (segment, page) a candidate touches (a vector may straddle two pages).
-        let mut pages: Vec<(u32, u64)> = Vec::with_capacity(2 * candidates.len());
-        for &(_, at) in candidates {
+        let mut pages: Vec<(u32, u64)> = Vec::new();
+        for &(_, at) in queries.iter().flat_map(|(_, c)| c.iter()) {
             if at == NOWHERE {
                 return Err(Error::Corrupt {
                     file: self.dir.display().to_string(),
@@ -100,7 +118,41 @@ impl VectorStore {
         }
         pages.sort_unstable();
         pages.dedup();
-        // Runs of consecutive pages of one file, each one read.
+        let held = self.read_pages(&pages, reader, stats)?;
+        let (mut raw, mut v) = (vec![0u8; vb as usize], vec![0f32; self.dim]);
+        let mut out = Vec::with_capacity(queries.len());
+        for &(q, candidates) in queries {
+            let mut top = TopK::new(k);
+            for &(n, at) in candidates {
+                let (seg, start) = self.locate(directory, at);
+                let mut got = 0;
+                while got < raw.len() {
+                    let byte = start + got as u64;
+                    let slot =
+                        pages.binary_search(&(seg, byte / PAGE)).unwrap_or_else(|_| unreachable!("collected above"));
+                    let from = slot * PAGE as usize + (byte % PAGE) as usize;
+                    let take = (raw.len() - got).min(PAGE as usize - (byte % PAGE) as usize);
+                    raw[got..got + take].copy_from_slice(&held[from..from + take]);
+                    got += take;
+                }
+                match self.kind {
+                    RefineVectors::Float32 => v
+                        .iter_mut()
+                        .zip(raw.chunks_exact(4))
+                        .for_each(|(x, b)| *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    RefineVectors::Uint8 => v.iter_mut().zip(&raw).for_each(|(x, &b)| *x = b as f32),
+                }
+                top.push(n.id, distance::dissimilarity(self.metric, q, &v));
+            }
+            out.push(top.into_sorted_vec());
+        }
+        Ok(out)
+    }
+
+    /// Reads `pages` (sorted, distinct), runs of consecutive pages of one file as one request,
+    /// all in one submission, each page checked against its file's table; returns them back
+    /// to back in that order.
+    fn read_pages(&self, pages: &[(u32, u64)], reader: &mut io::Reader, stats: &mut SearchStats) -> Result<Vec<u8>> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for i in 0..pages.len() {
             match runs.last_mut() {
@@ -141,28 +193,6 @@ impl VectorStore {
         if !reqs.is_empty() {
             stats.io = stats.io.or(Some(engine));
         }
-        let mut top = TopK::new(k);
-        let (mut raw, mut v) = (vec![0u8; vb as usize], vec![0f32; self.dim]);
-        for &(n, at) in candidates {
-            let (seg, start) = self.locate(directory, at);
-            let mut got = 0;
-            while got < raw.len() {
-                let byte = start + got as u64;
-                let slot = pages.binary_search(&(seg, byte / PAGE)).unwrap_or_else(|_| unreachable!("collected above"));
-                let from = slot * PAGE as usize + (byte % PAGE) as usize;
-                let take = (raw.len() - got).min(PAGE as usize - (byte % PAGE) as usize);
-                raw[got..got + take].copy_from_slice(&held[from..from + take]);
-                got += take;
-            }
-            match self.kind {
-                RefineVectors::Float32 => v
-                    .iter_mut()
-                    .zip(raw.chunks_exact(4))
-                    .for_each(|(x, b)| *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                RefineVectors::Uint8 => v.iter_mut().zip(&raw).for_each(|(x, &b)| *x = b as f32),
-            }
-            top.push(n.id, distance::dissimilarity(self.metric, q, &v));
-        }
-        Ok(top.into_sorted_vec())
+        Ok(held)
     }
 }
