@@ -265,12 +265,7 @@ pub(crate) type Wave = (Vec<Vec<Neighbor>>, SearchStats);
 /// bytes arrive (cached ones first, while the device works), then the re-rank of all of them
 /// in one round of reads. The same results as [`search_one`] for each; the stats are the
 /// wave's.
-pub(crate) fn search_wave(
-    index: &Index,
-    queries: &[&[f32]],
-    p: &SearchParams,
-    w: &mut Worker,
-) -> Result<(Vec<Vec<Neighbor>>, SearchStats)> {
+pub(crate) fn search_wave(index: &Index, queries: &[&[f32]], p: &SearchParams, w: &mut Worker) -> Result<Wave> {
     let prepared: Vec<PreparedQuery> = queries.iter().map(|q| prepare(index, q)).collect();
     let mut probes = Vec::with_capacity(queries.len() * p.nprobe);
     for (owner, q) in prepared.iter().enumerate() {
