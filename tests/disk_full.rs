@@ -57,4 +57,35 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
         .unwrap()
         .search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, ..Default::default() })
         .is_ok());
+
+    // A re-rank index: the runs (4,000 rows each) and the segment fit under 1 MiB, its vectors
+    // file (2.5 MB) does not, so the disk fills while the vectors are written.
+    let rf = parent.path().join("rf");
+    let rflat = quiver::BuildOptions { chunk_size: 4_000, ..opts("IVF32_HNSW8,PQ32,RFlat", Metric::L2) };
+    // SAFETY: as above.
+    unsafe {
+        let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: libc::RLIM_INFINITY };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+    }
+    let e = build_index(&SliceSource { data: &base, dim: d }, &rf, &rflat, &NoProgress);
+    // SAFETY: as above.
+    unsafe {
+        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+    }
+    match e {
+        Err(Error::Io { path, source }) => {
+            assert!(path.ends_with("vec-000000.qvv"), "{}", path.display());
+            assert_eq!(source.raw_os_error(), Some(libc::EFBIG), "{source}");
+        }
+        other => panic!("expected an I/O error, got {:?}", other.map(|r| r.ntotal)),
+    }
+    let left: Vec<String> =
+        std::fs::read_dir(&rf).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left, [".build-tmp"], "the half-written segment and vectors file are removed");
+    let resume = quiver::BuildOptions { unfinished: quiver::Unfinished::Resume, ..rflat };
+    assert!(build_index(&SliceSource { data: &base, dim: d }, &rf, &resume, &NoProgress).unwrap().resumed);
+    assert!(quiver::verify_index(&rf).unwrap().is_ok());
+    let p = SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 4 };
+    assert!(Index::open(&rf).unwrap().search(&q, &p).is_ok());
 }

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::pipeline::{self, PreparedQuery, QueryResult, Worker};
+use super::refine::Ask;
 use super::{Index, SearchParams, SearchStats};
 use crate::codec::Visitor;
 use crate::error::Result;
@@ -20,6 +21,10 @@ use crate::topk::{Neighbor, TopK};
 /// Query-side tables held at once (bounds the queries grouped together: 8-bit PQ32 tables
 /// take 32 KiB a query, 4-bit PQ64x4fs 4 KiB).
 const GROUP_TABLE_BYTES: usize = 64 << 20;
+
+/// Queries whose re-rank pages are read in one round (bounds the pages, and so the buffers,
+/// in flight at once).
+const RERANK_QUERIES: usize = 64;
 
 /// Lists whose reads are in flight together when they are not cached.
 const LISTS_PER_READ: usize = 64;
@@ -105,23 +110,36 @@ pub(crate) fn search_grouped(
                 }
             }
         }
-        // Re-ranks (where the index keeps full vectors) query by query, each one round of
-        // reads; their cost goes into the batch's stats.
-        let finished: Vec<Result<QueryResult>> = pool.install(|| {
-            merged
-                .into_par_iter()
-                .zip(prepared.par_iter())
-                .map(|(top, (pq, _))| {
+        let Some(vectors) = &index.vectors else {
+            results.extend(
+                merged
+                    .into_iter()
+                    .map(|t| QueryResult { neighbors: t.into_sorted_vec(), stats: SearchStats::default() }),
+            );
+            continue;
+        };
+        // Re-ranks, RERANK_QUERIES queries to a round of reads, the rounds shared out among the
+        // threads; their cost goes into the batch's stats.
+        let placed: Vec<Vec<(Neighbor, u64)>> = merged.into_iter().map(TopK::into_sorted_placed).collect();
+        let done: Vec<Result<(Vec<Vec<Neighbor>>, SearchStats)>> = pool.install(|| {
+            placed
+                .par_chunks(RERANK_QUERIES)
+                .zip(prepared.par_chunks(RERANK_QUERIES))
+                .map(|(candidates, queries)| {
                     let mut w = worker();
                     let (reader, _) = w.parts(index);
-                    pipeline::finish(index, &pq.q, p, top, reader, SearchStats::default())
+                    let asks: Vec<Ask> =
+                        queries.iter().zip(candidates).map(|((q, _), c)| (q.q.as_slice(), c.as_slice())).collect();
+                    let mut stats = SearchStats::default();
+                    let found = vectors.rerank_many(&index.lists.directory, &asks, p.k, reader, &mut stats)?;
+                    Ok((found, stats))
                 })
                 .collect()
         });
-        for f in finished {
-            let f = f?;
-            total.add(&f.stats);
-            results.push(QueryResult { neighbors: f.neighbors, stats: SearchStats::default() });
+        for d in done {
+            let (found, stats) = d?;
+            total.add(&stats);
+            results.extend(found.into_iter().map(|neighbors| QueryResult { neighbors, stats: SearchStats::default() }));
         }
     }
     Ok((results, total))
