@@ -17,7 +17,8 @@ pub struct DiskPlan {
     pub temp_bytes: u64,
     /// Merge passes before the final merge (0: one pass).
     pub merge_passes: usize,
-    /// Segment files: codes, ids, and padding of each extent to 4 KiB.
+    /// Segment files: codes, ids, and padding of each extent to 4 KiB (and, for `,RFlat`, the
+    /// vectors files beside them: the disk shape's `code_size` then counts each full vector).
     pub segments_bytes: u64,
     pub quantizer_bytes: u64,
     pub codebooks_bytes: u64,

@@ -329,6 +329,8 @@ pub struct BuildPlan {
     pub dim: usize,
     pub nlist: usize,
     pub two_level_kmeans: bool,
+    /// `,RFlat`: the full vectors are kept (in vectors files beside the segments).
+    pub refine: bool,
     /// The memory budget's split and the sizes derived from it.
     pub budget: BudgetPlan,
     /// Temporary and final disk bytes, and the serving index's RAM.
@@ -378,6 +380,7 @@ pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) ->
         dim: d,
         nlist: plan.nlist,
         two_level_kmeans: two_level,
+        refine: plan.refine,
         budget: mem,
         disk,
         runs_dir: runs_dir(dir, opts.tmp_dir.as_deref(), id),

@@ -255,4 +255,29 @@ mod tests {
         assert!(VectorsFile::decode("v", h, &table[..100]).is_err(), "short page table");
         assert!(VectorsFile::decode_head("v", &head[..80]).is_err(), "short header page");
     }
+
+    /// Damaged or arbitrary bytes give an error, never a panic: every single-byte change of a
+    /// header page, and random pages and tables.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let (head, _, table) = sample();
+        for i in 0..HEADER_LEN + size_of::<VectorsHeader>() {
+            let mut bad = head.clone();
+            bad[i] ^= 0x5A;
+            assert!(VectorsFile::decode_head("v", &bad).is_err(), "byte {i}");
+        }
+        let mut r = crate::rng::Rng::new(3);
+        for len in [0, 10, 64, 104, 4096] {
+            let page: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
+            assert!(VectorsFile::decode_head("v", &page).is_err());
+        }
+        let (_, h) = VectorsFile::decode_head("v", &head).unwrap();
+        for len in [0, 12, 4095, 4096, 8192] {
+            let t: Vec<u8> = (0..len).map(|_| r.next_u64() as u8).collect();
+            let _ = VectorsFile::decode("v", h, &t);
+        }
+        let f = VectorsFile::decode("v", h, &table).unwrap();
+        assert!(f.check_page("v", u64::MAX, &[0; 4096]).is_err());
+        assert!(f.check_page("v", 0, &[0; 100]).is_err());
+    }
 }

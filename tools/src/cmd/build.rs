@@ -383,8 +383,9 @@ fn dry_run(a: &Args, paths: &[PathBuf], p: &BuildPlan, out: &mut dyn Write) -> C
     )?;
     writeln!(
         out,
-        "  final        {:>10}  segments {}, quantizer {}, codebooks {}, list directory {}",
+        "  final        {:>10}  segments{} {}, quantizer {}, codebooks {}, list directory {}",
         h(d.final_bytes),
+        if p.refine { " and vectors files" } else { "" },
         h(d.segments_bytes),
         h(d.quantizer_bytes),
         h(d.codebooks_bytes),
