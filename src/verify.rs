@@ -205,18 +205,11 @@ fn verify_vectors(
     r.bytes += format::VectorsFile::file_len(n_pages);
     // Extents of this segment, in file order: their vectors follow each other from page 0.
     let vb = kind.vector_bytes(info.dim) as u64;
-    let mut mine: Vec<(u64, u64, usize)> = d
-        .extents
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.segment.get() == no)
-        .map(|(i, e)| {
-            (e.offset.get(), e.vectors_page.get() as u64 * PAGE + ((e.count.get() as u64 * vb).div_ceil(PAGE) << 12), i)
-        })
-        .collect();
+    let mut mine: Vec<(u64, usize)> =
+        d.extents.iter().enumerate().filter(|(_, e)| e.segment.get() == no).map(|(i, e)| (e.offset.get(), i)).collect();
     mine.sort_unstable();
     let mut next = 0u64;
-    for (_, end, i) in mine {
+    for (_, i) in mine {
         let e = &d.extents[i];
         let start = e.vectors_page.get() as u64;
         if start != next {
@@ -226,7 +219,7 @@ fn verify_vectors(
                 format!("extent {i}: its vectors start at page {start} of {name}, expected {next}"),
             );
         }
-        next = end / PAGE;
+        next = start + (e.count.get() as u64 * vb).div_ceil(PAGE);
     }
     if next != n_pages {
         r.fault(&name, None, format!("{n_pages} data pages, the extents' vectors take {next}"));

@@ -95,11 +95,11 @@ impl ListStore {
         }
         let (reqs, members) = self.coalesced_reads(&mut pending, |p| p.1)?;
         let lookups = if self.cache.is_some() { (cached.len() as u64, pending.len() as u64) } else { (0, 0) };
-        let mut distinct: Vec<u32> = pending.iter().map(|p| p.1).collect();
-        distinct.dedup();
+        // `pending` is sorted by extent now: an extent two probes share counts once.
+        let distinct = pending.iter().enumerate().filter(|&(i, p)| i == 0 || pending[i - 1].1 != p.1).count();
         let mut stats = SearchStats {
             bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
-            extents_read: distinct.len() as u64,
+            extents_read: distinct as u64,
             reads: reqs.len() as u64,
             cache_hits: lookups.0,
             cache_misses: lookups.1,
