@@ -1,8 +1,8 @@
 //! `quiver tune`: the cheapest search setting that reaches a target recall on a query set with
 //! exact ground truth, as faiss's `ParameterSpace` explores settings: nprobe (the cost of a
 //! query grows with it) doubled until the target is met, then bisected; where the index
-//! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 4, … 64, and the setting whose timed
-//! p50 is lowest wins.
+//! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 4, … 64 (until a larger one no longer
+//! needs fewer lists), and the setting whose timed p50 is lowest wins.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -86,6 +86,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     // cache); the lowest p50 wins.
     let mut best: Option<(usize, usize, Row)> = None;
     let mut reach = 0f64;
+    let mut fewest: Option<usize> = None;
     for &k_factor in k_factors {
         // Recall alone decides here, so settings are tried as one grouped batch (same results).
         let recall_at = |nprobe: usize| -> quiver::Result<f64> {
@@ -104,16 +105,18 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             reach = reach.max(tried[&info.nlist]);
             continue;
         };
+        if fewest.is_some_and(|f| nprobe >= f) {
+            // The re-rank no longer lets fewer lists reach the target (the lists probed set
+            // the recall now): a larger k_factor only adds reads.
+            break;
+        }
+        fewest = Some(nprobe);
         let setting = Setting { k, nprobe, ef, k_factor, warmup: a.cache_bytes.is_some(), grouped: false };
         let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
         let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
         eprintln!("  nprobe {nprobe} k_factor {k_factor}: p50 {p50:.3} ms");
         if best.as_ref().is_none_or(|(_, _, b)| p50 < b.ms_p50.unwrap_or(f64::INFINITY)) {
             best = Some((nprobe, k_factor, row));
-        }
-        if nprobe == 1 {
-            // A larger k_factor only adds reads to a setting that cannot probe less.
-            break;
         }
     }
     let Some((nprobe, k_factor, row)) = best else {
