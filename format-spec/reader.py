@@ -114,24 +114,21 @@ def read_index(dir_):
     off = 32 + 4 * (d_nlist + 1)
     off += (-off) % 8
     extents = [struct.unpack_from("<IIQQII", d, off + 32 * i) for i in range(n_ext)]
-    segments = {}
-    for s in range(n_seg):
-        name = f"seg-{s:06d}.qvs"
+    def paged(name, kind):
+        """A file read per query (segment, vectors): header page, owner, size, payload extent."""
         data = open(os.path.join(dir_, name), "rb").read()
-        sid, poff, plen, pcrc = header(name, data, 5)
-        kind, size, crc = files[name]
-        if (sid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
+        fid, poff, plen, pcrc = header(name, data, kind)
+        _kind, size, crc = files[name]
+        if (fid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
             raise FormatError(f"{name}: does not match the manifest")
-        segments[s] = data
+        return data, pcrc
+
+    segments = {s: paged(f"seg-{s:06d}.qvs", 5)[0] for s in range(n_seg)}
     # 10-vectors.md: with refine, one vectors file per segment, every page checked.
     vec_pages = {}
     for s in range(n_seg if refine else 0):
         name = f"vec-{s:06d}.qvv"
-        data = open(os.path.join(dir_, name), "rb").read()
-        sid, poff, plen, pcrc = header(name, data, 8)
-        kind, size, crc = files[name]
-        if (sid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
-            raise FormatError(f"{name}: does not match the manifest")
+        data, pcrc = paged(name, 8)
         vh = data[64:104]
         vdim, elem, vb, table_crc, n_pages, _nv, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
         if crc32c(vh[:36]) != hcrc or (vdim, elem) != (dim, refine) or vb != dim * (4 if elem == 1 else 1):

@@ -67,8 +67,8 @@ impl ListStore {
         reader: &mut io::Reader,
         mut scan: impl FnMut(usize, u32, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
-        let probes: Vec<Probe> = probes.iter().map(|n| Probe { owner: 0, list: n.id as u32, qc: n.dist }).collect();
-        self.scan_probes(&probes, reader, |_, list, x, qc, view, derived| scan(list, x, qc, view, derived))
+        let probes = probes.iter().map(|n| Probe { owner: 0, list: n.id as u32, qc: n.dist });
+        self.scan_probes(probes, reader, |_, list, x, qc, view, derived| scan(list, x, qc, view, derived))
     }
 
     /// [`scan_lists`](Self::scan_lists) for the probes of several queries at once (each
@@ -76,13 +76,13 @@ impl ListStore {
     /// two of them probe read once and scanned for each.
     pub fn scan_probes(
         &self,
-        probes: &[Probe],
+        probes: impl IntoIterator<Item = Probe>,
         reader: &mut io::Reader,
         mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived),
     ) -> Result<SearchStats> {
         let mut pending: Vec<(Probe, u32)> = Vec::new();
         let mut cached: Vec<(Probe, u32, Arc<Cached>)> = Vec::new();
-        for &p in probes {
+        for p in probes {
             let list = p.list as usize;
             let first = self.directory.list_starts[list];
             for i in 0..self.directory.extents_of(list).len() {

@@ -274,7 +274,7 @@ pub(crate) fn search_wave(index: &Index, queries: &[&[f32]], p: &SearchParams, w
     }
     let (reader, scratch) = w.parts(index);
     let mut tops: Vec<TopK> = prepared.iter().map(|_| TopK::new(shortlist(index, p))).collect();
-    let mut stats = index.lists.scan_probes(&probes, reader, |owner, list, x, qc, view, derived| {
+    let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived| {
         let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
         top.set_extent(x);
         q.scan_extent(index, list, qc, &view, derived, scratch, top);

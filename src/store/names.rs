@@ -23,8 +23,13 @@ pub fn segment_name(n: u32) -> String {
 
 /// Whether `name` is a segment file name (`seg-<digits>.qvs`).
 pub fn is_segment_name(name: &str) -> bool {
-    name.strip_prefix("seg-")
-        .and_then(|r| r.strip_suffix(".qvs"))
+    is_numbered(name, "seg-", ".qvs")
+}
+
+/// Whether `name` is `prefix`, decimal digits, `suffix`.
+fn is_numbered(name: &str, prefix: &str, suffix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|r| r.strip_suffix(suffix))
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -35,9 +40,7 @@ pub fn vectors_name(n: u32) -> String {
 
 /// Whether `name` is a vectors file name (`vec-<digits>.qvv`).
 pub fn is_vectors_name(name: &str) -> bool {
-    name.strip_prefix("vec-")
-        .and_then(|r| r.strip_suffix(".qvv"))
-        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    is_numbered(name, "vec-", ".qvv")
 }
 
 /// The build state in the staging area: the first file a build writes.
