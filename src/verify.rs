@@ -114,6 +114,10 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
             None
         }
     };
+    if let Some(info) = info.as_ref().filter(|i| i.is_graph()) {
+        verify_graph(&mut r, &g, info);
+        return Ok(r);
+    }
     let mut directory = None;
     if let Some(info) = &info {
         if let Err(e) = g.quantizer(info) {
@@ -165,44 +169,8 @@ fn verify_vectors(
         Ok((_, t)) => t,
         Err(e) => return r.error(&name, e),
     };
-    let path = g.dir.join(&name);
-    let f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => return r.error(&name, open::missing_or_io(&name, &path, e)),
-    };
-    if let Ok(page) = open::read_header_page(&path, &name) {
-        let used = HEADER_LEN + size_of::<format::VectorsHeader>();
-        if let Some(i) = page[used..].iter().position(|&b| b != 0) {
-            r.fault(&name, Some((used + i) as u64), "header page padding is not zero".into());
-        }
-    }
     let n_pages = table.header.n_pages.get();
-    let mut crc = 0u32;
-    let mut buf = vec![0u8; 256 * PAGE as usize];
-    let mut page = 0u64;
-    while page < n_pages {
-        let n = (n_pages - page).min(256);
-        let bytes = &mut buf[..(n * PAGE) as usize];
-        if let Err(e) = f.read_exact_at(bytes, format::VectorsFile::page_offset(page)) {
-            return r.fault(&name, Some(format::VectorsFile::page_offset(page)), format!("cannot be read: {e}"));
-        }
-        for (j, p) in bytes.chunks(PAGE as usize).enumerate() {
-            if let Err(e) = table.check_page(&name, page + j as u64, p) {
-                r.error(&name, e.into());
-            }
-        }
-        crc = crc32c::crc32c_append(crc, bytes);
-        page += n;
-    }
-    let (at, len) = format::VectorsFile::table_span(n_pages);
-    let mut t = vec![0u8; len as usize];
-    if f.read_exact_at(&mut t, at).is_ok() {
-        crc = crc32c::crc32c_append(crc, &t);
-    }
-    if g.entry(&name).is_ok_and(|e| e.crc.get() != crc) {
-        r.fault(&name, Some(PAGE), "payload checksum differs from the manifest's".into());
-    }
-    r.bytes += format::VectorsFile::file_len(n_pages);
+    verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &table.pages);
     // Extents of this segment, in file order: their vectors follow each other from page 0.
     let vb = kind.vector_bytes(info.dim) as u64;
     let mut mine: Vec<(u64, usize)> =
@@ -224,6 +192,79 @@ fn verify_vectors(
     if next != n_pages {
         r.fault(&name, None, format!("{n_pages} data pages, the extents' vectors take {next}"));
     }
+}
+
+/// Checks the pages of paged file `name` (a vectors or graph file, whose own header after the
+/// file header takes `header_len` bytes): the zero padding of its header page, every data page
+/// against `pages`, and the whole payload against the manifest's checksum.
+fn verify_pages(r: &mut VerifyReport, g: &Generation, name: &str, header_len: usize, pages: &format::PageTable) {
+    let path = g.dir.join(name);
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) => return r.error(name, open::missing_or_io(name, &path, e)),
+    };
+    if let Ok(page) = open::read_header_page(&path, name) {
+        let used = HEADER_LEN + header_len;
+        if let Some(i) = page[used..].iter().position(|&b| b != 0) {
+            r.fault(name, Some((used + i) as u64), "header page padding is not zero".into());
+        }
+    }
+    let n_pages = pages.crcs.len() as u64;
+    let mut crc = 0u32;
+    let mut buf = vec![0u8; 256 * PAGE as usize];
+    let mut page = 0u64;
+    while page < n_pages {
+        let n = (n_pages - page).min(256);
+        let bytes = &mut buf[..(n * PAGE) as usize];
+        if let Err(e) = f.read_exact_at(bytes, format::page_offset(page)) {
+            return r.fault(name, Some(format::page_offset(page)), format!("cannot be read: {e}"));
+        }
+        for (j, p) in bytes.chunks(PAGE as usize).enumerate() {
+            if let Err(e) = pages.check_page(name, "data", page + j as u64, p) {
+                r.error(name, e.into());
+            }
+        }
+        crc = crc32c::crc32c_append(crc, bytes);
+        page += n;
+    }
+    let (at, len) = format::table_span(n_pages);
+    let mut t = vec![0u8; len as usize];
+    if f.read_exact_at(&mut t, at).is_ok() {
+        crc = crc32c::crc32c_append(crc, &t);
+    }
+    if g.entry(name).is_ok_and(|e| e.crc.get() != crc) {
+        r.fault(name, Some(PAGE), "payload checksum differs from the manifest's".into());
+    }
+    r.bytes += format::file_len(n_pages);
+}
+
+/// Checks an `HNSW{M},Flat` index: both files' pages as [`verify_pages`] does, then the graph
+/// read whole as an open into RAM reads it (slot counts, every neighbour id in range, the
+/// entry point on the top level).
+fn verify_graph(r: &mut VerifyReport, g: &Generation, info: &IndexInfo) {
+    let before = r.faults.len();
+    let mut sound = true;
+    match g.graph_file(info) {
+        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::GraphHeader>(), &file.pages),
+        Err(e) => {
+            sound = false;
+            r.error(store::GRAPH, e)
+        }
+    }
+    match g.named_vectors_file(store::FLAT_VECTORS.into(), info, crate::RefineVectors::Float32) {
+        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &file.pages),
+        Err(e) => {
+            sound = false;
+            r.error(store::FLAT_VECTORS, e)
+        }
+    }
+    if sound && r.faults.len() == before {
+        let opts = crate::OpenOptions { load_into_ram: true, ..Default::default() };
+        if let Err(e) = crate::search::open_graph(g, info, &opts) {
+            r.error(store::GRAPH, e);
+        }
+    }
+    r.vectors = info.ntotal;
 }
 
 /// Reserved fields the spec says are zero, in the manifest itself.
@@ -251,6 +292,8 @@ fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
             store::QUANTIZER => Some(FileKind::Quantizer),
             store::CODEBOOKS => Some(FileKind::Codebooks),
             store::DIRECTORY => Some(FileKind::Directory),
+            store::GRAPH => Some(FileKind::Graph),
+            store::FLAT_VECTORS => Some(FileKind::Vectors),
             n if store::is_segment_name(n) => Some(FileKind::Segment),
             n if store::is_vectors_name(n) => Some(FileKind::Vectors),
             _ => None,
@@ -450,15 +493,18 @@ impl Index {
         verify_index(self.dir())
     }
 
-    /// List-size statistics.
-    pub fn list_stats(&self) -> ListStats {
+    /// List-size statistics (None for an index without lists).
+    pub fn list_stats(&self) -> Option<ListStats> {
         let nlist = self.info().nlist;
+        if nlist == 0 {
+            return None;
+        }
         let mut sizes: Vec<u64> = (0..nlist).map(|l| self.list_len(l)).collect();
         sizes.sort_unstable();
         let total: u64 = sizes.iter().sum();
         let sq: f64 = sizes.iter().map(|&s| (s as f64) * (s as f64)).sum();
         let q = |p: f64| sizes[((nlist as f64 - 1.0) * p).round() as usize];
-        ListStats {
+        Some(ListStats {
             nlist,
             empty: sizes.iter().filter(|&&s| s == 0).count(),
             min: sizes[0],
@@ -468,7 +514,7 @@ impl Index {
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
-        }
+        })
     }
 
     /// The index's files as (name, kind, bytes).

@@ -322,7 +322,7 @@ fn verify_walks_every_extent() {
     let index = Index::open(dir.path()).unwrap();
     let r = index.verify().unwrap();
     assert_eq!(r.vectors, n as u64);
-    let s = index.list_stats();
+    let s = index.list_stats().expect("an IVF index has lists");
     assert_eq!((s.nlist, (s.mean * 16.0).round() as usize), (16, n));
 }
 

@@ -101,7 +101,7 @@ pub(super) fn save_trained(
         entry_point: g.entry_point,
         centroids: coarse.centroids,
         levels: g.levels,
-        neighbors: g.neighbors,
+        neighbors: g.neighbors.into_vec(),
     };
     let bytes = block.encode(index_id);
     drop(block);

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::paged::PagedWriter;
 use super::run::{run_name, RunReader, RunWriter};
 use super::spill::RunFile;
 use super::{failpoint, Progress};
@@ -44,105 +45,33 @@ struct SegmentWriter<'a> {
 }
 
 /// Writes one vectors file (format-spec/10-vectors.md): each extent's vectors from a fresh
-/// page, pages checksummed one by one as they fill, the page table and header page at close.
+/// page.
 struct VectorsWriter {
-    path: std::path::PathBuf,
-    file: File,
+    out: PagedWriter,
     shape: RefineShape,
-    /// Whole pages not yet written, then the partial page being filled.
-    pending: Vec<u8>,
-    /// Data pages in the file and in `pending`'s whole pages.
-    pages: u64,
-    written: u64,
-    crcs: Vec<u32>,
-    payload_crc: u32,
     n_vectors: u64,
 }
 
-/// Pages a vectors writer gathers before one write.
-const VECTORS_WRITE_PAGES: usize = 256;
-
 impl VectorsWriter {
     fn create(dir: &Path, no: u32, shape: RefineShape) -> Result<Self> {
-        let path = dir.join(store::vectors_name(no));
-        let file = File::create(&path).at(&path)?;
-        file.write_all_at(&vec![0u8; PAGE as usize], 0).at(&path)?;
-        Ok(VectorsWriter {
-            path,
-            file,
-            shape,
-            pending: Vec::new(),
-            pages: 0,
-            written: 0,
-            crcs: Vec::new(),
-            payload_crc: 0,
-            n_vectors: 0,
-        })
+        Ok(VectorsWriter { out: PagedWriter::create(&dir.join(store::vectors_name(no)))?, shape, n_vectors: 0 })
     }
 
     /// Appends one extent's vectors from a fresh page; returns that page's number.
     fn append(&mut self, vectors: &[u8]) -> Result<u32> {
-        self.end_page();
-        let first = self.pages;
-        let page = PAGE as usize;
-        for piece in vectors.chunks(page) {
-            self.pending.extend_from_slice(piece);
-            if self.pending.len().is_multiple_of(page) {
-                self.seal_page();
-            }
-        }
         self.n_vectors += (vectors.len() / self.shape.vector_bytes.max(1)) as u64;
-        if self.pending.len() >= VECTORS_WRITE_PAGES * page {
-            self.flush()?;
-        }
-        u32::try_from(first).map_err(|_| Error::Corrupt {
-            file: self.path.display().to_string(),
-            reason: "more than 2^32 pages of vectors beside one segment: lower --segment-bytes".into(),
-        })
-    }
-
-    /// Pads a partly filled last page with zeros and seals it.
-    fn end_page(&mut self) {
-        let page = PAGE as usize;
-        if !self.pending.len().is_multiple_of(page) {
-            self.pending.resize(self.pending.len().next_multiple_of(page), 0);
-            self.seal_page();
-        }
-    }
-
-    /// Checksums the page that just filled the end of `pending`.
-    fn seal_page(&mut self) {
-        let page = &self.pending[self.pending.len() - PAGE as usize..];
-        self.crcs.push(format::crc32c(page));
-        self.payload_crc = crc32c::crc32c_append(self.payload_crc, page);
-        self.pages += 1;
-    }
-
-    /// Writes the whole pages of `pending`.
-    fn flush(&mut self) -> Result<()> {
-        let whole = self.pending.len() - self.pending.len() % PAGE as usize;
-        let at = VectorsFile::page_offset(self.written);
-        self.file.write_all_at(&self.pending[..whole], at).at(&self.path)?;
-        self.written += (whole / PAGE as usize) as u64;
-        self.pending.drain(..whole);
-        Ok(())
+        self.out.append_from_page(vectors)
     }
 
     /// Writes the last page, the page table and the header page; fsyncs.
-    fn finish(mut self, index_id: [u8; 16]) -> Result<FileEntry> {
-        self.end_page();
-        self.flush()?;
-        let table = VectorsFile::encode_table(&self.crcs);
-        let (at, _) = VectorsFile::table_span(self.pages);
-        self.file.write_all_at(&table, at).at(&self.path)?;
-        let payload_crc = crc32c::crc32c_append(self.payload_crc, &table);
-        let table_crc = format::crc32c(&table[..4 * self.crcs.len()]);
-        let s = self.shape;
-        let h = VectorsHeader::new(s.dim, s.elem, s.vector_bytes as u32, self.pages, self.n_vectors, table_crc);
-        self.file.write_all_at(&VectorsFile::header_page(index_id, &h, payload_crc), 0).at(&self.path)?;
-        durable::sync_file(&self.file).at(&self.path)?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(FileEntry::new(&name, FileKind::Vectors, VectorsFile::file_len(self.pages), payload_crc))
+    fn finish(self, index_id: [u8; 16]) -> Result<FileEntry> {
+        let name = self.out.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (s, n_vectors) = (self.shape, self.n_vectors);
+        let (len, crc) = self.out.finish(|w| {
+            let h = VectorsHeader::new(s.dim, s.elem, s.vector_bytes as u32, w.pages, n_vectors, w.table_crc);
+            VectorsFile::header_page(index_id, &h, w.payload_crc)
+        })?;
+        Ok(FileEntry::new(&name, FileKind::Vectors, len, crc))
     }
 }
 

@@ -12,7 +12,9 @@ mod checkpoint;
 pub mod disk;
 pub mod estimate;
 mod failpoint;
+mod graph;
 mod merge;
+mod paged;
 mod run;
 mod spill;
 mod train;
@@ -134,15 +136,7 @@ impl BuildOptions {
     pub fn check_input(&self, n: usize, d: usize) -> Result<(IndexSpec, Plan, usize)> {
         let spec: IndexSpec = self.factory.parse()?;
         let plan = plan(&spec)?;
-        if n == 0 || d == 0 {
-            return Err(Error::InvalidParameter("the input holds no vectors".into()));
-        }
-        if d > crate::input::MAX_DIM {
-            return Err(Error::InvalidParameter(format!(
-                "dimension {d} is above the largest supported, {}",
-                crate::input::MAX_DIM
-            )));
-        }
+        check_shape(n, d)?;
         ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
         self.validate()?;
         let train_size = self.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
@@ -158,6 +152,9 @@ impl BuildOptions {
     /// budget cannot hold the factory's minimum.
     pub fn memory_plan(&self, source: &dyn VectorSource) -> Result<BudgetPlan> {
         let (n, d) = (source.len(), source.dim());
+        if let IndexSpec::Hnsw { m, payload: Payload::Flat } = self.factory.parse()? {
+            return graph::memory_plan(self, n, d, m);
+        }
         let (_, plan, train_size) = self.check_input(n, d)?;
         let total = self.memory_budget.unwrap_or_else(budget::default_budget);
         let sample_elem = if sample_keeps_bytes(source, self.metric) { 1 } else { 4 };
@@ -204,6 +201,20 @@ impl BuildOptions {
         }
         Ok(())
     }
+}
+
+/// Every kind's check of the input's shape: some vectors, and a dimension this library takes.
+fn check_shape(n: usize, d: usize) -> Result<()> {
+    if n == 0 || d == 0 {
+        return Err(Error::InvalidParameter("the input holds no vectors".into()));
+    }
+    if d > crate::input::MAX_DIM {
+        return Err(Error::InvalidParameter(format!(
+            "dimension {d} is above the largest supported, {}",
+            crate::input::MAX_DIM
+        )));
+    }
+    Ok(())
 }
 
 /// Progress of long work, reported by the library and drawn by the caller (the CLI turns it
@@ -316,8 +327,11 @@ fn plan(spec: &IndexSpec) -> Result<Plan> {
         IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual }, refine } => {
             Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual, refine })
         }
+        IndexSpec::Hnsw { payload: Payload::Flat, .. } => Err(Error::Unsupported(format!(
+            "{spec} builds its graph over the vectors in RAM, with no training and no streaming: it has no IVF plan"
+        ))),
         _ => Err(Error::Unsupported(format!(
-            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} indexes; the other factory kinds parse but are not built yet"
+            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} (and PQ{{m}}x4fs, ,RFlat) and HNSW{{M}},Flat indexes; the other factory kinds parse but are not built yet"
         ))),
     }
 }
@@ -354,6 +368,23 @@ impl BuildPlan {
 /// without building anything or touching `dir`.
 pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) -> Result<BuildPlan> {
     let (n, d) = (source.len(), source.dim());
+    if let IndexSpec::Hnsw { m, payload: Payload::Flat } = opts.factory.parse()? {
+        let budget = graph::memory_plan(opts, n, d, m)?;
+        let final_bytes = graph::graph_disk_bytes(n, d, m);
+        return Ok(BuildPlan {
+            ntotal: n as u64,
+            dim: d,
+            nlist: 0,
+            two_level_kmeans: false,
+            refine: false,
+            disk: DiskPlan { final_bytes, serving_ram: budget.resident, ..Default::default() },
+            budget,
+            runs_dir: dir.to_owned(),
+            stages: Vec::new(),
+            threads: rayon::current_num_threads(),
+            estimate_basis: estimate::REFERENCE,
+        });
+    }
     let (_, plan, _) = opts.check_input(n, d)?;
     let mem = opts.memory_plan(source)?;
     let disk = disk_plan(opts, &plan, &mem, n, d, refine_elem(&plan, source.elem(), opts.metric, d));
@@ -442,6 +473,9 @@ pub fn build_index(
     opts: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
+    if let IndexSpec::Hnsw { m, payload: Payload::Flat } = opts.factory.parse()? {
+        return graph::build_graph_index(source, dir, opts, m, progress);
+    }
     let t0 = Instant::now();
     let (n, d) = (source.len(), source.dim());
     let (spec, plan, requested) = opts.check_input(n, d)?;

@@ -22,6 +22,8 @@ pub enum FileKind {
     BuildState = 7,
     /// Full vectors for re-ranking (`,RFlat`), beside a segment (format 1.2).
     Vectors = 8,
+    /// The HNSW graph over every vector (`HNSW{M},Flat`, format 1.3).
+    Graph = 9,
 }
 
 impl FileKind {
@@ -35,6 +37,7 @@ impl FileKind {
             6 => FileKind::Run,
             7 => FileKind::BuildState,
             8 => FileKind::Vectors,
+            9 => FileKind::Graph,
             _ => return None,
         })
     }
@@ -49,6 +52,7 @@ impl FileKind {
             FileKind::Run => "sorted run",
             FileKind::BuildState => "build state",
             FileKind::Vectors => "vectors",
+            FileKind::Graph => "graph",
         }
     }
 }

@@ -11,9 +11,11 @@ mod build_state;
 mod codebooks;
 mod directory;
 mod error;
+mod graph;
 mod header;
 mod layout;
 mod manifest;
+mod paged;
 mod quantizer;
 mod run;
 mod segment;
@@ -23,9 +25,11 @@ pub use build_state::{BuildState, BuildStateBody};
 pub use codebooks::{CodebookHeader, Codebooks};
 pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
+pub use graph::{GraphFile, GraphHeader, MAX_GRAPH_NODES};
 pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
 pub use layout::{CodeLayout, LAYOUT_BLOCK};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
+pub use paged::{encode_table, file_len, page_offset, table_span, PageTable};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
 pub use segment::{decode_extent, encode_extent, extent_view, segment_header_page, ExtentView};
@@ -36,7 +40,7 @@ pub const MAGIC: [u8; 8] = *b"QUIVERix";
 /// Files with a different major version are not readable by this library.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Highest minor version this library reads (and the one it writes).
-pub const FORMAT_MINOR: u16 = 2;
+pub const FORMAT_MINOR: u16 = 3;
 /// Alignment of every extent and of the extent area of a segment: the O_DIRECT unit.
 pub const PAGE: u64 = 4096;
 
@@ -54,6 +58,8 @@ pub const REFINE_U8: u8 = 2;
 
 pub const CODE_LAYOUT_PQ8: u8 = 1;
 pub const CODE_LAYOUT_PQ4FS: u8 = 2;
+/// Raw float32 vectors (`…,Flat`; format 1.3): 4 · d bytes per vector, no codebooks.
+pub const CODE_LAYOUT_FLAT: u8 = 3;
 
 /// `v` rounded up to a multiple of `a` (a power of two).
 pub const fn align_up(v: u64, a: u64) -> u64 {
@@ -174,7 +180,8 @@ mod tests {
         assert!(check_version("f", 1, 0).is_ok());
         assert!(check_version("f", 1, 1).is_ok());
         assert!(check_version("f", 1, 2).is_ok());
-        assert!(matches!(check_version("f", 1, 3), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(check_version("f", 1, 3).is_ok());
+        assert!(matches!(check_version("f", 1, 4), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }

@@ -8,7 +8,8 @@
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{align_up, crc32c, FileHeader, FileKind, FormatError, HEADER_LEN, PAGE};
+use super::paged::{self, PageTable};
+use super::{crc32c, FileHeader, FileKind, FormatError, HEADER_LEN, PAGE};
 
 /// The vectors file's own header, at byte 64 of its header page, 40 bytes.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +34,7 @@ pub struct VectorsHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VectorsFile {
     pub header: VectorsHeader,
-    pub page_crcs: Vec<u32>,
+    pub pages: PageTable,
 }
 
 impl VectorsHeader {
@@ -57,18 +58,17 @@ impl VectorsHeader {
 impl VectorsFile {
     /// Byte offset of data page `page` (0-based).
     pub const fn page_offset(page: u64) -> u64 {
-        PAGE * (1 + page)
+        paged::page_offset(page)
     }
 
     /// Where the page table starts, and its length (padded to a page).
     pub const fn table_span(n_pages: u64) -> (u64, u64) {
-        (Self::page_offset(n_pages), align_up(4 * n_pages, PAGE))
+        paged::table_span(n_pages)
     }
 
     /// The whole file's length.
     pub const fn file_len(n_pages: u64) -> u64 {
-        let (at, len) = Self::table_span(n_pages);
-        at + len
+        paged::file_len(n_pages)
     }
 
     /// The header page: the file header (payload = data pages and table, `payload_crc` over
@@ -85,10 +85,7 @@ impl VectorsFile {
 
     /// The page table's bytes, padded to a page.
     pub fn encode_table(crcs: &[u32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::table_span(crcs.len() as u64).1 as usize);
-        crcs.iter().for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
-        out.resize(align_up(out.len() as u64, PAGE) as usize, 0);
-        out
+        paged::encode_table(crcs)
     }
 
     /// Checks the header page of `file` (its file header, kind, version and the vectors
@@ -149,62 +146,13 @@ impl VectorsFile {
     /// Decodes the page table read from [`table_span`](Self::table_span), checked against
     /// the header.
     pub fn decode(file: &str, h: VectorsHeader, table: &[u8]) -> Result<VectorsFile, FormatError> {
-        let n = h.n_pages.get() as usize;
-        let (at, len) = Self::table_span(n as u64);
-        if table.len() as u64 != len {
-            return Err(FormatError::Truncated {
-                file: file.into(),
-                what: "page table".into(),
-                offset: at,
-                needed: len,
-                available: table.len() as u64,
-            });
-        }
-        let computed = crc32c(&table[..4 * n]);
-        if computed != h.table_crc.get() {
-            return Err(FormatError::ChecksumMismatch {
-                file: file.into(),
-                what: "page table".into(),
-                offset: at,
-                len: 4 * n as u64,
-                stored: h.table_crc.get(),
-                computed,
-            });
-        }
-        if table[4 * n..].iter().any(|&b| b != 0) {
-            return Err(FormatError::Invalid {
-                file: file.into(),
-                what: "page table padding".into(),
-                offset: at + 4 * n as u64,
-                reason: "not zero".into(),
-            });
-        }
-        let page_crcs = super::u32s_from_le(&table[..4 * n]);
-        Ok(VectorsFile { header: h, page_crcs })
+        let pages = PageTable::decode(file, h.n_pages.get(), h.table_crc.get(), table)?;
+        Ok(VectorsFile { header: h, pages })
     }
 
     /// Checks data page `page` (its 4096 bytes) against the table.
     pub fn check_page(&self, file: &str, page: u64, bytes: &[u8]) -> Result<(), FormatError> {
-        let Some(&stored) = self.page_crcs.get(page as usize) else {
-            return Err(FormatError::Invalid {
-                file: file.into(),
-                what: format!("vectors page {page}"),
-                offset: Self::page_offset(page),
-                reason: format!("past the file's {} data pages", self.page_crcs.len()),
-            });
-        };
-        let computed = crc32c(bytes);
-        if bytes.len() as u64 != PAGE || computed != stored {
-            return Err(FormatError::ChecksumMismatch {
-                file: file.into(),
-                what: format!("vectors page {page}"),
-                offset: Self::page_offset(page),
-                len: bytes.len() as u64,
-                stored,
-                computed,
-            });
-        }
-        Ok(())
+        self.pages.check_page(file, "vectors", page, bytes)
     }
 }
 

@@ -154,7 +154,7 @@ impl Hnsw {
 
     fn set_links(&mut self, node: u32, level: u8, chosen: &[Neighbor]) {
         let own = self.range(node, level);
-        for (slot, nb) in self.neighbors[own].iter_mut().zip(chosen) {
+        for (slot, nb) in self.slots_mut()[own].iter_mut().zip(chosen) {
             *slot = nb.id as u32;
         }
     }
@@ -230,14 +230,14 @@ impl Hnsw {
             })
             .collect();
         for (r, slots) in updates {
-            self.neighbors[r].copy_from_slice(&slots);
+            self.slots_mut()[r].copy_from_slice(&slots);
         }
     }
 
     /// Adds `dst` to `src`'s list on `level`; a full list is re-selected by the heuristic.
     fn add_link<S: Space>(&mut self, sp: &S, src: u32, dst: u32, level: u8) {
         let r = self.range(src, level);
-        add_link_to(sp, &mut self.neighbors[r], src, dst);
+        add_link_to(sp, &mut self.slots_mut()[r], src, dst);
     }
 }
 
@@ -390,7 +390,7 @@ mod tests {
         let d = 8;
         let data: Vec<f32> = (0..500 * d).map(|_| r.normal() as f32).collect();
         let g = Hnsw::build(&Points { data: &data, d, metric: Metric::L2 }, &HnswParams { m: 8, ..Default::default() });
-        let again = Hnsw::from_parts(g.m, g.levels.clone(), g.neighbors.clone(), g.entry_point).unwrap();
+        let again = Hnsw::from_parts(g.m, g.levels.clone(), g.neighbors.to_vec(), g.entry_point).unwrap();
         assert_eq!(again, g);
         for i in 0..g.len() as u32 {
             assert!(g.neighbors_of(i, 0).all(|nb| nb != i));

@@ -7,6 +7,8 @@
 mod build;
 mod search;
 
+use std::sync::Arc;
+
 pub use build::HnswParams;
 pub use search::{Points, Space, VisitedSet};
 
@@ -19,6 +21,60 @@ pub enum GraphError {
     Invalid(String),
 }
 
+/// Where a graph's neighbour slots live: in a vector of their own (built, or read into RAM),
+/// or in storage the caller keeps — a memory-mapped file, say, so that a graph larger than
+/// RAM pages in what searches touch.
+#[derive(Clone)]
+pub enum Slots {
+    Owned(Vec<u32>),
+    Shared(Arc<dyn AsRef<[u32]> + Send + Sync>),
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [u32];
+    #[inline]
+    fn deref(&self) -> &[u32] {
+        match self {
+            Slots::Owned(v) => v,
+            Slots::Shared(s) => (**s).as_ref(),
+        }
+    }
+}
+
+impl Slots {
+    /// The slots as a vector of their own (copied out of shared storage).
+    pub fn into_vec(self) -> Vec<u32> {
+        match self {
+            Slots::Owned(v) => v,
+            Slots::Shared(s) => (*s).as_ref().to_vec(),
+        }
+    }
+
+    /// Mutable slots, copied out of shared storage first.
+    fn make_mut(&mut self) -> &mut [u32] {
+        if let Slots::Shared(s) = self {
+            *self = Slots::Owned((**s).as_ref().to_vec());
+        }
+        match self {
+            Slots::Owned(v) => v,
+            Slots::Shared(_) => unreachable!("made owned above"),
+        }
+    }
+}
+
+impl PartialEq for Slots {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = if matches!(self, Slots::Owned(_)) { "owned" } else { "shared" };
+        write!(f, "Slots({} {place})", self.len())
+    }
+}
+
 /// The graph: adjacency only.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hnsw {
@@ -27,7 +83,7 @@ pub struct Hnsw {
     /// Top level of each node.
     pub levels: Vec<u8>,
     /// Neighbour slots of all nodes, node by node, level 0 first.
-    pub neighbors: Vec<u32>,
+    pub neighbors: Slots,
     pub entry_point: u32,
     pub max_level: u8,
     offsets: Vec<usize>,
@@ -44,6 +100,26 @@ impl Hnsw {
     /// error here and never an out-of-bounds access later.
     pub fn from_parts(m: usize, levels: Vec<u8>, neighbors: Vec<u32>, entry_point: u32) -> Result<Self, GraphError> {
         let n = levels.len();
+        if let Some(&v) = neighbors.iter().find(|&&v| v != EMPTY && v as usize >= n) {
+            return Err(GraphError::Invalid(format!("neighbour id {v} out of range (n = {n})")));
+        }
+        Self::assemble(m, levels, Slots::Owned(neighbors), entry_point)
+    }
+
+    /// [`from_parts`](Self::from_parts) over slots kept elsewhere (a mapped file): the slot
+    /// count and entry point are checked here, the slots' ids are not read (that would page
+    /// in the whole graph); a walk skips an id out of range instead of following it.
+    pub fn from_shared_parts(
+        m: usize,
+        levels: Vec<u8>,
+        neighbors: Arc<dyn AsRef<[u32]> + Send + Sync>,
+        entry_point: u32,
+    ) -> Result<Self, GraphError> {
+        Self::assemble(m, levels, Slots::Shared(neighbors), entry_point)
+    }
+
+    fn assemble(m: usize, levels: Vec<u8>, neighbors: Slots, entry_point: u32) -> Result<Self, GraphError> {
+        let n = levels.len();
         let bad = |s: String| Err(GraphError::Invalid(s));
         if m == 0 {
             return bad("M = 0".into());
@@ -52,9 +128,6 @@ impl Hnsw {
         let total = offsets[n];
         if total != neighbors.len() {
             return bad(format!("{} neighbour slots stored, levels need {total}", neighbors.len()));
-        }
-        if let Some(&v) = neighbors.iter().find(|&&v| v != EMPTY && v as usize >= n) {
-            return bad(format!("neighbour id {v} out of range (n = {n})"));
         }
         let max_level = levels.iter().copied().max().unwrap_or(0);
         if n > 0 && (entry_point as usize >= n || levels[entry_point as usize] != max_level) {
@@ -66,7 +139,7 @@ impl Hnsw {
     /// A graph with every slot empty, sized for `levels`.
     pub(crate) fn with_levels(m: usize, levels: Vec<u8>) -> Self {
         let offsets = Self::offsets_for(m, &levels);
-        let neighbors = vec![EMPTY; offsets[levels.len()]];
+        let neighbors = Slots::Owned(vec![EMPTY; offsets[levels.len()]]);
         Hnsw { m, levels, neighbors, entry_point: 0, max_level: 0, offsets }
     }
 
@@ -99,8 +172,16 @@ impl Hnsw {
         }
     }
 
-    /// The used neighbour slots of `node` on `level`.
+    /// The used neighbour slots of `node` on `level`. An id past the graph (possible only in
+    /// shared slots, whose ids are not checked up front) ends the list like an empty slot.
+    #[inline]
     pub fn neighbors_of(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_ {
-        self.neighbors[self.range(node, level)].iter().copied().take_while(|&v| v != EMPTY)
+        let n = self.levels.len();
+        self.neighbors[self.range(node, level)].iter().copied().take_while(move |&v| (v as usize) < n)
+    }
+
+    /// The neighbour slots, for the builder.
+    pub(crate) fn slots_mut(&mut self) -> &mut [u32] {
+        self.neighbors.make_mut()
     }
 }

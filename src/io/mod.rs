@@ -8,10 +8,12 @@
 
 mod aligned;
 pub mod durable;
+mod mapped;
 mod pread;
 mod uring;
 
 pub use aligned::{AlignedBuf, ReadRequest, ALIGN};
+pub use mapped::Mapped;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::pipeline::{self, PreparedQuery, QueryResult, Worker};
 use super::refine::Ask;
-use super::{Index, SearchParams, SearchStats};
+use super::{Ivf, SearchParams, SearchStats};
 use crate::codec::Visitor;
 use crate::error::Result;
 use crate::topk::{Neighbor, TopK};
@@ -38,7 +38,7 @@ struct Visit {
 }
 
 pub(crate) fn search_grouped(
-    index: &Index,
+    index: &Ivf,
     queries: &[f32],
     p: &SearchParams,
     pool: &rayon::ThreadPool,
@@ -167,7 +167,7 @@ fn balanced_parts(visits: &[Visit], n: usize) -> Vec<&[Visit]> {
 /// holds only what is at most the query's bar in `bars` (its k-th distance before this pass:
 /// nothing farther can be among its k nearest).
 fn scan_part(
-    index: &Index,
+    index: &Ivf,
     p: &SearchParams,
     prepared: &[(PreparedQuery, Vec<Neighbor>)],
     bars: &[f32],

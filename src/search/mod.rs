@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod cache;
+mod graph;
 mod lists;
 pub(crate) mod open;
 mod pipeline;
@@ -133,6 +134,10 @@ pub struct OpenOptions {
     pub cache_preload: bool,
     /// Which extents the cache keeps.
     pub cache_policy: CachePolicy,
+    /// `HNSW{M},Flat`: read the graph and the vectors into RAM at open, checking every page,
+    /// instead of mapping them (the default), which opens at once, holds only what queries
+    /// touch, and leaves the pages' checksums to `verify`.
+    pub load_into_ram: bool,
 }
 
 /// Default of [`OpenOptions::precomputed_table_max_bytes`]: 256 MiB, the tables of 8,192 lists
@@ -156,6 +161,7 @@ impl Default for OpenOptions {
             cache_bytes: 0,
             cache_preload: false,
             cache_policy: CachePolicy::Frequency,
+            load_into_ram: false,
         }
     }
 }
@@ -222,6 +228,12 @@ impl RefineVectors {
 }
 
 impl IndexInfo {
+    /// Whether the index is one HNSW graph over its vectors (`HNSW{M},Flat`) rather than
+    /// inverted lists: it has no lists (nlist = 0).
+    pub fn is_graph(&self) -> bool {
+        self.nlist == 0
+    }
+
     /// How the lists' codes are laid out on disk.
     pub fn code_layout(&self) -> format::CodeLayout {
         let code_size = (self.pq_m * self.pq_nbits / 8) as u32;
@@ -247,6 +259,25 @@ impl IndexInfo {
 pub struct Index {
     dir: PathBuf,
     info: IndexInfo,
+    pub(crate) files: Vec<FileEntry>,
+    skipped: Vec<store::SkippedManifest>,
+    pub(crate) body: Body,
+    /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
+    /// made once per concurrent caller, not once per query.
+    idle: std::sync::Mutex<Vec<pipeline::Worker>>,
+}
+
+/// What an index is made of, by kind.
+pub(crate) enum Body {
+    /// `IVF{nlist}_HNSW{M},…`: inverted lists on disk.
+    Ivf(Box<Ivf>),
+    /// `HNSW{M},Flat`: one graph over the vectors.
+    Graph(graph::GraphIndex),
+}
+
+/// The parts of an IVF index a search uses.
+pub(crate) struct Ivf {
+    pub(crate) info: IndexInfo,
     pub(crate) coarse: CoarseQuantizer,
     pub(crate) codec: Codec,
     pub(crate) lut: LutBuilder,
@@ -258,11 +289,16 @@ pub struct Index {
     pub(crate) lists: ListStore,
     /// `,RFlat`: the full vectors.
     pub(crate) vectors: Option<refine::VectorStore>,
-    pub(crate) files: Vec<FileEntry>,
-    skipped: Vec<store::SkippedManifest>,
-    /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
-    /// made once per concurrent caller, not once per query.
-    idle: std::sync::Mutex<Vec<pipeline::Worker>>,
+}
+
+impl Ivf {
+    /// Whether a grouped batch ([`Searcher::search_grouped`]) beats query-by-query scanning:
+    /// not for 8-bit codes, whose tables (32 KiB a query at PQ32) crowd the lists out of the
+    /// CPU's caches when lists come in list order: measured on wordnet-minilm at 13,910 against
+    /// 24,266 QPS (benches/README.md).
+    pub(crate) fn groups_well(&self) -> bool {
+        self.codec.is_fast_scan()
+    }
 }
 
 impl Index {
@@ -276,6 +312,41 @@ impl Index {
         let (manifest, mname, skipped) = store::open_newest_manifest(&dir)?;
         let g = open::Generation::new(&dir, &manifest, &mname);
         let info = g.info()?;
+        check_memory_options(&opts)?;
+        let body = if info.is_graph() {
+            Body::Graph(graph::GraphIndex::open(&g, &info, &opts)?)
+        } else {
+            Body::Ivf(Box::new(Ivf::open(&g, &dir, info.clone(), &opts)?))
+        };
+        Ok(Index { dir, info, files: manifest.files, skipped, body, idle: std::sync::Mutex::new(Vec::new()) })
+    }
+}
+
+/// Opens the graph of an `HNSW{M},Flat` generation (for `verify`: an error says what is wrong).
+pub(crate) fn open_graph(g: &open::Generation, info: &IndexInfo, opts: &OpenOptions) -> Result<()> {
+    graph::GraphIndex::open(g, info, opts).map(|_| ())
+}
+
+/// Refuses RAM options past the machine's memory: both are filled as queries (or the open) ask,
+/// so a size past RAM would end in the OOM killer rather than an error.
+fn check_memory_options(opts: &OpenOptions) -> Result<()> {
+    for (name, bytes) in
+        [("cache_bytes", opts.cache_bytes), ("precomputed_table_max_bytes", opts.precomputed_table_max_bytes)]
+    {
+        if !io::fits_in_memory(bytes) {
+            return Err(Error::InvalidParameter(format!(
+                "{name} = {} is more than this machine's memory ({}); give at most what the index may hold in RAM",
+                crate::error::human_bytes(bytes),
+                crate::error::human_bytes(io::physical_memory())
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Ivf {
+    fn open(g: &open::Generation, dir: &Path, info: IndexInfo, opts: &OpenOptions) -> Result<Ivf> {
+        let dir = dir.to_owned();
         let coarse = g.quantizer(&info)?;
         let codec = g.codebooks(&info)?;
         let pq = codec.pq();
@@ -307,19 +378,6 @@ impl Index {
                 Some(store)
             }
         };
-        // Both are filled as queries (or the open) ask, so a size past RAM would end in the OOM
-        // killer rather than an error.
-        for (name, bytes) in
-            [("cache_bytes", opts.cache_bytes), ("precomputed_table_max_bytes", opts.precomputed_table_max_bytes)]
-        {
-            if !io::fits_in_memory(bytes) {
-                return Err(Error::InvalidParameter(format!(
-                    "{name} = {} is more than this machine's memory ({}); give at most what the index may hold in RAM",
-                    crate::error::human_bytes(bytes),
-                    crate::error::human_bytes(io::physical_memory())
-                )));
-            }
-        }
         let lut = LutBuilder::new(pq);
         let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
         let precomputed = (coarse.metric == Metric::L2
@@ -342,33 +400,22 @@ impl Index {
         if opts.cache_preload {
             lists.preload()?;
         }
-        Ok(Index {
-            dir,
-            info,
-            coarse,
-            lut,
-            precomputed,
-            scan_mode,
-            codec,
-            lists,
-            vectors,
-            files: manifest.files,
-            skipped,
-            idle: std::sync::Mutex::new(Vec::new()),
-        })
+        Ok(Ivf { info, coarse, lut, precomputed, scan_mode, codec, lists, vectors })
     }
+}
 
-    /// Whether a grouped batch ([`Searcher::search_grouped`]) beats query-by-query scanning:
-    /// not for 8-bit codes, whose tables (32 KiB a query at PQ32) crowd the lists out of the
-    /// CPU's caches when lists come in list order: measured on wordnet-minilm at 13,910 against
-    /// 24,266 QPS (benches/README.md).
-    pub(crate) fn groups_well(&self) -> bool {
-        self.codec.is_fast_scan()
+impl Index {
+    /// The IVF parts, where the index has inverted lists.
+    pub(crate) fn ivf(&self) -> Option<&Ivf> {
+        match &self.body {
+            Body::Ivf(ivf) => Some(ivf),
+            Body::Graph(_) => None,
+        }
     }
 
     /// The list cache's bytes held and (hits, misses) so far; None without a cache.
     pub fn cache_stats(&self) -> Option<(u64, u64, u64)> {
-        self.lists.cache.as_ref().map(|c| {
+        self.ivf()?.lists.cache.as_ref().map(|c| {
             let (h, m) = c.hits_misses();
             (c.used(), h, m)
         })
@@ -391,14 +438,28 @@ impl Index {
     /// RAM held by precomputed tables (0 when this index computes each list's table instead;
     /// see [`OpenOptions::precomputed_table_max_bytes`]).
     pub fn precomputed_table_bytes(&self) -> u64 {
-        self.precomputed
-            .as_ref()
-            .map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, self.codec.pq().m, self.codec.pq().ksub()))
+        let Some(ivf) = self.ivf() else { return 0 };
+        let pq = ivf.codec.pq();
+        ivf.precomputed.as_ref().map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, pq.m, pq.ksub()))
     }
 
-    /// Number of vectors in list `list`.
+    /// Number of vectors in list `list` (0 past nlist, and for an index without lists).
     pub fn list_len(&self, list: usize) -> u64 {
-        self.lists.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
+        let Some(ivf) = self.ivf().filter(|_| list < self.info.nlist) else { return 0 };
+        ivf.lists.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
+    }
+
+    /// One query on worker `w`, by the index's kind.
+    pub(crate) fn search_one(
+        &self,
+        q: &[f32],
+        params: &SearchParams,
+        w: &mut pipeline::Worker,
+    ) -> Result<pipeline::QueryResult> {
+        match &self.body {
+            Body::Ivf(ivf) => pipeline::search_one(ivf, q, params, w),
+            Body::Graph(g) => Ok(g.search_one(&self.info, q, params, &mut w.visited)),
+        }
     }
 
     /// Searches `queries` (nq × dim, row-major), in parallel over queries on the current rayon
@@ -409,7 +470,7 @@ impl Index {
         self.check_params(queries, params)?;
         let d = self.info.dim;
         let per_query: Vec<Result<pipeline::QueryResult>> =
-            queries.par_chunks(d).map(|q| self.with_worker(|w| pipeline::search_one(self, q, params, w))).collect();
+            queries.par_chunks(d).map(|q| self.with_worker(|w| self.search_one(q, params, w))).collect();
         self.collect(per_query, params)
     }
 
@@ -476,7 +537,14 @@ impl Index {
                 p.k, self.info.ntotal
             )));
         }
-        if p.nprobe == 0 || p.nprobe > self.info.nlist {
+        if self.info.is_graph() {
+            if p.nprobe != 1 {
+                return Err(Error::InvalidParameter(format!(
+                    "nprobe = {} applies to IVF indexes; {} searches its graph with efSearch alone: leave nprobe at its default, 1",
+                    p.nprobe, self.info.factory
+                )));
+            }
+        } else if p.nprobe == 0 || p.nprobe > self.info.nlist {
             return Err(Error::InvalidParameter(format!(
                 "nprobe = {} is out of range: 1 ..= {} (nlist)",
                 p.nprobe, self.info.nlist
@@ -491,7 +559,7 @@ impl Index {
                 p.k_factor
             )));
         }
-        if p.k_factor > 1 && self.vectors.is_none() {
+        if p.k_factor > 1 && self.ivf().is_none_or(|i| i.vectors.is_none()) {
             return Err(Error::InvalidParameter(format!(
                 "k_factor = {} asks for a re-rank, and this index ({}) keeps no full vectors: build it with ',RFlat' at the end of the factory string",
                 p.k_factor, self.info.factory

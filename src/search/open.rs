@@ -11,8 +11,8 @@ use crate::codec::Codec;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, Codebooks, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, Manifest, QuantizerBlock,
-    VectorsFile, HEADER_LEN, PAGE,
+    self, Codebooks, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, GraphFile, Manifest,
+    QuantizerBlock, VectorsFile, HEADER_LEN, PAGE,
 };
 use crate::hnsw::Hnsw;
 use crate::ivf::CoarseQuantizer;
@@ -48,8 +48,10 @@ impl<'a> Generation<'a> {
             format::METRIC_COSINE => Metric::Cosine,
             m => return Err(self.invalid(format!("unknown metric code {m}"))),
         };
-        let known =
-            matches!((p.code_layout, p.pq_nbits.get()), (format::CODE_LAYOUT_PQ8, 8) | (format::CODE_LAYOUT_PQ4FS, 4));
+        let known = matches!(
+            (p.code_layout, p.pq_nbits.get()),
+            (format::CODE_LAYOUT_PQ8, 8) | (format::CODE_LAYOUT_PQ4FS, 4) | (format::CODE_LAYOUT_FLAT, 0)
+        );
         if !known {
             return Err(Error::Unsupported(format!(
                 "{}: code layout {} ({} bits) is not readable by this quiver; use a newer quiver",
@@ -96,10 +98,19 @@ impl<'a> Generation<'a> {
                     && residual == info.by_residual
                     && p.raw_codes <= 1
                     && refine == info.refine.is_some()
+                    && p.code_layout != format::CODE_LAYOUT_FLAT
+            }
+            IndexSpec::Hnsw { m, payload: Payload::Flat } => {
+                m == info.hnsw_m
+                    && info.nlist == 0
+                    && info.pq_m == 0
+                    && p.code_layout == format::CODE_LAYOUT_FLAT
+                    && info.refine.is_none()
             }
             _ => false,
         };
-        if !agrees || info.dim == 0 || !info.dim.is_multiple_of(info.pq_m) || info.ef_search == 0 {
+        let divides = info.pq_m == 0 || info.dim.is_multiple_of(info.pq_m);
+        if !agrees || info.dim == 0 || !divides || info.ef_search == 0 {
             return Err(self.invalid(format!(
                 "parameters disagree with each other (factory {}, dim {}, nlist {}, HNSW M {}, PQ m {}, efSearch {})",
                 info.factory, info.dim, info.nlist, info.hnsw_m, info.pq_m, info.ef_search
@@ -196,7 +207,17 @@ impl<'a> Generation<'a> {
     /// its shape against the index's. Its pages are checked as queries read them (and all of
     /// them by `verify`).
     pub fn vectors_file(&self, no: u32, info: &IndexInfo, kind: super::RefineVectors) -> Result<(String, VectorsFile)> {
-        let name = store::vectors_name(no);
+        self.named_vectors_file(store::vectors_name(no), info, kind)
+    }
+
+    /// A vectors file by name (that of an `HNSW{M},Flat` index holds every vector, in id
+    /// order), checked as [`vectors_file`](Self::vectors_file) does.
+    pub fn named_vectors_file(
+        &self,
+        name: String,
+        info: &IndexInfo,
+        kind: super::RefineVectors,
+    ) -> Result<(String, VectorsFile)> {
         let (size, page) = self.sized_header_page(&name)?;
         let path = self.dir.join(&name);
         let (fh, h) = VectorsFile::decode_head(&name, &page)?;
@@ -220,6 +241,37 @@ impl<'a> Generation<'a> {
         let mut table = vec![0u8; len as usize];
         File::open(&path).and_then(|f| f.read_exact_at(&mut table, at)).at(&path)?;
         Ok((name.clone(), VectorsFile::decode(&name, h, &table)?))
+    }
+
+    /// The graph file of an `HNSW{M},Flat` index: its size, header page, owner and page table
+    /// checked, and its node count and M against the index's. Its pages are checked when read
+    /// into RAM, or by `verify` when it is mapped.
+    pub fn graph_file(&self, info: &IndexInfo) -> Result<(String, GraphFile)> {
+        let name = store::GRAPH.to_string();
+        let (size, page) = self.sized_header_page(&name)?;
+        let path = self.dir.join(&name);
+        let (fh, h) = GraphFile::decode_head(&name, &page)?;
+        self.check_owner(&name, &fh)?;
+        if h.n_nodes.get() != info.ntotal || h.m.get() as usize != info.hnsw_m {
+            return Err(Error::Corrupt {
+                file: name,
+                reason: format!(
+                    "holds a graph of {} nodes with M = {}, the index has {} vectors and M = {}",
+                    h.n_nodes.get(),
+                    h.m.get(),
+                    info.ntotal,
+                    info.hnsw_m
+                ),
+            });
+        }
+        let n_pages = h.n_pages.get();
+        if format::file_len(n_pages) != size {
+            return Err(Error::Corrupt { file: name, reason: "its size disagrees with its page count".into() });
+        }
+        let (at, len) = format::table_span(n_pages);
+        let mut table = vec![0u8; len as usize];
+        File::open(&path).and_then(|f| f.read_exact_at(&mut table, at)).at(&path)?;
+        Ok((name.clone(), GraphFile::decode(&name, h, &table)?))
     }
 
     /// The size of a file read per query (a segment or a vectors file), checked against the

@@ -7,7 +7,7 @@
 //! residuals ([`ScanMode`]); every mode gives exact ADC distances.
 
 use super::lists::{Derived, Probe};
-use super::{Index, SearchParams, SearchStats};
+use super::{Ivf, SearchParams, SearchStats};
 use crate::codec::{QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
@@ -71,7 +71,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// The scanning scratch, made for `index` on first use.
-    pub fn parts(&mut self, index: &Index) -> (&mut io::Reader, &mut Scratch) {
+    pub fn parts(&mut self, index: &Ivf) -> (&mut io::Reader, &mut Scratch) {
         let scratch = self.scratch.get_or_insert_with(|| Scratch {
             table: index.codec.query_table(),
             table_for: None,
@@ -115,7 +115,7 @@ impl Scratch {
     /// four queries.
     pub fn scan_many(
         &mut self,
-        index: &Index,
+        index: &Ivf,
         list: usize,
         view: &ExtentView,
         derived: Derived,
@@ -129,7 +129,7 @@ impl Scratch {
 impl Terms {
     /// List `list`'s part of its distances: kept by the index, or computed into `part`
     /// (`part_of` names the list it holds).
-    fn part<'a>(index: &'a Index, list: usize, part: &'a mut [f32], part_of: &mut Option<usize>) -> &'a [f32] {
+    fn part<'a>(index: &'a Ivf, list: usize, part: &'a mut [f32], part_of: &mut Option<usize>) -> &'a [f32] {
         match &index.precomputed {
             Some(tables) => tables.of(list),
             None => {
@@ -145,7 +145,7 @@ impl Terms {
     /// The per-vector terms of an extent of `list` under [`ScanMode::ListTerms`] (None in other
     /// modes): kept with the cached extent (`derived`), or computed into scratch. Either way
     /// from the same table by the same sums, so a cached list ranks as a read one does.
-    fn of<'a>(&'a mut self, index: &Index, list: usize, view: &ExtentView, derived: Derived<'a>) -> Option<&'a [f32]> {
+    fn of<'a>(&'a mut self, index: &Ivf, list: usize, view: &ExtentView, derived: Derived<'a>) -> Option<&'a [f32]> {
         if index.scan_mode != ScanMode::ListTerms {
             return None;
         }
@@ -174,7 +174,7 @@ pub(crate) struct PreparedQuery {
 }
 
 /// The query as the index compares it: normalised for cosine.
-pub(crate) fn normalized(index: &Index, query: &[f32]) -> Vec<f32> {
+pub(crate) fn normalized(index: &Ivf, query: &[f32]) -> Vec<f32> {
     let mut q = query.to_vec();
     if index.info.metric.normalizes() {
         distance::normalize(&mut q);
@@ -182,12 +182,12 @@ pub(crate) fn normalized(index: &Index, query: &[f32]) -> Vec<f32> {
     q
 }
 
-pub(crate) fn prepare(index: &Index, query: &[f32]) -> PreparedQuery {
+pub(crate) fn prepare(index: &Ivf, query: &[f32]) -> PreparedQuery {
     prepare_normalized(index, normalized(index, query))
 }
 
 /// [`prepare`] for a query already [`normalized`].
-pub(crate) fn prepare_normalized(index: &Index, q: Vec<f32>) -> PreparedQuery {
+pub(crate) fn prepare_normalized(index: &Ivf, q: Vec<f32>) -> PreparedQuery {
     let mut table = index.codec.query_table();
     match index.scan_mode {
         ScanMode::Direct => index.lut.compute(index.coarse.metric, &q, &mut table.exact),
@@ -201,7 +201,7 @@ pub(crate) fn prepare_normalized(index: &Index, q: Vec<f32>) -> PreparedQuery {
 impl PreparedQuery {
     /// The query's table and its bias for a list whose coarse distance is `qc` (‖q − c‖² for
     /// L2, −⟨q, c⟩ for inner product: the very term a list adds, so it is taken as found).
-    pub fn table_for(&self, index: &Index, qc: f32) -> (&QueryTable, f32) {
+    pub fn table_for(&self, index: &Ivf, qc: f32) -> (&QueryTable, f32) {
         let bias = match index.scan_mode {
             ScanMode::Shared | ScanMode::ListTerms => qc,
             ScanMode::Direct => 0.0,
@@ -214,7 +214,7 @@ impl PreparedQuery {
     #[allow(clippy::too_many_arguments)]
     pub fn scan_extent(
         &self,
-        index: &Index,
+        index: &Ivf,
         list: usize,
         qc: f32,
         view: &ExtentView,
@@ -245,7 +245,7 @@ impl PreparedQuery {
     }
 }
 
-pub(crate) fn search_one(index: &Index, query: &[f32], p: &SearchParams, w: &mut Worker) -> Result<QueryResult> {
+pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut Worker) -> Result<QueryResult> {
     let prepared = prepare(index, query);
     let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
     let (reader, scratch) = w.parts(index);
@@ -265,7 +265,7 @@ pub(crate) type Wave = (Vec<Vec<Neighbor>>, SearchStats);
 /// bytes arrive (cached ones first, while the device works), then the re-rank of all of them
 /// in one round of reads. The same results as [`search_one`] for each; the stats are the
 /// wave's.
-pub(crate) fn search_wave(index: &Index, queries: &[&[f32]], p: &SearchParams, w: &mut Worker) -> Result<Wave> {
+pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: &mut Worker) -> Result<Wave> {
     let prepared: Vec<PreparedQuery> = queries.iter().map(|q| prepare(index, q)).collect();
     let mut probes = Vec::with_capacity(queries.len() * p.nprobe);
     for (owner, q) in prepared.iter().enumerate() {
@@ -293,7 +293,7 @@ pub(crate) fn search_wave(index: &Index, queries: &[&[f32]], p: &SearchParams, w
 }
 
 /// How many candidates the codes choose: k, or k × k_factor where they are re-ranked.
-pub(crate) fn shortlist(index: &Index, p: &SearchParams) -> usize {
+pub(crate) fn shortlist(index: &Ivf, p: &SearchParams) -> usize {
     if index.vectors.is_some() {
         p.k.saturating_mul(p.k_factor)
     } else {
@@ -304,7 +304,7 @@ pub(crate) fn shortlist(index: &Index, p: &SearchParams) -> usize {
 /// A query's answer from the codes' shortlist `top`: re-ranked by exact distance where the
 /// index keeps full vectors (one round of reads through `reader`), as it is otherwise.
 pub(crate) fn finish(
-    index: &Index,
+    index: &Ivf,
     q: &[f32],
     p: &SearchParams,
     top: TopK,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::pipeline::{self, Worker};
-use super::{Index, SearchParams, SearchResults, SearchStats};
+use super::{Index, Ivf, SearchParams, SearchResults, SearchStats};
 use crate::error::{Error, Result};
 
 /// Most queries a search thread keeps in flight.
@@ -90,8 +90,9 @@ impl<'i> Searcher<'i> {
     /// once. Errors as [`Index::search`] does.
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         self.index.check_params(queries, params)?;
-        if self.inflight > 1 {
-            return self.search_waves(queries, params);
+        // A graph index reads through memory, not a ring: nothing to keep in flight.
+        if let Some(ivf) = self.index.ivf().filter(|_| self.inflight > 1) {
+            return self.search_waves(ivf, queries, params);
         }
         let d = self.index.info().dim;
         let t0 = Instant::now();
@@ -102,7 +103,7 @@ impl<'i> Searcher<'i> {
                     let i = rayon::current_thread_index().unwrap_or(0);
                     let mut w = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
                     let t = Instant::now();
-                    let r = pipeline::search_one(self.index, q, params, &mut w);
+                    let r = self.index.search_one(q, params, &mut w);
                     (t.elapsed().as_secs_f64() * 1e3, r)
                 })
                 .collect()
@@ -122,7 +123,7 @@ impl<'i> Searcher<'i> {
     }
 
     /// [`search`](Self::search) with `inflight` queries per wave on each thread.
-    fn search_waves(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
+    fn search_waves(&self, ivf: &Ivf, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         let d = self.index.info().dim;
         let t0 = Instant::now();
         let waves: Vec<(f64, usize, Result<pipeline::Wave>)> = self.pool.install(|| {
@@ -133,7 +134,7 @@ impl<'i> Searcher<'i> {
                     let mut w = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
                     let rows: Vec<&[f32]> = wave.chunks(d).collect();
                     let t = Instant::now();
-                    let r = pipeline::search_wave(self.index, &rows, params, &mut w);
+                    let r = pipeline::search_wave(ivf, &rows, params, &mut w);
                     (t.elapsed().as_secs_f64() * 1e3, rows.len(), r)
                 })
                 .collect()
@@ -175,13 +176,13 @@ impl<'i> Searcher<'i> {
     /// crowd the lists out of the caches — the batch is answered query by query (same results,
     /// latencies still left out).
     pub fn search_grouped(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
-        if !self.index.groups_well() {
+        let Some(ivf) = self.index.ivf().filter(|i| i.groups_well()) else {
             let b = self.search(queries, params)?;
             return Ok(Batch { latencies_ms: Vec::new(), per_query: Vec::new(), ..b });
-        }
+        };
         self.index.check_params(queries, params)?;
         let t0 = Instant::now();
-        let (results, stats) = super::batch::search_grouped(self.index, queries, params, &self.pool, &self.workers)?;
+        let (results, stats) = super::batch::search_grouped(ivf, queries, params, &self.pool, &self.workers)?;
         let wall_s = t0.elapsed().as_secs_f64();
         let mut results = self.index.collect(results.into_iter().map(Ok).collect(), params)?;
         results.stats = stats;

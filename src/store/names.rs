@@ -3,6 +3,9 @@
 pub const QUANTIZER: &str = "quantizer.qvq";
 pub const CODEBOOKS: &str = "codebooks.qvc";
 pub const DIRECTORY: &str = "lists.qvd";
+/// `HNSW{M},Flat`: the graph over every vector, and the vectors in id order.
+pub const GRAPH: &str = "graph.qvg";
+pub const FLAT_VECTORS: &str = "vectors.qvv";
 /// The staging area of a build in progress (its build state, the trained quantizer and
 /// codebooks, and by default its sorted runs), inside the index directory; removed after the
 /// build commits, kept after a failure once it holds a checkpoint (for `--resume`).

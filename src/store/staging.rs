@@ -11,7 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::names::{
-    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, DIRECTORY, QUANTIZER, STAGING,
+    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, DIRECTORY, FLAT_VECTORS, GRAPH,
+    QUANTIZER, STAGING,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::io::durable;
@@ -38,6 +39,8 @@ fn written_by_a_build(name: &str) -> bool {
         || name == QUANTIZER
         || name == CODEBOOKS
         || name == DIRECTORY
+        || name == GRAPH
+        || name == FLAT_VECTORS
         || is_segment_name(name)
         || is_vectors_name(name)
         || (name.starts_with(".MANIFEST-") && name.ends_with(".tmp"))

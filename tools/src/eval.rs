@@ -12,7 +12,8 @@ pub struct GroundTruth {
 
 /// One setting's figures.
 pub struct Row {
-    pub nprobe: usize,
+    /// None for an index without lists (`HNSW{M},Flat`).
+    pub nprobe: Option<usize>,
     pub ef: usize,
     /// Where the index re-ranks (`,RFlat`): candidates re-ranked per result; None otherwise.
     pub k_factor: Option<usize>,
@@ -78,7 +79,7 @@ pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &S
     let mean = if lat.is_empty() { wall * 1e3 / nq as f64 } else { lat.iter().sum::<f64>() / nq as f64 };
     lat.sort_by(f64::total_cmp);
     let mut row = Row {
-        nprobe,
+        nprobe: (!searcher.index().info().is_graph()).then_some(nprobe),
         ef,
         k_factor: searcher.index().info().refine.map(|_| k_factor),
         k,

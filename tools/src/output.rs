@@ -42,7 +42,7 @@ pub fn table_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
     writeln!(
         out,
         "{:>6} {:>4} {:>4} {:>6} {:>7} {:>7} {:>8.3} {:>8} {:>8} {:>9.0} {:>10.1} {:>8}",
-        r.nprobe,
+        r.nprobe.map_or("-".into(), |n| n.to_string()),
         r.ef,
         r.k_factor.map_or("-".into(), |f| f.to_string()),
         f(r.recall_at_1),

@@ -152,7 +152,7 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["search", "--index", &idx, "--queries", &q, "--k", "0"], "--k", 2),
         (
             vec!["search", "--index", &idx, "--queries", &base, "--nprobe", "1,2", "--out", "x.ivecs"],
-            "single --nprobe",
+            "single setting",
             2,
         ),
         (vec!["build", "--input", "/nonexistent.fvecs", "--index", &idx], "nonexistent", 1),

@@ -214,7 +214,7 @@ fn arguments_are_checked_before_any_output() {
         (vec!["--out", &p(dir, "ids.fvecs"), "--nprobe", "4"], "ids"),
         (vec!["--out", &p(dir, "ids.txt"), "--nprobe", "4"], "extension"),
         (vec!["--out-distances", &p(dir, "d.ivecs"), "--nprobe", "4"], "--out-distances"),
-        (vec!["--out", &p(dir, "ids.ivecs")], "single --nprobe"),
+        (vec!["--out", &p(dir, "ids.ivecs")], "single setting"),
         (vec!["--nprobe", "4,32"], "nlist"),
         (vec!["--gt", &f.base], "int32"),
     ] {

@@ -8,35 +8,25 @@ pub use super::IndexArgs as Args;
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let index = Index::open(&a.index)?;
     let i = index.info();
-    let s = index.list_stats();
     let files = index.files();
+    let Some(s) = index.list_stats() else { return graph(&a, &index, out) };
     if a.json {
-        let files: Vec<_> =
-            files.iter().map(|(n, k, b)| serde_json::json!({"name": n, "kind": k, "bytes": b})).collect();
-        let report = serde_json::json!({
-            "factory": i.factory,
-            "dim": i.dim,
-            "metric": i.metric.to_string(),
-            "ntotal": i.ntotal,
+        let mut report = common_json(i, &files);
+        let more = serde_json::json!({
             "nlist": i.nlist,
             "pq_m": i.pq_m,
             "pq_nbits": i.pq_nbits,
             "code_layout": layout_name(i),
             "by_residual": i.by_residual,
             "refine": refine_name(i),
-            "hnsw_m": i.hnsw_m,
-            "ef_construction": i.ef_construction,
-            "ef_search": i.ef_search,
             "niter": i.niter,
             "train_size": i.train_size,
-            "seed": i.seed,
-            "generation": i.generation,
             "lists": {
                 "empty": s.empty, "min": s.min, "max": s.max, "mean": s.mean,
                 "p50": s.p50, "p90": s.p90, "p99": s.p99, "imbalance": s.imbalance,
             },
-            "files": files,
         });
+        extend(&mut report, more);
         writeln!(out, "{report}")?;
         return Ok(());
     }
@@ -75,6 +65,59 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         writeln!(out, "  {n:<20} {k:<15} {b:>14} bytes")?;
     }
     Ok(())
+}
+
+/// An index without lists: `HNSW{M},Flat`.
+fn graph(a: &Args, index: &Index, out: &mut dyn Write) -> CmdResult {
+    let i = index.info();
+    let files = index.files();
+    if a.json {
+        let mut report = common_json(i, &files);
+        extend(&mut report, serde_json::json!({"nlist": null, "code_layout": "float32 vectors"}));
+        writeln!(out, "{report}")?;
+        return Ok(());
+    }
+    writeln!(out, "index      {}", a.index.display())?;
+    writeln!(out, "factory    {}  (metric {}, dim {}, generation {})", i.factory, i.metric, i.dim, i.generation)?;
+    writeln!(out, "vectors    {} as float32 ({} bytes each), in id order", i.ntotal, 4 * i.dim)?;
+    writeln!(
+        out,
+        "graph      HNSW M {} ({} links on level 0), efConstruction {}, default efSearch {}; mapped at open unless loaded into RAM",
+        i.hnsw_m,
+        2 * i.hnsw_m,
+        i.ef_construction,
+        i.ef_search
+    )?;
+    writeln!(out, "seed       {}", i.seed)?;
+    writeln!(out, "files")?;
+    for (n, k, b) in files {
+        writeln!(out, "  {n:<20} {k:<15} {b:>14} bytes")?;
+    }
+    Ok(())
+}
+
+/// The keys every kind of index has, its files (name, kind, bytes) among them.
+fn common_json(i: &quiver::IndexInfo, files: &[(String, &str, u64)]) -> serde_json::Value {
+    let files: Vec<_> = files.iter().map(|(n, k, b)| serde_json::json!({"name": n, "kind": k, "bytes": b})).collect();
+    serde_json::json!({
+        "factory": i.factory,
+        "dim": i.dim,
+        "metric": i.metric.to_string(),
+        "ntotal": i.ntotal,
+        "hnsw_m": i.hnsw_m,
+        "ef_construction": i.ef_construction,
+        "ef_search": i.ef_search,
+        "seed": i.seed,
+        "generation": i.generation,
+        "files": files,
+    })
+}
+
+/// Adds `more`'s keys to the object `report`.
+fn extend(report: &mut serde_json::Value, more: serde_json::Value) {
+    if let (Some(r), serde_json::Value::Object(m)) = (report.as_object_mut(), more) {
+        r.extend(m);
+    }
 }
 
 /// How an `,RFlat` index keeps its full vectors (None: it keeps none).

@@ -38,11 +38,13 @@ pub struct Args {
     /// [default: 1,4,16,64, leaving out settings above the index's nlist and adding nlist].
     #[arg(long)]
     nprobe: Option<CountList>,
-    /// HNSW efSearch over the centroids [default: the index's]. With nprobe above it, the walk
-    /// keeps nprobe candidates and stops as faiss's does (once efSearch of them are closer than
-    /// the next to expand).
-    #[arg(long, value_parser = args::count)]
-    ef: Option<usize>,
+    /// HNSW efSearch; a comma-separated list runs each setting in turn. HNSW{M},Flat: the
+    /// search width over the vectors [default: 16,32,64,128]. IVF indexes: the width over the
+    /// centroids [default: the index's]; with nprobe above it, the walk keeps nprobe
+    /// candidates and stops as faiss's does (once efSearch of them are closer than the next to
+    /// expand).
+    #[arg(long)]
+    ef: Option<CountList>,
     /// Indexes built with ,RFlat: the codes choose k x k_factor candidates, re-ranked by exact
     /// distance from their full vectors read from disk (faiss's k_factor); a comma-separated
     /// list runs each with every --nprobe [default: 1]. An error for an index without full
@@ -81,6 +83,11 @@ pub struct Args {
     /// or lru.
     #[arg(long, value_enum, default_value = "frequency")]
     cache_policy: CachePolicyArg,
+    /// HNSW{M},Flat: read the graph and the vectors into RAM at open, checking every page's
+    /// checksum, instead of mapping them (the default: opens at once, pages in what queries
+    /// touch, and leaves the checksums to `quiver verify`).
+    #[arg(long)]
+    load_into_ram: bool,
     /// Run all the queries once, untimed, before each setting is timed, so that a cached run
     /// measures the warm state.
     #[arg(long)]
@@ -98,10 +105,10 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Write each query's top-k ids (.ivecs, .ibin or .npy, int32; -1 where fewer than k were
-    /// found). Needs a single --nprobe. Written whole or not at all.
+    /// found). Needs a single setting (one --nprobe, or --ef for HNSW{M},Flat). Written whole or not at all.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single --nprobe.
+    /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single setting.
     #[arg(long)]
     out_distances: Option<PathBuf>,
 }
@@ -163,6 +170,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             CachePolicyArg::Frequency => CachePolicy::Frequency,
             CachePolicyArg::Lru => CachePolicy::Lru,
         },
+        load_into_ram: a.load_into_ram,
         ..Default::default()
     };
     if let Some(b) = a.precomputed_table_max_bytes {
@@ -170,10 +178,22 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let index = Index::open_with(&a.target.index, open)?;
     let info = index.info().clone();
-    let nprobes = nprobe_settings(a.nprobe.as_ref(), info.nlist)?;
+    let (nprobes, efs) = if info.is_graph() {
+        if a.nprobe.is_some() {
+            return usage(format!(
+                "--nprobe applies to IVF indexes; {} searches its graph: sweep --ef (efSearch) instead",
+                info.factory
+            ));
+        }
+        (vec![1], a.ef.as_ref().map_or(vec![16, 32, 64, 128], |l| l.0.clone()))
+    } else {
+        (nprobe_settings(a.nprobe.as_ref(), info.nlist)?, a.ef.as_ref().map_or(vec![info.ef_search], |l| l.0.clone()))
+    };
     let k_factors = k_factor_settings(a.k_factor.as_ref(), &info)?;
-    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() * k_factors.len() != 1 {
-        return usage("--out and --out-distances need a single --nprobe (and --k-factor) value");
+    if (a.out.is_some() || a.out_distances.is_some()) && nprobes.len() * efs.len() * k_factors.len() != 1 {
+        return usage(
+            "--out and --out-distances need a single setting: one --nprobe (HNSW: --ef) and --k-factor value",
+        );
     }
     if a.k as u64 > info.ntotal {
         return usage(format!("--k {} is above the {} vectors in the index", a.k, info.ntotal));
@@ -205,7 +225,6 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             eprintln!("note: recall@10 is computed at depth {depth} (k = {}, ground-truth depth {})", a.k, g.depth);
         }
     }
-    let ef = a.ef.unwrap_or(info.ef_search);
     let searcher = Searcher::new(&index, a.threads)?.with_inflight(a.inflight)?;
     if !a.json {
         writeln!(
@@ -221,7 +240,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         )?;
         output::table_header(out)?;
     }
-    for (&nprobe, &k_factor) in nprobes.iter().flat_map(|n| k_factors.iter().map(move |f| (n, f))) {
+    let mut settings = Vec::new();
+    for &n in &nprobes {
+        for &e in &efs {
+            settings.extend(k_factors.iter().map(|&f| (n, e, f)));
+        }
+    }
+    for (nprobe, ef, k_factor) in settings {
         let setting = eval::Setting { k: a.k, nprobe, ef, k_factor, warmup: a.warmup, grouped: a.batch };
         let row = eval::run(&searcher, &queries, gt.as_ref(), &setting)?;
         if a.json {
