@@ -51,7 +51,7 @@ def header(name, data, kind):
         raise FormatError(f"{name}: not a quiver file")
     if crc32c(data[:60]) != hcrc:
         raise FormatError(f"{name}: header checksum mismatch")
-    if major != 1 or minor > 2:
+    if major != 1 or minor > 3:
         raise FormatError(f"{name}: format {major}.{minor} not readable by this reader")
     if k != kind:
         raise FormatError(f"{name}: expected a {KINDS[kind]} file, found kind {k}")
@@ -88,10 +88,10 @@ def read_index(dir_):
     for i in range(n_files):
         name, kind, _r, size, crc, _r2 = struct.unpack_from("<40sIIQII", p, 160 + 64 * i)
         files[name.rstrip(b"\0").decode()] = (kind, size, crc)
-    if (layout, nbits) not in ((1, 8), (2, 4)):
-        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.2")
+    if (layout, nbits) not in ((1, 8), (2, 4), (3, 0)):
+        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.3")
     if refine not in (0, 1, 2):
-        raise FormatError(f"refine {refine} not defined in format 1.2")
+        raise FormatError(f"refine {refine} not defined in format 1.3")
 
     def owned(name, kind):
         fid, crc, size, payload = small_file(dir_, name, kind)
@@ -99,6 +99,60 @@ def read_index(dir_):
         if (fid, crc, size, kind) != (index_id, want_crc, want_size, want_kind):
             raise FormatError(f"{name}: does not match the manifest")
         return payload
+
+    def paged(name, kind):
+        """A file read per query or mapped (segment, vectors, graph): header page, owner, size."""
+        data = open(os.path.join(dir_, name), "rb").read()
+        fid, poff, plen, pcrc = header(name, data, kind)
+        _kind, size, crc = files[name]
+        if (fid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
+            raise FormatError(f"{name}: does not match the manifest")
+        return data, pcrc
+
+    def checked_pages(name, data, pcrc, n_pages, table_crc):
+        """10-vectors.md, 11-graph.md: the page table and every data page."""
+        table_at = 4096 * (1 + n_pages)
+        table = data[table_at:table_at + 4 * n_pages]
+        if crc32c(table) != table_crc or crc32c(data[4096:]) != pcrc:
+            raise FormatError(f"{name}: checksum mismatch")
+        page_crcs = struct.unpack(f"<{n_pages}I", table)
+        for pg in range(n_pages):
+            if crc32c(data[4096 * (1 + pg):4096 * (2 + pg)]) != page_crcs[pg]:
+                raise FormatError(f"{name}: page {pg}: checksum mismatch")
+
+    def vectors_file(name, want_elem):
+        data, pcrc = paged(name, 8)
+        vh = data[64:104]
+        vdim, elem, vb, table_crc, n_pages, n_vec, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
+        if crc32c(vh[:36]) != hcrc or (vdim, elem) != (dim, want_elem) or vb != dim * (4 if elem == 1 else 1):
+            raise FormatError(f"{name}: bad vectors header")
+        checked_pages(name, data, pcrc, n_pages, table_crc)
+        return data, vb, elem, n_vec
+
+    info = {"manifest": mname, "generation": generation, "factory": factory.rstrip(b"\0").decode(), "dim": dim,
+            "metric": ["l2", "ip", "cosine"][metric], "nlist": nlist, "pq_m": pq_m, "hnsw_m": hnsw_m,
+            "ntotal": ntotal}
+    if layout == 3:
+        # 11-graph.md: HNSW{M},Flat. The graph is checked page by page and for ids in range;
+        # the exhaustive answer needs only the vectors, in id order.
+        g, gcrc = paged("graph.qvg", 9)
+        gh = g[64:120]
+        n_nodes, n_slots, levels_page, n_pages, gm, entry, _maxl, table_crc, _r, hcrc = \
+            struct.unpack("<QQQQIIIIII", gh)
+        if crc32c(gh[:52]) != hcrc or (n_nodes, gm) != (ntotal, hnsw_m) or nlist != 0:
+            raise FormatError("graph.qvg: bad graph header")
+        checked_pages("graph.qvg", g, gcrc, n_pages, table_crc)
+        levels = g[4096 * (1 + levels_page):4096 * (1 + levels_page) + n_nodes]
+        if sum(2 * gm + lv * gm for lv in levels) != n_slots:
+            raise FormatError("graph.qvg: levels and slot count disagree")
+        slots = struct.unpack_from(f"<{n_slots}I", g, 4096)
+        if any(v >= n_nodes and v != 0xFFFFFFFF for v in slots) or entry >= max(n_nodes, 1):
+            raise FormatError("graph.qvg: a neighbour id or the entry point is out of range")
+        data, vb, _elem, n_vec = vectors_file("vectors.qvv", 1)
+        if n_vec != ntotal:
+            raise FormatError(f"vectors.qvv: {n_vec} vectors, manifest says {ntotal}")
+        full = {i: f32s(data[4096 + i * vb:4096 + (i + 1) * vb]) for i in range(ntotal)}
+        return {**info, "graph_slots": n_slots}, full
 
     # 05-codebooks.md: quantizer and codebooks.
     q = owned("quantizer.qvq", 2)
@@ -114,33 +168,11 @@ def read_index(dir_):
     off = 32 + 4 * (d_nlist + 1)
     off += (-off) % 8
     extents = [struct.unpack_from("<IIQQII", d, off + 32 * i) for i in range(n_ext)]
-    def paged(name, kind):
-        """A file read per query (segment, vectors): header page, owner, size, payload extent."""
-        data = open(os.path.join(dir_, name), "rb").read()
-        fid, poff, plen, pcrc = header(name, data, kind)
-        _kind, size, crc = files[name]
-        if (fid, pcrc, len(data), poff) != (index_id, crc, size, 4096) or poff + plen != len(data):
-            raise FormatError(f"{name}: does not match the manifest")
-        return data, pcrc
-
     segments = {s: paged(f"seg-{s:06d}.qvs", 5)[0] for s in range(n_seg)}
     # 10-vectors.md: with refine, one vectors file per segment, every page checked.
     vec_pages = {}
     for s in range(n_seg if refine else 0):
-        name = f"vec-{s:06d}.qvv"
-        data, pcrc = paged(name, 8)
-        vh = data[64:104]
-        vdim, elem, vb, table_crc, n_pages, _nv, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
-        if crc32c(vh[:36]) != hcrc or (vdim, elem) != (dim, refine) or vb != dim * (4 if elem == 1 else 1):
-            raise FormatError(f"{name}: bad vectors header")
-        table_at = 4096 * (1 + n_pages)
-        table = data[table_at:table_at + 4 * n_pages]
-        if crc32c(table) != table_crc or crc32c(data[4096:]) != pcrc:
-            raise FormatError(f"{name}: checksum mismatch")
-        page_crcs = struct.unpack(f"<{n_pages}I", table)
-        for pg in range(n_pages):
-            if crc32c(data[4096 * (1 + pg):4096 * (2 + pg)]) != page_crcs[pg]:
-                raise FormatError(f"{name}: vectors page {pg}: checksum mismatch")
+        data, vb, elem, _n = vectors_file(f"vec-{s:06d}.qvv", refine)
         vec_pages[s] = (data, vb, elem)
     vectors, full = {}, {}
     for lst in range(d_nlist):
@@ -174,10 +206,7 @@ def read_index(dir_):
                     full[vid] = f32s(raw_v) if elem == 1 else [float(x) for x in raw_v]
     if len(vectors) != ntotal or d_ntotal != ntotal:
         raise FormatError(f"decoded {len(vectors)} vectors, manifest says {ntotal}")
-    info = {"manifest": mname, "generation": generation, "factory": factory.rstrip(b"\0").decode(), "dim": dim,
-            "metric": ["l2", "ip", "cosine"][metric], "nlist": nlist, "pq_m": pq_m, "hnsw_m": hnsw_m,
-            "ntotal": ntotal, "segments": n_seg, "extents": n_ext,
-            "refine": [None, "float32", "uint8"][refine]}
+    info.update({"segments": n_seg, "extents": n_ext, "refine": [None, "float32", "uint8"][refine]})
     return info, (full if refine else vectors)
 
 

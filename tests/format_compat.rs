@@ -143,3 +143,37 @@ fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
         assert_eq!(all.ids_of(i), ids, "query {i}, exact");
     }
 }
+
+/// Format 1.3 fixture, checked in when 1.3 was current: an `HNSW8,Flat` index (graph file and
+/// vectors in id order) of the same base, answering the same queries. Made with:
+///   quiver build --input base.fvecs --index l2-hnsw8-flat --factory HNSW8,Flat --seed 3
+///   quiver search --index l2-hnsw8-flat --queries ../v1/queries.fvecs --k 3 --ef 16 --out ids.ivecs --out-distances d.fvecs
+/// Its answers are the exact ones (the 1.2 fixture's every-vector re-rank gives the same).
+#[test]
+fn v1_3_graph_fixture_opens_verifies_and_answers_as_it_did() {
+    const IDS: [[i64; 3]; 5] =
+        [[1416, 1257, 1596], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
+    const DISTANCES: [[f32; 3]; 5] = [
+        [1.069432, 1.115509, 1.116637],
+        [0.669792, 0.925631, 1.037175],
+        [1.1005, 1.148062, 1.401672],
+        [0.430399, 0.694025, 0.812399],
+        [0.401735, 0.758815, 0.836647],
+    ];
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
+    for load_into_ram in [false, true] {
+        let opts = quiver::OpenOptions { load_into_ram, ..Default::default() };
+        let index = Index::open_with(fixtures.join("v1_3/l2-hnsw8-flat"), opts).unwrap();
+        let info = index.info();
+        assert_eq!((info.factory.as_str(), info.hnsw_m, info.nlist, info.ntotal), ("HNSW8,Flat", 8, 0, 2000));
+        assert_eq!(index.verify().unwrap().vectors, 2000);
+        let res = index.search(&q, &SearchParams { k: 3, ef_search: 16, ..Default::default() }).unwrap();
+        for (i, (ids, dists)) in IDS.iter().zip(DISTANCES).enumerate() {
+            assert_eq!(res.ids_of(i), ids, "query {i}");
+            for (got, want) in res.distances_of(i).iter().zip(dists) {
+                assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
+            }
+        }
+    }
+}

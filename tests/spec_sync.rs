@@ -6,7 +6,7 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use quiver::format::{
-    BuildStateBody, CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, ManifestBody, Params,
+    BuildStateBody, CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, GraphHeader, ManifestBody, Params,
     QuantizerHeader, RunGroup, RunHeader, VectorsHeader,
 };
 use zerocopy::FromZeros;
@@ -121,6 +121,15 @@ fn vectors() {
         [dim, elem, reserved0, vector_bytes, table_crc, n_pages, n_vectors, reserved1, header_crc]
     );
     check("10-vectors.md", "VectorsHeader", f, size_of::<VectorsHeader>());
+}
+
+#[test]
+fn graph() {
+    let f = fields!(
+        GraphHeader,
+        [n_nodes, n_slots, levels_page, n_pages, m, entry_point, max_level, table_crc, reserved, header_crc]
+    );
+    check("11-graph.md", "GraphHeader", f, size_of::<GraphHeader>());
 }
 
 #[test]

@@ -210,7 +210,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         let plan = pool.install(|| plan_build(&input, &a.index, &opts)).map_err(flag_of)?;
         return dry_run(&a, &paths, &plan, out);
     }
-    if !a.quiet {
+    let graph = matches!(a.factory.parse(), Ok(quiver::IndexSpec::Hnsw { .. }));
+    if !a.quiet && graph {
+        eprintln!(
+            "memory budget {}: {} held while the graph is built (every vector and the graph, in RAM)",
+            human_bytes(mem.total),
+            human_bytes(mem.resident)
+        );
+    } else if !a.quiet {
         eprintln!(
             "memory budget {}: resident {} (process, quantizer, codebooks) + the largest of training {}, streaming {} ({} vectors per chunk), merge {}, writing the index files {}",
             human_bytes(mem.total),
@@ -264,6 +271,23 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "disk": disk_json(&r.disk),
         });
         writeln!(out, "{report}")?;
+    } else if graph {
+        writeln!(
+            out,
+            "built {} ({}, {}): {} x {} vectors, {:.1} s (read {:.1} s, HNSW {:.1} s, write {:.1} s), peak memory {} of {}, {:.1} MB",
+            a.index.display(),
+            a.factory,
+            a.metric,
+            r.ntotal,
+            r.dim,
+            r.total_s,
+            r.sample_s,
+            r.hnsw_s,
+            r.merge_s,
+            peak.map_or("?".into(), human_bytes),
+            human_bytes(r.budget.total),
+            r.index_bytes as f64 / 1e6
+        )?;
     } else {
         writeln!(
             out,
@@ -355,6 +379,18 @@ fn dry_run(a: &Args, paths: &[PathBuf], p: &BuildPlan, out: &mut dyn Write) -> C
         a.index.display(),
         a.factory
     )?;
+    if p.nlist == 0 {
+        writeln!(out, "memory budget {}:", h(b.total))?;
+        writeln!(out, "  resident     {:>10}  every vector and the graph, while the graph is built", h(b.resident))?;
+        writeln!(out, "disk:")?;
+        writeln!(out, "  final        {:>10}  graph.qvg and vectors.qvv (no temporary files)", h(d.final_bytes))?;
+        writeln!(
+            out,
+            "serving RAM    {:>10}  if loaded into RAM; mapped (the default), only what queries touch",
+            h(d.serving_ram)
+        )?;
+        return Ok(());
+    }
     writeln!(out, "memory budget {}:", h(b.total))?;
     writeln!(out, "  resident     {:>10}  process, quantizer (nlist {}), codebooks", h(b.resident), p.nlist)?;
     writeln!(
