@@ -5,6 +5,7 @@ mod args;
 mod cmd;
 mod eval;
 mod output;
+mod plot;
 mod progress;
 
 use std::io::Write;
@@ -35,7 +36,7 @@ enum Command {
     Search(cmd::search::Args),
     /// Describe an index: parameters, files, list sizes.
     Inspect(cmd::inspect::Args),
-    /// Find the cheapest nprobe that reaches a target recall@10 on queries with ground truth.
+    /// Find the cheapest nprobe (HNSW: efSearch) that reaches a target recall@10 on queries with ground truth.
     Tune(cmd::tune::Args),
     /// Check every checksum, every byte and every id of an index, reporting every fault found.
     Verify(cmd::verify::Args),
@@ -45,6 +46,9 @@ enum Command {
     Gt(cmd::gt::Args),
     /// Generate data, build, search and print recall and latency (no downloads, < 1 minute).
     Demo(cmd::demo::Args),
+    /// Build and search several factory strings (and the HNSW study), optionally faiss beside
+    /// them; write results.jsonl, report.md and pictures.
+    Bench(cmd::bench::Args),
 }
 
 /// The library reports through `log`; the tool prints warnings and errors on stderr.
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Gen(a) => cmd::gen::run(a, &mut out),
         Command::Gt(a) => cmd::gt::run(a, &mut out),
         Command::Demo(a) => cmd::demo::run(a, &mut out),
+        Command::Bench(a) => cmd::bench::run(a, &mut out),
     };
     let flushed = out.flush();
     match result.and_then(|()| flushed.map_err(Into::into)) {

@@ -280,3 +280,41 @@ fn help_explains_every_command_and_flag() {
         }
     }
 }
+
+/// An HNSW{M},Flat index through the tool: search sweeps --ef (rows carry ef, nprobe null) and
+/// refuses --nprobe; tune finds the efSearch that reaches the target; inspect and verify
+/// describe and pass it.
+#[test]
+fn hnsw_flat_through_the_tool() {
+    let d = tempfile::tempdir().unwrap();
+    let (base, q, gt, _) = fixture(d.path());
+    let idx = d.path().join("hnsw").display().to_string();
+    ok(&["build", "--input", &base, "--index", &idx, "--factory", "HNSW8,Flat", "--quiet"]);
+    let out = ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--ef", "8,64", "--json"]);
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r["nprobe"].is_null()));
+    assert_eq!((rows[0]["ef"].as_u64(), rows[1]["ef"].as_u64()), (Some(8), Some(64)));
+    assert!(rows[1]["recall_at_10"].as_f64().unwrap() >= rows[0]["recall_at_10"].as_f64().unwrap());
+    let o = quiver(&["search", "--index", &idx, "--queries", &q, "--nprobe", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--ef"));
+    let t: serde_json::Value = serde_json::from_str(&ok(&[
+        "tune",
+        "--index",
+        &idx,
+        "--queries",
+        &q,
+        "--gt",
+        &gt,
+        "--target-recall",
+        "0.95",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(t["nprobe"].is_null() && t["k_factor"].is_null(), "{t}");
+    assert!(t["ef_search"].as_u64().unwrap() >= 10 && t["recall_at_10"].as_f64().unwrap() >= 0.95, "{t}");
+    let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--index", &idx, "--json"])).unwrap();
+    assert_eq!((info["factory"].as_str(), info["nlist"].is_null()), (Some("HNSW8,Flat"), true));
+    assert!(ok(&["verify", "--index", &idx]).starts_with("ok"));
+}

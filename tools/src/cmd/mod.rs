@@ -1,5 +1,6 @@
 //! One module per subcommand; each parses its own flags and writes to an injected `Write`.
 
+pub mod bench;
 pub mod build;
 pub mod demo;
 pub mod gen;

@@ -2,7 +2,8 @@
 //! exact ground truth, as faiss's `ParameterSpace` explores settings: nprobe (the cost of a
 //! query grows with it) doubled until the target is met, then bisected; where the index
 //! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 4, … 64 (until a larger one no longer
-//! needs fewer lists), and the setting whose timed p50 is lowest wins.
+//! needs fewer lists), and the setting whose timed p50 is lowest wins. For an `HNSW{M},Flat`
+//! index the setting is efSearch, found the same way.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,7 +24,8 @@ pub struct Args {
     /// Recall@10 to reach, in (0, 1].
     #[arg(long, value_parser = args::recall)]
     target_recall: f64,
-    /// HNSW efSearch over the centroids [default: the index's].
+    /// IVF indexes: HNSW efSearch over the centroids [default: the index's]. (For an
+    /// HNSW{M},Flat index efSearch is what tune finds.)
     #[arg(long, value_parser = args::count)]
     ef: Option<usize>,
     /// Search threads for the timing of the setting found (0 = one per core).
@@ -33,8 +35,8 @@ pub struct Args {
     /// warm (after one untimed pass).
     #[arg(long, value_parser = args::size)]
     cache_bytes: Option<u64>,
-    /// One JSON object on stdout: nprobe, k_factor (null: this index does not re-rank),
-    /// recall_at_10, ms_p50 and qps of the setting found.
+    /// One JSON object on stdout: nprobe (null for HNSW{M},Flat), ef_search, k_factor (null:
+    /// this index does not re-rank), recall_at_10, ms_p50 and qps of the setting found.
     #[arg(long)]
     json: bool,
 }
@@ -79,8 +81,14 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if gt.depth < k {
         return usage(format!("--gt {}: {} neighbours per query; recall@10 needs 10", a.gt.display(), gt.depth));
     }
-    let ef = a.ef.unwrap_or(info.ef_search);
     let searcher = Searcher::new(&index, a.threads)?;
+    if info.is_graph() {
+        if a.ef.is_some() {
+            return usage(format!("--ef: tune finds efSearch for {}; leave it out", info.factory));
+        }
+        return tune_graph(&a, &searcher, &queries, &gt, out);
+    }
+    let ef = a.ef.unwrap_or(info.ef_search);
     let k_factors: &[usize] = if info.refine.is_some() { &K_FACTORS } else { &[1] };
     // For each k_factor, the cheapest nprobe, timed one query at a time (warm when there is a
     // cache); the lowest p50 wins.
@@ -134,28 +142,80 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         .into());
     };
     let k_factor = info.refine.map(|_| k_factor);
+    report(&a, out, Some(nprobe), ef, k_factor, &row, searcher.threads())
+}
+
+/// Prints the setting found: one JSON object, or a sentence.
+fn report(
+    a: &Args,
+    out: &mut dyn Write,
+    nprobe: Option<usize>,
+    ef: usize,
+    k_factor: Option<usize>,
+    row: &Row,
+    threads: usize,
+) -> CmdResult {
     if a.json {
         let o = serde_json::json!({
             "nprobe": nprobe,
+            "ef_search": ef,
             "k_factor": k_factor,
             "recall_at_10": row.recall_at_10,
             "ms_p50": row.ms_p50,
             "qps": row.qps,
         });
         writeln!(out, "{o}")?;
-    } else {
-        writeln!(
-            out,
-            "nprobe {nprobe}{} (efSearch {ef}) reaches recall@10 {:.4} (target {}): p50 {:.3} ms, {:.0} QPS on {} thread(s)",
-            k_factor.map_or(String::new(), |f| format!(", k_factor {f}")),
-            row.recall_at_10.unwrap_or(0.0),
-            a.target_recall,
-            row.ms_p50.unwrap_or(f64::NAN),
-            row.qps,
-            searcher.threads()
-        )?;
+        return Ok(());
     }
+    let setting = match nprobe {
+        Some(p) => {
+            format!("nprobe {p}{} (efSearch {ef})", k_factor.map_or(String::new(), |f| format!(", k_factor {f}")))
+        }
+        None => format!("efSearch {ef}"),
+    };
+    writeln!(
+        out,
+        "{setting} reaches recall@10 {:.4} (target {}): p50 {:.3} ms, {:.0} QPS on {threads} thread(s)",
+        row.recall_at_10.unwrap_or(0.0),
+        a.target_recall,
+        row.ms_p50.unwrap_or(f64::NAN),
+        row.qps,
+    )?;
     Ok(())
+}
+
+/// Largest efSearch `tune` tries on a graph: past it a search is most of the graph.
+const MAX_TUNED_EF: usize = 1 << 14;
+
+/// `tune` for an `HNSW{M},Flat` index: the smallest efSearch reaching the target, then timed.
+fn tune_graph(a: &Args, searcher: &Searcher, queries: &[f32], gt: &GroundTruth, out: &mut dyn Write) -> CmdResult {
+    let info = searcher.index().info();
+    let k = 10;
+    let max = MAX_TUNED_EF.min(info.ntotal as usize).max(k);
+    let mut reach = 0f64;
+    let found = cheapest(max, |ef| {
+        let ef = ef.max(k);
+        let s = Setting { k, nprobe: 1, ef, k_factor: 1, warmup: false, grouped: true };
+        let r = eval::run(searcher, queries, Some(gt), &s)?.recall_at_10.expect("ground truth given");
+        eprintln!("efSearch {ef:>6}: recall@10 {r:.4}");
+        reach = reach.max(r);
+        Ok::<bool, quiver::Error>(r >= a.target_recall)
+    })?;
+    let Some(ef) = found.map(|e| e.max(k)) else {
+        return Err(format!(
+            "recall@10 {} is out of this index's reach: {reach:.4} at efSearch {max}; a graph with a larger M \
+             (or efConstruction) reaches further",
+            a.target_recall
+        )
+        .into());
+    };
+    let row = eval::run(
+        searcher,
+        queries,
+        Some(gt),
+        &Setting { k, nprobe: 1, ef, k_factor: 1, warmup: true, grouped: false },
+    )?;
+    report(a, out, None, ef, None, &row, searcher.threads())
 }
 
 /// The k_factors tried where the index re-ranks (faiss's ParameterSpace tries powers of two).
