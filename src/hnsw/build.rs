@@ -67,7 +67,7 @@ fn insertion_order(levels: &[u8], rng: &mut Rng) -> Vec<u32> {
 /// Nodes inserted before the batched phase starts, and the largest batch: batches grow with
 /// the graph (an eighth of it), so each batch is a small part of what its nodes search.
 const SEQUENTIAL_PREFIX: usize = 64;
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 64;
 
 impl Hnsw {
     /// Builds the graph over `sp`'s nodes on the current rayon pool: the same seed gives the
@@ -191,14 +191,24 @@ impl Hnsw {
                 || VisitedSet::new(n),
                 |visited, (i, &node)| {
                     let mut cands = self.candidates(sp, node, ef, visited);
+                    let mates = &batch[..i];
+                    let mut near = Vec::with_capacity(mates.len());
+                    // The batch's earlier nodes, four distances at a time.
+                    let (quads, rest) = mates.as_chunks::<4>();
+                    for q in quads {
+                        let d = sp.between_4(node, *q);
+                        near.extend(q.iter().zip(d).map(|(&id, dist)| Neighbor { id: id as u64, dist }));
+                    }
+                    near.extend(rest.iter().map(|&id| Neighbor { id: id as u64, dist: sp.between(node, id) }));
                     for (l, c) in cands.iter_mut().enumerate() {
-                        for &mate in &batch[..i] {
-                            if self.levels[mate as usize] as usize >= l {
-                                c.push(Neighbor { id: mate as u64, dist: sp.between(node, mate) });
-                            }
+                        // Only a mate closer than the ef-th candidate can change the list.
+                        let bound = if c.len() >= ef { c[ef - 1].dist } else { f32::INFINITY };
+                        let before = c.len();
+                        c.extend(near.iter().filter(|n| n.dist <= bound && self.levels[n.id as usize] as usize >= l));
+                        if c.len() > before {
+                            c.sort();
+                            c.truncate(ef);
                         }
-                        c.sort();
-                        c.truncate(ef);
                     }
                     cands.iter().enumerate().map(|(l, c)| select_heuristic(sp, c, self.max_links(l as u8))).collect()
                 },
@@ -247,11 +257,15 @@ fn add_link_to<S: Space>(sp: &S, slots: &mut [u32], src: u32, dst: u32) {
         *free = dst;
         return;
     }
-    let mut cands: Vec<Neighbor> = slots
-        .iter()
-        .chain(std::iter::once(&dst))
-        .map(|&v| Neighbor { id: v as u64, dist: sp.between(src, v) })
-        .collect();
+    let mut ids: Vec<u32> = slots.to_vec();
+    ids.push(dst);
+    let mut cands: Vec<Neighbor> = Vec::with_capacity(ids.len());
+    let (quads, rest) = ids.as_chunks::<4>();
+    for q in quads {
+        let d = sp.between_4(src, *q);
+        cands.extend(q.iter().zip(d).map(|(&id, dist)| Neighbor { id: id as u64, dist }));
+    }
+    cands.extend(rest.iter().map(|&v| Neighbor { id: v as u64, dist: sp.between(src, v) }));
     cands.sort();
     let kept = select_heuristic(sp, &cands, slots.len());
     for (i, s) in slots.iter_mut().enumerate() {
@@ -272,15 +286,28 @@ fn select_heuristic<S: Space>(sp: &S, sorted: &[Neighbor], max: usize) -> Vec<Ne
         return sorted.to_vec();
     }
     let mut out: Vec<Neighbor> = Vec::with_capacity(max);
+    let mut kept_ids: Vec<u32> = Vec::with_capacity(max);
     for &c in sorted {
         if out.len() >= max {
             break;
         }
-        if out.iter().all(|kept| sp.between(c.id as u32, kept.id as u32) >= c.dist) {
+        if diverse(sp, c, &kept_ids) {
             out.push(c);
+            kept_ids.push(c.id as u32);
         }
     }
     out
+}
+
+/// Whether candidate `c` is at least as close to the base as to every node of `kept`: their
+/// distances four at a time (most of a build's pairwise distances are asked here), stopping
+/// at the first four that hold a closer one.
+#[inline]
+fn diverse<S: Space>(sp: &S, c: Neighbor, kept: &[u32]) -> bool {
+    let id = c.id as u32;
+    let (quads, rest) = kept.as_chunks::<4>();
+    quads.iter().all(|q| sp.between_4(id, *q).iter().all(|&d| d >= c.dist))
+        && rest.iter().all(|&k| sp.between(id, k) >= c.dist)
 }
 
 #[cfg(test)]

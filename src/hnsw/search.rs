@@ -61,6 +61,8 @@ pub trait Space: Sync {
     fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
         js.map(|j| self.between(i, j))
     }
+    /// Starts loading node `j`'s data (a hint; construction's walks ask ahead as searches do).
+    fn prefetch(&self, _j: u32) {}
 }
 
 /// A query's distances to nodes, one at a time or four at a time (the graph walks ask for a
@@ -115,6 +117,10 @@ impl<S: Space> QueryDist for ToNode<'_, S> {
     fn four(&self, i: [u32; 4]) -> [f32; 4] {
         self.sp.between_4(self.node, i)
     }
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        self.sp.prefetch(i)
+    }
 }
 
 impl Points<'_> {
@@ -142,6 +148,11 @@ impl Space for Points<'_> {
     #[inline]
     fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
         distance::dissimilarity_4(self.metric, self.row(i), js.map(|j| self.row(j)))
+    }
+    #[inline]
+    fn prefetch(&self, j: u32) {
+        let row = self.row(j);
+        distance::prefetch(&row[..row.len().min(PREFETCH_FLOATS)])
     }
 }
 
