@@ -120,20 +120,24 @@ def read_index(dir_):
             if crc32c(data[4096 * (1 + pg):4096 * (2 + pg)]) != page_crcs[pg]:
                 raise FormatError(f"{name}: page {pg}: checksum mismatch")
 
-    def vectors_file(name, want_elem):
+    def vectors_file_dim(name, want_elem, want_dim):
         data, pcrc = paged(name, 8)
         vh = data[64:104]
         vdim, elem, vb, table_crc, n_pages, n_vec, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
-        if crc32c(vh[:36]) != hcrc or (vdim, elem) != (dim, want_elem) or vb != dim * (4 if elem == 1 else 1):
+        bad = vb != want_dim * (4 if elem == 1 else 1)
+        if crc32c(vh[:36]) != hcrc or (vdim, elem) != (want_dim, want_elem) or bad:
             raise FormatError(f"{name}: bad vectors header")
         checked_pages(name, data, pcrc, n_pages, table_crc)
         return data, vb, elem, n_vec
 
+    def vectors_file(name, want_elem):
+        return vectors_file_dim(name, want_elem, dim)
+
     info = {"manifest": mname, "generation": generation, "factory": factory.rstrip(b"\0").decode(), "dim": dim,
             "metric": ["l2", "ip", "cosine"][metric], "nlist": nlist, "pq_m": pq_m, "hnsw_m": hnsw_m,
             "ntotal": ntotal}
-    if layout == 3:
-        # 11-graph.md: HNSW{M},Flat. The graph is checked page by page and for ids in range;
+    if nlist == 0:
+        # 11-graph.md: HNSW{M},Flat (layout 3) or HNSW{M}_PQ{m} (layout 1). The graph is checked page by page and for ids in range;
         # the exhaustive answer needs only the vectors, in id order.
         g, gcrc = paged("graph.qvg", 9)
         gh = g[64:120]
@@ -148,10 +152,21 @@ def read_index(dir_):
         slots = struct.unpack_from(f"<{n_slots}I", g, 4096)
         if any(v >= n_nodes and v != 0xFFFFFFFF for v in slots) or entry >= max(n_nodes, 1):
             raise FormatError("graph.qvg: a neighbour id or the entry point is out of range")
-        data, vb, _elem, n_vec = vectors_file("vectors.qvv", 1)
+        if layout == 1:
+            # HNSW{M}_PQ{m}: codes of the vectors themselves, decoded with the codebooks.
+            cb = owned("codebooks.qvc", 3)
+            m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
+            codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
+            data, vb, _elem, n_vec = vectors_file_dim("codes.qvv", 2, pq_m)
+            full = {}
+            for i in range(ntotal):
+                code = data[4096 + i * vb:4096 + (i + 1) * vb]
+                full[i] = [codebook[(j * ksub + code[j]) * dsub + t] for j in range(m) for t in range(dsub)]
+        else:
+            data, vb, _elem, n_vec = vectors_file("vectors.qvv", 1)
+            full = {i: f32s(data[4096 + i * vb:4096 + (i + 1) * vb]) for i in range(ntotal)}
         if n_vec != ntotal:
-            raise FormatError(f"vectors.qvv: {n_vec} vectors, manifest says {ntotal}")
-        full = {i: f32s(data[4096 + i * vb:4096 + (i + 1) * vb]) for i in range(ntotal)}
+            raise FormatError(f"{n_vec} rows, manifest says {ntotal}")
         return {**info, "graph_slots": n_slots}, full
 
     # 05-codebooks.md: quantizer and codebooks.

@@ -238,8 +238,9 @@ fn verify_pages(r: &mut VerifyReport, g: &Generation, name: &str, header_len: us
     r.bytes += format::file_len(n_pages);
 }
 
-/// Checks an `HNSW{M},Flat` index: both files' pages as [`verify_pages`] does, then the graph
-/// read whole as an open into RAM reads it (slot counts, every neighbour id in range, the
+/// Checks an `HNSW{M},Flat` or `HNSW{M}_PQ{m}` index: the graph's and the vectors' (or codes')
+/// pages as [`verify_pages`] does and the codebooks, then the graph read whole as an open into
+/// RAM reads it (slot counts, every neighbour id in range, the
 /// entry point on the top level).
 fn verify_graph(r: &mut VerifyReport, g: &Generation, info: &IndexInfo) {
     let before = r.faults.len();
@@ -251,11 +252,20 @@ fn verify_graph(r: &mut VerifyReport, g: &Generation, info: &IndexInfo) {
             r.error(store::GRAPH, e)
         }
     }
-    match g.named_vectors_file(store::FLAT_VECTORS.into(), info, crate::RefineVectors::Float32) {
+    let (rows, dim, kind) = if info.pq_m > 0 {
+        if let Err(e) = g.codebooks(info) {
+            sound = false;
+            r.error(store::CODEBOOKS, e);
+        }
+        (store::CODES, info.pq_m, crate::RefineVectors::Uint8)
+    } else {
+        (store::FLAT_VECTORS, info.dim, crate::RefineVectors::Float32)
+    };
+    match g.named_vectors_file(rows.into(), dim, kind) {
         Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &file.pages),
         Err(e) => {
             sound = false;
-            r.error(store::FLAT_VECTORS, e)
+            r.error(rows, e)
         }
     }
     if sound && r.faults.len() == before {
@@ -293,7 +303,7 @@ fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
             store::CODEBOOKS => Some(FileKind::Codebooks),
             store::DIRECTORY => Some(FileKind::Directory),
             store::GRAPH => Some(FileKind::Graph),
-            store::FLAT_VECTORS => Some(FileKind::Vectors),
+            store::FLAT_VECTORS | store::CODES => Some(FileKind::Vectors),
             n if store::is_segment_name(n) => Some(FileKind::Segment),
             n if store::is_vectors_name(n) => Some(FileKind::Vectors),
             _ => None,

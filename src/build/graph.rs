@@ -18,6 +18,8 @@ use crate::format::{self, FileEntry, FileKind, GraphFile, GraphHeader, Manifest,
 use crate::hnsw::{Hnsw, HnswParams, Points};
 use crate::input::VectorSource;
 use crate::io::durable;
+use crate::pq::ProductQuantizer;
+use crate::rng::Rng;
 use crate::spec::{IndexSpec, Payload};
 use crate::store;
 
@@ -36,18 +38,23 @@ pub fn graph_memory(n: usize, d: usize, m: usize, threads: usize) -> u64 {
     budget::RUNTIME + vectors + slots + n * per_node
 }
 
-/// The graph file's and vectors file's bytes, for the disk check and `--dry-run`.
-pub fn graph_disk_bytes(n: usize, d: usize, m: usize) -> u64 {
+/// The graph file's and the vectors' (or codes' and codebooks') bytes, for the disk check and
+/// `--dry-run`.
+pub fn graph_disk_bytes(n: usize, d: usize, m: usize, payload: Payload) -> u64 {
     let slots = n as u64 * (2 * m as u64 + 2);
     let graph_pages = GraphHeader::levels_page_for(slots) + (n as u64).div_ceil(format::PAGE);
-    let vector_pages = (n as u64 * d as u64 * 4).div_ceil(format::PAGE);
-    format::file_len(graph_pages) + format::file_len(vector_pages) + format::PAGE
+    let (row_bytes, codebooks) = match payload {
+        Payload::Pq { m: pm } => (pm as u64, 256 * d as u64 * 4 + format::PAGE),
+        _ => (4 * d as u64, 0),
+    };
+    let row_pages = (n as u64 * row_bytes).div_ceil(format::PAGE);
+    format::file_len(graph_pages) + format::file_len(row_pages) + codebooks + format::PAGE
 }
 
 /// The checks of an `HNSW{M},Flat` build of `n` × `d` vectors before any work (input shape,
 /// options, node count) and its memory: all of it resident, refused when over the budget.
-pub(super) fn memory_plan(opts: &BuildOptions, n: usize, d: usize, m: usize) -> Result<BudgetPlan> {
-    let spec = IndexSpec::Hnsw { m, payload: Payload::Flat };
+pub(super) fn memory_plan(opts: &BuildOptions, n: usize, d: usize, m: usize, payload: Payload) -> Result<BudgetPlan> {
+    let spec = IndexSpec::Hnsw { m, payload };
     super::check_shape(n, d)?;
     opts.validate()?;
     if n as u64 > format::MAX_GRAPH_NODES {
@@ -56,7 +63,15 @@ pub(super) fn memory_plan(opts: &BuildOptions, n: usize, d: usize, m: usize) -> 
             format::MAX_GRAPH_NODES
         )));
     }
-    let need = graph_memory(n, d, m, rayon::current_num_threads());
+    let codes = match payload {
+        Payload::Pq { m: pm } => {
+            ProductQuantizer::with_nbits(d, pm, 8)?;
+            // The codes, and PQ's training rows.
+            (n * pm) as u64 + (budget::PQ_TRAIN_ROWS.min(n) * d * 4) as u64
+        }
+        _ => 0,
+    };
+    let need = graph_memory(n, d, m, rayon::current_num_threads()) + codes;
     let total = opts.memory_budget.unwrap_or_else(budget::default_budget);
     if need > total {
         return Err(Error::BudgetTooSmall {
@@ -73,13 +88,14 @@ pub(super) fn build_graph_index(
     dir: &Path,
     opts: &BuildOptions,
     m: usize,
+    payload: Payload,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
     let t0 = Instant::now();
     let (n, d) = (source.len(), source.dim());
-    let spec = IndexSpec::Hnsw { m, payload: Payload::Flat };
-    let budget = memory_plan(opts, n, d, m)?;
-    let final_bytes = graph_disk_bytes(n, d, m);
+    let spec = IndexSpec::Hnsw { m, payload };
+    let budget = memory_plan(opts, n, d, m, payload)?;
+    let final_bytes = graph_disk_bytes(n, d, m, payload);
     let (_, free) = crate::io::disk_space(dir).at(dir)?;
     if final_bytes > free {
         return Err(Error::DiskTooSmall {
@@ -126,9 +142,49 @@ pub(super) fn build_graph_index(
     progress.end();
     let hnsw_s = t.elapsed().as_secs_f64();
 
+    // HNSW{M}_PQ{m}: the graph is built over the vectors themselves (a better graph than
+    // faiss's, built over the codes; searches walk it with the codes' distances all the same).
+    let mut pq_s = 0.0;
+    let (payload_files, pq_m) = match payload {
+        Payload::Pq { m: pm } => {
+            let t = Instant::now();
+            progress.begin(&format!("train PQ ({pm} sub-quantizers)"), pm as u64);
+            let rows = n.min(budget::PQ_TRAIN_ROWS);
+            let mut idx = Rng::new(opts.seed.wrapping_add(4)).sample_indices(n, rows);
+            idx.sort_unstable();
+            let x: Vec<f32> = idx.iter().flat_map(|&i| data[i * d..(i + 1) * d].iter().copied()).collect();
+            let mut pq = ProductQuantizer::with_nbits(d, pm, 8)?;
+            pq.train_with(&x, super::train::PQ_NITER, opts.seed.wrapping_add(3), &|| progress.advance(1))?;
+            drop(x);
+            progress.end();
+            let mut codes =
+                crate::error::try_vec(n * pm, || format!("{n} codes of {pm} bytes"), "lower the input size")?;
+            codes.resize(n * pm, 0);
+            pq.encode_batch(&data, &mut codes);
+            drop(data);
+            pq_s = t.elapsed().as_secs_f64();
+            let codebooks = format::Codebooks {
+                m: pm as u32,
+                ksub: pq.ksub() as u32,
+                dsub: pq.dsub as u32,
+                nbits: 8,
+                centroids: pq.centroids.clone(),
+            };
+            let bytes = codebooks.encode(index_id);
+            durable::write_atomic(dir, store::CODEBOOKS, &bytes).at(dir)?;
+            let crc = format::FileHeader::decode(store::CODEBOOKS, FileKind::Codebooks, &bytes)?.payload_crc.get();
+            let cb = FileEntry::new(store::CODEBOOKS, FileKind::Codebooks, bytes.len() as u64, crc);
+            let rows = Rows { name: store::CODES, elem: format::REFINE_U8, dim: pm, bytes: &codes };
+            (vec![write_rows(dir, index_id, &rows)?, cb], pm)
+        }
+        _ => {
+            let rows = Rows { name: store::FLAT_VECTORS, elem: format::REFINE_F32, dim: d, bytes: &[] };
+            let f = write_rows_f32(dir, index_id, &rows, &data)?;
+            drop(data);
+            (vec![f], 0)
+        }
+    };
     let t = Instant::now();
-    let vectors = write_vectors(dir, index_id, &data, d)?;
-    drop(data);
     let graph_file = write_graph(dir, index_id, &graph)?;
     durable::sync_dir(dir).at(dir)?;
     let write_s = t.elapsed().as_secs_f64();
@@ -139,12 +195,12 @@ pub(super) fn build_graph_index(
     let params = Params {
         dim: (d as u32).into(),
         metric: super::metric_code(metric),
-        code_layout: format::CODE_LAYOUT_FLAT,
+        code_layout: if pq_m > 0 { format::CODE_LAYOUT_PQ8 } else { format::CODE_LAYOUT_FLAT },
         raw_codes: 1,
         refine: 0,
         nlist: 0.into(),
-        pq_m: 0.into(),
-        pq_nbits: 0.into(),
+        pq_m: (pq_m as u32).into(),
+        pq_nbits: (if pq_m > 0 { 8 } else { 0 }).into(),
         hnsw_m: (m as u32).into(),
         ef_construction: (opts.ef_construction as u32).into(),
         ef_search: (opts.ef_search as u32).into(),
@@ -158,7 +214,7 @@ pub(super) fn build_graph_index(
     let manifest = Manifest {
         index_id,
         body: ManifestBody { generation: 1.into(), params, n_files: 0.into(), reserved: [0; 20] },
-        files: vec![graph_file, vectors],
+        files: [vec![graph_file], payload_files].concat(),
     };
     let bytes = manifest.encode();
     staging.commit(1, &bytes, || failpoint::hit("committed"))?;
@@ -167,7 +223,8 @@ pub(super) fn build_graph_index(
         dim: d,
         sample_s: read_s,
         hnsw_s,
-        train_s: read_s + hnsw_s,
+        pq_s,
+        train_s: read_s + hnsw_s + pq_s,
         merge_s: write_s,
         total_s: t0.elapsed().as_secs_f64(),
         index_bytes: manifest.files.iter().map(|f| f.size.get()).sum::<u64>() + bytes.len() as u64,
@@ -176,22 +233,43 @@ pub(super) fn build_graph_index(
     })
 }
 
-/// Writes the vectors file: float32 rows in id order, packed from data page 0.
-fn write_vectors(dir: &Path, index_id: [u8; 16], data: &[f32], d: usize) -> Result<FileEntry> {
-    let name = store::FLAT_VECTORS;
-    let mut w = PagedWriter::create(&dir.join(name))?;
+/// A vectors file's rows in id order: float32 vectors (`HNSW{M},Flat`) or byte rows, the
+/// PQ codes of `HNSW{M}_PQ{m}` (format-spec/11-graph.md).
+struct Rows<'a> {
+    name: &'static str,
+    elem: u8,
+    dim: usize,
+    bytes: &'a [u8],
+}
+
+/// Writes byte rows, packed from data page 0.
+fn write_rows(dir: &Path, index_id: [u8; 16], rows: &Rows) -> Result<FileEntry> {
+    let mut w = PagedWriter::create(&dir.join(rows.name))?;
+    for chunk in rows.bytes.chunks(CHUNK_ROWS * 64) {
+        w.append(chunk)?;
+    }
+    finish_rows(w, index_id, rows, (rows.bytes.len() / rows.dim) as u64, rows.dim)
+}
+
+/// Writes float32 rows (little-endian), packed from data page 0.
+fn write_rows_f32(dir: &Path, index_id: [u8; 16], rows: &Rows, data: &[f32]) -> Result<FileEntry> {
+    let mut w = PagedWriter::create(&dir.join(rows.name))?;
     let mut buf = Vec::with_capacity(CHUNK_ROWS * 4);
     for chunk in data.chunks(CHUNK_ROWS) {
         buf.clear();
         format::put_f32s(&mut buf, chunk);
         w.append(&buf)?;
     }
-    let n = (data.len() / d) as u64;
+    finish_rows(w, index_id, rows, (data.len() / rows.dim) as u64, 4 * rows.dim)
+}
+
+fn finish_rows(w: PagedWriter, index_id: [u8; 16], rows: &Rows, n: u64, row_bytes: usize) -> Result<FileEntry> {
+    let (dim, elem) = (rows.dim as u32, rows.elem);
     let (len, crc) = w.finish(|s| {
-        let h = format::VectorsHeader::new(d as u32, format::REFINE_F32, 4 * d as u32, s.pages, n, s.table_crc);
+        let h = format::VectorsHeader::new(dim, elem, row_bytes as u32, s.pages, n, s.table_crc);
         VectorsFile::header_page(index_id, &h, s.payload_crc)
     })?;
-    Ok(FileEntry::new(name, FileKind::Vectors, len, crc))
+    Ok(FileEntry::new(rows.name, FileKind::Vectors, len, crc))
 }
 
 /// Writes the graph file: the neighbour slots from data page 0, the levels from the next page.

@@ -152,8 +152,8 @@ impl BuildOptions {
     /// budget cannot hold the factory's minimum.
     pub fn memory_plan(&self, source: &dyn VectorSource) -> Result<BudgetPlan> {
         let (n, d) = (source.len(), source.dim());
-        if let IndexSpec::Hnsw { m, payload: Payload::Flat } = self.factory.parse()? {
-            return graph::memory_plan(self, n, d, m);
+        if let IndexSpec::Hnsw { m, payload } = self.factory.parse()? {
+            return graph::memory_plan(self, n, d, m, payload);
         }
         let (_, plan, train_size) = self.check_input(n, d)?;
         let total = self.memory_budget.unwrap_or_else(budget::default_budget);
@@ -327,11 +327,11 @@ fn plan(spec: &IndexSpec) -> Result<Plan> {
         IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual }, refine } => {
             Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual, refine })
         }
-        IndexSpec::Hnsw { payload: Payload::Flat, .. } => Err(Error::Unsupported(format!(
+        IndexSpec::Hnsw { .. } => Err(Error::Unsupported(format!(
             "{spec} builds its graph over the vectors in RAM, with no training and no streaming: it has no IVF plan"
         ))),
         _ => Err(Error::Unsupported(format!(
-            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} (and PQ{{m}}x4fs, ,RFlat) and HNSW{{M}},Flat indexes; the other factory kinds parse but are not built yet"
+            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} (and PQ{{m}}x4fs, ,RFlat), HNSW{{M}},Flat and HNSW{{M}}_PQ{{m}} indexes; the other factory kinds parse but are not built yet"
         ))),
     }
 }
@@ -368,9 +368,9 @@ impl BuildPlan {
 /// without building anything or touching `dir`.
 pub fn plan_build(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions) -> Result<BuildPlan> {
     let (n, d) = (source.len(), source.dim());
-    if let IndexSpec::Hnsw { m, payload: Payload::Flat } = opts.factory.parse()? {
-        let budget = graph::memory_plan(opts, n, d, m)?;
-        let final_bytes = graph::graph_disk_bytes(n, d, m);
+    if let IndexSpec::Hnsw { m, payload } = opts.factory.parse()? {
+        let budget = graph::memory_plan(opts, n, d, m, payload)?;
+        let final_bytes = graph::graph_disk_bytes(n, d, m, payload);
         return Ok(BuildPlan {
             ntotal: n as u64,
             dim: d,
@@ -473,8 +473,8 @@ pub fn build_index(
     opts: &BuildOptions,
     progress: &dyn Progress,
 ) -> Result<BuildReport> {
-    if let IndexSpec::Hnsw { m, payload: Payload::Flat } = opts.factory.parse()? {
-        return graph::build_graph_index(source, dir, opts, m, progress);
+    if let IndexSpec::Hnsw { m, payload } = opts.factory.parse()? {
+        return graph::build_graph_index(source, dir, opts, m, payload, progress);
     }
     let t0 = Instant::now();
     let (n, d) = (source.len(), source.dim());

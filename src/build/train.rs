@@ -18,7 +18,7 @@ use crate::pq::ProductQuantizer;
 use crate::rng::Rng;
 
 /// faiss's PQ training: 25 k-means iterations per sub-quantizer.
-const PQ_NITER: usize = 25;
+pub(super) const PQ_NITER: usize = 25;
 
 /// The sample, in the input's element type.
 enum Sample {

@@ -10,6 +10,7 @@ mod search;
 use std::sync::Arc;
 
 pub use build::HnswParams;
+pub(crate) use search::QueryDist;
 pub use search::{Points, Space, VisitedSet};
 
 /// Marks an unused neighbour slot.

@@ -337,18 +337,29 @@ impl Hnsw {
     /// width ef. With `k > ef` (an IVF probing more lists than efSearch) it walks as faiss's
     /// HNSW does then (a bounded min-max queue), so nprobe and efSearch mean what they mean in faiss.
     pub fn search(&self, sp: Points, q: &[f32], k: usize, ef: usize, visited: &mut VisitedSet) -> Vec<Neighbor> {
+        self.search_by(&ToQuery { sp, q }, k, ef, visited)
+    }
+
+    /// [`search`](Self::search) with the query's distances from `dist` (exact rows, or PQ
+    /// codes through a distance table).
+    pub(crate) fn search_by(
+        &self,
+        dist: &impl QueryDist,
+        k: usize,
+        ef: usize,
+        visited: &mut VisitedSet,
+    ) -> Vec<Neighbor> {
         if self.is_empty() || k == 0 {
             return Vec::new();
         }
-        let dist = ToQuery { sp, q };
         let mut cur = Neighbor { id: self.entry_point as u64, dist: dist.one(self.entry_point) };
         for level in (1..=self.max_level).rev() {
-            cur = self.greedy(&dist, cur, level);
+            cur = self.greedy(dist, cur, level);
         }
         let mut found = if k > ef {
-            self.walk(&dist, cur, k, Some(ef.max(1)), 0, visited)
+            self.walk(dist, cur, k, Some(ef.max(1)), 0, visited)
         } else {
-            self.search_layer(&dist, cur, ef, 0, visited)
+            self.search_layer(dist, cur, ef, 0, visited)
         };
         found.truncate(k);
         found

@@ -1,7 +1,8 @@
-//! `HNSW{M},Flat`: one HNSW graph over every vector, searched with exact distances. The graph
-//! file and the vectors file are mapped (the default: an index larger than RAM opens at once
-//! and the kernel pages in what queries touch) or read into RAM and checked page by page
-//! ([`OpenOptions::load_into_ram`]).
+//! `HNSW{M},Flat` and `HNSW{M}_PQ{m}`: one HNSW graph over every vector, walked with exact
+//! distances to the vectors or with PQ distances (a table per query, faiss's ADC) to their
+//! codes, held in RAM. The graph file and the vectors file are mapped (the default: an index
+//! larger than RAM opens at once and the kernel pages in what queries touch) or read into RAM
+//! and checked page by page ([`OpenOptions::load_into_ram`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -13,16 +14,48 @@ use super::{IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchStats};
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, PageTable, PAGE};
-use crate::hnsw::{Hnsw, Points, VisitedSet};
+use crate::hnsw::{Hnsw, Points, QueryDist, VisitedSet};
 use crate::io::Mapped;
+use crate::pq::LutBuilder;
 use crate::store;
 
 pub(crate) struct GraphIndex {
     graph: Hnsw,
-    vectors: Rows,
+    source: Source,
     d: usize,
     /// The kernel metric (inner product for cosine, whose vectors are stored normalised).
     metric: Metric,
+}
+
+/// Where a walk's distances come from.
+enum Source {
+    /// The vectors (`HNSW{M},Flat`).
+    Flat(Rows),
+    /// PQ codes, m bytes per vector in id order, and the tables' builder (`HNSW{M}_PQ{m}`).
+    Pq { codes: Vec<u8>, m: usize, lut: LutBuilder },
+}
+
+/// A query's PQ distance table against the codes: vector i at Σ_j table[j][code_ij].
+struct ToCodes<'a> {
+    table: &'a [f32],
+    codes: &'a [u8],
+    m: usize,
+}
+
+impl QueryDist for ToCodes<'_> {
+    #[inline]
+    fn one(&self, i: u32) -> f32 {
+        let code = &self.codes[i as usize * self.m..(i as usize + 1) * self.m];
+        code.iter().enumerate().map(|(j, &c)| self.table[j * 256 + c as usize]).sum()
+    }
+    #[inline]
+    fn four(&self, i: [u32; 4]) -> [f32; 4] {
+        i.map(|i| self.one(i))
+    }
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        crate::distance::prefetch_bytes(&self.codes[i as usize * self.m..(i as usize + 1) * self.m]);
+    }
 }
 
 /// The vectors, in id order.
@@ -43,40 +76,53 @@ impl Rows {
 impl GraphIndex {
     pub fn open(g: &Generation, info: &IndexInfo, opts: &OpenOptions) -> Result<GraphIndex> {
         let (gname, gfile) = g.graph_file(info)?;
-        let (vname, vfile) = g.named_vectors_file(store::FLAT_VECTORS.into(), info, RefineVectors::Float32)?;
         let (n, d) = (info.ntotal as usize, info.dim);
-        if vfile.header.n_vectors.get() != info.ntotal {
-            return Err(Error::Corrupt {
-                file: vname,
-                reason: format!("holds {} vectors, the index has {n}", vfile.header.n_vectors.get()),
-            });
-        }
         let gpath = g.dir.join(&gname);
-        let vpath = g.dir.join(&vname);
         let graph_f = File::open(&gpath).at(&gpath)?;
-        let vectors_f = File::open(&vpath).at(&vpath)?;
         let (slots, levels) = gfile.slots_and_levels();
         let levels_bytes = read_checked(&graph_f, &gname, "graph", &gfile.pages, levels)?;
         let h = &gfile.header;
         let corrupt =
             |file: &str, e: crate::hnsw::GraphError| Error::Corrupt { file: file.into(), reason: e.to_string() };
-        let vector_bytes = 0..(n * d * 4) as u64;
         let mapped = !opts.load_into_ram && cfg!(target_endian = "little");
-        let (graph, vectors) = if mapped {
-            let at = |r: std::ops::Range<u64>| (PAGE + r.start) as usize..(PAGE + r.end) as usize;
+        let at = |r: std::ops::Range<u64>| (PAGE + r.start) as usize..(PAGE + r.end) as usize;
+        let graph = if mapped {
             let slots = Mapped::new(&graph_f, at(slots)).at(&gpath)?;
-            let rows = Mapped::new(&vectors_f, at(vector_bytes)).at(&vpath)?;
             slots.advise_random();
-            rows.advise_random();
-            let graph = Hnsw::from_shared_parts(h.m.get() as usize, levels_bytes, Arc::new(slots), h.entry_point.get())
-                .map_err(|e| corrupt(&gname, e))?;
-            (graph, Rows::Mapped(rows))
+            Hnsw::from_shared_parts(h.m.get() as usize, levels_bytes, Arc::new(slots), h.entry_point.get())
         } else {
             let slots = format::u32s_from_le(&read_checked(&graph_f, &gname, "graph", &gfile.pages, slots)?);
-            let rows = read_checked(&vectors_f, &vname, "vectors", &vfile.pages, vector_bytes)?;
-            let graph = Hnsw::from_parts(h.m.get() as usize, levels_bytes, slots, h.entry_point.get())
-                .map_err(|e| corrupt(&gname, e))?;
-            (graph, Rows::Owned(format::f32s_from_le(&rows)))
+            Hnsw::from_parts(h.m.get() as usize, levels_bytes, slots, h.entry_point.get())
+        }
+        .map_err(|e| corrupt(&gname, e))?;
+        let (rows_name, row_dim, kind) = if info.pq_m > 0 {
+            (store::CODES, info.pq_m, RefineVectors::Uint8)
+        } else {
+            (store::FLAT_VECTORS, d, RefineVectors::Float32)
+        };
+        let (vname, vfile) = g.named_vectors_file(rows_name.into(), row_dim, kind)?;
+        if vfile.header.n_vectors.get() != info.ntotal {
+            return Err(Error::Corrupt {
+                file: vname,
+                reason: format!("holds {} rows, the index has {n} vectors", vfile.header.n_vectors.get()),
+            });
+        }
+        let vpath = g.dir.join(&vname);
+        let rows_f = File::open(&vpath).at(&vpath)?;
+        let row_bytes = 0..(n * kind.vector_bytes(row_dim)) as u64;
+        let source = if info.pq_m > 0 {
+            // Codes are held in RAM (faiss's IndexHNSWPQ keeps them there too): 1/4·d/m of the
+            // vectors' size.
+            let codes = read_checked(&rows_f, &vname, "codes", &vfile.pages, row_bytes)?;
+            let pq = g.codebooks(info)?.pq().clone();
+            Source::Pq { codes, m: info.pq_m, lut: LutBuilder::new(&pq) }
+        } else if mapped {
+            let rows = Mapped::new(&rows_f, at(row_bytes)).at(&vpath)?;
+            rows.advise_random();
+            Source::Flat(Rows::Mapped(rows))
+        } else {
+            let rows = read_checked(&rows_f, &vname, "vectors", &vfile.pages, row_bytes)?;
+            Source::Flat(Rows::Owned(format::f32s_from_le(&rows)))
         };
         if graph.len() != n {
             return Err(Error::Corrupt {
@@ -84,17 +130,27 @@ impl GraphIndex {
                 reason: format!("holds {} nodes, the index has {n} vectors", graph.len()),
             });
         }
-        Ok(GraphIndex { graph, vectors, d, metric: info.metric.kernel() })
+        Ok(GraphIndex { graph, source, d, metric: info.metric.kernel() })
     }
 
-    /// One query: the graph's `k` nearest at efSearch `ef_search` (faiss's `HNSW.search`).
+    /// One query: the graph's `k` nearest at efSearch `ef_search` (faiss's `HNSW.search`), by
+    /// exact distance or by PQ distance (the codes' ADC, as faiss's `IndexHNSWPQ` returns).
     pub fn search_one(&self, info: &IndexInfo, q: &[f32], p: &SearchParams, visited: &mut VisitedSet) -> QueryResult {
         let mut q = q.to_vec();
         if info.metric.normalizes() {
             crate::distance::normalize(&mut q);
         }
-        let points = Points { data: self.vectors.as_slice(), d: self.d, metric: self.metric };
-        let neighbors = self.graph.search(points, &q, p.k, p.ef_search, visited);
+        let neighbors = match &self.source {
+            Source::Flat(rows) => {
+                let points = Points { data: rows.as_slice(), d: self.d, metric: self.metric };
+                self.graph.search(points, &q, p.k, p.ef_search, visited)
+            }
+            Source::Pq { codes, m, lut } => {
+                let mut table = vec![0f32; m * lut.ksub()];
+                lut.compute(self.metric, &q, &mut table);
+                self.graph.search_by(&ToCodes { table: &table, codes, m: *m }, p.k, p.ef_search, visited)
+            }
+        };
         QueryResult { neighbors, stats: SearchStats::default() }
     }
 }

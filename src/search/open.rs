@@ -100,14 +100,18 @@ impl<'a> Generation<'a> {
                     && refine == info.refine.is_some()
                     && p.code_layout != format::CODE_LAYOUT_FLAT
             }
-            IndexSpec::Hnsw { m, payload: Payload::Flat } => {
+            IndexSpec::Hnsw { m, payload } => {
+                let (pq_m, layout) = match payload {
+                    Payload::Flat => (0, format::CODE_LAYOUT_FLAT),
+                    Payload::Pq { m } => (m, format::CODE_LAYOUT_PQ8),
+                    Payload::PqFastScan { .. } => (usize::MAX, 0),
+                };
                 m == info.hnsw_m
                     && info.nlist == 0
-                    && info.pq_m == 0
-                    && p.code_layout == format::CODE_LAYOUT_FLAT
+                    && info.pq_m == pq_m
+                    && p.code_layout == layout
                     && info.refine.is_none()
             }
-            _ => false,
         };
         let divides = info.pq_m == 0 || info.dim.is_multiple_of(info.pq_m);
         if !agrees || info.dim == 0 || !divides || info.ef_search == 0 {
@@ -207,29 +211,30 @@ impl<'a> Generation<'a> {
     /// its shape against the index's. Its pages are checked as queries read them (and all of
     /// them by `verify`).
     pub fn vectors_file(&self, no: u32, info: &IndexInfo, kind: super::RefineVectors) -> Result<(String, VectorsFile)> {
-        self.named_vectors_file(store::vectors_name(no), info, kind)
+        self.named_vectors_file(store::vectors_name(no), info.dim, kind)
     }
 
-    /// A vectors file by name (that of an `HNSW{M},Flat` index holds every vector, in id
-    /// order), checked as [`vectors_file`](Self::vectors_file) does.
+    /// A vectors file by name, of rows of `dim` values (an `HNSW{M},Flat` index keeps every
+    /// vector in one, in id order; an `HNSW{M}_PQ{m}` index its codes, as rows of m bytes),
+    /// checked as [`vectors_file`](Self::vectors_file) does.
     pub fn named_vectors_file(
         &self,
         name: String,
-        info: &IndexInfo,
+        dim: usize,
         kind: super::RefineVectors,
     ) -> Result<(String, VectorsFile)> {
         let (size, page) = self.sized_header_page(&name)?;
         let path = self.dir.join(&name);
         let (fh, h) = VectorsFile::decode_head(&name, &page)?;
         self.check_owner(&name, &fh)?;
-        if h.dim.get() as usize != info.dim || h.elem != kind.code() {
+        if h.dim.get() as usize != dim || h.elem != kind.code() {
             return Err(Error::Corrupt {
                 file: name,
                 reason: format!(
                     "holds vectors of dimension {} (element type {}), the index's are {} ({})",
                     h.dim.get(),
                     h.elem,
-                    info.dim,
+                    dim,
                     kind.code()
                 ),
             });

@@ -6,6 +6,9 @@ pub const DIRECTORY: &str = "lists.qvd";
 /// `HNSW{M},Flat`: the graph over every vector, and the vectors in id order.
 pub const GRAPH: &str = "graph.qvg";
 pub const FLAT_VECTORS: &str = "vectors.qvv";
+/// `HNSW{M}_PQ{m}`: the PQ codes in id order (a vectors file of m-byte rows), beside the
+/// graph and `codebooks.qvc`.
+pub const CODES: &str = "codes.qvv";
 /// The staging area of a build in progress (its build state, the trained quantizer and
 /// codebooks, and by default its sorted runs), inside the index directory; removed after the
 /// build commits, kept after a failure once it holds a checkpoint (for `--resume`).

@@ -11,8 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::names::{
-    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, DIRECTORY, FLAT_VECTORS, GRAPH,
-    QUANTIZER, STAGING,
+    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, CODES, DIRECTORY, FLAT_VECTORS,
+    GRAPH, QUANTIZER, STAGING,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::io::durable;
@@ -41,6 +41,7 @@ fn written_by_a_build(name: &str) -> bool {
         || name == DIRECTORY
         || name == GRAPH
         || name == FLAT_VECTORS
+        || name == CODES
         || is_segment_name(name)
         || is_vectors_name(name)
         || (name.starts_with(".MANIFEST-") && name.ends_with(".tmp"))

@@ -73,13 +73,23 @@ fn graph(a: &Args, index: &Index, out: &mut dyn Write) -> CmdResult {
     let files = index.files();
     if a.json {
         let mut report = common_json(i, &files);
-        extend(&mut report, serde_json::json!({"nlist": null, "code_layout": "float32 vectors"}));
+        let layout = if i.pq_m > 0 { "PQ codes in id order" } else { "float32 vectors" };
+        let pq = (i.pq_m > 0).then_some(i.pq_m);
+        extend(&mut report, serde_json::json!({"nlist": null, "code_layout": layout, "pq_m": pq}));
         writeln!(out, "{report}")?;
         return Ok(());
     }
     writeln!(out, "index      {}", a.index.display())?;
     writeln!(out, "factory    {}  (metric {}, dim {}, generation {})", i.factory, i.metric, i.dim, i.generation)?;
-    writeln!(out, "vectors    {} as float32 ({} bytes each), in id order", i.ntotal, 4 * i.dim)?;
+    if i.pq_m > 0 {
+        writeln!(
+            out,
+            "vectors    {} as PQ codes, m = {} x 8 bits ({} bytes each; codebooks.qvc), in id order, held in RAM",
+            i.ntotal, i.pq_m, i.pq_m
+        )?;
+    } else {
+        writeln!(out, "vectors    {} as float32 ({} bytes each), in id order", i.ntotal, 4 * i.dim)?;
+    }
     writeln!(
         out,
         "graph      HNSW M {} ({} links on level 0), efConstruction {}, default efSearch {}; mapped at open unless loaded into RAM",
