@@ -173,9 +173,10 @@ def read_index(dir_):
     q = owned("quantizer.qvq", 2)
     qn, qd, _m, _entry, _maxl, _r, n_slots = struct.unpack_from("<IIIIIIQ", q, 0)
     centroids = f32s(q[32:32 + 4 * qn * qd])
-    cb = owned("codebooks.qvc", 3)
-    m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
-    codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
+    if layout != 3:
+        cb = owned("codebooks.qvc", 3)
+        m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
+        codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
     # 04-segment.md: list directory.
     d = owned("lists.qvd", 4)
     d_nlist, n_ext, n_seg, code_size, d_ntotal, _r = struct.unpack_from("<IIIIQQ", d, 0)
@@ -198,10 +199,14 @@ def read_index(dir_):
             if len(ext) != length or crc32c(ext) != ecrc:
                 raise FormatError(f"seg-{seg:06d}.qvs: extent at {eoff}: checksum mismatch")
             # 04-segment.md: layout 1 row-major bytes, layout 2 blocks of 32 with nibbles.
-            codes_len = count * code_size if layout == 1 else (count + 31) // 32 * 32 * code_size
+            codes_len = count * code_size if layout in (1, 3) else (count + 31) // 32 * 32 * code_size
             ids_at = (codes_len + 7) // 8 * 8
             ids = struct.unpack_from(f"<{count}Q", ext, ids_at)
             for i, vid in enumerate(ids):
+                if layout == 3:
+                    # IVF…,Flat: the vectors themselves, float32.
+                    vectors[vid] = f32s(ext[i * code_size:(i + 1) * code_size])
+                    continue
                 if layout == 1:
                     code = ext[i * code_size:(i + 1) * code_size]
                 else:

@@ -123,8 +123,10 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
         if let Err(e) = g.quantizer(info) {
             r.error(store::QUANTIZER, e);
         }
-        if let Err(e) = g.codebooks(info) {
-            r.error(store::CODEBOOKS, e);
+        if info.pq_m > 0 {
+            if let Err(e) = g.codebooks(info) {
+                r.error(store::CODEBOOKS, e);
+            }
         }
         match g.directory(info) {
             Ok(d) => directory = Some(d),

@@ -89,7 +89,7 @@ fn bad_build_parameters_are_refused_before_any_work() {
         ("IVF8_HNSW8,PQ3x4fs", "even m"),
         ("IVF5000_HNSW8,PQ5", "training vectors"),
         ("HNSW32_PQ3", "divisible"),
-        ("IVF8_HNSW8,Flat", "parse but are not built"),
+        ("IVF8_HNSW8,Flat,RFlat", "RFlat re-ranks PQ codes"),
     ] {
         let e = build_index(&src, &out, &opts(factory, Metric::L2), &NoProgress).unwrap_err();
         assert!(e.to_string().contains(want), "{factory}: {e}");

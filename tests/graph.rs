@@ -246,3 +246,45 @@ fn bad_parameters_are_refused() {
     assert!(build_index(&empty, &out, &opts("HNSW8,Flat", Metric::L2), &NoProgress).is_err());
     assert!(!out.exists(), "nothing may be created");
 }
+
+/// `IVF{n}_HNSW{M},Flat` keeps the vectors themselves in its lists: with every list probed it
+/// answers exactly as brute force does (ids and distances), fewer lists answer with exact
+/// distances for what they hold, and cached lists answer as read ones; no codebooks are
+/// written, and `verify` passes.
+#[test]
+fn ivf_flat_is_exact_over_the_lists_it_probes() {
+    let (base, queries) = synthetic(3000, 50, D, 21);
+    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, D, dir.path(), &opts("IVF16_HNSW8,Flat", metric));
+        assert!(!dir.path().join("codebooks.qvc").exists());
+        let index = Index::open(dir.path()).unwrap();
+        assert_eq!((index.info().nlist, index.info().pq_m), (16, 0));
+        let exact = {
+            let mut e = quiver::ExactKnn::new(&queries, D, 10, metric);
+            e.add(&base, 0);
+            e.finish()
+        };
+        let all = index.search(&queries, &SearchParams { k: 10, nprobe: 16, ..Default::default() }).unwrap();
+        for (q, truth) in exact.iter().enumerate() {
+            let want: Vec<i64> = truth.iter().map(|n| n.id as i64).collect();
+            assert_eq!(all.ids_of(q), &want[..], "{metric}: query {q}");
+            for (got, n) in all.distances_of(q).iter().zip(truth) {
+                let want = metric.to_user_distance(n.dist);
+                assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{metric}: {got} vs {want}");
+            }
+        }
+        let few = SearchParams { k: 10, nprobe: 4, ..Default::default() };
+        let read = index.search(&queries, &few).unwrap();
+        let cached = Index::open_with(
+            dir.path(),
+            OpenOptions { cache_bytes: 64 << 20, cache_preload: true, ..Default::default() },
+        )
+        .unwrap();
+        let warm = cached.search(&queries, &few).unwrap();
+        assert_eq!((&read.ids, &read.distances), (&warm.ids, &warm.distances), "{metric}: cached vs read");
+        assert_eq!(warm.stats.bytes_read, 0);
+        let gt = ground_truth(&base, &queries, D, 10, metric);
+        assert!(recall_at(&read.ids, 10, &gt, 10) > 0.5, "{metric}: nprobe 4 of 16");
+    }
+}

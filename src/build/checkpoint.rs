@@ -92,7 +92,7 @@ pub(super) fn save_trained(
     area: &Path,
     index_id: [u8; 16],
     coarse: CoarseQuantizer,
-    pq: &ProductQuantizer,
+    pq: Option<&ProductQuantizer>,
 ) -> Result<()> {
     let g = coarse.hnsw;
     let block = QuantizerBlock {
@@ -107,6 +107,8 @@ pub(super) fn save_trained(
     drop(block);
     durable::write_atomic(area, store::QUANTIZER, &bytes).at(area)?;
     drop(bytes);
+    // Raw vectors (`…,Flat`) have no codebooks.
+    let Some(pq) = pq else { return Ok(()) };
     let codebooks = Codebooks {
         m: pq.m as u32,
         ksub: pq.ksub() as u32,
@@ -130,12 +132,15 @@ pub(super) struct TrainedShape {
 
 /// Reads the trained quantizer and codebooks from the staging area: `None` when they are
 /// missing or fail a check (the caller trains again; the damage is logged).
-pub(super) fn load_trained(area: &Path, s: &TrainedShape) -> Result<Option<(CoarseQuantizer, ProductQuantizer)>> {
+pub(super) fn load_trained(
+    area: &Path,
+    s: &TrainedShape,
+) -> Result<Option<(CoarseQuantizer, Option<ProductQuantizer>)>> {
     let (qp, cp) = (area.join(store::QUANTIZER), area.join(store::CODEBOOKS));
-    if !qp.exists() || !cp.exists() {
+    if !qp.exists() || (s.pq_m > 0 && !cp.exists()) {
         return Ok(None);
     }
-    let load = || -> Result<(CoarseQuantizer, ProductQuantizer)> {
+    let load = || -> Result<(CoarseQuantizer, Option<ProductQuantizer>)> {
         let bytes = fs::read(&qp).at(&qp)?;
         let (q, h) = QuantizerBlock::decode(&qp.display().to_string(), &bytes)?;
         drop(bytes);
@@ -148,6 +153,9 @@ pub(super) fn load_trained(area: &Path, s: &TrainedShape) -> Result<Option<(Coar
         }
         let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
         let coarse = CoarseQuantizer { d: s.d, metric: s.metric.kernel(), centroids: q.centroids, hnsw };
+        if s.pq_m == 0 {
+            return Ok((coarse, None));
+        }
         let bytes = fs::read(&cp).at(&cp)?;
         let (cb, h) = Codebooks::decode(&cp.display().to_string(), &bytes)?;
         if h.index_id != s.index_id || cb.m as usize != s.pq_m || cb.nbits as usize != s.pq_nbits {
@@ -155,7 +163,7 @@ pub(super) fn load_trained(area: &Path, s: &TrainedShape) -> Result<Option<(Coar
         }
         let pq = ProductQuantizer::from_codebooks(s.d, s.pq_m, s.pq_nbits, cb.centroids)
             .map_err(|e| Error::Corrupt { file: cp.display().to_string(), reason: e.to_string() })?;
-        Ok((coarse, pq))
+        Ok((coarse, Some(pq)))
     };
     match load() {
         Ok(t) => Ok(Some(t)),

@@ -137,7 +137,9 @@ impl BuildOptions {
         let spec: IndexSpec = self.factory.parse()?;
         let plan = plan(&spec)?;
         check_shape(n, d)?;
-        ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
+        if !plan.flat {
+            ProductQuantizer::with_nbits(d, plan.pq_m, plan.pq_nbits)?;
+        }
         self.validate()?;
         let train_size = self.train_size.unwrap_or((40 * plan.nlist).max(100_000)).min(n);
         let need = plan.nlist.max(1 << plan.pq_nbits);
@@ -164,7 +166,7 @@ impl BuildOptions {
             sample_elem,
             nlist: plan.nlist,
             hnsw_m: plan.hnsw_m,
-            code_size: record_size(&plan, refine_elem(&plan, source.elem(), self.metric, d)),
+            code_size: record_size(&plan, refine_elem(&plan, source.elem(), self.metric, d), d),
             train_rows: train_size,
             min_train_rows: plan.nlist.max(1 << plan.pq_nbits),
             chunk_cap: self.chunk_size,
@@ -286,12 +288,18 @@ pub struct Plan {
     pub by_residual: bool,
     /// `,RFlat`: the full vectors are kept beside the codes, for re-ranking.
     pub refine: bool,
+    /// `…,Flat`: the lists hold the vectors themselves (float32), no PQ (pq_m, pq_nbits 0).
+    pub flat: bool,
 }
 
 impl Plan {
-    /// Bytes of one vector's code.
-    pub fn code_size(&self) -> usize {
-        self.pq_m * self.pq_nbits / 8
+    /// Bytes of one vector's code, for vectors of dimension `d`.
+    pub fn code_size(&self, d: usize) -> usize {
+        if self.flat {
+            4 * d
+        } else {
+            self.pq_m * self.pq_nbits / 8
+        }
     }
 }
 
@@ -315,23 +323,24 @@ pub(crate) fn refine_elem(plan: &Plan, elem: crate::input::Elem, metric: Metric,
 }
 
 /// Bytes of one record of a sorted run: the code, then the full vector where the index keeps it.
-fn record_size(plan: &Plan, refine: Option<RefineElem>) -> usize {
-    plan.code_size() + refine.map_or(0, |r| r.vector_bytes)
+fn record_size(plan: &Plan, refine: Option<RefineElem>, d: usize) -> usize {
+    plan.code_size(d) + refine.map_or(0, |r| r.vector_bytes)
 }
 
 fn plan(spec: &IndexSpec) -> Result<Plan> {
     match *spec {
         IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Pq { m }, refine } => {
-            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8, by_residual: true, refine })
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 8, by_residual: true, refine, flat: false })
         }
         IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::PqFastScan { m, residual }, refine } => {
-            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual, refine })
+            Ok(Plan { nlist, hnsw_m, pq_m: m, pq_nbits: 4, by_residual: residual, refine, flat: false })
+        }
+        // faiss's IndexIVFFlat: the vectors themselves in the lists, exact distances.
+        IndexSpec::Ivf { nlist, hnsw_m, payload: Payload::Flat, refine } => {
+            Ok(Plan { nlist, hnsw_m, pq_m: 0, pq_nbits: 0, by_residual: false, refine, flat: true })
         }
         IndexSpec::Hnsw { .. } => Err(Error::Unsupported(format!(
             "{spec} builds its graph over the vectors in RAM, with no training and no streaming: it has no IVF plan"
-        ))),
-        _ => Err(Error::Unsupported(format!(
-            "{spec}: this version builds IVF{{nlist}}_HNSW{{M}},PQ{{m}} (and PQ{{m}}x4fs, ,RFlat), HNSW{{M}},Flat and HNSW{{M}}_PQ{{m}} indexes; the other factory kinds parse but are not built yet"
         ))),
     }
 }
@@ -436,7 +445,7 @@ fn disk_plan(
         d: d as u64,
         nlist: plan.nlist as u64,
         hnsw_m: plan.hnsw_m as u64,
-        code_size: record_size(plan, refine) as u64,
+        code_size: record_size(plan, refine, d) as u64,
         chunk_rows: mem.chunk_rows as u64,
         fan_in: mem.merge_fan_in as u64,
         max_extent_vectors: mem.max_extent_vectors as u64,
@@ -560,7 +569,7 @@ pub fn build_index(
         None => {
             let t = train::train(source, opts, &plan, train_size, progress)?;
             (report.sample_s, report.kmeans_s, report.hnsw_s, report.pq_s) = (t.sample_s, t.kmeans_s, t.hnsw_s, t.pq_s);
-            checkpoint::save_trained(&area, index_id, t.coarse, &t.pq)?;
+            checkpoint::save_trained(&area, index_id, t.coarse, t.pq.as_ref())?;
             staging.keep_on_failure();
             failpoint::hit("trained");
             // Read back, so that a fresh and a resumed build stream with the same bytes.
@@ -572,12 +581,15 @@ pub fn build_index(
     };
     staging.keep_on_failure();
     let (coarse, pq) = trained;
-    let codec = Codec::new(pq);
+    let codec = match pq {
+        Some(pq) => Codec::new(pq),
+        None => Codec::flat(d, opts.metric),
+    };
     report.train_s = t0.elapsed().as_secs_f64();
 
     std::fs::create_dir_all(&runs_at).at(&runs_at)?;
     let (mut runs, gaps) =
-        checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, record_size(&plan, refine), index_id)?;
+        checkpoint::usable_runs(&runs_at, n as u64, plan.nlist, record_size(&plan, refine, d), index_id)?;
     if resume && !runs.is_empty() {
         let covered: u64 = runs.iter().map(|r| r.end - r.first).sum();
         log::info!("resuming: {} sorted runs cover {covered} of {n} vectors", runs.len());
@@ -607,7 +619,9 @@ pub fn build_index(
     )?;
     let mut files = merged.segment_files;
     files.push(checkpoint::link_into_index(&area, dir, store::QUANTIZER, FileKind::Quantizer)?);
-    files.push(checkpoint::link_into_index(&area, dir, store::CODEBOOKS, FileKind::Codebooks)?);
+    if !plan.flat {
+        files.push(checkpoint::link_into_index(&area, dir, store::CODEBOOKS, FileKind::Codebooks)?);
+    }
     files.push(write_directory(dir, index_id, &merged.directory)?);
     durable::sync_dir(dir).at(dir)?;
     report.merge_s = t0.elapsed().as_secs_f64() - report.train_s - report.add_s;
@@ -777,7 +791,11 @@ fn params(
     Params {
         dim: (d as u32).into(),
         metric: metric_code(opts.metric),
-        code_layout: if plan.pq_nbits == 4 { format::CODE_LAYOUT_PQ4FS } else { format::CODE_LAYOUT_PQ8 },
+        code_layout: match plan.pq_nbits {
+            _ if plan.flat => format::CODE_LAYOUT_FLAT,
+            4 => format::CODE_LAYOUT_PQ4FS,
+            _ => format::CODE_LAYOUT_PQ8,
+        },
         raw_codes: !plan.by_residual as u8,
         refine: refine.map_or(0, |r| r.code),
         nlist: (plan.nlist as u32).into(),

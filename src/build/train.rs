@@ -29,7 +29,8 @@ enum Sample {
 
 pub(super) struct Trained {
     pub coarse: CoarseQuantizer,
-    pub pq: ProductQuantizer,
+    /// None for raw vectors (`…,Flat`).
+    pub pq: Option<ProductQuantizer>,
     pub sample_s: f64,
     pub kmeans_s: f64,
     pub hnsw_s: f64,
@@ -203,6 +204,9 @@ pub(super) fn train(
     let coarse = CoarseQuantizer { d, metric, centroids, hnsw };
     let hnsw_s = t.elapsed().as_secs_f64();
 
+    if plan.flat {
+        return Ok(Trained { coarse, pq: None, sample_s, kmeans_s, hnsw_s, pq_s: 0.0 });
+    }
     // PQ on a seeded subset of the sample (k-means would use no more): on its residuals from
     // their lists' centroids, or on the rows themselves for codes of raw vectors.
     let t = Instant::now();
@@ -220,7 +224,7 @@ pub(super) fn train(
     pq.train_with(&x, PQ_NITER, opts.seed.wrapping_add(3), &|| progress.advance(1))?;
     progress.end();
     let pq_s = t.elapsed().as_secs_f64();
-    Ok(Trained { coarse, pq, sample_s, kmeans_s, hnsw_s, pq_s })
+    Ok(Trained { coarse, pq: Some(pq), sample_s, kmeans_s, hnsw_s, pq_s })
 }
 
 #[cfg(test)]

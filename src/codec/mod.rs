@@ -7,6 +7,7 @@
 //! The format layer has its own view of the same choice (`format::CodeLayout`: byte sizes
 //! only); the engine converts between the two.
 
+use crate::distance::{self, Metric};
 use crate::pq::fastscan::{self, QuantizedLut};
 use crate::pq::{code_sums, scan_codes, ProductQuantizer};
 use crate::topk::TopK;
@@ -19,57 +20,82 @@ pub enum CodeKind {
     /// 4-bit PQ (`PQ{m}x4fs`): m / 2 bytes per vector, lists in blocks of 32 vectors scanned
     /// with in-register 8-bit tables.
     Pq4FastScan,
+    /// The vectors themselves (`…,Flat`): 4 · d bytes per vector (little-endian float32), lists
+    /// row-major, scanned with exact distances.
+    Flat,
 }
 
-/// A trained codec: a product quantizer and the way its codes are arranged and scanned.
+/// A trained codec: a product quantizer and the way its codes are arranged and scanned, or
+/// raw vectors compared under the kernel metric.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Codec {
-    pq: ProductQuantizer,
+    pq: Option<ProductQuantizer>,
     kind: CodeKind,
+    /// Flat: the dimension and the kernel metric its scans compare by.
+    d: usize,
+    metric: Metric,
 }
 
 impl Codec {
     /// The codec of `pq`: 8-bit codes are scanned row by row, 4-bit codes by fast-scan.
     pub fn new(pq: ProductQuantizer) -> Self {
         let kind = if pq.nbits == 4 { CodeKind::Pq4FastScan } else { CodeKind::Pq8 };
-        Codec { pq, kind }
+        Codec { d: pq.d, pq: Some(pq), kind, metric: Metric::L2 }
+    }
+
+    /// Raw float32 vectors of dimension `d`, compared under `metric` (L2 or inner product).
+    pub fn flat(d: usize, metric: Metric) -> Self {
+        Codec { pq: None, kind: CodeKind::Flat, d, metric: metric.kernel() }
     }
 
     pub fn kind(&self) -> CodeKind {
         self.kind
     }
 
-    pub fn pq(&self) -> &ProductQuantizer {
-        &self.pq
+    /// The product quantizer (None for raw vectors).
+    pub fn pq(&self) -> Option<&ProductQuantizer> {
+        self.pq.as_ref()
     }
 
     /// Bytes of one vector's code (as encoded, and as sorted runs store it).
     pub fn code_size(&self) -> usize {
-        self.pq.code_size()
+        self.pq.as_ref().map_or(4 * self.d, |pq| pq.code_size())
     }
 
     /// Encodes the rows of `x` (n × d) into `codes` (n × `code_size()`), in parallel.
     pub fn encode_batch(&self, x: &[f32], codes: &mut [u8]) {
-        self.pq.encode_batch(x, codes)
+        match &self.pq {
+            Some(pq) => pq.encode_batch(x, codes),
+            None => {
+                for (c, v) in codes.chunks_exact_mut(4).zip(x) {
+                    c.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
     }
 
     /// Arranges one list's codes (`rows`, one after another as encoded) for scanning.
     pub fn arrange_list(&self, rows: &[u8], out: &mut Vec<u8>) {
-        match self.kind {
-            CodeKind::Pq8 => {
+        match (self.kind, &self.pq) {
+            (CodeKind::Pq4FastScan, Some(pq)) => fastscan::pack_blocks(rows, pq.m, out),
+            _ => {
                 out.clear();
                 out.extend_from_slice(rows);
             }
-            CodeKind::Pq4FastScan => fastscan::pack_blocks(rows, self.pq.m, out),
         }
     }
 
-    /// An all-zero query table of this codec's shape (m × ksub), to fill and make
-    /// [`ready`](QueryTable::ready).
+    /// Floats in a query table: m × ksub, or d for raw vectors.
+    pub fn table_len(&self) -> usize {
+        self.pq.as_ref().map_or(self.d, |pq| pq.m * pq.ksub())
+    }
+
+    /// An all-zero query table of this codec's shape (m × ksub; for raw vectors, the query's d
+    /// values), to fill and make [`ready`](QueryTable::ready).
     pub fn query_table(&self) -> QueryTable {
-        let len = self.pq.m * self.pq.ksub();
-        let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::zeroed(self.pq.m));
-        QueryTable { exact: vec![0.0; len], quantized }
+        let Some(pq) = &self.pq else { return QueryTable { exact: vec![0.0; self.d], quantized: None } };
+        let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::zeroed(pq.m));
+        QueryTable { exact: vec![0.0; pq.m * pq.ksub()], quantized }
     }
 
     /// Whether the codes are 4-bit fast-scan codes.
@@ -80,15 +106,18 @@ impl Codec {
     /// Each vector's sum of `table` (m × ksub) over its code, for an arranged list of `n`
     /// vectors: the per-vector terms a scan adds.
     pub fn list_terms(&self, table: &[f32], codes: &[u8], n: usize, out: &mut Vec<f32>) {
+        out.clear();
+        let Some(pq) = &self.pq else { return };
         match self.kind {
-            CodeKind::Pq8 => code_sums(table, self.pq.m, &codes[..n * self.pq.m], out),
-            CodeKind::Pq4FastScan => fastscan::table_sums(table, codes, n, self.pq.m, out),
+            CodeKind::Pq4FastScan => fastscan::table_sums(table, codes, n, pq.m, out),
+            _ => code_sums(table, pq.m, &codes[..n * pq.m], out),
         }
     }
 
     /// A scanner for one search thread.
     pub fn scanner(&self) -> Scanner {
-        Scanner { kind: self.kind, m: self.pq.m, sums: Vec::new() }
+        let m = self.pq.as_ref().map_or(self.d, |pq| pq.m);
+        Scanner { kind: self.kind, m, metric: self.metric, sums: Vec::new(), rows: Vec::new() }
     }
 }
 
@@ -117,12 +146,16 @@ pub struct Visitor<'a> {
     pub topk: TopK,
 }
 
-/// One thread's scanning scratch (fast-scan's block sums).
+/// One thread's scanning scratch (fast-scan's block sums; raw vectors decoded where they cannot
+/// be read in place).
 #[derive(Clone, Debug)]
 pub struct Scanner {
     kind: CodeKind,
+    /// Sub-quantizers, or the dimension of raw vectors.
     m: usize,
+    metric: Metric,
     sums: Vec<u16>,
+    rows: Vec<f32>,
 }
 
 impl Scanner {
@@ -146,7 +179,36 @@ impl Scanner {
                 let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
                 fastscan::scan_blocks(&scan, id_of, topk, &mut self.sums)
             }
+            (CodeKind::Flat, _) => self.scan_flat(&table.exact, bias, &codes[..n * 4 * self.m], id_of, topk),
             _ => scan_codes(&table.exact, self.m, bias, terms, &codes[..n * self.m], id_of, topk),
+        }
+    }
+
+    /// Raw vectors against the query `q`, exact distances, four rows at a time. The rows are
+    /// used in place where the bytes are aligned little-endian floats (an extent's codes start
+    /// on a page), else decoded once into scratch.
+    fn scan_flat(&mut self, q: &[f32], bias: f32, bytes: &[u8], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+        let d = self.m;
+        let rows: &[f32] = match <[f32] as zerocopy::FromBytes>::ref_from_bytes(bytes) {
+            Ok(r) if cfg!(target_endian = "little") => r,
+            _ => {
+                self.rows.clear();
+                self.rows.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+                &self.rows
+            }
+        };
+        let n = rows.len() / d.max(1);
+        let row = |i: usize| &rows[i * d..(i + 1) * d];
+        let mut i = 0;
+        while i + 4 <= n {
+            let ds = distance::dissimilarity_4(self.metric, q, [row(i), row(i + 1), row(i + 2), row(i + 3)]);
+            for (j, dist) in ds.into_iter().enumerate() {
+                topk.push_at(id_of(i + j), bias + dist, i + j);
+            }
+            i += 4;
+        }
+        for i in i..n {
+            topk.push_at(id_of(i), bias + distance::dissimilarity(self.metric, q, row(i)), i);
         }
     }
 
@@ -207,7 +269,7 @@ mod tests {
         for nbits in [8, 4] {
             let mut pq = ProductQuantizer::with_nbits(d, m, nbits).unwrap();
             pq.train(&x, 8, 1).unwrap();
-            let codec = Codec::new(pq);
+            let codec = Codec::new(pq.clone());
             let cs = codec.code_size();
             let mut rows = vec![0u8; n * cs];
             codec.encode_batch(&x, &mut rows);
@@ -217,7 +279,7 @@ mod tests {
             assert_eq!(list.len(), if blocked { n.div_ceil(32) * 32 * cs } else { n * cs });
             for i in [0, 1, 31, 32, 500, n - 1] {
                 for j in 0..m {
-                    let want = codec.pq().sub_code(&rows[i * cs..(i + 1) * cs], j);
+                    let want = pq.sub_code(&rows[i * cs..(i + 1) * cs], j);
                     let got = if blocked {
                         fastscan::sub_code(&list[(i / 32) * 32 * cs..], i % 32, j)
                     } else {
@@ -226,9 +288,9 @@ mod tests {
                     assert_eq!(got, want, "nbits {nbits}, vector {i}, sub-quantizer {j}");
                 }
             }
-            let ksub = codec.pq().ksub();
+            let ksub = pq.ksub();
             let mut table = codec.query_table();
-            LutBuilder::new(codec.pq()).compute(Metric::L2, &x[..d], &mut table.exact);
+            LutBuilder::new(&pq).compute(Metric::L2, &x[..d], &mut table.exact);
             table.ready();
             let lut = table.exact.clone();
             let mut s = codec.scanner();
@@ -237,7 +299,7 @@ mod tests {
             let mut want: Vec<(f32, u64)> = rows
                 .chunks_exact(cs)
                 .zip(0..)
-                .map(|(c, id)| (1.0 + (0..m).map(|j| lut[j * ksub + codec.pq().sub_code(c, j)]).sum::<f32>(), id))
+                .map(|(c, id)| (1.0 + (0..m).map(|j| lut[j * ksub + pq.sub_code(c, j)]).sum::<f32>(), id))
                 .collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let got: Vec<u64> = top.into_sorted_vec().iter().map(|nb| nb.id).collect();
@@ -246,10 +308,10 @@ mod tests {
             // Per-vector terms (a list's part of an L2 distance, here the sums of a second
             // table): the scan ranks by (bias + term) + table sum.
             let mut other = vec![0f32; m * ksub];
-            LutBuilder::new(codec.pq()).compute(Metric::L2, &x[d..2 * d], &mut other);
+            LutBuilder::new(&pq).compute(Metric::L2, &x[d..2 * d], &mut other);
             let mut terms = Vec::new();
             codec.list_terms(&other, &list, n, &mut terms);
-            let plain = |t: &[f32], c: &[u8]| (0..m).map(|j| t[j * ksub + codec.pq().sub_code(c, j)]).sum::<f32>();
+            let plain = |t: &[f32], c: &[u8]| (0..m).map(|j| t[j * ksub + pq.sub_code(c, j)]).sum::<f32>();
             for (i, c) in rows.chunks_exact(cs).enumerate() {
                 assert!((terms[i] - plain(&other, c)).abs() <= 1e-3 * terms[i].abs().max(1.0), "term {i}");
             }
@@ -261,6 +323,37 @@ mod tests {
             let got: Vec<u64> = top.into_sorted_vec().iter().map(|nb| nb.id).collect();
             let want_ids: Vec<u64> = want[..20].iter().map(|w| w.1).collect();
             assert_eq!(got, want_ids, "nbits {nbits}, with terms");
+        }
+    }
+
+    /// Raw vectors: encoded as their little-endian bytes, arranged as they are, and scanned
+    /// with the exact distance under the codec's metric, plus the bias.
+    #[test]
+    fn flat_codes_are_the_vectors_and_scan_exactly() {
+        let (n, d) = (37, 12);
+        let mut r = Rng::new(8);
+        let x: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let codec = Codec::flat(d, metric);
+            assert_eq!((codec.code_size(), codec.table_len(), codec.pq().is_none()), (4 * d, d, true));
+            let mut rows = vec![0u8; n * codec.code_size()];
+            codec.encode_batch(&x, &mut rows);
+            assert_eq!(f32::from_le_bytes([rows[4], rows[5], rows[6], rows[7]]), x[1]);
+            let mut list = Vec::new();
+            codec.arrange_list(&rows, &mut list);
+            assert_eq!(list, rows);
+            let mut table = codec.query_table();
+            table.exact.copy_from_slice(&x[..d]);
+            let mut top = TopK::new(n);
+            // Unaligned bytes are decoded, aligned ones read in place: both give the same.
+            let mut shifted = vec![0u8; 1];
+            shifted.extend_from_slice(&list);
+            codec.scanner().scan(&table, 0.5, None, &shifted[1..], n, |i| i as u64, &mut top);
+            for nb in top.into_sorted_vec() {
+                let row = &x[nb.id as usize * d..(nb.id as usize + 1) * d];
+                let want = 0.5 + crate::distance::dissimilarity(metric, &x[..d], row);
+                assert!((nb.dist - want).abs() <= 1e-5 * want.abs().max(1.0), "{metric}: {} vs {want}", nb.dist);
+            }
         }
     }
 }

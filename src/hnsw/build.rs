@@ -191,15 +191,8 @@ impl Hnsw {
                 || VisitedSet::new(n),
                 |visited, (i, &node)| {
                     let mut cands = self.candidates(sp, node, ef, visited);
-                    let mates = &batch[..i];
-                    let mut near = Vec::with_capacity(mates.len());
-                    // The batch's earlier nodes, four distances at a time.
-                    let (quads, rest) = mates.as_chunks::<4>();
-                    for q in quads {
-                        let d = sp.between_4(node, *q);
-                        near.extend(q.iter().zip(d).map(|(&id, dist)| Neighbor { id: id as u64, dist }));
-                    }
-                    near.extend(rest.iter().map(|&id| Neighbor { id: id as u64, dist: sp.between(node, id) }));
+                    let mut near = Vec::with_capacity(i);
+                    measure(sp, node, &batch[..i], &mut near);
                     for (l, c) in cands.iter_mut().enumerate() {
                         // Only a mate closer than the ef-th candidate can change the list.
                         let bound = if c.len() >= ef { c[ef - 1].dist } else { f32::INFINITY };
@@ -251,21 +244,24 @@ impl Hnsw {
     }
 }
 
+/// Appends `from`'s distances to `ids` to `out`, four at a time.
+fn measure<S: Space>(sp: &S, from: u32, ids: &[u32], out: &mut Vec<Neighbor>) {
+    let (quads, rest) = ids.as_chunks::<4>();
+    for q in quads {
+        out.extend(q.iter().zip(sp.between_4(from, *q)).map(|(&id, dist)| Neighbor { id: id as u64, dist }));
+    }
+    out.extend(rest.iter().map(|&id| Neighbor { id: id as u64, dist: sp.between(from, id) }));
+}
+
 /// Adds `dst` to the neighbour slots of `src`; a full list is re-selected by the heuristic.
 fn add_link_to<S: Space>(sp: &S, slots: &mut [u32], src: u32, dst: u32) {
     if let Some(free) = slots.iter_mut().find(|s| **s == EMPTY) {
         *free = dst;
         return;
     }
-    let mut ids: Vec<u32> = slots.to_vec();
-    ids.push(dst);
-    let mut cands: Vec<Neighbor> = Vec::with_capacity(ids.len());
-    let (quads, rest) = ids.as_chunks::<4>();
-    for q in quads {
-        let d = sp.between_4(src, *q);
-        cands.extend(q.iter().zip(d).map(|(&id, dist)| Neighbor { id: id as u64, dist }));
-    }
-    cands.extend(rest.iter().map(|&v| Neighbor { id: v as u64, dist: sp.between(src, v) }));
+    let mut cands: Vec<Neighbor> = Vec::with_capacity(slots.len() + 1);
+    measure(sp, src, slots, &mut cands);
+    measure(sp, src, &[dst], &mut cands);
     cands.sort();
     let kept = select_heuristic(sp, &cands, slots.len());
     for (i, s) in slots.iter_mut().enumerate() {

@@ -45,8 +45,7 @@ pub(crate) fn search_grouped(
     workers: &[Mutex<Worker>],
 ) -> Result<(Vec<QueryResult>, SearchStats)> {
     let d = index.info.dim;
-    let pq = index.codec.pq();
-    let group = (GROUP_TABLE_BYTES / (pq.m * pq.ksub() * 4)).max(1);
+    let group = (GROUP_TABLE_BYTES / (index.codec.table_len() * 4)).max(1);
     let worker = || {
         let i = rayon::current_thread_index().unwrap_or(0);
         workers[i % workers.len()].lock().unwrap_or_else(|e| e.into_inner())

@@ -35,18 +35,19 @@ enum Source {
     Pq { codes: Vec<u8>, m: usize, lut: LutBuilder },
 }
 
-/// A query's PQ distance table against the codes: vector i at Σ_j table[j][code_ij].
+/// A query's PQ distance table (m × ksub) against the codes: vector i at Σ_j table[j][code_ij].
 struct ToCodes<'a> {
     table: &'a [f32],
     codes: &'a [u8],
     m: usize,
+    ksub: usize,
 }
 
 impl QueryDist for ToCodes<'_> {
     #[inline]
     fn one(&self, i: u32) -> f32 {
         let code = &self.codes[i as usize * self.m..(i as usize + 1) * self.m];
-        code.iter().enumerate().map(|(j, &c)| self.table[j * 256 + c as usize]).sum()
+        code.iter().enumerate().map(|(j, &c)| self.table[j * self.ksub + c as usize]).sum()
     }
     #[inline]
     fn four(&self, i: [u32; 4]) -> [f32; 4] {
@@ -114,8 +115,8 @@ impl GraphIndex {
             // Codes are held in RAM (faiss's IndexHNSWPQ keeps them there too): 1/4·d/m of the
             // vectors' size.
             let codes = read_checked(&rows_f, &vname, "codes", &vfile.pages, row_bytes)?;
-            let pq = g.codebooks(info)?.pq().clone();
-            Source::Pq { codes, m: info.pq_m, lut: LutBuilder::new(&pq) }
+            let lut = LutBuilder::new(&g.codebooks(info)?);
+            Source::Pq { codes, m: info.pq_m, lut }
         } else if mapped {
             let rows = Mapped::new(&rows_f, at(row_bytes)).at(&vpath)?;
             rows.advise_random();
@@ -148,7 +149,8 @@ impl GraphIndex {
             Source::Pq { codes, m, lut } => {
                 let mut table = vec![0f32; m * lut.ksub()];
                 lut.compute(self.metric, &q, &mut table);
-                self.graph.search_by(&ToCodes { table: &table, codes, m: *m }, p.k, p.ef_search, visited)
+                let dist = ToCodes { table: &table, codes, m: *m, ksub: lut.ksub() };
+                self.graph.search_by(&dist, p.k, p.ef_search, visited)
             }
         };
         QueryResult { neighbors, stats: SearchStats::default() }

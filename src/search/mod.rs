@@ -134,9 +134,10 @@ pub struct OpenOptions {
     pub cache_preload: bool,
     /// Which extents the cache keeps.
     pub cache_policy: CachePolicy,
-    /// `HNSW{M},Flat`: read the graph and the vectors into RAM at open, checking every page,
-    /// instead of mapping them (the default), which opens at once, holds only what queries
-    /// touch, and leaves the pages' checksums to `verify`.
+    /// `HNSW{M},Flat` and `HNSW{M}_PQ{m}`: read the graph (and the vectors) into RAM at open,
+    /// checking every page, instead of mapping them (the default), which opens at once, holds
+    /// only what queries touch, and leaves the pages' checksums to `verify`. (PQ codes are
+    /// always read into RAM and checked.)
     pub load_into_ram: bool,
 }
 
@@ -228,14 +229,18 @@ impl RefineVectors {
 }
 
 impl IndexInfo {
-    /// Whether the index is one HNSW graph over its vectors (`HNSW{M},Flat`) rather than
-    /// inverted lists: it has no lists (nlist = 0).
+    /// Whether the index is one HNSW graph over its vectors (`HNSW{M},Flat`, `HNSW{M}_PQ{m}`)
+    /// rather than inverted lists: it has no lists (nlist = 0).
     pub fn is_graph(&self) -> bool {
         self.nlist == 0
     }
 
     /// How the lists' codes are laid out on disk.
     pub fn code_layout(&self) -> format::CodeLayout {
+        if self.pq_m == 0 {
+            // Raw float32 vectors (`…,Flat`), row after row.
+            return format::CodeLayout::RowMajor { code_size: 4 * self.dim as u32 };
+        }
         let code_size = (self.pq_m * self.pq_nbits / 8) as u32;
         if self.pq_nbits == 4 {
             format::CodeLayout::Blocks32 { code_size }
@@ -271,16 +276,18 @@ pub struct Index {
 pub(crate) enum Body {
     /// `IVF{nlist}_HNSW{M},…`: inverted lists on disk.
     Ivf(Box<Ivf>),
-    /// `HNSW{M},Flat`: one graph over the vectors.
+    /// `HNSW{M},Flat`, `HNSW{M}_PQ{m}`: one graph over the vectors.
     Graph(graph::GraphIndex),
 }
 
-/// The parts of an IVF index a search uses.
+/// The parts of an IVF index a search uses. The query pipeline takes these alone, so they
+/// carry a copy of the index's parameters.
 pub(crate) struct Ivf {
     pub(crate) info: IndexInfo,
     pub(crate) coarse: CoarseQuantizer,
     pub(crate) codec: Codec,
-    pub(crate) lut: LutBuilder,
+    /// Builds a query's PQ tables (None for raw vectors, whose table is the query).
+    pub(crate) lut: Option<LutBuilder>,
     /// L2 only, and only when they fit `precomputed_table_max_bytes`.
     pub(crate) precomputed: Option<PrecomputedTables>,
     /// How (query, list) distances are assembled, fixed at open.
@@ -322,7 +329,7 @@ impl Index {
     }
 }
 
-/// Opens the graph of an `HNSW{M},Flat` generation (for `verify`: an error says what is wrong).
+/// Opens the graph of a graph index's generation (for `verify`: an error says what is wrong).
 pub(crate) fn open_graph(g: &open::Generation, info: &IndexInfo, opts: &OpenOptions) -> Result<()> {
     graph::GraphIndex::open(g, info, opts).map(|_| ())
 }
@@ -348,7 +355,7 @@ impl Ivf {
     fn open(g: &open::Generation, dir: &Path, info: IndexInfo, opts: &OpenOptions) -> Result<Ivf> {
         let dir = dir.to_owned();
         let coarse = g.quantizer(&info)?;
-        let codec = g.codebooks(&info)?;
+        let codec = if info.pq_m == 0 { Codec::flat(info.dim, info.metric) } else { Codec::new(g.codebooks(&info)?) };
         let pq = codec.pq();
         let directory = g.directory(&info)?;
         let mut segments = Vec::with_capacity(directory.n_segments as usize);
@@ -378,14 +385,19 @@ impl Ivf {
                 Some(store)
             }
         };
-        let lut = LutBuilder::new(pq);
-        let table_bytes = PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub());
-        let precomputed = (coarse.metric == Metric::L2
-            && info.by_residual
-            && pq.ksub() == 256
-            && pq.dsub >= PRECOMPUTED_MIN_DSUB
-            && table_bytes <= opts.precomputed_table_max_bytes)
-            .then(|| PrecomputedTables::build(pq, &lut, &coarse.centroids));
+        let lut = pq.map(LutBuilder::new);
+        let precomputed = match (pq, &lut) {
+            (Some(pq), Some(lut))
+                if coarse.metric == Metric::L2
+                    && info.by_residual
+                    && pq.ksub() == 256
+                    && pq.dsub >= PRECOMPUTED_MIN_DSUB
+                    && PrecomputedTables::bytes(info.nlist, pq.m, pq.ksub()) <= opts.precomputed_table_max_bytes =>
+            {
+                Some(PrecomputedTables::build(pq, lut, &coarse.centroids))
+            }
+            _ => None,
+        };
         let cache = (opts.cache_bytes > 0)
             .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
         let scan_mode = pipeline::ScanMode::of(coarse.metric, info.by_residual);
@@ -438,8 +450,7 @@ impl Index {
     /// RAM held by precomputed tables (0 when this index computes each list's table instead;
     /// see [`OpenOptions::precomputed_table_max_bytes`]).
     pub fn precomputed_table_bytes(&self) -> u64 {
-        let Some(ivf) = self.ivf() else { return 0 };
-        let pq = ivf.codec.pq();
+        let Some((ivf, pq)) = self.ivf().and_then(|i| Some((i, i.codec.pq()?))) else { return 0 };
         ivf.precomputed.as_ref().map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, pq.m, pq.ksub()))
     }
 

@@ -7,7 +7,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::codec::Codec;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
@@ -89,7 +88,7 @@ impl<'a> Generation<'a> {
                 let (m, nbits, residual) = match payload {
                     Payload::Pq { m } => (m, 8, true),
                     Payload::PqFastScan { m, residual } => (m, 4, residual),
-                    _ => (0, 0, true),
+                    Payload::Flat => (0, 0, false),
                 };
                 nlist == info.nlist
                     && hnsw_m == info.hnsw_m
@@ -98,7 +97,7 @@ impl<'a> Generation<'a> {
                     && residual == info.by_residual
                     && p.raw_codes <= 1
                     && refine == info.refine.is_some()
-                    && p.code_layout != format::CODE_LAYOUT_FLAT
+                    && (payload == Payload::Flat) == (p.code_layout == format::CODE_LAYOUT_FLAT)
             }
             IndexSpec::Hnsw { m, payload } => {
                 let (pq_m, layout) = match payload {
@@ -151,7 +150,7 @@ impl<'a> Generation<'a> {
         Ok(CoarseQuantizer { d: info.dim, metric: info.metric.kernel(), centroids: q.centroids, hnsw })
     }
 
-    pub fn codebooks(&self, info: &IndexInfo) -> Result<Codec> {
+    pub fn codebooks(&self, info: &IndexInfo) -> Result<ProductQuantizer> {
         let name = store::CODEBOOKS;
         let bytes = self.small_file(name)?;
         let (cb, h) = Codebooks::decode(name, &bytes)?;
@@ -162,9 +161,8 @@ impl<'a> Generation<'a> {
         {
             return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
         }
-        let pq = ProductQuantizer::from_codebooks(info.dim, info.pq_m, info.pq_nbits, cb.centroids)
-            .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })?;
-        Ok(Codec::new(pq))
+        ProductQuantizer::from_codebooks(info.dim, info.pq_m, info.pq_nbits, cb.centroids)
+            .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })
     }
 
     pub fn directory(&self, info: &IndexInfo) -> Result<Directory> {

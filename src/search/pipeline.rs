@@ -75,11 +75,7 @@ impl Worker {
         let scratch = self.scratch.get_or_insert_with(|| Scratch {
             table: index.codec.query_table(),
             table_for: None,
-            terms: Terms {
-                part: vec![0.0; index.codec.pq().m * index.codec.pq().ksub()],
-                part_of: None,
-                terms: Vec::new(),
-            },
+            terms: Terms { part: vec![0.0; index.codec.table_len()], part_of: None, terms: Vec::new() },
             scanner: index.codec.scanner(),
         });
         // `table_for` names a query by its address, which a later query may reuse.
@@ -133,8 +129,8 @@ impl Terms {
         match &index.precomputed {
             Some(tables) => tables.of(list),
             None => {
-                if *part_of != Some(list) {
-                    index.lut.list_part(index.coarse.centroid(list), part);
+                if let (Some(lut), true) = (&index.lut, *part_of != Some(list)) {
+                    lut.list_part(index.coarse.centroid(list), part);
                     *part_of = Some(list);
                 }
                 part
@@ -189,10 +185,12 @@ pub(crate) fn prepare(index: &Ivf, query: &[f32]) -> PreparedQuery {
 /// [`prepare`] for a query already [`normalized`].
 pub(crate) fn prepare_normalized(index: &Ivf, q: Vec<f32>) -> PreparedQuery {
     let mut table = index.codec.query_table();
-    match index.scan_mode {
-        ScanMode::Direct => index.lut.compute(index.coarse.metric, &q, &mut table.exact),
-        ScanMode::Shared => index.lut.compute(Metric::InnerProduct, &q, &mut table.exact),
-        ScanMode::ListTerms => index.lut.cross_terms(&q, &mut table.exact),
+    match (&index.lut, index.scan_mode) {
+        // Raw vectors: the "table" is the query itself.
+        (None, _) => table.exact.copy_from_slice(&q),
+        (Some(lut), ScanMode::Direct) => lut.compute(index.coarse.metric, &q, &mut table.exact),
+        (Some(lut), ScanMode::Shared) => lut.compute(Metric::InnerProduct, &q, &mut table.exact),
+        (Some(lut), ScanMode::ListTerms) => lut.cross_terms(&q, &mut table.exact),
     }
     table.ready();
     PreparedQuery { q, table }

@@ -26,7 +26,8 @@ pub(crate) fn code_layout(codec: &crate::codec::Codec) -> crate::format::CodeLay
     use crate::format::CodeLayout;
     let code_size = codec.code_size() as u32;
     match codec.kind() {
-        CodeKind::Pq8 => CodeLayout::RowMajor { code_size },
+        // Raw vectors sit in an extent as 8-bit codes do: row after row.
+        CodeKind::Pq8 | CodeKind::Flat => CodeLayout::RowMajor { code_size },
         CodeKind::Pq4FastScan => CodeLayout::Blocks32 { code_size },
     }
 }

@@ -167,6 +167,7 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "0"], "--k-factor", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--inflight", "0"], "--inflight", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "4"], ",RFlat", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--load-into-ram"], "--cache-bytes", 2),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,Flat,RFlat"], "RFlat", 2),
     ] {
         let o = quiver(&args);

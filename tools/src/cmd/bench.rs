@@ -68,7 +68,9 @@ pub struct Args {
     /// numpy; without them, says so and goes on), through the script benches/faiss_bench.py.
     #[arg(long)]
     faiss: bool,
-    /// Output directory: results.jsonl, report.md, the pictures, and indexes/ and data/.
+    /// Output directory: results.jsonl, report.md, the pictures, and indexes/ and data/. A
+    /// setting already in its results.jsonl (system, factory, efConstruction, nprobe, ef) is
+    /// taken as done: use a fresh directory for other data, metric or threads.
     #[arg(long)]
     out: PathBuf,
 }
@@ -169,6 +171,13 @@ fn quiver(args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
 
 fn s(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// Writes `name` in `dir` under a temporary name, renamed over it when whole: a kill or a full
+/// disk leaves the previous report or picture as it was.
+fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> CmdResult {
+    quiver::io::durable::write_atomic(dir, name, bytes)?;
+    Ok(())
 }
 
 /// The files to measure with: the user's, or generated (and ground truth computed) once.
@@ -311,7 +320,7 @@ fn build_once(a: &Args, job: &Job, base: &Path) -> Result<Value, Box<dyn std::er
         "--json",
         "--quiet",
     ])?;
-    std::fs::write(&report, &text)?;
+    write_whole(&a.out.join("indexes"), &format!("{}.build.json", job.slug()), text.as_bytes())?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -327,9 +336,9 @@ fn search_once(
     build: &Value,
 ) -> Result<Value, Box<dyn std::error::Error>> {
     let (ef_s, threads) = (ef.to_string(), a.threads.to_string());
-    let mut args = vec!["search", "--index", dir.to_str().unwrap_or(""), "--queries", queries.to_str().unwrap_or("")];
-    let (gt_s, np_s);
-    gt_s = s(gt);
+    let (dir_s, queries_s, gt_s) = (s(dir), s(queries), s(gt));
+    let mut args = vec!["search", "--index", &dir_s, "--queries", &queries_s];
+    let np_s;
     args.extend(["--gt", &gt_s, "--ef", &ef_s, "--threads", &threads, "--json", "--warmup"]);
     if let Some(p) = nprobe {
         np_s = p.to_string();
@@ -378,7 +387,7 @@ fn faiss_available(out: &Path) -> Result<bool, Box<dyn std::error::Error>> {
         eprintln!("note: --faiss: python3 with faiss-cpu and numpy is not available (pip install faiss-cpu numpy); going on without faiss");
         return Ok(false);
     }
-    std::fs::write(out.join("faiss_bench.py"), FAISS_SCRIPT)?;
+    write_whole(out, "faiss_bench.py", FAISS_SCRIPT.as_bytes())?;
     Ok(true)
 }
 
@@ -501,7 +510,7 @@ fn draw(out: &Path, rows: &[Value]) -> Result<Vec<(String, String)>, Box<dyn std
     }
     let mut pictures = Vec::new();
     let mut save = |name: &str, what: &str, chart: Chart| -> CmdResult {
-        std::fs::write(out.join(name), chart.to_svg())?;
+        write_whole(out, name, chart.to_svg().as_bytes())?;
         pictures.push((name.to_string(), what.to_string()));
         Ok(())
     };
@@ -631,6 +640,6 @@ fn write_report(a: &Args, rows: &[Value], pictures: &[(String, String)]) -> CmdR
             );
         }
     }
-    std::fs::write(a.out.join("report.md"), r)?;
+    write_whole(&a.out, "report.md", r.as_bytes())?;
     Ok(())
 }

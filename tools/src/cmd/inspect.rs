@@ -38,15 +38,23 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         "coarse     nlist {}, HNSW M {}, efConstruction {}, efSearch {}, k-means niter {}, trained on {}",
         i.nlist, i.hnsw_m, i.ef_construction, i.ef_search, i.niter, i.train_size
     )?;
-    writeln!(
-        out,
-        "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}, of {}",
-        i.pq_m,
-        i.pq_nbits,
-        i.code_layout().code_size(),
-        layout_name(i),
-        if i.by_residual { "residuals from the list centroid" } else { "the vectors themselves" }
-    )?;
+    if i.pq_m == 0 {
+        writeln!(
+            out,
+            "vectors    float32 in the lists ({} bytes per vector + 8-byte id), row-major, exact distances",
+            i.code_layout().code_size()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}, of {}",
+            i.pq_m,
+            i.pq_nbits,
+            i.code_layout().code_size(),
+            layout_name(i),
+            if i.by_residual { "residuals from the list centroid" } else { "the vectors themselves" }
+        )?;
+    }
     if let Some(r) = refine_name(i) {
         writeln!(
             out,
@@ -141,6 +149,7 @@ fn refine_name(i: &quiver::IndexInfo) -> Option<&'static str> {
 /// How the lists' codes are laid out, in words.
 fn layout_name(i: &quiver::IndexInfo) -> &'static str {
     match i.code_layout() {
+        quiver::format::CodeLayout::RowMajor { .. } if i.pq_m == 0 => "float32 vectors",
         quiver::format::CodeLayout::RowMajor { .. } => "row-major",
         quiver::format::CodeLayout::Blocks32 { .. } => "fast-scan blocks of 32",
     }

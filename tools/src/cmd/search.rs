@@ -178,6 +178,12 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let index = Index::open_with(&a.target.index, open)?;
     let info = index.info().clone();
+    if a.load_into_ram && !info.is_graph() {
+        return usage(format!(
+            "--load-into-ram reads the graph and vectors of an HNSW index into RAM; {} reads its lists per query: keep them in RAM with --cache-bytes",
+            info.factory
+        ));
+    }
     let (nprobes, efs) = if info.is_graph() {
         if a.nprobe.is_some() {
             return usage(format!(
