@@ -51,9 +51,11 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// faiss factory string: IVF{nlist}_HNSW{M},PQ{m} (8-bit codes, m bytes per vector),
-    /// …,PQ{m}x4fs (4-bit fast-scan codes of the vectors, m / 2 bytes, m even) or …,PQ{m}x4fsr
-    /// (the same for residuals from the list centroid); nlist 1 ..= 2^24, M 2 ..= 256, m must
-    /// divide the dimension.
+    /// …,PQ{m}x4fs (4-bit fast-scan codes of the vectors, m / 2 bytes, m even), …,PQ{m}x4fsr
+    /// (the same for residuals from the list centroid), …,Flat (the vectors themselves in the
+    /// lists), any PQ kind with ,RFlat (full vectors kept for re-ranking); HNSW{M},Flat (one
+    /// graph over the vectors, built in RAM) or HNSW{M}_PQ{m} (the graph walked with PQ codes
+    /// held in RAM). nlist 1 ..= 2^24, M 2 ..= 256, m must divide the dimension.
     #[arg(long, default_value = "IVF4096_HNSW32,PQ32")]
     factory: String,
     /// Distance: l2 (squared Euclidean), ip (inner product) or cosine (normalised inner product).
