@@ -77,11 +77,19 @@ fn a_tiny_bench_writes_rows_report_and_pictures_and_resumes() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("HNSW8,Flat") && report.contains("bubble.svg"), "{report}");
-    // Again: nothing to do, nothing appended, the pictures drawn anew.
+    // Again, after a kill mid-line: nothing to do, the fragment ended on a line of its own
+    // (so that rows appended later parse), the pictures drawn anew.
+    let results = out.join("results.jsonl");
+    let mut text = std::fs::read_to_string(&results).unwrap();
+    text.push_str("{\"system\":\"qui");
+    std::fs::write(&results, &text).unwrap();
     let o = quiver(&args);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("skipped"));
-    assert_eq!(rows(&out).len(), r.len());
+    let after = std::fs::read_to_string(&results).unwrap();
+    assert!(after.ends_with('\n'));
+    let parsed = after.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count();
+    assert_eq!((parsed, after.lines().count()), (r.len(), r.len() + 1));
 }
 
 #[test]

@@ -226,6 +226,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let mut rows = read_rows(&results)?;
     let mut done: BTreeSet<Key> = rows.iter().filter_map(key_of).collect();
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&results)?;
+    // A kill mid-line left a fragment (dropped by `read_rows`): end it, so that the next row
+    // starts a line of its own.
+    if std::fs::read(&results).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n')) {
+        writeln!(file)?;
+    }
     let mut record = |row: Value, rows: &mut Vec<Value>, done: &mut BTreeSet<Key>| -> CmdResult {
         writeln!(file, "{row}")?;
         file.flush()?;
@@ -547,7 +552,8 @@ fn draw(out: &Path, rows: &[Value]) -> Result<Vec<(String, String)>, Box<dyn std
             .iter()
             .filter_map(|r| Some((r["system"].as_str()?.to_string(), r["ef_construction"].as_u64()?)))
             .collect();
-        for (i, (system, efc)) in keys.into_iter().enumerate() {
+        let efcs: Vec<u64> = keys.iter().map(|k| k.1).collect::<BTreeSet<_>>().into_iter().collect();
+        for (system, efc) in keys {
             let mut pts: Vec<(f64, f64)> = ms
                 .iter()
                 .filter_map(|&m| {
@@ -565,7 +571,8 @@ fn draw(out: &Path, rows: &[Value]) -> Result<Vec<(String, String)>, Box<dyn std
                 radii: None,
                 labels: Vec::new(),
                 line: true,
-                color: i / 2,
+                // One colour per efConstruction; faiss dashed.
+                color: efcs.iter().position(|&e| e == efc).unwrap_or(0),
             });
         }
         save(
