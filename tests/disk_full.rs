@@ -10,6 +10,24 @@ mod common;
 use common::*;
 use quiver::{build_index, Error, Index, Metric, NoProgress, SearchParams, SliceSource};
 
+/// Runs `f` with files limited to `bytes` (writes past it fail with EFBIG).
+fn with_file_limit<T>(bytes: u64, f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain libc calls with valid arguments; ignoring SIGXFSZ makes an oversize write
+    // return EFBIG instead of killing the process.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let lim = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
+    }
+    let r = f();
+    // SAFETY: as above.
+    unsafe {
+        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+    }
+    r
+}
+
 #[test]
 fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     let (d, n) = (32, 20_000);
@@ -18,20 +36,10 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     let old = parent.path().join("old");
     build_slice(&base[..2_000 * d], d, &old, &opts("IVF8_HNSW8,PQ8", Metric::L2));
 
-    // SAFETY: plain libc calls with valid arguments; ignoring SIGXFSZ makes an oversize write
-    // return EFBIG instead of killing the process.
-    unsafe {
-        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-        let lim = libc::rlimit { rlim_cur: 256 * 1024, rlim_max: libc::RLIM_INFINITY };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
-    }
     let new = parent.path().join("new");
-    let e = build_index(&SliceSource { data: &base, dim: d }, &new, &opts("IVF32_HNSW8,PQ32", Metric::L2), &NoProgress);
-    // SAFETY: as above.
-    unsafe {
-        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-        libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
-    }
+    let e = with_file_limit(256 * 1024, || {
+        build_index(&SliceSource { data: &base, dim: d }, &new, &opts("IVF32_HNSW8,PQ32", Metric::L2), &NoProgress)
+    });
     match e {
         Err(Error::Io { path, source }) => {
             assert!(path.starts_with(&new), "{}", path.display());
@@ -62,17 +70,7 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     // file (2.5 MB) does not, so the disk fills while the vectors are written.
     let rf = parent.path().join("rf");
     let rflat = quiver::BuildOptions { chunk_size: 4_000, ..opts("IVF32_HNSW8,PQ32,RFlat", Metric::L2) };
-    // SAFETY: as above.
-    unsafe {
-        let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: libc::RLIM_INFINITY };
-        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0);
-    }
-    let e = build_index(&SliceSource { data: &base, dim: d }, &rf, &rflat, &NoProgress);
-    // SAFETY: as above.
-    unsafe {
-        let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-        libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
-    }
+    let e = with_file_limit(1 << 20, || build_index(&SliceSource { data: &base, dim: d }, &rf, &rflat, &NoProgress));
     match e {
         Err(Error::Io { path, source }) => {
             assert!(path.ends_with("vec-000000.qvv"), "{}", path.display());
@@ -88,4 +86,23 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     assert!(quiver::verify_index(&rf).unwrap().is_ok());
     let p = SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 4 };
     assert!(Index::open(&rf).unwrap().search(&q, &p).is_ok());
+
+    // A graph index: its vectors file (2.5 MB) does not fit under 1 MiB. The build keeps no
+    // checkpoints, so it leaves nothing behind (not even the directory it created), and the
+    // same build with room succeeds.
+    let g = parent.path().join("graph");
+    let e = with_file_limit(1 << 20, || {
+        build_index(&SliceSource { data: &base, dim: d }, &g, &opts("HNSW8,Flat", Metric::L2), &NoProgress)
+    });
+    match e {
+        Err(Error::Io { path, source }) => {
+            assert!(path.ends_with("vectors.qvv"), "{}", path.display());
+            assert_eq!(source.raw_os_error(), Some(libc::EFBIG), "{source}");
+        }
+        other => panic!("expected an I/O error, got {:?}", other.map(|r| r.ntotal)),
+    }
+    assert!(!g.exists(), "the half-written graph index is removed");
+    build_slice(&base, d, &g, &opts("HNSW8,Flat", Metric::L2));
+    let p = SearchParams { k: 3, ef_search: 16, ..Default::default() };
+    assert!(Index::open(&g).unwrap().search(&q, &p).is_ok());
 }

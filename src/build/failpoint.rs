@@ -7,7 +7,8 @@
 //! Points: `start` (staging area and build state written, nothing else), `trained` (quantizer
 //! and codebooks durable), `run` (after each sorted run), `pass` (after each merged run of a
 //! multi-pass merge, before its inputs are removed), `segment` (after each segment file),
-//! `committed` (manifest published, staging area not yet removed).
+//! `committed` (manifest published, staging area not yet removed); and in a graph build
+//! (`HNSW{M},…`), `start` and `written` (every file durable, no manifest yet).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;

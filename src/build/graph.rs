@@ -116,6 +116,7 @@ pub(super) fn build_graph_index(
         store::Staging::discard(dir)?;
     }
     let staging = store::Staging::begin(dir)?;
+    failpoint::hit("start");
     let index_id = super::index_id(opts, &spec, n, d);
 
     let metric = opts.metric;
@@ -187,6 +188,7 @@ pub(super) fn build_graph_index(
     let t = Instant::now();
     let graph_file = write_graph(dir, index_id, &graph)?;
     durable::sync_dir(dir).at(dir)?;
+    failpoint::hit("written");
     let write_s = t.elapsed().as_secs_f64();
 
     let mut factory = [0u8; 64];

@@ -274,3 +274,39 @@ fn dry_run_writes_nothing_and_its_bounds_hold() {
     assert!(plan["estimate_total_s"].as_f64().unwrap() > 0.0);
     assert_eq!(plan["budget"], built["budget"], "the dry run plans the build that runs");
 }
+
+/// A graph build (`HNSW{M},Flat`) keeps no checkpoints: killed before its commit, it is
+/// reported as unfinished like any build, and `--resume` starts it over, to the same bytes as
+/// an uninterrupted build; killed after the commit, the index is whole.
+#[test]
+fn a_killed_graph_build_starts_over_to_the_same_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let base = input(t.path());
+    let base = base.to_str().unwrap();
+    let build = |index: &str| -> Vec<String> {
+        ["build", "--input", base, "--index", index, "--factory", "HNSW8,Flat", "--quiet"].map(String::from).to_vec()
+    };
+    let reference = t.path().join("reference");
+    let r = build(reference.to_str().unwrap());
+    ok(&r.iter().map(String::as_str).collect::<Vec<_>>());
+    let want = tree(&reference);
+    for point in ["start", "written", "committed"] {
+        let index = t.path().join(point);
+        let args = build(index.to_str().unwrap());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let killed = quiver_with(&args, &[("QUIVER_FAILPOINT", point)]);
+        assert_eq!(killed.status.signal(), Some(9), "{point}: {}", stderr(&killed));
+        if point == "committed" {
+            let after: Vec<_> = tree(&index).into_iter().filter(|(n, _)| !n.starts_with(".build-tmp")).collect();
+            assert!(after == want, "committed: the index is whole");
+            continue;
+        }
+        let again = quiver(&args);
+        assert_eq!(again.status.code(), Some(2), "{point}");
+        assert!(stderr(&again).contains("--resume"), "{point}: {}", stderr(&again));
+        let mut resume = args.clone();
+        resume.push("--resume");
+        ok(&resume);
+        assert!(tree(&index) == want, "{point}: the rebuilt index differs from an uninterrupted build");
+    }
+}
