@@ -18,6 +18,13 @@ fn open_ram(dir: &std::path::Path) -> quiver::Result<Index> {
     Index::open_with(dir, OpenOptions { load_into_ram: true, ..Default::default() })
 }
 
+/// Every query's exact 10 nearest, with their distances.
+fn exact_top10(base: &[f32], queries: &[f32], metric: Metric) -> Vec<Vec<quiver::topk::Neighbor>> {
+    let mut e = quiver::ExactKnn::new(queries, D, 10, metric);
+    e.add(base, 0);
+    e.finish()
+}
+
 /// Recall against brute force grows with efSearch and is high at a wide search; returned
 /// distances are the exact distances of the returned ids (the vectors are searched raw).
 #[test]
@@ -29,11 +36,7 @@ fn hnsw_flat_finds_what_brute_force_finds() {
         let index = Index::open(dir.path()).unwrap();
         assert!(index.info().is_graph());
         let gt = ground_truth(&base, &queries, D, 10, metric);
-        let exact = {
-            let mut e = quiver::ExactKnn::new(&queries, D, 10, metric);
-            e.add(&base, 0);
-            e.finish()
-        };
+        let exact = exact_top10(&base, &queries, metric);
         let mut last = 0.0;
         for ef in [10, 40, 160] {
             let res = index.search(&queries, &params(10, ef)).unwrap();
@@ -260,11 +263,7 @@ fn ivf_flat_is_exact_over_the_lists_it_probes() {
         assert!(!dir.path().join("codebooks.qvc").exists());
         let index = Index::open(dir.path()).unwrap();
         assert_eq!((index.info().nlist, index.info().pq_m), (16, 0));
-        let exact = {
-            let mut e = quiver::ExactKnn::new(&queries, D, 10, metric);
-            e.add(&base, 0);
-            e.finish()
-        };
+        let exact = exact_top10(&base, &queries, metric);
         let all = index.search(&queries, &SearchParams { k: 10, nprobe: 16, ..Default::default() }).unwrap();
         for (q, truth) in exact.iter().enumerate() {
             let want: Vec<i64> = truth.iter().map(|n| n.id as i64).collect();

@@ -136,25 +136,42 @@ impl GraphIndex {
 
     /// One query: the graph's `k` nearest at efSearch `ef_search` (faiss's `HNSW.search`), by
     /// exact distance or by PQ distance (the codes' ADC, as faiss's `IndexHNSWPQ` returns).
-    pub fn search_one(&self, info: &IndexInfo, q: &[f32], p: &SearchParams, visited: &mut VisitedSet) -> QueryResult {
-        let mut q = q.to_vec();
+    pub fn search_one(
+        &self,
+        info: &IndexInfo,
+        q: &[f32],
+        p: &SearchParams,
+        w: &mut GraphScratch,
+        visited: &mut VisitedSet,
+    ) -> QueryResult {
+        let GraphScratch { query, table } = w;
+        query.clear();
+        query.extend_from_slice(q);
         if info.metric.normalizes() {
-            crate::distance::normalize(&mut q);
+            crate::distance::normalize(query);
         }
         let neighbors = match &self.source {
             Source::Flat(rows) => {
                 let points = Points { data: rows.as_slice(), d: self.d, metric: self.metric };
-                self.graph.search(points, &q, p.k, p.ef_search, visited)
+                self.graph.search(points, query, p.k, p.ef_search, visited)
             }
             Source::Pq { codes, m, lut } => {
-                let mut table = vec![0f32; m * lut.ksub()];
-                lut.compute(self.metric, &q, &mut table);
-                let dist = ToCodes { table: &table, codes, m: *m, ksub: lut.ksub() };
+                table.resize(m * lut.ksub(), 0.0);
+                lut.compute(self.metric, query, table);
+                let dist = ToCodes { table, codes, m: *m, ksub: lut.ksub() };
                 self.graph.search_by(&dist, p.k, p.ef_search, visited)
             }
         };
         QueryResult { neighbors, stats: SearchStats::default() }
     }
+}
+
+/// One search thread's scratch for graph indexes: the query as compared (normalised for
+/// cosine) and its PQ table, reused from query to query.
+#[derive(Default)]
+pub(crate) struct GraphScratch {
+    query: Vec<f32>,
+    table: Vec<f32>,
 }
 
 /// Pages read at a time when a file is read into RAM.

@@ -469,7 +469,7 @@ impl Index {
     ) -> Result<pipeline::QueryResult> {
         match &self.body {
             Body::Ivf(ivf) => pipeline::search_one(ivf, q, params, w),
-            Body::Graph(g) => Ok(g.search_one(&self.info, q, params, &mut w.visited)),
+            Body::Graph(g) => Ok(g.search_one(&self.info, q, params, &mut w.graph, &mut w.visited)),
         }
     }
 

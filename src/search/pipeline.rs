@@ -67,6 +67,8 @@ pub(crate) struct Worker {
     pub reader: io::Reader,
     pub visited: VisitedSet,
     pub scratch: Option<Scratch>,
+    /// A graph index's query: its normalised copy and PQ table.
+    pub graph: super::graph::GraphScratch,
 }
 
 impl Worker {
