@@ -12,7 +12,10 @@ nearest; one_recall_at_3 = the true nearest is among the first three; recall_at_
 qps = queries / wall time of that loop. index_bytes = the serialized index; build_s = train +
 add, on --build-threads threads; peak_rss_bytes = this process's peak (VmHWM) after the build,
 the base included. IVF indexes are trained on max(100,000, 40 · nlist) vectors (capped at the
-base), as `quiver build` does by default.
+base), as `quiver build` does by default; from nlist 8,192 on (quiver's `--kmeans auto`) the
+coarse centroids come from faiss's own two_level_clustering (√nlist first-level cells, 10
+first-level iterations, faiss's default 25 inside each cell), as quiver trains them, since flat
+k-means on 65,536 centroids takes hours on a few cores. --kmeans flat keeps faiss's flat k-means.
 
 Written for quiver in the manner of ../shared/bench/faiss_baseline.py. Needs numpy and
 faiss-cpu (pip install faiss-cpu numpy).
@@ -67,6 +70,22 @@ def nearest_rank(values, p):
     return float(s[int(round((len(s) - 1) * p))])
 
 
+TWO_LEVEL_FROM = 8192
+
+
+def two_level_centroids(x, nlist):
+    """faiss's two-level k-means (faiss.contrib.clustering), as `quiver build --kmeans auto`
+    uses from 8,192 lists on."""
+    import contextlib
+
+    # The contrib module prints a note about scipy on import; stdout carries only JSON rows.
+    with contextlib.redirect_stdout(sys.stderr):
+        from faiss.contrib.clustering import two_level_clustering
+    nc1 = max(1, int(round(nlist**0.5)))
+    centroids, _ = two_level_clustering(np.ascontiguousarray(x, dtype=np.float32), nc1, nlist, clustering_niter=10)
+    return np.ascontiguousarray(centroids, dtype=np.float32)
+
+
 def ints(s):
     return [int(v) for v in s.split(",") if v]
 
@@ -84,6 +103,7 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--build-threads", type=int, default=0)
+    ap.add_argument("--kmeans", choices=["auto", "flat", "two-level"], default="auto")
     a = ap.parse_args()
 
     xb = np.ascontiguousarray(read_vectors(a.base), dtype=np.float32)
@@ -103,6 +123,10 @@ def main():
         nlist = ivf.nlist if ivf is not None else 0
         size = min(n, max(100_000, 40 * nlist))
         sample = xb[np.random.default_rng(1234).choice(n, size, replace=False)] if size < n else xb
+        if ivf is not None and (a.kmeans == "two-level" or (a.kmeans == "auto" and nlist >= TWO_LEVEL_FROM)):
+            # Centroids in the quantizer: index.train then trains only the codes (faiss skips
+            # an IVF quantizer that already holds nlist vectors).
+            ivf.quantizer.add(two_level_centroids(sample, nlist))
         index.train(sample)
     index.add(xb)
     build_s = time.perf_counter() - t0

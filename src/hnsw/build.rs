@@ -67,7 +67,7 @@ fn insertion_order(levels: &[u8], rng: &mut Rng) -> Vec<u32> {
 /// Nodes inserted before the batched phase starts, and the largest batch: batches grow with
 /// the graph (an eighth of it), so each batch is a small part of what its nodes search.
 const SEQUENTIAL_PREFIX: usize = 64;
-const MAX_BATCH: usize = 64;
+const MAX_BATCH: usize = 256;
 
 impl Hnsw {
     /// Builds the graph over `sp`'s nodes on the current rayon pool: the same seed gives the
@@ -199,7 +199,8 @@ impl Hnsw {
                         let before = c.len();
                         c.extend(near.iter().filter(|n| n.dist <= bound && self.levels[n.id as usize] as usize >= l));
                         if c.len() > before {
-                            c.sort();
+                            // Ids are distinct (mates are not in the graph yet): unstable is exact.
+                            c.sort_unstable();
                             c.truncate(ef);
                         }
                     }
@@ -209,15 +210,16 @@ impl Hnsw {
             .collect();
         // 2. Forward links, and the reverse links they ask for, grouped by target in
         //    insertion order.
+        //    A link is (target, level, the source's place in the batch): all distinct, so an
+        //    unstable sort orders them as insertion order would.
         let mut reverse: Vec<(u32, u8, u32)> = Vec::new();
-        for (&node, levels) in batch.iter().zip(&forward) {
+        for (i, (&node, levels)) in batch.iter().zip(&forward).enumerate() {
             for (l, chosen) in levels.iter().enumerate() {
                 self.set_links(node, l as u8, chosen);
-                reverse.extend(chosen.iter().map(|nb| (nb.id as u32, l as u8, node)));
+                reverse.extend(chosen.iter().map(|nb| (nb.id as u32, l as u8, i as u32)));
             }
         }
-        let rank: std::collections::HashMap<u32, usize> = batch.iter().enumerate().map(|(i, &v)| (v, i)).collect();
-        reverse.sort_by_key(|&(t, l, src)| (t, l, rank[&src]));
+        reverse.sort_unstable();
         // 3. Each target's new list, computed in parallel from its current one, then written.
         let groups: Vec<&[(u32, u8, u32)]> = reverse.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)).collect();
         let updates: Vec<(std::ops::Range<usize>, Vec<u32>)> = groups
@@ -226,8 +228,8 @@ impl Hnsw {
                 let (target, level) = (grp[0].0, grp[0].1);
                 let r = self.range(target, level);
                 let mut slots = self.neighbors[r.clone()].to_vec();
-                for &(_, _, src) in grp.iter() {
-                    add_link_to(sp, &mut slots, target, src);
+                for &(_, _, i) in grp.iter() {
+                    add_link_to(sp, &mut slots, target, batch[i as usize]);
                 }
                 (r, slots)
             })
@@ -259,10 +261,15 @@ fn add_link_to<S: Space>(sp: &S, slots: &mut [u32], src: u32, dst: u32) {
         *free = dst;
         return;
     }
+    // The list's rows are scattered: ask for all of them before the first distance waits.
+    for &s in slots.iter() {
+        sp.prefetch(s);
+    }
     let mut cands: Vec<Neighbor> = Vec::with_capacity(slots.len() + 1);
     measure(sp, src, slots, &mut cands);
     measure(sp, src, &[dst], &mut cands);
-    cands.sort();
+    // Ids are distinct (`dst` is new to the list): an unstable sort is exact.
+    cands.sort_unstable();
     let kept = select_heuristic(sp, &cands, slots.len());
     for (i, s) in slots.iter_mut().enumerate() {
         *s = kept.get(i).map_or(EMPTY, |n| n.id as u32);

@@ -93,7 +93,8 @@ impl QueryDist for ToQuery<'_> {
     }
     #[inline]
     fn four(&self, i: [u32; 4]) -> [f32; 4] {
-        distance::dissimilarity_4(self.sp.metric, self.q, i.map(|j| self.sp.row(j)))
+        let r = |k: usize| self.sp.row(i[k]);
+        distance::dissimilarity_4(self.sp.metric, self.q, [r(0), r(1), r(2), r(3)])
     }
     #[inline]
     fn prefetch(&self, i: u32) {
@@ -147,7 +148,8 @@ impl Space for Points<'_> {
 
     #[inline]
     fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
-        distance::dissimilarity_4(self.metric, self.row(i), js.map(|j| self.row(j)))
+        let r = |k: usize| self.row(js[k]);
+        distance::dissimilarity_4(self.metric, self.row(i), [r(0), r(1), r(2), r(3)])
     }
     #[inline]
     fn prefetch(&self, j: u32) {
@@ -167,12 +169,14 @@ struct Cand {
 impl Eq for Cand {}
 
 impl Ord for Cand {
+    #[inline]
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.dist.total_cmp(&other.dist).then(self.id.cmp(&other.id))
     }
 }
 
 impl PartialOrd for Cand {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
@@ -190,26 +194,46 @@ struct Frontier {
     entries: Vec<(Cand, bool)>,
     /// No entry before this index is unexpanded.
     next: usize,
+    /// Scratch for [`offer_all`](Self::offer_all).
+    merged: Vec<(Cand, bool)>,
 }
 
 impl Frontier {
     fn new(cap: usize, first: Cand) -> Self {
         let mut entries = Vec::with_capacity(cap + 1);
         entries.push((first, false));
-        Frontier { cap: cap.max(1), entries, next: 0 }
+        Frontier { cap: cap.max(1), entries, next: 0, merged: Vec::with_capacity(cap + 1) }
     }
 
+    /// Whether an offer of `c` could enter.
     #[inline]
-    fn offer(&mut self, c: Cand) {
-        if self.entries.len() == self.cap {
-            if c >= self.entries[self.cap - 1].0 {
-                return;
-            }
-            self.entries.pop();
+    fn admits(&self, c: Cand) -> bool {
+        self.entries.len() < self.cap || c < self.entries[self.cap - 1].0
+    }
+
+    /// [`offer`](Self::offer)s each of `new` (distinct ids, none held): the same entries and
+    /// order as offering them one by one, in one merge instead of a shifting insert each (one
+    /// expansion offers up to 2·M nodes).
+    fn offer_all(&mut self, new: &mut [Cand]) {
+        if new.is_empty() {
+            return;
         }
-        let at = self.entries.partition_point(|(e, _)| *e < c);
-        self.entries.insert(at, (c, false));
-        self.next = self.next.min(at);
+        new.sort_unstable();
+        self.merged.clear();
+        let (mut i, mut j) = (0, 0);
+        let mut first_new = usize::MAX;
+        while self.merged.len() < self.cap && (i < self.entries.len() || j < new.len()) {
+            if j < new.len() && (i == self.entries.len() || new[j] < self.entries[i].0) {
+                first_new = first_new.min(self.merged.len());
+                self.merged.push((new[j], false));
+                j += 1;
+            } else {
+                self.merged.push(self.entries[i]);
+                i += 1;
+            }
+        }
+        std::mem::swap(&mut self.entries, &mut self.merged);
+        self.next = self.next.min(first_new);
     }
 
     /// The closest entry not yet expanded, marked expanded.
@@ -323,11 +347,19 @@ impl Hnsw {
         visited.check_and_mark(entry.id as u32);
         let mut frontier = Frontier::new(cap, Cand { dist: entry.dist, id: entry.id as u32 });
         let mut fresh: Vec<u32> = Vec::with_capacity(2 * self.m);
+        let mut offers: Vec<Cand> = Vec::with_capacity(2 * self.m);
         while let Some(c) = frontier.take_closest() {
             if stop_at.is_some_and(|ef| frontier.is_full() && frontier.count_below(c.dist) >= ef) {
                 break;
             }
-            self.expand(dist, c.id, level, visited, &mut fresh, |id, d| frontier.offer(Cand { dist: d, id }));
+            offers.clear();
+            self.expand(dist, c.id, level, visited, &mut fresh, |id, d| {
+                let c = Cand { dist: d, id };
+                if frontier.admits(c) {
+                    offers.push(c);
+                }
+            });
+            frontier.offer_all(&mut offers);
         }
         frontier.into_neighbors()
     }
@@ -372,7 +404,8 @@ mod tests {
     use crate::rng::Rng;
 
     /// The frontier holds the `cap` smallest offers in order, hands out unexpanded entries
-    /// closest first (newcomers closer than the cursor included), and counts as a scan would.
+    /// closest first (newcomers closer than the cursor included), and counts as a scan would;
+    /// offers come in groups, filtered by `admits` against the frontier as it stood.
     #[test]
     fn frontier_keeps_the_closest_and_expands_in_order() {
         let mut r = Rng::new(11);
@@ -381,11 +414,19 @@ mod tests {
             let mut f = Frontier::new(cap, first);
             let mut all = vec![first];
             let mut taken: Vec<Cand> = Vec::new();
+            let mut pending: Vec<Cand> = Vec::new();
             for id in 1..500u32 {
                 // Coarse distances make ties, settled by id.
                 let c = Cand { dist: (r.next_f64() * 50.0).floor() as f32 / 50.0, id };
-                f.offer(c);
+                if f.admits(c) {
+                    pending.push(c);
+                }
                 all.push(c);
+                // Offers arrive in groups of 1 to 5, as an expansion's do.
+                if r.below(5) == 0 {
+                    f.offer_all(&mut pending);
+                    pending.clear();
+                }
                 if id % 7 == 0 {
                     if let Some(t) = f.take_closest() {
                         let held: Vec<Cand> = f.entries.iter().map(|e| e.0).collect();
@@ -399,6 +440,7 @@ mod tests {
                 let d = r.next_f64() as f32;
                 assert_eq!(f.count_below(d), f.entries.iter().filter(|(e, _)| e.dist < d).count());
             }
+            f.offer_all(&mut pending);
             all.sort();
             all.truncate(cap);
             let held: Vec<u64> = f.into_neighbors().iter().map(|n| n.id).collect();
