@@ -176,6 +176,75 @@ pub fn dissimilarity(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// A float16 value, kept as its bits (IEEE 754 binary16). An HNSW build holds its vectors
+/// this way: half the bytes of float32 for each of the millions of distances it waits on
+/// memory for. Values made by [`F16::from_f32`] are finite.
+#[derive(zerocopy::IntoBytes, zerocopy::Immutable, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct F16(pub u16);
+
+impl F16 {
+    /// The largest finite float16.
+    pub const MAX: f32 = 65504.0;
+
+    /// `x` rounded to the nearest float16 (ties to even); `None` when `x` is not finite or
+    /// rounds beyond [`F16::MAX`].
+    pub fn from_f32(x: f32) -> Option<F16> {
+        let b = x.to_bits();
+        let sign = ((b >> 16) & 0x8000) as u16;
+        let a = b & 0x7fff_ffff;
+        // 65,520 (0x477f_f000) is the midpoint between F16::MAX and the next power of two:
+        // from there on a value rounds to infinity. NaN and infinity lie above it too.
+        if a >= 0x477f_f000 {
+            return None;
+        }
+        if a < 0x3880_0000 {
+            // Below float16's smallest normal (2^-14): a multiple of 2^-24, rounded. The
+            // product is exact (a power of two) and 1,024 becomes the smallest normal's bits.
+            let units = (f32::from_bits(a) * 16_777_216.0).round_ties_even() as u16;
+            return Some(F16(sign | units));
+        }
+        let exp = (a >> 23) - 127 + 15;
+        let mant = a & 0x7f_ffff;
+        let (kept, rest) = (mant >> 13, mant & 0x1fff);
+        let mut h = (exp << 10) | kept;
+        // Round half to even; a carry out of the mantissa moves into the exponent, as it must.
+        if rest > 0x1000 || (rest == 0x1000 && kept & 1 == 1) {
+            h += 1;
+        }
+        Some(F16(sign | h as u16))
+    }
+
+    /// The exact float32 value. Written as shifts and one multiply by 2^112 (the difference of
+    /// the exponent biases), which handles normal and subnormal values alike and vectorises;
+    /// only finite values are ever stored.
+    #[inline(always)]
+    pub fn to_f32(self) -> f32 {
+        let h = self.0 as u32;
+        let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
+        f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
+    }
+}
+
+/// [`dissimilarity`] on float16 rows: bit for bit the float32 kernel on their values.
+#[inline]
+pub fn dissimilarity_h(metric: Metric, a: &[F16], b: &[F16]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    match metric.kernel() {
+        Metric::L2 => dispatch!(l2_sqr_h(a, b)),
+        _ => -dispatch!(inner_product_h(a, b)),
+    }
+}
+
+/// [`dissimilarity_4`] on float16 rows; each result equal to [`dissimilarity_h`].
+#[inline]
+pub fn dissimilarity_h_4(metric: Metric, q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
+    match metric.kernel() {
+        Metric::L2 => dispatch!(l2_sqr_h_4(q, r)),
+        _ => dispatch!(inner_product_h_4(q, r)).map(|v| -v),
+    }
+}
+
 /// Scales `v` to unit L2 norm; a zero vector stays zero.
 pub fn normalize(v: &mut [f32]) {
     let n = inner_product(v, v).sqrt();
@@ -268,6 +337,118 @@ mod tests {
                 }
             }
             assert_eq!(scalar::l2_sqr_4(&q, four)[2].to_bits(), scalar::l2_sqr(&q, &rows[2]).to_bits());
+        }
+    }
+
+    /// Every finite float16 widens exactly and rounds back to itself.
+    #[test]
+    fn f16_round_trips_every_finite_value() {
+        for h in 0..=u16::MAX {
+            if (h >> 10) & 0x1f == 0x1f {
+                continue;
+            }
+            let x = F16(h).to_f32();
+            assert_eq!(F16::from_f32(x), Some(F16(h)), "{h:#06x} = {x}");
+        }
+        assert_eq!(F16(0x3c00).to_f32(), 1.0);
+        assert_eq!(F16(0x0001).to_f32(), 2f32.powi(-24));
+        assert_eq!(F16(0xfbff).to_f32(), -F16::MAX);
+    }
+
+    /// Rounding is to the nearest float16, ties to even, across the normal and subnormal ranges;
+    /// what does not fit is refused.
+    #[test]
+    fn f16_rounds_to_nearest_even_and_refuses_what_does_not_fit() {
+        let mut r = Rng::new(9);
+        for _ in 0..200_000 {
+            let x = (r.normal() * 2f64.powi(r.below(40) as i32 - 25)) as f32;
+            let h = F16::from_f32(x).unwrap();
+            let got = h.to_f32() as f64;
+            let err = (got - x as f64).abs();
+            // The neighbours of h (by bit pattern, same sign) are no closer.
+            for nb in [h.0.wrapping_sub(1), h.0 + 1] {
+                if (nb >> 10) & 0x1f == 0x1f || (nb ^ h.0) & 0x8000 != 0 {
+                    continue;
+                }
+                let other = (F16(nb).to_f32() as f64 - x as f64).abs();
+                assert!(err < other || (err == other && h.0 & 1 == 0), "{x}: {got} vs {}", F16(nb).to_f32());
+            }
+        }
+        // Ties: 1 + 2^-11 lies halfway between 1 and 1 + 2^-10 and goes to the even one.
+        assert_eq!(F16::from_f32(1.0 + 2f32.powi(-11)), Some(F16(0x3c00)));
+        assert_eq!(F16::from_f32(1.0 + 3.0 * 2f32.powi(-11)), Some(F16(0x3c02)));
+        assert_eq!(F16::from_f32(65519.0), Some(F16(0x7bff)));
+        for x in [65520.0, -1e6, f32::INFINITY, f32::NAN] {
+            assert_eq!(F16::from_f32(x), None, "{x}");
+        }
+        assert_eq!(F16::from_f32(-0.0), Some(F16(0x8000)));
+        assert_eq!(F16::from_f32(1e-30), Some(F16(0)));
+    }
+
+    /// The float16 kernels equal the float32 kernels on the widened rows, bit for bit, on the
+    /// scalar path and on every vector path this CPU has.
+    #[test]
+    fn half_kernels_equal_float_kernels_on_every_path() {
+        let mut r = Rng::new(4);
+        for len in [1, 15, 16, 17, 64, 100, 128, 384] {
+            let half =
+                |r: &mut Rng| -> Vec<F16> { (0..len).map(|_| F16::from_f32(r.normal() as f32).unwrap()).collect() };
+            let wide = |h: &[F16]| -> Vec<f32> { h.iter().map(|v| v.to_f32()).collect() };
+            let q = half(&mut r);
+            let rows: Vec<Vec<F16>> = (0..4).map(|_| half(&mut r)).collect();
+            let four = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            let (qw, rw): (Vec<f32>, Vec<Vec<f32>>) = (wide(&q), rows.iter().map(|h| wide(h)).collect());
+            for m in [Metric::L2, Metric::InnerProduct] {
+                let got = dissimilarity_h_4(m, &q, four);
+                for i in 0..4 {
+                    let want = dissimilarity(m, &qw, &rw[i]).to_bits();
+                    assert_eq!(got[i].to_bits(), want, "{m} len {len}");
+                    assert_eq!(dissimilarity_h(m, &q, &rows[i]).to_bits(), want, "{m} len {len}");
+                }
+            }
+            let want_l2: Vec<u32> = rw.iter().map(|w| scalar::l2_sqr(&qw, w).to_bits()).collect();
+            let want_ip: Vec<u32> = rw.iter().map(|w| scalar::inner_product(&qw, w).to_bits()).collect();
+            let check = |l2: [f32; 4], ip: [f32; 4], one_l2: f32, one_ip: f32, path: &str| {
+                assert_eq!(l2.map(f32::to_bits).to_vec(), want_l2, "{path} l2 len {len}");
+                assert_eq!(ip.map(f32::to_bits).to_vec(), want_ip, "{path} ip len {len}");
+                assert_eq!(one_l2.to_bits(), want_l2[1], "{path} len {len}");
+                assert_eq!(one_ip.to_bits(), want_ip[1], "{path} len {len}");
+            };
+            let (a, b) = (&q[..], &rows[1][..]);
+            check(
+                scalar::l2_sqr_h_4(a, four),
+                scalar::inner_product_h_4(a, four),
+                scalar::l2_sqr_h(a, b),
+                scalar::inner_product_h(a, b),
+                "scalar",
+            );
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features these kernels are compiled for.
+                    let got = unsafe {
+                        (
+                            x86::avx2::l2_sqr_h_4(a, four),
+                            x86::avx2::inner_product_h_4(a, four),
+                            x86::avx2::l2_sqr_h(a, b),
+                            x86::avx2::inner_product_h(a, b),
+                        )
+                    };
+                    check(got.0, got.1, got.2, got.3, "avx2");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: as above, for avx512f.
+                    let got = unsafe {
+                        (
+                            x86::avx512::l2_sqr_h_4(a, four),
+                            x86::avx512::inner_product_h_4(a, four),
+                            x86::avx512::l2_sqr_h(a, b),
+                            x86::avx512::inner_product_h(a, b),
+                        )
+                    };
+                    check(got.0, got.1, got.2, got.3, "avx512");
+                }
+            }
         }
     }
 

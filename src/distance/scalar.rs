@@ -3,27 +3,42 @@
 
 const LANES: usize = 16;
 
+/// An element the distance kernels read: float32 as it is, or float16 ([`F16`]) widened
+/// exactly to float32 first, so a kernel over float16 rows is bit for bit the float32 kernel
+/// over their widened values.
+pub trait Lane: Copy {
+    fn get(self) -> f32;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self
+    }
+}
+
+impl Lane for F16 {
+    #[inline(always)]
+    fn get(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+use super::F16;
+
 #[inline(always)]
-pub fn inner_product(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ta.iter().zip(tb) {
-        s += x * y;
-    }
-    s
+pub fn inner_product<T: Lane>(a: &[T], b: &[T]) -> f32 {
+    one_row(a, b, |x, y| x * y)
 }
 
 #[inline(always)]
-pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
+pub fn l2_sqr<T: Lane>(a: &[T], b: &[T]) -> f32 {
+    one_row(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// `Σ term(a[i], b[i])` in 16 lanes, the lanes summed in order, then the tail.
+#[inline(always)]
+fn one_row<T: Lane>(a: &[T], b: &[T], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; LANES];
@@ -31,13 +46,12 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
     let (ta, tb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
-            let t = x[i] - y[i];
-            acc[i] += t * t;
+            acc[i] += term(x[i].get(), y[i].get());
         }
     }
     let mut s: f32 = acc.iter().sum();
     for (x, y) in ta.iter().zip(tb) {
-        s += (x - y) * (x - y);
+        s += term(x.get(), y.get());
     }
     s
 }
@@ -47,7 +61,7 @@ pub fn l2_sqr(a: &[f32], b: &[f32]) -> f32 {
 /// four at a time). Accumulated lane by lane as the one-row kernels do, so each result is
 /// bit-identical to theirs.
 #[inline(always)]
-fn rows_4(q: &[f32], r: [&[f32]; 4], term: impl Fn(f32, f32) -> f32 + Copy) -> [f32; 4] {
+fn rows_4<T: Lane>(q: &[T], r: [&[T]; 4], term: impl Fn(f32, f32) -> f32 + Copy) -> [f32; 4] {
     let n = q.len();
     let (r0, r1, r2, r3) = (&r[0][..n], &r[1][..n], &r[2][..n], &r[3][..n]);
     let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
@@ -59,17 +73,18 @@ fn rows_4(q: &[f32], r: [&[f32]; 4], term: impl Fn(f32, f32) -> f32 + Copy) -> [
         .zip(r3.chunks_exact(LANES));
     for ((((x, y0), y1), y2), y3) in chunks {
         for i in 0..LANES {
-            a0[i] += term(x[i], y0[i]);
-            a1[i] += term(x[i], y1[i]);
-            a2[i] += term(x[i], y2[i]);
-            a3[i] += term(x[i], y3[i]);
+            let x = x[i].get();
+            a0[i] += term(x, y0[i].get());
+            a1[i] += term(x, y1[i].get());
+            a2[i] += term(x, y2[i].get());
+            a3[i] += term(x, y3[i].get());
         }
     }
     let full = n - n % LANES;
-    let finish = |a: &[f32; LANES], y: &[f32]| {
+    let finish = |a: &[f32; LANES], y: &[T]| {
         let mut s: f32 = a.iter().sum();
         for (&x, &y) in q[full..].iter().zip(&y[full..]) {
-            s += term(x, y);
+            s += term(x.get(), y.get());
         }
         s
     };
@@ -78,14 +93,35 @@ fn rows_4(q: &[f32], r: [&[f32]; 4], term: impl Fn(f32, f32) -> f32 + Copy) -> [
 
 /// Squared L2 from `q` to four rows; each bit-identical to [`l2_sqr`] on the same pair.
 #[inline(always)]
-pub fn l2_sqr_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+pub fn l2_sqr_4<T: Lane>(q: &[T], r: [&[T]; 4]) -> [f32; 4] {
     rows_4(q, r, |x, y| (x - y) * (x - y))
 }
 
 /// Inner products of `q` with four rows; each bit-identical to [`inner_product`].
 #[inline(always)]
-pub fn inner_product_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
+pub fn inner_product_4<T: Lane>(q: &[T], r: [&[T]; 4]) -> [f32; 4] {
     rows_4(q, r, |x, y| x * y)
+}
+
+/// The float16 kernels (a dispatch target of their own).
+#[inline(always)]
+pub fn l2_sqr_h(a: &[F16], b: &[F16]) -> f32 {
+    l2_sqr(a, b)
+}
+
+#[inline(always)]
+pub fn inner_product_h(a: &[F16], b: &[F16]) -> f32 {
+    inner_product(a, b)
+}
+
+#[inline(always)]
+pub fn l2_sqr_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
+    l2_sqr_4(q, r)
+}
+
+#[inline(always)]
+pub fn inner_product_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
+    inner_product_4(q, r)
 }
 
 /// `y += a · x`.

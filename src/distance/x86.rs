@@ -4,7 +4,7 @@
 macro_rules! instantiate {
     ($name:ident, $feat:literal) => {
         pub mod $name {
-            use super::super::scalar;
+            use super::super::{scalar, F16};
 
             /// # Safety
             /// The CPU must support the target feature this module is compiled for.
@@ -32,6 +32,34 @@ macro_rules! instantiate {
             #[target_feature(enable = $feat)]
             pub unsafe fn inner_product_4(q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
                 scalar::inner_product_4(q, r)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn l2_sqr_h(a: &[F16], b: &[F16]) -> f32 {
+                scalar::l2_sqr_h(a, b)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn inner_product_h(a: &[F16], b: &[F16]) -> f32 {
+                scalar::inner_product_h(a, b)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn l2_sqr_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
+                scalar::l2_sqr_h_4(q, r)
+            }
+
+            /// # Safety
+            /// As for `inner_product`.
+            #[target_feature(enable = $feat)]
+            pub unsafe fn inner_product_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
+                scalar::inner_product_h_4(q, r)
             }
 
             /// # Safety

@@ -67,7 +67,7 @@ fn insertion_order(levels: &[u8], rng: &mut Rng) -> Vec<u32> {
 /// Nodes inserted before the batched phase starts, and the largest batch: batches grow with
 /// the graph (an eighth of it), so each batch is a small part of what its nodes search.
 const SEQUENTIAL_PREFIX: usize = 64;
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 64;
 
 impl Hnsw {
     /// Builds the graph over `sp`'s nodes on the current rayon pool: the same seed gives the

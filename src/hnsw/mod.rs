@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub use build::HnswParams;
 pub(crate) use search::QueryDist;
-pub use search::{Points, Space, VisitedSet};
+pub use search::{HalfPoints, Points, Space, VisitedSet};
 
 /// Marks an unused neighbour slot.
 pub const EMPTY: u32 = u32::MAX;

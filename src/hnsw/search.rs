@@ -1,7 +1,7 @@
 //! Greedy descent through the upper levels, then a best-first search of width `ef` on level 0.
 
 use super::Hnsw;
-use crate::distance::{self, Metric};
+use crate::distance::{self, Metric, F16};
 use crate::topk::Neighbor;
 
 /// Visited marks reused across searches: a generation counter instead of clearing `n` flags, in
@@ -78,7 +78,8 @@ pub(crate) trait QueryDist {
 /// How much of a neighbour's row a walk asks for ahead of computing its distance: the first
 /// 256 bytes start the stream; asking for all of a long row (1.5 KiB at d = 384) fills the
 /// CPU's miss queue and stalls the walk on the prefetches themselves.
-const PREFETCH_FLOATS: usize = 64;
+const PREFETCH_BYTES: usize = 256;
+const PREFETCH_FLOATS: usize = PREFETCH_BYTES / 4;
 
 /// A query vector against a point set.
 pub(crate) struct ToQuery<'a> {
@@ -155,6 +156,46 @@ impl Space for Points<'_> {
     fn prefetch(&self, j: u32) {
         let row = self.row(j);
         distance::prefetch(&row[..row.len().min(PREFETCH_FLOATS)])
+    }
+}
+
+/// [`Points`] held as float16 ([`F16`]): what an HNSW build walks, half the bytes per
+/// distance. The graph only compares distances with one another, so the rows may be scaled by
+/// any positive factor first (to fit float16's range) without changing one decision.
+#[derive(Clone, Copy, Debug)]
+pub struct HalfPoints<'a> {
+    pub data: &'a [F16],
+    pub d: usize,
+    pub metric: Metric,
+}
+
+impl HalfPoints<'_> {
+    #[inline]
+    fn row(&self, i: u32) -> &[F16] {
+        &self.data[i as usize * self.d..(i as usize + 1) * self.d]
+    }
+}
+
+impl Space for HalfPoints<'_> {
+    fn len(&self) -> usize {
+        self.data.len() / self.d.max(1)
+    }
+
+    #[inline]
+    fn between(&self, i: u32, j: u32) -> f32 {
+        distance::dissimilarity_h(self.metric, self.row(i), self.row(j))
+    }
+
+    #[inline]
+    fn between_4(&self, i: u32, js: [u32; 4]) -> [f32; 4] {
+        let r = |k: usize| self.row(js[k]);
+        distance::dissimilarity_h_4(self.metric, self.row(i), [r(0), r(1), r(2), r(3)])
+    }
+
+    #[inline]
+    fn prefetch(&self, j: u32) {
+        let row = zerocopy::IntoBytes::as_bytes(self.row(j));
+        distance::prefetch_bytes(&row[..row.len().min(PREFETCH_BYTES)])
     }
 }
 
