@@ -302,12 +302,17 @@ fn select_heuristic<S: Space>(sp: &S, sorted: &[Neighbor], max: usize) -> Vec<Ne
     out
 }
 
-/// Whether candidate `c` is at least as close to the base as to every node of `kept`: their
-/// distances four at a time (most of a build's pairwise distances are asked here), stopping
-/// at the first four that hold a closer one.
+/// Whether candidate `c` is at least as close to the base as to every node of `kept`: the
+/// first kept node alone (the closest to the base, it turns most rejected candidates away),
+/// then the rest four at a time (most of a build's pairwise distances are asked here),
+/// stopping at the first four that hold a closer one.
 #[inline]
 fn diverse<S: Space>(sp: &S, c: Neighbor, kept: &[u32]) -> bool {
     let id = c.id as u32;
+    let Some((&first, kept)) = kept.split_first() else { return true };
+    if sp.between(id, first) < c.dist {
+        return false;
+    }
     let (quads, rest) = kept.as_chunks::<4>();
     quads.iter().all(|q| sp.between_4(id, *q).iter().all(|&d| d >= c.dist))
         && rest.iter().all(|&k| sp.between(id, k) >= c.dist)
