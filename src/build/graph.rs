@@ -9,8 +9,9 @@
 //! vectors and graph: that is what the IVF kinds are for).
 //!
 //! The graph is built over the vectors in float16, scaled into its range: a build spends most
-//! of its time waiting for rows from memory, and half the bytes per row is worth about a fifth
-//! of its time (and half its RAM). The index keeps the float32 vectors, which searches use.
+//! of its time waiting for rows from memory, and half the bytes per row took a tenth off it
+//! (1M × 128, M 32: 118 s → 105 s on 2 cores). The index keeps the float32 vectors, which
+//! searches use.
 
 use std::path::Path;
 use std::time::Instant;
@@ -239,7 +240,7 @@ fn to_half(data: &[f32], d: usize) -> Result<(Vec<F16>, usize)> {
     half.resize(skip + data.len(), F16::default());
     half[skip..].par_chunks_mut(CHUNK_ROWS).zip(data.par_chunks(CHUNK_ROWS)).for_each(|(h, x)| {
         for (h, &x) in h.iter_mut().zip(x) {
-            // Finite and below 2^15 after scaling, so always Some.
+            // Finite and below 2^15 after scaling (2^14 unless log2 rounded up), so always Some.
             *h = F16::from_f32((x as f64 * scale) as f32).unwrap_or_default();
         }
     });

@@ -252,9 +252,9 @@ impl Frontier {
         self.entries.len() < self.cap || c < self.entries[self.cap - 1].0
     }
 
-    /// [`offer`](Self::offer)s each of `new` (distinct ids, none held): the same entries and
-    /// order as offering them one by one, in one merge instead of a shifting insert each (one
-    /// expansion offers up to 2·M nodes).
+    /// Offers each of `new` (distinct ids, none held): the frontier keeps the `cap` closest of
+    /// what it held and `new`, as offering them one at a time would, in one merge instead of
+    /// a shifting insert each (one expansion offers up to 2·M nodes).
     fn offer_all(&mut self, new: &mut [Cand]) {
         if new.is_empty() {
             return;
