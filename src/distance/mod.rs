@@ -422,32 +422,29 @@ mod tests {
                 scalar::inner_product_h(a, b),
                 "scalar",
             );
+            // Each vector path the CPU has, the kernels of its module against the same bits.
+            #[cfg(target_arch = "x86_64")]
+            macro_rules! on_path {
+                ($path:ident, $has:expr) => {
+                    if $has {
+                        // SAFETY: the CPU has the features this module's kernels are compiled for.
+                        let got = unsafe {
+                            (
+                                x86::$path::l2_sqr_h_4(a, four),
+                                x86::$path::inner_product_h_4(a, four),
+                                x86::$path::l2_sqr_h(a, b),
+                                x86::$path::inner_product_h(a, b),
+                            )
+                        };
+                        check(got.0, got.1, got.2, got.3, stringify!($path));
+                    }
+                };
+            }
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features these kernels are compiled for.
-                    let got = unsafe {
-                        (
-                            x86::avx2::l2_sqr_h_4(a, four),
-                            x86::avx2::inner_product_h_4(a, four),
-                            x86::avx2::l2_sqr_h(a, b),
-                            x86::avx2::inner_product_h(a, b),
-                        )
-                    };
-                    check(got.0, got.1, got.2, got.3, "avx2");
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: as above, for avx512f.
-                    let got = unsafe {
-                        (
-                            x86::avx512::l2_sqr_h_4(a, four),
-                            x86::avx512::inner_product_h_4(a, four),
-                            x86::avx512::l2_sqr_h(a, b),
-                            x86::avx512::inner_product_h(a, b),
-                        )
-                    };
-                    check(got.0, got.1, got.2, got.3, "avx512");
-                }
+                use std::arch::is_x86_feature_detected as has;
+                on_path!(avx2, has!("avx2") && has!("fma"));
+                on_path!(avx512, has!("avx512f"));
             }
         }
     }

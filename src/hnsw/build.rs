@@ -261,10 +261,6 @@ fn add_link_to<S: Space>(sp: &S, slots: &mut [u32], src: u32, dst: u32) {
         *free = dst;
         return;
     }
-    // The list's rows are scattered: ask for all of them before the first distance waits.
-    for &s in slots.iter() {
-        sp.prefetch(s);
-    }
     let mut cands: Vec<Neighbor> = Vec::with_capacity(slots.len() + 1);
     measure(sp, src, slots, &mut cands);
     measure(sp, src, &[dst], &mut cands);
