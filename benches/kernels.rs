@@ -126,7 +126,7 @@ fn fast_scan(c: &mut Criterion) {
     }
     g.bench_function("block_sums_scalar_m64_20k", |b| b.iter(|| block_sums_scalar(&q, &blocks, &mut sums)));
     // The whole scan into a top-10: sums, the filter, and exact distances for what passes it.
-    let mut scratch = Vec::new();
+    let mut scratch = quiver::pq::fastscan::ScanScratch::default();
     g.bench_function("scan_blocks_k10_m64_20k", |b| {
         b.iter(|| {
             let mut top = TopK::new(10);

@@ -124,6 +124,18 @@ impl TopK {
         self.heap.len()
     }
 
+    /// How many more neighbours it takes to hold k.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.k - self.heap.len()
+    }
+
+    /// The farthest neighbour held, full or not.
+    #[inline]
+    pub fn worst_held(&self) -> Option<f32> {
+        self.heap.peek().map(|h| h.n.dist)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

@@ -117,7 +117,7 @@ impl Codec {
     /// A scanner for one search thread.
     pub fn scanner(&self) -> Scanner {
         let m = self.pq.as_ref().map_or(self.d, |pq| pq.m);
-        Scanner { kind: self.kind, m, metric: self.metric, sums: Vec::new(), rows: Vec::new() }
+        Scanner { kind: self.kind, m, metric: self.metric, fast: Default::default(), rows: Vec::new() }
     }
 }
 
@@ -154,7 +154,7 @@ pub struct Scanner {
     /// Sub-quantizers, or the dimension of raw vectors.
     m: usize,
     metric: Metric,
-    sums: Vec<u16>,
+    fast: fastscan::ScanScratch,
     rows: Vec<f32>,
 }
 
@@ -177,7 +177,7 @@ impl Scanner {
         match (self.kind, &table.quantized) {
             (CodeKind::Pq4FastScan, Some(q)) => {
                 let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
-                fastscan::scan_blocks(&scan, id_of, topk, &mut self.sums)
+                fastscan::scan_blocks(&scan, id_of, topk, &mut self.fast)
             }
             (CodeKind::Flat, _) => self.scan_flat(&table.exact, bias, &codes[..n * 4 * self.m], id_of, topk),
             _ => scan_codes(&table.exact, self.m, bias, terms, &codes[..n * self.m], id_of, topk),
@@ -213,8 +213,9 @@ impl Scanner {
     }
 
     /// [`scan`](Self::scan) of one list for several queries (`terms` shared: they belong to
-    /// the list). Fast-scan loads each block of codes once for up to four of them; the
-    /// results are those of one `scan` per query.
+    /// the list). Fast-scan loads each block of codes once for up to four of them, and asks
+    /// for `ahead` (the codes to scan next) on the way; the results are those of one `scan` per
+    /// query.
     pub fn scan_many(
         &mut self,
         visitors: &mut [Visitor],
@@ -222,6 +223,7 @@ impl Scanner {
         codes: &[u8],
         n: usize,
         id_of: impl Fn(usize) -> u64 + Copy,
+        ahead: &[u8],
     ) {
         let fast = self.kind == CodeKind::Pq4FastScan && visitors.iter().all(|v| v.table.quantized.is_some());
         if !fast {
@@ -231,7 +233,7 @@ impl Scanner {
             return;
         }
         let per = n.div_ceil(fastscan::BLOCK) * fastscan::BLOCK;
-        for group in visitors.chunks_mut(4) {
+        for (g, group) in visitors.chunks_mut(4).enumerate() {
             // At most four tables: an array, not an allocation per list.
             fn quantized<'a>(v: &Visitor<'a>) -> &'a QuantizedLut {
                 v.table.quantized.as_ref().expect("checked above: all quantized")
@@ -241,11 +243,12 @@ impl Scanner {
                 *slot = quantized(v);
             }
             let luts = &tables[..group.len()];
-            self.sums.resize(per * luts.len(), 0);
-            fastscan::block_sums_many(luts, codes, &mut self.sums);
-            for ((v, lut), sums) in group.iter_mut().zip(luts).zip(self.sums.chunks(per)) {
+            let fastscan::ScanScratch { sums, survivors } = &mut self.fast;
+            sums.resize(per * luts.len(), 0);
+            fastscan::block_sums_ahead(luts, codes, sums, if g == 0 { ahead } else { &[] });
+            for ((v, lut), sums) in group.iter_mut().zip(luts).zip(sums.chunks(per)) {
                 let scan = fastscan::BlockScan { lut, exact: &v.table.exact, bias: v.bias, terms, blocks: codes, n };
-                fastscan::scan_summed(&scan, sums, id_of, &mut v.topk);
+                fastscan::scan_summed(&scan, sums, id_of, &mut v.topk, survivors);
             }
         }
     }

@@ -196,7 +196,7 @@ pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU reports AVX-512BW (and with it AVX-512F and AVX2), all the
             // kernel uses.
-            unsafe { avx512::block_sums_many([lut], blocks, out) };
+            unsafe { avx512::block_sums_many([lut], blocks, out, &[]) };
             return;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -212,18 +212,27 @@ pub fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
 /// query's sums one after the other (`luts.len()` × 32 per block): each code block is loaded
 /// and split into nibbles once for up to four tables (AVX-512) or two (AVX2).
 pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
+    block_sums_ahead(luts, blocks, out, &[])
+}
+
+/// [`block_sums_many`] that asks the CPU, block by block as it goes, to load the same share of
+/// `ahead` (the codes to be scanned next): a list's worth of prefetches spread over the scan
+/// of this one keeps memory busy without filling the CPU's queue of misses at once, which a
+/// prefetch of the whole next list up front does (and stalls on).
+pub fn block_sums_ahead(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16], ahead: &[u8]) {
     let per = out.len() / luts.len().max(1);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
-        for (group, out) in luts.chunks(4).zip(out.chunks_mut(4 * per)) {
+        for (i, (group, out)) in luts.chunks(4).zip(out.chunks_mut(4 * per)).enumerate() {
+            let ahead = if i == 0 { ahead } else { &[] };
             // SAFETY: the CPU reports AVX-512BW (and with it AVX-512F and AVX2), all the
             // kernel uses.
             unsafe {
                 match *group {
-                    [a] => avx512::block_sums_many([a], blocks, out),
-                    [a, b] => avx512::block_sums_many([a, b], blocks, out),
-                    [a, b, c] => avx512::block_sums_many([a, b, c], blocks, out),
-                    [a, b, c, d] => avx512::block_sums_many([a, b, c, d], blocks, out),
+                    [a] => avx512::block_sums_many([a], blocks, out, ahead),
+                    [a, b] => avx512::block_sums_many([a, b], blocks, out, ahead),
+                    [a, b, c] => avx512::block_sums_many([a, b, c], blocks, out, ahead),
+                    [a, b, c, d] => avx512::block_sums_many([a, b, c, d], blocks, out, ahead),
                     _ => unreachable!("chunks of at most four"),
                 }
             }
@@ -232,12 +241,13 @@ pub fn block_sums_many(luts: &[&QuantizedLut], blocks: &[u8], out: &mut [u16]) {
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        for (group, out) in luts.chunks(2).zip(out.chunks_mut(2 * per)) {
+        for (i, (group, out)) in luts.chunks(2).zip(out.chunks_mut(2 * per)).enumerate() {
+            let ahead = if i == 0 { ahead } else { &[] };
             // SAFETY: the CPU reports AVX2, which is all the kernel uses.
             unsafe {
                 match *group {
-                    [a] => avx2::block_sums_many([a], blocks, out),
-                    [a, b] => avx2::block_sums_many([a, b], blocks, out),
+                    [a] => avx2::block_sums_many([a], blocks, out, ahead),
+                    [a, b] => avx2::block_sums_many([a, b], blocks, out, ahead),
                     _ => unreachable!("chunks of at most two"),
                 }
             }
@@ -285,16 +295,24 @@ pub mod avx2 {
     /// [`block_sums`](super::block_sums) for the `Q` tables of `luts` into `out` (each query's
     /// sums one after the other): one pair of sub-quantizers per 32-byte step, each code step
     /// loaded and split into nibbles once for all `Q` tables (Q ≤ 2 keeps the accumulators in
-    /// AVX2's sixteen registers).
+    /// AVX2's sixteen registers); `ahead` is prefetched on the way (see
+    /// [`block_sums_ahead`](super::block_sums_ahead)).
     ///
     /// # Safety
     /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
+    pub unsafe fn block_sums_many<const Q: usize>(
+        luts: [&QuantizedLut; Q],
+        blocks: &[u8],
+        out: &mut [u16],
+        ahead: &[u8],
+    ) {
         let (m, pairs) = super::shape_of(&luts);
         let per = out.len() / Q;
         let low = _mm256_set1_epi8(0x0F);
+        let mut ahead = ahead.chunks(BLOCK * m / 2);
         for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
+            crate::distance::prefetch_bytes(ahead.next().unwrap_or_default());
             let z = _mm256_setzero_si256();
             // Per table: vectors 0..16 (low nibbles) and 16..32 (high nibbles), and their
             // odd-byte sums; lane 0 of a look-up scores sub-quantizer 2p, lane 1 2p + 1.
@@ -402,7 +420,7 @@ pub mod avx2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
         // SAFETY: the caller guarantees AVX2.
-        unsafe { block_sums_many([lut], blocks, out) }
+        unsafe { block_sums_many([lut], blocks, out, &[]) }
     }
 }
 
@@ -415,15 +433,23 @@ pub mod avx512 {
     /// query's sums one after the other): two pairs of sub-quantizers per 64-byte step (one
     /// sub-quantizer per 128-bit lane), each code step loaded and split into nibbles once for
     /// all `Q` tables; an odd pair left over runs in the low half with zero tables above.
+    /// `ahead` is prefetched on the way (see [`block_sums_ahead`](super::block_sums_ahead)).
     ///
     /// # Safety
     /// The CPU must support AVX-512BW.
     #[target_feature(enable = "avx512bw")]
-    pub unsafe fn block_sums_many<const Q: usize>(luts: [&QuantizedLut; Q], blocks: &[u8], out: &mut [u16]) {
+    pub unsafe fn block_sums_many<const Q: usize>(
+        luts: [&QuantizedLut; Q],
+        blocks: &[u8],
+        out: &mut [u16],
+        ahead: &[u8],
+    ) {
         let (m, pairs) = super::shape_of(&luts);
         let per = out.len() / Q;
         let low = _mm512_set1_epi8(0x0F);
+        let mut ahead = ahead.chunks(BLOCK * m / 2);
         for (b, block) in blocks.chunks_exact(BLOCK * m / 2).enumerate() {
+            crate::distance::prefetch_bytes(ahead.next().unwrap_or_default());
             let z = _mm512_setzero_si512();
             // Per table: low-nibble (vectors 0..16) and high-nibble (16..32) word sums, and
             // their odd-byte sums.
@@ -515,7 +541,7 @@ pub mod avx512 {
     #[target_feature(enable = "avx512bw")]
     pub unsafe fn block_sums(lut: &QuantizedLut, blocks: &[u8], out: &mut [u16]) {
         // SAFETY: the caller guarantees AVX-512BW.
-        unsafe { block_sums_many([lut], blocks, out) }
+        unsafe { block_sums_many([lut], blocks, out, &[]) }
     }
 }
 
@@ -537,29 +563,52 @@ pub struct BlockScan<'a> {
     pub n: usize,
 }
 
+/// A scan's scratch: block sums, and the survivors of its filter.
+#[derive(Clone, Debug, Default)]
+pub struct ScanScratch {
+    pub sums: Vec<u16>,
+    pub survivors: Survivors,
+}
+
+/// The vectors of one list that passed the filter, kept until the list is done so that their
+/// exact distances are taken closest first.
+#[derive(Clone, Debug, Default)]
+pub struct Survivors {
+    /// `sum << 32 | position`: sorted, closest sum first.
+    found: Vec<u64>,
+    /// The smallest sums found while the top-k still has room (a max-heap of that many).
+    best: std::collections::BinaryHeap<u16>,
+}
+
 /// Scans `scan.n` vectors' packed codes into `topk` with their ids (`id_of`), each at `bias`
 /// plus its term in `terms` (when given: a per-vector part of the distance that the table does not
 /// hold) plus its table sum, giving the same results as the float tables `exact` (m × 16)
 /// would: the 8-bit sums are only a filter. Each sum is within m / (2 · scale) of the exact
-/// table sum, so a vector whose sum, less that bound, beats the current k-th distance has its
-/// exact distance, `(bias + term) + Σ_j exact[j][code_j]`, computed from its sub-codes, and only
-/// those enter `topk`. `sums` is scratch.
-pub fn scan_blocks(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, sums: &mut Vec<u16>) {
-    sums.resize(scan.n.div_ceil(BLOCK) * BLOCK, 0);
-    block_sums(scan.lut, scan.blocks, sums);
-    scan_summed(scan, sums, id_of, topk)
+/// table sum, so only a vector whose sum, less that bound, beats the current k-th distance has
+/// its exact distance, `(bias + term) + Σ_j exact[j][code_j]`, computed from its sub-codes,
+/// and only those enter `topk`.
+pub fn scan_blocks(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, scratch: &mut ScanScratch) {
+    scratch.sums.resize(scan.n.div_ceil(BLOCK) * BLOCK, 0);
+    block_sums(scan.lut, scan.blocks, &mut scratch.sums);
+    scan_summed(scan, &scratch.sums, id_of, topk, &mut scratch.survivors)
 }
 
 /// The filter and exact step of [`scan_blocks`], on `sums` already computed (by
 /// [`block_sums_many`], say, for several queries at once).
-pub fn scan_summed(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+pub fn scan_summed(
+    scan: &BlockScan,
+    sums: &[u16],
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+    survivors: &mut Survivors,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU reports AVX2; the function is safe code compiled for it.
-        return unsafe { scan_summed_avx2(scan, sums, id_of, topk) };
+        return unsafe { scan_summed_avx2(scan, sums, id_of, topk, survivors) };
     }
     match scan.terms {
-        None => scan_plain(scan, sums, id_of, topk, passing),
+        None => scan_plain(scan, sums, id_of, topk, survivors, passing),
         Some(terms) => scan_with_terms(scan, terms, sums, id_of, topk),
     }
 }
@@ -568,10 +617,16 @@ pub fn scan_summed(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64,
 /// filter of a scan with terms runs eight lanes wide instead of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn scan_summed_avx2(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64, topk: &mut TopK) {
+fn scan_summed_avx2(
+    scan: &BlockScan,
+    sums: &[u16],
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+    survivors: &mut Survivors,
+) {
     match scan.terms {
         // SAFETY: this function runs only where the CPU reports AVX2.
-        None => scan_plain(scan, sums, id_of, topk, |c, l| unsafe { avx2::passing(c, l) }),
+        None => scan_plain(scan, sums, id_of, topk, survivors, |c, l| unsafe { avx2::passing(c, l) }),
         Some(terms) => scan_with_terms(scan, terms, sums, id_of, topk),
     }
 }
@@ -581,6 +636,9 @@ fn scan_summed_avx2(scan: &BlockScan, sums: &[u16], id_of: impl Fn(usize) -> u64
 pub fn passing(sums: &[u16; BLOCK], limit: u16) -> u32 {
     sums.iter().enumerate().fold(0, |mask, (i, &s)| mask | ((s <= limit) as u32) << i)
 }
+
+/// Relative margin for the float sums' own rounding, on both sides of a sum's bounds.
+const ROUNDING: f64 = 1e-5;
 
 /// The loosest bound on a table sum that may hide an exact distance at or below `threshold`:
 /// a sum s stands for at least `bias + lut.bias + s / scale − slack` (the rounding bound, plus
@@ -600,30 +658,48 @@ fn scaled_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> f64 {
         return f64::INFINITY;
     }
     let (t, bias) = (threshold as f64, bias as f64);
-    let slack = lut.m as f64 * 0.5 / lut.scale as f64;
-    t + t.abs() * 1e-5 + bias.abs() * 1e-5 - bias + slack - lut.bias as f64
+    t + t.abs() * ROUNDING + bias.abs() * ROUNDING - bias + slack(lut) - lut.bias as f64
+}
+
+/// The rounding bound of a sum: m / (2 · scale).
+#[inline(always)]
+fn slack(lut: &QuantizedLut) -> f64 {
+    lut.m as f64 * 0.5 / lut.scale as f64
+}
+
+/// The largest exact distance a sum `s` may stand for: `bias + lut.bias + s / scale + slack`,
+/// and the rounding margin.
+#[inline(always)]
+fn sum_ceiling(lut: &QuantizedLut, bias: f32, s: u16) -> f32 {
+    let bias = bias as f64;
+    let u = bias + lut.bias as f64 + s as f64 / lut.scale as f64 + slack(lut);
+    (u + u.abs() * ROUNDING + bias.abs() * ROUNDING) as f32
 }
 
 /// The scan without per-vector terms: a block passes its vectors whose sums are at most an
-/// integer limit (`passing`, one vector compare per block), recomputed only when the k-th
-/// distance moves; the survivors get exact distances.
+/// integer limit (`passing`, one vector compare per block), and those get exact distances.
+/// While the top-k has room (the first list a query scans) the survivors are kept and taken
+/// smallest sum first ([`scan_sorted`]); once it is full they are few, and each is taken as
+/// it comes, the limit recomputed whenever the k-th distance moves.
 #[inline(always)]
 fn scan_plain(
     scan: &BlockScan,
     sums: &[u16],
     id_of: impl Fn(usize) -> u64,
     topk: &mut TopK,
+    survivors: &mut Survivors,
     passing: impl Fn(&[u16; BLOCK], u16) -> u32,
 ) {
+    if topk.room() > 0 {
+        return scan_sorted((scan, sums), id_of, topk, survivors, passing);
+    }
     let BlockScan { lut, exact, bias, blocks, n, .. } = *scan;
     let m = lut.m;
     let mut threshold = topk.threshold();
     let Some(mut limit) = sum_limit(lut, bias, threshold) else { return };
     let (chunks, _) = sums.as_chunks::<BLOCK>();
     for (b, chunk) in chunks[..n.div_ceil(BLOCK)].iter().enumerate() {
-        let valid = n - b * BLOCK;
-        let lanes = if valid >= BLOCK { u32::MAX } else { (1u32 << valid) - 1 };
-        let mut mask = passing(chunk, limit) & lanes;
+        let mut mask = passing(chunk, limit) & lanes(n, b);
         if mask == 0 {
             continue;
         }
@@ -646,6 +722,85 @@ fn scan_plain(
                     mask &= passing(chunk, limit);
                 }
             }
+        }
+    }
+}
+
+/// The vectors of block `b` that exist in a list of `n`, as bits.
+#[inline(always)]
+fn lanes(n: usize, b: usize) -> u32 {
+    let valid = n - b * BLOCK;
+    if valid >= BLOCK {
+        u32::MAX
+    } else {
+        (1u32 << valid) - 1
+    }
+}
+
+/// [`scan_plain`] while the top-k has room, in two steps. First the filter, keeping what
+/// passes with its sum; the smallest sums found also bound the k-th distance (k vectors whose
+/// distances are at most x make the k-th at most x), which tightens the limit before any
+/// exact distance exists. Then the survivors, smallest sum first, get exact distances until a
+/// sum can no longer beat the k-th: the top-k settles on its first k and few others are
+/// computed, where taking them in list order computes every improvement on the way (about
+/// k · ln(n / k) of them).
+#[inline(always)]
+fn scan_sorted(
+    (scan, sums): (&BlockScan, &[u16]),
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+    Survivors { found, best }: &mut Survivors,
+    passing: impl Fn(&[u16; BLOCK], u16) -> u32,
+) {
+    let BlockScan { lut, exact, bias, blocks, n, .. } = *scan;
+    let m = lut.m;
+    let Some(mut limit) = sum_limit(lut, bias, topk.threshold()) else { return };
+    found.clear();
+    best.clear();
+    let room = topk.room();
+    // The k-th distance is at most the largest of what the top-k holds and the ceilings of the
+    // `room` smallest sums found.
+    let held = topk.worst_held().unwrap_or(f32::NEG_INFINITY);
+    let (chunks, _) = sums.as_chunks::<BLOCK>();
+    for (b, chunk) in chunks[..n.div_ceil(BLOCK)].iter().enumerate() {
+        let mut mask = passing(chunk, limit) & lanes(n, b);
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let s = chunk[i];
+            found.push((s as u64) << 32 | (b * BLOCK + i) as u64);
+            if best.len() < room {
+                best.push(s);
+            } else if let Some(mut top) = best.peek_mut() {
+                if s < *top {
+                    *top = s;
+                }
+            }
+            if best.len() == room {
+                let ceiling = sum_ceiling(lut, bias, *best.peek().unwrap_or(&u16::MAX)).max(held);
+                if let Some(tighter) = sum_limit(lut, bias, ceiling) {
+                    if tighter < limit {
+                        limit = tighter;
+                        mask &= passing(chunk, limit);
+                    }
+                }
+            }
+        }
+    }
+    found.sort_unstable();
+    let mut threshold = topk.threshold();
+    for &f in found.iter() {
+        if (f >> 32) as u16 > limit {
+            break;
+        }
+        let at = f as u32 as usize;
+        let block = &blocks[(at / BLOCK) * BLOCK * m / 2..][..BLOCK * m / 2];
+        let d = bias + exact_sum(exact, block, at % BLOCK, m);
+        if d <= threshold {
+            topk.push_at(id_of(at), d, at);
+            threshold = topk.threshold();
+            let Some(tighter) = sum_limit(lut, bias, threshold) else { return };
+            limit = limit.min(tighter);
         }
     }
 }
@@ -757,6 +912,7 @@ pub fn table_sums(table: &[f32], blocks: &[u8], n: usize, m: usize, out: &mut Ve
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::topk::Neighbor;
 
     type Kernel = unsafe fn(&QuantizedLut, &[u8], &mut [u16]);
 
@@ -835,7 +991,7 @@ mod tests {
             if std::arch::is_x86_feature_detected!("avx2") {
                 let mut two = vec![3u16; 2 * nb];
                 // SAFETY: the CPU reports AVX2.
-                unsafe { avx2::block_sums_many([&q, &second], &blocks, &mut two) };
+                unsafe { avx2::block_sums_many([&q, &second], &blocks, &mut two, &[]) };
                 assert_eq!((&two[..nb], &two[nb..]), (&reference[..], &other[..]), "avx2 pair, case {case}");
             }
             for (name, kernel) in simd_kernels() {
@@ -958,7 +1114,7 @@ mod tests {
         pack_blocks(&packed, m, &mut blocks);
         let builder = LutBuilder::new(&pq);
         assert_eq!(builder.ksub(), KSUB4);
-        let (mut lut, mut sums) = (vec![0f32; m * KSUB4], Vec::new());
+        let (mut lut, mut scratch) = (vec![0f32; m * KSUB4], ScanScratch::default());
         let (mut hits_adc, mut hits_fs) = (0usize, 0usize);
         for q in queries.chunks_exact(d) {
             let mut exact: Vec<(f32, usize)> = x.chunks_exact(d).map(|v| distance::l2_sqr(q, v)).zip(0..).collect();
@@ -975,12 +1131,119 @@ mod tests {
             let mut top = TopK::new(k);
             let q = QuantizedLut::new(&lut, m);
             let scan = BlockScan { lut: &q, exact: &lut, bias: 0.0, terms: None, blocks: &blocks, n };
-            scan_blocks(&scan, |i| i as u64, &mut top, &mut sums);
+            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch);
             hits_fs += top.into_sorted_vec().iter().filter(|nb| truth.contains(&nb.id)).count();
         }
         let (r_adc, r_fs) = (hits_adc as f64 / (nq * k) as f64, hits_fs as f64 / (nq * k) as f64);
         assert!(r_adc > 0.3, "the 4-bit PQ itself finds neighbours: {r_adc}");
         assert!((r_adc - r_fs).abs() <= 0.01, "recall@10: exact ADC {r_adc:.3}, fast-scan {r_fs:.3}");
+    }
+
+    /// Prefetching the next codes on the way changes no sum, whatever their length.
+    #[test]
+    fn sums_with_codes_ahead_are_the_same() {
+        let mut r = Rng::new(31);
+        let (n, m) = (300, 16);
+        let (codes, lut) = random_case(&mut r, n, m);
+        let mut blocks = Vec::new();
+        pack_blocks(&rows(&codes, m), m, &mut blocks);
+        let luts: Vec<QuantizedLut> =
+            (0..5).map(|i| QuantizedLut::new(&lut.iter().map(|x| x * i as f32).collect::<Vec<_>>(), m)).collect();
+        let refs: Vec<&QuantizedLut> = luts.iter().collect();
+        let per = n.div_ceil(BLOCK) * BLOCK;
+        let mut want = vec![0u16; per * refs.len()];
+        block_sums_many(&refs, &blocks, &mut want);
+        for ahead in [0, 1, 100, blocks.len() / 2, blocks.len() * 3] {
+            let mut got = vec![0u16; per * refs.len()];
+            block_sums_ahead(&refs, &blocks, &mut got, &vec![7u8; ahead]);
+            assert_eq!(got, want, "{ahead} bytes ahead");
+        }
+    }
+
+    /// Lists scanned one after another into one top-k (full or not when a list starts, bounded
+    /// by a bar or not, k small and large, lists in random order, duplicate codes for ties)
+    /// give exactly the top-k of the exact table sums, ties by id: the sorted first list and
+    /// the immediate path of later ones only skip what cannot enter.
+    #[test]
+    fn lists_in_any_order_give_the_exact_top_k() {
+        let mut r = Rng::new(29);
+        for case in 0..40 {
+            let m = [8, 16, 32, 64][case % 4];
+            let n = 200 + r.below(3000) as usize;
+            let (mut codes, mut lut) = random_case(&mut r, n, m);
+            if case % 2 == 1 {
+                // The worst rounding: entries 1..8 sit 0.49 of a step above a step (their 8-bit
+                // values round down), 8..15 0.49 below one (round up); entries 0 and 15 fix the
+                // step. Each vector takes all its codes from one half, so its 8-bit sum is off
+                // by almost m / 2 steps, one way or the other: only the full slack in both
+                // bounds keeps the true top-k.
+                let step = 0.01 + r.next_f64() as f32;
+                for (j, t) in lut.chunks_exact_mut(KSUB4).enumerate() {
+                    let lo = j as f32 * 0.3 - 2.0;
+                    for (i, e) in t.iter_mut().enumerate() {
+                        let steps = match i {
+                            0 => 0.0,
+                            15 => 255.0,
+                            1..8 => 10.0 * i as f32 + 0.49,
+                            _ => 10.0 * (i - 7) as f32 + 0.51,
+                        };
+                        *e = lo + steps * step;
+                    }
+                }
+                for v in 0..n {
+                    let half = if r.below(2) == 0 { 1 } else { 8 };
+                    for c in &mut codes[v * m..(v + 1) * m] {
+                        *c = half + r.below(7) as u8;
+                    }
+                }
+            }
+            // Some vectors repeat others' codes: equal distances, settled by id.
+            for v in 0..n / 10 {
+                let from = r.below(n as u64) as usize;
+                let (src, dst) = (from * m, (v * 7 % n) * m);
+                let row: Vec<u8> = codes[src..src + m].to_vec();
+                codes[dst..dst + m].copy_from_slice(&row);
+            }
+            let k = [1, 10, 50, 300][(case / 4) % 4].min(n);
+            let bias = [0.0f32, 7.5, -3.25][case % 3];
+            let q = QuantizedLut::new(&lut, m);
+            let plain = |v: usize| {
+                let blocks_of = |c: &[u8]| {
+                    let mut b = Vec::new();
+                    pack_blocks(&rows(c, m), m, &mut b);
+                    b
+                };
+                exact_sum(&lut, &blocks_of(&codes[v * m..(v + 1) * m]), 0, m)
+            };
+            let mut exact: Vec<Neighbor> = (0..n).map(|v| Neighbor { id: v as u64, dist: bias + plain(v) }).collect();
+            exact.sort();
+            // Cut into lists of random sizes, scanned in a random order.
+            let mut cuts = vec![0, n];
+            for _ in 0..r.below(12) {
+                cuts.push(r.below(n as u64) as usize);
+            }
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut lists: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+            for i in (1..lists.len()).rev() {
+                lists.swap(i, r.below(i as u64 + 1) as usize);
+            }
+            let bar = if case % 5 == 4 { exact[k - 1].dist } else { f32::INFINITY };
+            let mut top = TopK::bounded(k, bar);
+            let mut scratch = ScanScratch::default();
+            for (start, end) in lists {
+                let mut blocks = Vec::new();
+                pack_blocks(&rows(&codes[start * m..end * m], m), m, &mut blocks);
+                let scan = BlockScan { lut: &q, exact: &lut, bias, terms: None, blocks: &blocks, n: end - start };
+                scan_blocks(&scan, |i| (start + i) as u64, &mut top, &mut scratch);
+            }
+            let got = top.into_sorted_vec();
+            assert_eq!(got.len(), k, "case {case}");
+            for (g, w) in got.iter().zip(&exact) {
+                assert_eq!(g.id, w.id, "case {case}: m {m}, n {n}, k {k}");
+                assert_eq!(g.dist, w.dist, "case {case}");
+            }
+        }
     }
 
     #[test]
@@ -994,7 +1257,7 @@ mod tests {
         let mut top = TopK::new(50);
         // A list's bias moves every distance alike and leaves the choice alone.
         let scan = BlockScan { lut: &q, exact: &lut, bias: 7.5, terms: None, blocks: &blocks, n };
-        scan_blocks(&scan, |i| i as u64, &mut top, &mut Vec::new());
+        scan_blocks(&scan, |i| i as u64, &mut top, &mut ScanScratch::default());
         // Exact sums in the scan's order (exact_sum), checked against a plain sum.
         let plain = |v: usize| (0..m).map(|j| lut[j * KSUB4 + codes[v * m + j] as usize]).sum::<f32>();
         let sum_of = |v: usize| exact_sum(&lut, &blocks[(v / BLOCK) * BLOCK * m / 2..], v % BLOCK, m);
@@ -1010,7 +1273,7 @@ mod tests {
         // (bias + term) + table sum, exactly.
         let terms: Vec<f32> = (0..n).map(|v| (v % 97) as f32 * 0.37 - 9.0).collect();
         let mut top = TopK::new(50);
-        scan_blocks(&BlockScan { terms: Some(&terms), ..scan }, |i| i as u64, &mut top, &mut Vec::new());
+        scan_blocks(&BlockScan { terms: Some(&terms), ..scan }, |i| i as u64, &mut top, &mut ScanScratch::default());
         let mut want: Vec<(f32, u64)> = (0..n).map(|v| ((7.5 + terms[v]) + sum_of(v), v as u64)).collect();
         want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let got: Vec<(f32, u64)> = top.into_sorted_vec().iter().map(|nb| (nb.dist, nb.id)).collect();

@@ -57,18 +57,19 @@ pub(crate) struct Probe {
 pub(crate) type Derived<'a> = Option<&'a std::sync::OnceLock<Vec<f32>>>;
 
 impl ListStore {
-    /// Calls `scan(list, x, qc, extent, derived)` for every extent of the `probes` (the coarse
-    /// search's lists; `x` is the extent's number in the directory, `qc` the distance the
-    /// coarse search found, ‖q − c‖² for L2), reading what the cache does not hold in one batch
-    /// through `reader`; returns what it cost.
+    /// Calls `scan(list, x, qc, extent, derived, ahead)` for every extent of the `probes` (the
+    /// coarse search's lists; `x` is the extent's number in the directory, `qc` the distance
+    /// the coarse search found, ‖q − c‖² for L2; `ahead`, codes the scan after this one will
+    /// read, for the scan to prefetch, or empty), reading what the cache does not hold in one
+    /// batch through `reader`; returns what it cost.
     pub fn scan_lists(
         &self,
         probes: &[Neighbor],
         reader: &mut io::Reader,
-        mut scan: impl FnMut(usize, u32, f32, ExtentView, Derived),
+        mut scan: impl FnMut(usize, u32, f32, ExtentView, Derived, &[u8]),
     ) -> Result<SearchStats> {
         let probes = probes.iter().map(|n| Probe { owner: 0, list: n.id as u32, qc: n.dist });
-        self.scan_probes(probes, reader, |_, list, x, qc, view, derived| scan(list, x, qc, view, derived))
+        self.scan_probes(probes, reader, |_, list, x, qc, view, derived, ahead| scan(list, x, qc, view, derived, ahead))
     }
 
     /// [`scan_lists`](Self::scan_lists) for the probes of several queries at once (each
@@ -78,7 +79,7 @@ impl ListStore {
         &self,
         probes: impl IntoIterator<Item = Probe>,
         reader: &mut io::Reader,
-        mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived),
+        mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived, &[u8]),
     ) -> Result<SearchStats> {
         let mut pending: Vec<(Probe, u32)> = Vec::new();
         let mut cached: Vec<(Probe, u32, Arc<Cached>)> = Vec::new();
@@ -109,17 +110,20 @@ impl ListStore {
         let layout = self.directory.layout;
         let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
         for (i, (p, x, item)) in cached.iter().enumerate() {
-            // The start of the next list, and its derived terms: the hardware prefetcher takes
-            // over once the scan streams through it (asking for all of it at once only fills
-            // the CPU's miss queue and stalls here).
+            // The start of the next list, and its derived terms; the rest of its codes is the
+            // scan's to prefetch as it goes (asking for all of it at once only fills the CPU's
+            // miss queue and stalls here).
+            let mut ahead: &[u8] = &[];
             if let Some((_, next, next_item)) = cached.get(i + 1) {
                 let codes = view(*next, &next_item.bytes).codes;
-                crate::distance::prefetch_bytes(&codes[..codes.len().min(PREFETCH_BYTES)]);
+                let (start, rest) = codes.split_at(codes.len().min(PREFETCH_BYTES));
+                crate::distance::prefetch_bytes(start);
+                ahead = rest;
                 if let Some(t) = next_item.derived.get() {
                     crate::distance::prefetch(&t[..t.len().min(PREFETCH_BYTES / 4)]);
                 }
             }
-            scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(&item.derived));
+            scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(&item.derived), ahead);
         }
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
@@ -131,7 +135,7 @@ impl ListStore {
                     |p| p.1,
                     |&(p, x), bytes, view| {
                         let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_ref().map(|k| &k.derived));
+                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_ref().map(|k| &k.derived), &[]);
                     },
                 )
             })

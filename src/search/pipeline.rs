@@ -118,9 +118,10 @@ impl Scratch {
         view: &ExtentView,
         derived: Derived,
         visitors: &mut [Visitor],
+        ahead: &[u8],
     ) {
         let terms = self.terms.of(index, list, view, derived);
-        self.scanner.scan_many(visitors, terms, view.codes, view.count, |i| view.id(i));
+        self.scanner.scan_many(visitors, terms, view.codes, view.count, |i| view.id(i), ahead);
     }
 }
 
@@ -250,7 +251,7 @@ pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut W
     let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
     let (reader, scratch) = w.parts(index);
     let mut top = TopK::new(shortlist(index, p));
-    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived| {
+    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, _| {
         top.set_extent(x);
         prepared.scan_extent(index, list, qc, &view, derived, scratch, &mut top);
     })?;
@@ -274,7 +275,7 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
     }
     let (reader, scratch) = w.parts(index);
     let mut tops: Vec<TopK> = prepared.iter().map(|_| TopK::new(shortlist(index, p))).collect();
-    let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived| {
+    let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived, _| {
         let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
         top.set_extent(x);
         q.scan_extent(index, list, qc, &view, derived, scratch, top);
