@@ -8,9 +8,10 @@
 //! scan of cold lists therefore cannot flush the hot ones, which is what LRU does.
 //! [`Policy::Lru`] is kept for comparison (`benches/README.md`, hit rates on a skewed stream).
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 /// Counts are halved after this many accesses per cached extent.
 const AGING: u64 = 8;
@@ -34,31 +35,70 @@ pub struct Cached {
 }
 
 struct Entry {
-    item: Arc<Cached>,
     /// Bytes charged: the extent's, plus room for what is derived from it.
     size: u64,
     key: u64,
 }
 
+/// What changes only when extents come and go: held under the write lock.
 struct Inner {
+    /// Each extent's cached bytes, indexed by extent: a hit is one load.
+    slots: Vec<Option<Arc<Cached>>>,
     entries: HashMap<u32, Entry>,
     /// (key, extent), lowest key evicted first.
     order: BTreeSet<(u64, u32)>,
     used: u64,
-    counts: Vec<u32>,
-    /// The tick of each extent's latest access (LRU's key).
-    last: Vec<u64>,
-    since_aging: u64,
-    tick: u64,
 }
 
-/// Extent bytes in RAM, at most `capacity` bytes of them.
+/// Extent bytes in RAM, at most `capacity` bytes of them. Look-ups share a read lock
+/// ([`view`](Self::view)) and count accesses without read-modify-write instructions: a look-up
+/// of a hot extent is a load or two, not a lock, a hash and two atomic reference counts.
 pub struct ListCache {
     capacity: u64,
     policy: Policy,
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
+    /// Accesses per extent (plain loads and stores: two threads counting the same extent at
+    /// the same instant may lose counts, which makes an eviction choice at worst a little
+    /// less apt, and costs no locked instruction per look-up).
+    counts: Vec<AtomicU32>,
+    /// The tick of each extent's latest access (LRU's key).
+    last: Vec<AtomicU64>,
+    tick: AtomicU64,
+    since_aging: AtomicU64,
+    /// Serializes aging (the counts' halving and the re-keying of `order`).
+    aging: Mutex<()>,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// Look-ups under one read lock (see [`ListCache::view`]); hits and misses are added to the
+/// cache's totals when it is dropped.
+pub struct CacheView<'a> {
+    cache: &'a ListCache,
+    inner: RwLockReadGuard<'a, Inner>,
+    hits: Cell<u64>,
+    misses: Cell<u64>,
+}
+
+impl CacheView<'_> {
+    /// Records an access to `extent` and returns it if it is cached.
+    #[inline]
+    pub fn get(&self, extent: u32) -> Option<&Cached> {
+        self.cache.count(extent);
+        let found = self.inner.slots.get(extent as usize).and_then(Option::as_deref);
+        let tally = if found.is_some() { &self.hits } else { &self.misses };
+        tally.set(tally.get() + 1);
+        found
+    }
+}
+
+impl Drop for CacheView<'_> {
+    fn drop(&mut self) {
+        let (hits, misses) = (self.hits.get(), self.misses.get());
+        self.cache.hits.fetch_add(hits, Ordering::Relaxed);
+        self.cache.misses.fetch_add(misses, Ordering::Relaxed);
+        self.cache.since_aging.fetch_add(hits + misses, Ordering::Relaxed);
+    }
 }
 
 impl ListCache {
@@ -67,83 +107,91 @@ impl ListCache {
         ListCache {
             capacity,
             policy,
-            inner: Mutex::new(Inner {
+            inner: RwLock::new(Inner {
+                slots: vec![None; n_extents],
                 entries: HashMap::new(),
                 order: BTreeSet::new(),
                 used: 0,
-                counts: vec![0; n_extents],
-                last: vec![0; if policy == Policy::Lru { n_extents } else { 0 }],
-                since_aging: 0,
-                tick: 0,
             }),
+            counts: (0..n_extents).map(|_| AtomicU32::new(0)).collect(),
+            last: (0..if policy == Policy::Lru { n_extents } else { 0 }).map(|_| AtomicU64::new(0)).collect(),
+            tick: AtomicU64::new(0),
+            since_aging: AtomicU64::new(0),
+            aging: Mutex::new(()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn key(&self, inner: &Inner, extent: u32, len: u64) -> u64 {
+    fn key(&self, extent: u32, len: u64) -> u64 {
         match self.policy {
             // Accesses per byte, scaled to keep precision in an integer key.
-            Policy::Frequency => ((inner.counts[extent as usize] as u64) << 32) / len.max(1),
-            Policy::Lru => inner.last[extent as usize],
+            Policy::Frequency => ((self.counts[extent as usize].load(Ordering::Relaxed) as u64) << 32) / len.max(1),
+            Policy::Lru => self.last[extent as usize].load(Ordering::Relaxed),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves counts and entries consistent enough to serve:
-        // every update below keeps `order`, `entries` and `used` in step before it can fail.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock leaves entries consistent enough to serve: every
+        // update below keeps `order`, `entries`, `slots` and `used` in step before it can fail.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an access to `extent` and returns it if it is cached.
-    pub fn get(&self, extent: u32) -> Option<Arc<Cached>> {
-        let mut g = self.lock();
-        let inner = &mut *g;
-        inner.tick += 1;
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Look-ups until the view is dropped. Offers wait for it: drop it before offering.
+    pub fn view(&self) -> CacheView<'_> {
+        self.age_if_due();
+        CacheView { cache: self, inner: self.read(), hits: Cell::new(0), misses: Cell::new(0) }
+    }
+
+    /// Counts an access to `extent`.
+    #[inline]
+    fn count(&self, extent: u32) {
+        let Some(c) = self.counts.get(extent as usize) else { return };
+        c.store(c.load(Ordering::Relaxed).saturating_add(1), Ordering::Relaxed);
         if self.policy == Policy::Lru {
-            inner.last[extent as usize] = inner.tick;
+            self.last[extent as usize].store(self.tick.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
-        inner.counts[extent as usize] = inner.counts[extent as usize].saturating_add(1);
-        inner.since_aging += 1;
-        // Halving touches every count, so the period grows with their number too: at most one
-        // halved count per access, however many extents the index has.
-        let period = AGING * (inner.entries.len() as u64).max(inner.counts.len() as u64 / AGING).max(64);
-        if inner.since_aging > period {
-            inner.since_aging = 0;
-            inner.counts.iter_mut().for_each(|c| *c /= 2);
-            let keys: Vec<(u32, u64)> = inner.entries.iter().map(|(&x, e)| (x, e.size)).collect();
-            inner.order.clear();
-            for (x, len) in keys {
-                let key = self.key(inner, x, len);
-                inner.order.insert((key, x));
-                if let Some(e) = inner.entries.get_mut(&x) {
-                    e.key = key;
-                }
-            }
+    }
+
+    /// Halves every count once enough accesses have gone by (the period grows with the number
+    /// of extents too: at most one halved count per access, however many the index has), and
+    /// re-keys what is cached.
+    fn age_if_due(&self) {
+        let held = self.read().entries.len() as u64;
+        let period = AGING * held.max(self.counts.len() as u64 / AGING).max(64);
+        if self.since_aging.load(Ordering::Relaxed) <= period {
+            return;
         }
-        let Some(e) = inner.entries.get(&extent) else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
-            return None;
-        };
-        // The entry's place in `order` is not moved here: keys only grow between agings, so
-        // a stale key is a lower bound, refreshed when eviction reaches it (`refresh_first`).
-        // A hit then costs a count and a look-up, not two tree updates.
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(e.item.clone())
+        let Ok(_one) = self.aging.try_lock() else { return };
+        self.since_aging.store(0, Ordering::Relaxed);
+        for c in &self.counts {
+            c.store(c.load(Ordering::Relaxed) / 2, Ordering::Relaxed);
+        }
+        let mut g = self.write();
+        let inner = &mut *g;
+        inner.order.clear();
+        for (&x, e) in inner.entries.iter_mut() {
+            e.key = self.key(x, e.size);
+            inner.order.insert((e.key, x));
+        }
     }
 
     /// Whether `extent` is cached, without counting an access.
     pub fn contains(&self, extent: u32) -> bool {
-        self.lock().entries.contains_key(&extent)
+        self.read().slots.get(extent as usize).is_some_and(Option::is_some)
     }
 
     /// Brings the lowest entry of `order` up to date, as often as it takes for the first
     /// entry's stored key to be its current one: then it is the true minimum, as every other
-    /// stored key is at most its current key.
+    /// stored key is at most its current key (keys only grow between agings).
     fn refresh_first(&self, inner: &mut Inner) {
         while let Some(&(k, x)) = inner.order.first() {
             let len = inner.entries[&x].size;
-            let cur = self.key(inner, x, len);
+            let cur = self.key(x, len);
             if cur == k {
                 return;
             }
@@ -160,15 +208,15 @@ impl ListCache {
     /// it was admitted (or was already there), so the scan at hand can fill what is derived.
     pub fn offer(&self, extent: u32, bytes: &[u8], extra: u64) -> Option<Arc<Cached>> {
         let len = bytes.len() as u64 + extra;
-        if len > self.capacity {
+        if len > self.capacity || extent as usize >= self.counts.len() {
             return None;
         }
-        let mut g = self.lock();
+        let mut g = self.write();
         let inner = &mut *g;
-        if let Some(e) = inner.entries.get(&extent) {
-            return Some(e.item.clone());
+        if let Some(item) = &inner.slots[extent as usize] {
+            return Some(item.clone());
         }
-        let key = self.key(inner, extent, len);
+        let key = self.key(extent, len);
         // The lowest-keyed extents, as many as it takes to make room, taken out of `order`
         // and put back if the newcomer is not worth them.
         let mut victims = Vec::new();
@@ -192,11 +240,13 @@ impl ListCache {
         for (_, x) in victims {
             if let Some(e) = inner.entries.remove(&x) {
                 inner.used -= e.size;
+                inner.slots[x as usize] = None;
             }
         }
         inner.order.insert((key, extent));
         let item = Arc::new(Cached { bytes: bytes.to_vec(), derived: OnceLock::new() });
-        inner.entries.insert(extent, Entry { item: item.clone(), size: len, key });
+        inner.entries.insert(extent, Entry { size: len, key });
+        inner.slots[extent as usize] = Some(item.clone());
         inner.used += len;
         Some(item)
     }
@@ -208,7 +258,7 @@ impl ListCache {
 
     /// Bytes held.
     pub fn used(&self) -> u64 {
-        self.lock().used
+        self.read().used
     }
 
     /// (hits, misses) since the cache was made.
@@ -247,7 +297,8 @@ mod tests {
     fn hit_rate(policy: Policy, s: &[u32], n: usize, capacity: u64) -> f64 {
         let c = ListCache::new(capacity, n, policy);
         for &x in s {
-            if c.get(x).is_none() {
+            let hit = c.view().get(x).is_some();
+            if !hit {
                 c.offer(x, &[x as u8; 100], 0);
             }
             assert!(c.used() <= capacity);
@@ -261,8 +312,9 @@ mod tests {
         let c = ListCache::new(1000, 50, Policy::Frequency);
         for round in 0..3 {
             for x in 0..50u32 {
-                match c.get(x) {
-                    Some(b) => assert_eq!(b.bytes, vec![x as u8; 100 + x as usize], "round {round}"),
+                let held = c.view().get(x).map(|b| b.bytes.clone());
+                match held {
+                    Some(b) => assert_eq!(b, vec![x as u8; 100 + x as usize], "round {round}"),
                     None => {
                         c.offer(x, &vec![x as u8; 100 + x as usize], 0);
                     }

@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::cache::{Cached, ListCache};
 use super::SearchStats;
@@ -82,14 +81,17 @@ impl ListStore {
         mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived, &[u8]),
     ) -> Result<SearchStats> {
         let mut pending: Vec<(Probe, u32)> = Vec::new();
-        let mut cached: Vec<(Probe, u32, Arc<Cached>)> = Vec::new();
+        let mut cached: Vec<(Probe, u32, &Cached)> = Vec::new();
+        // The cached extents are scanned under one read view of the cache, released before
+        // the reads of the others (whose offers need the cache to themselves).
+        let held = self.cache.as_ref().map(ListCache::view);
         for p in probes {
             let list = p.list as usize;
             let first = self.directory.list_starts[list];
             for i in 0..self.directory.extents_of(list).len() {
                 let x = first + i as u32;
-                match self.cache.as_ref().and_then(|c| c.get(x)) {
-                    Some(bytes) => cached.push((p, x, bytes)),
+                match held.as_ref().and_then(|v| v.get(x)) {
+                    Some(item) => cached.push((p, x, item)),
                     None => pending.push((p, x)),
                 }
             }
@@ -125,6 +127,8 @@ impl ListStore {
             }
             scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(&item.derived), ahead);
         }
+        drop(cached);
+        drop(held);
         let engine = reader
             .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
                 let run = &pending[members[i].clone()];
