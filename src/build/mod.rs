@@ -762,6 +762,7 @@ fn elem_code(e: crate::input::Elem) -> u8 {
         crate::input::Elem::I8 => 2,
         crate::input::Elem::F16 => 3,
         crate::input::Elem::I32 => 4,
+        crate::input::Elem::I64 => 5,
     }
 }
 

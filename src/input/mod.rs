@@ -75,15 +75,24 @@ pub enum Elem {
     U8,
     I8,
     I32,
+    /// Ids in `.npy` (numpy's default integer): written by `search --out ids.npy`, read as
+    /// ground truth where every value fits int32.
+    I64,
 }
 
 impl Elem {
     pub fn size(self) -> usize {
         match self {
+            Elem::I64 => 8,
             Elem::F32 | Elem::I32 => 4,
             Elem::F16 => 2,
             Elem::U8 | Elem::I8 => 1,
         }
+    }
+
+    /// Whether values of this type are ids (integers) rather than vector components.
+    pub fn is_id(self) -> bool {
+        matches!(self, Elem::I32 | Elem::I64)
     }
 
     pub fn name(self) -> &'static str {
@@ -93,6 +102,7 @@ impl Elem {
             Elem::U8 => "uint8",
             Elem::I8 => "int8",
             Elem::I32 => "int32",
+            Elem::I64 => "int64",
         }
     }
 }
@@ -288,11 +298,11 @@ impl VectorFile {
     /// Appends rows `start..start + count` (clipped to the file) to `out` as f32, and checks
     /// that every value is finite.
     pub fn read_f32(&self, start: usize, count: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
-        if self.elem == Elem::I32 {
+        if self.elem.is_id() {
             return Err(InputError::WrongType {
                 path: self.path.clone(),
                 expected: "vectors (float32, uint8 or int8)",
-                found: "int32",
+                found: self.elem.name(),
             });
         }
         let first = out.len();
@@ -305,7 +315,7 @@ impl VectorFile {
             Elem::F16 => out.extend(raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))),
             Elem::U8 => out.extend(raw.iter().map(|&b| b as f32)),
             Elem::I8 => out.extend(raw.iter().map(|&b| b as i8 as f32)),
-            Elem::I32 => {}
+            Elem::I32 | Elem::I64 => {}
         })?;
         if let Some(pos) = out[first..].iter().position(|v| !v.is_finite()) {
             return Err(InputError::NonFinite {
@@ -325,21 +335,41 @@ impl VectorFile {
         Ok(v)
     }
 
-    /// Reads the whole file as int32 rows (ground truth files: `.ivecs`, `.ibin`, int32 `.npy`).
+    /// Reads the whole file as int32 rows (ground truth files: `.ivecs`, `.ibin`, `.npy` of
+    /// int32, or of int64 whose values all fit int32).
     pub fn read_all_i32(&self) -> Result<Vec<i32>, InputError> {
-        if self.elem != Elem::I32 {
+        if !self.elem.is_id() {
             return Err(InputError::WrongType {
                 path: self.path.clone(),
-                expected: "int32 ids",
+                expected: "int32 or int64 ids",
                 found: self.elem.name(),
             });
         }
         let mut out = Vec::new();
         try_reserve(&mut out, self.n * self.dim, &self.path, "the whole file as int32", "use a smaller file")?;
+        // The first int64 value that does not fit, and its row.
+        let mut too_wide = None;
+        let mut row = 0;
         self.for_each_row(0, self.n, |raw| {
-            out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            match self.elem {
+                Elem::I64 => out.extend(raw.chunks_exact(8).map(|c| {
+                    let v = i64::from_le_bytes(c.try_into().expect("chunks of 8"));
+                    i32::try_from(v).unwrap_or_else(|_| {
+                        too_wide.get_or_insert((v, row));
+                        -1
+                    })
+                })),
+                _ => out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+            }
+            row += 1;
         })?;
-        Ok(out)
+        match too_wide {
+            Some((v, row)) => Err(InputError::BadHeader {
+                path: self.path.clone(),
+                reason: format!("id {v} (row {row}) does not fit int32, which this reader needs"),
+            }),
+            None => Ok(out),
+        }
     }
 }
 
@@ -600,12 +630,29 @@ mod tests {
         assert!(VectorWriter::create(d.path(), 2).is_err());
         assert!(VectorWriter::create(d.path().join("x.fbin"), MAX_DIM + 1).is_err());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
-        // .npy takes ids as int32.
+        // .npy takes ids as int64 (numpy's integer); they read back as int32 ground truth
+        // while they fit, and a wider one is an error naming it.
         let n = d.path().join("ids.npy");
         let mut w = VectorWriter::create_for(&n, 2, Contents::Ids).unwrap();
+        assert_eq!(w.elem(), Elem::I64);
         w.write_i32(&[7, -1]).unwrap();
+        w.write_i64(&[1 << 40, 3]).unwrap();
         w.finish().unwrap();
-        assert_eq!(VectorFile::open(&n).unwrap().read_all_i32().unwrap(), vec![7, -1]);
+        let f = VectorFile::open(&n).unwrap();
+        assert_eq!((f.len(), f.dim(), f.elem()), (2, 2, Elem::I64));
+        let e = f.read_all_i32().unwrap_err().to_string();
+        assert!(e.contains("1099511627776") && e.contains("row 1"), "{e}");
+        assert!(f.read_f32(0, 1, &mut Vec::new()).is_err(), "ids are not vectors");
+        let mut w = VectorWriter::create_for(&n, 2, Contents::Ids).unwrap();
+        w.write_i64(&[5, -1]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(VectorFile::open(&n).unwrap().read_all_i32().unwrap(), vec![5, -1]);
+        // An int32 file refuses an id it cannot hold, and its target stays as it was.
+        let g = d.path().join("wide.ibin");
+        let mut w = VectorWriter::create(&g, 1).unwrap();
+        assert!(w.write_i64(&[i32::MAX as i64 + 1]).unwrap_err().to_string().contains(".npy"));
+        drop(w);
+        assert!(!g.exists());
     }
 
     /// Sizes in headers are checked before anything is allocated from them.

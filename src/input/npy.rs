@@ -46,6 +46,7 @@ pub(super) fn read_header(file: &File, path: &Path) -> Result<NpyHeader, InputEr
         "|u1" | "<u1" => Elem::U8,
         "|i1" | "<i1" => Elem::I8,
         "<i4" => Elem::I32,
+        "<i8" => Elem::I64,
         other => return Err(bad(format!("dtype {other} is not supported (float32, float16, uint8, int8, int32)"))),
     };
     if field("fortran_order").as_deref() != Some("False") {

@@ -23,7 +23,7 @@ pub struct VectorWriter {
     rows: u64,
 }
 
-/// What the rows of a file are: vectors (float32, uint8, int8) or ids (int32).
+/// What the rows of a file are: vectors (float32, uint8, int8) or ids (int32; int64 in `.npy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contents {
     Vectors,
@@ -46,20 +46,20 @@ impl VectorWriter {
     }
 
     /// Starts writing `path` with rows of `contents`, checking before anything is written that
-    /// the extension can hold them (`.npy` holds either: float32 vectors or int32 ids), that
+    /// the extension can hold them (`.npy` holds either: float32 vectors or int64 ids), that
     /// `dim` is in range and that the target's directory exists.
     pub fn create_for(path: impl AsRef<Path>, dim: usize, contents: Contents) -> Result<Self, InputError> {
         let path = path.as_ref().to_owned();
         let layout = Layout::from_path(&path)?;
         let elem = match (layout, contents) {
             (Layout::Npy, Contents::Vectors) => Elem::F32,
-            (Layout::Npy, Contents::Ids) => Elem::I32,
+            (Layout::Npy, Contents::Ids) => Elem::I64,
             (Layout::Vecs(e) | Layout::Bin(e), _) => e,
         };
         let wrong = |expected| InputError::WrongType { path: path.clone(), expected, found: elem.name() };
         match contents {
-            Contents::Ids if elem != Elem::I32 => return Err(wrong("ids: use .ivecs, .ibin or .npy")),
-            Contents::Vectors if elem == Elem::I32 => {
+            Contents::Ids if !elem.is_id() => return Err(wrong("ids: use .ivecs, .ibin or .npy")),
+            Contents::Vectors if elem.is_id() => {
                 return Err(wrong("vectors: use .fvecs, .fbin, .bvecs, .u8bin, .i8bin or .npy"))
             }
             _ => {}
@@ -126,8 +126,8 @@ impl VectorWriter {
 
     /// Appends rows (a multiple of `dim` values). uint8/int8 targets round and saturate.
     pub fn write_f32(&mut self, v: &[f32]) -> Result<(), InputError> {
-        if self.elem == Elem::I32 {
-            return Err(InputError::WrongType { path: self.path.clone(), expected: "int32 ids", found: "float32" });
+        if self.elem.is_id() {
+            return Err(InputError::WrongType { path: self.path.clone(), expected: "ids", found: "float32" });
         }
         let mut buf = Vec::with_capacity(v.len() * 4 + v.len() / self.dim * 4);
         for row in v.chunks_exact(self.dim) {
@@ -139,7 +139,7 @@ impl VectorWriter {
                     Elem::F32 => buf.extend_from_slice(&x.to_le_bytes()),
                     Elem::U8 => buf.push(x.round().clamp(0.0, 255.0) as u8),
                     Elem::I8 => buf.push(x.round().clamp(-128.0, 127.0) as i8 as u8),
-                    Elem::I32 | Elem::F16 => unreachable!("writers are float32, uint8, int8 or int32"),
+                    Elem::I32 | Elem::I64 | Elem::F16 => unreachable!("vector writers are float32, uint8 or int8"),
                 }
             }
         }
@@ -147,19 +147,41 @@ impl VectorWriter {
         self.put(&buf)
     }
 
-    /// Appends rows of int32 (ids), for `.ivecs` / `.ibin`.
+    /// Appends rows of ids: int32 in `.ivecs` / `.ibin`, int64 in `.npy`.
     pub fn write_i32(&mut self, v: &[i32]) -> Result<(), InputError> {
-        if self.elem != Elem::I32 {
-            return Err(InputError::WrongType { path: self.path.clone(), expected: self.elem.name(), found: "int32" });
+        self.write_ids(v.iter().map(|&x| x as i64), v.len())
+    }
+
+    /// [`write_i32`](Self::write_i32) of int64 ids; an id that an int32 file cannot hold is an
+    /// error (check the largest id first: nothing is written past it).
+    pub fn write_i64(&mut self, v: &[i64]) -> Result<(), InputError> {
+        if self.elem == Elem::I32 {
+            if let Some(&x) = v.iter().find(|&&x| i32::try_from(x).is_err()) {
+                return Err(InputError::BadHeader {
+                    path: self.path.clone(),
+                    reason: format!("id {x} does not fit int32; write .npy (int64) instead"),
+                });
+            }
         }
-        let mut buf = Vec::with_capacity(v.len() * 4 + v.len() / self.dim * 4);
-        for row in v.chunks_exact(self.dim) {
-            if matches!(self.layout, Layout::Vecs(_)) {
+        self.write_ids(v.iter().copied(), v.len())
+    }
+
+    fn write_ids(&mut self, v: impl Iterator<Item = i64>, len: usize) -> Result<(), InputError> {
+        if !self.elem.is_id() {
+            return Err(InputError::WrongType { path: self.path.clone(), expected: self.elem.name(), found: "ids" });
+        }
+        let size = self.elem.size();
+        let mut buf = Vec::with_capacity(len * size + len / self.dim * 4);
+        for (i, x) in v.enumerate() {
+            if i % self.dim == 0 && matches!(self.layout, Layout::Vecs(_)) {
                 buf.extend_from_slice(&(self.dim as i32).to_le_bytes());
             }
-            row.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes()));
+            match self.elem {
+                Elem::I64 => buf.extend_from_slice(&x.to_le_bytes()),
+                _ => buf.extend_from_slice(&(x as i32).to_le_bytes()),
+            }
         }
-        self.count_rows(v.len() / self.dim)?;
+        self.count_rows(len / self.dim)?;
         self.put(&buf)
     }
 
@@ -172,7 +194,11 @@ impl VectorWriter {
                 Some(h)
             }
             Layout::Npy => {
-                let descr = if self.elem == Elem::I32 { "<i4" } else { "<f4" };
+                let descr = match self.elem {
+                    Elem::I32 => "<i4",
+                    Elem::I64 => "<i8",
+                    _ => "<f4",
+                };
                 let dict =
                     format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}", self.rows, self.dim);
                 let mut h = b"\x93NUMPY\x01\x00".to_vec();

@@ -104,6 +104,16 @@ fn pipeline_and_json_contract() {
     ]);
     assert_eq!(std::fs::metadata(&ids).unwrap().len(), 50 * (4 + 7 * 4));
     assert_eq!(std::fs::metadata(&dist).unwrap().len(), 8 + 50 * 7 * 4);
+    // .npy ids are numpy's int64, the same ids.
+    let npy = d.path().join("ids.npy");
+    ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "4", "--k", "7", "--out", npy.to_str().unwrap()]);
+    let bytes = std::fs::read(&npy).unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'descr': '<i8'"), "an int64 array");
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'shape': (50, 7)"));
+    let wide: Vec<i64> = bytes[128..].chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    let narrow = ::quiver::VectorFile::open(&ids).unwrap().read_all_i32().unwrap();
+    assert_eq!(wide, narrow.iter().map(|&x| x as i64).collect::<Vec<_>>());
+    assert_eq!(::quiver::VectorFile::open(&npy).unwrap().read_all_i32().unwrap(), narrow, "read back as ground truth");
 
     let inspect = ok(&["inspect", "--index", &idx, "--json"]);
     assert_eq!(field(&inspect, "ntotal"), "6000");

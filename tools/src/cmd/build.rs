@@ -150,10 +150,11 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let paths = input_paths(&a.input)?;
     let input = VectorFiles::open(&paths)?;
-    if input.elem() == quiver::input::Elem::I32 {
+    if input.elem().is_id() {
         return usage(format!(
-            "--input {}: holds int32 rows (ids or ground truth); vectors come as .fvecs, .bvecs, .fbin, .u8bin, .i8bin or .npy",
-            paths[0].display()
+            "--input {}: holds {} rows (ids or ground truth); vectors come as .fvecs, .bvecs, .fbin, .u8bin, .i8bin or .npy",
+            paths[0].display(),
+            input.elem().name()
         ));
     }
     let opts = BuildOptions {

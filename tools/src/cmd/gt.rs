@@ -21,7 +21,7 @@ pub struct Args {
     /// l2, ip or cosine.
     #[arg(long, default_value = "l2")]
     metric: Metric,
-    /// Output: .ivecs, .ibin or .npy (int32; k ids per query, nearest first). Written whole or
+    /// Output: .ivecs, .ibin (int32) or .npy (int64); k ids per query, nearest first. Written whole or
     /// not at all: an existing file is replaced only when the new one is complete.
     #[arg(long)]
     out: PathBuf,

@@ -104,8 +104,8 @@ pub struct Args {
     /// bytes only), io, cache_hit_rate (of extents, in the timed pass; null without a cache).
     #[arg(long)]
     json: bool,
-    /// Write each query's top-k ids (.ivecs, .ibin or .npy, int32; -1 where fewer than k were
-    /// found). Needs a single setting (one --nprobe, or --ef for HNSW{M},Flat). Written whole or not at all.
+    /// Write each query's top-k ids (.npy: int64; .ivecs, .ibin: int32, refused before any
+    /// work for an index whose ids do not fit; -1 where fewer than k were found). Needs a single setting (one --nprobe, or --ef for HNSW{M},Flat). Written whole or not at all.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single setting.
@@ -212,8 +212,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         .as_ref()
         .map(|p| VectorWriter::create_for(p, a.k, Contents::Ids).map_err(|e| args::flag_error("--out", e)))
         .transpose()?;
-    if ids_out.is_some() && info.ntotal > i32::MAX as u64 {
-        return usage(format!("--out: the index's ids go up to {}, past what int32 files hold", info.ntotal - 1));
+    if ids_out.as_ref().is_some_and(|w| w.elem() == quiver::input::Elem::I32) && info.ntotal > i32::MAX as u64 {
+        return usage(format!(
+            "--out: the index's ids go up to {}, past what int32 files (.ivecs, .ibin) hold; write .npy (int64)",
+            info.ntotal - 1
+        ));
     }
     let mut dist_out = a
         .out_distances
@@ -261,7 +264,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             output::table_row(out, &row)?;
         }
         if let Some(mut w) = ids_out.take() {
-            w.write_i32(&row.ids.iter().map(|&v| v as i32).collect::<Vec<_>>())?;
+            w.write_i64(&row.ids)?;
             w.finish()?;
         }
         if let Some(mut w) = dist_out.take() {
