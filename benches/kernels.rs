@@ -142,5 +142,34 @@ fn fast_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, distances, nearest, adc, list_tables, fast_scan);
+/// 8-bit PQ32 codes through the in-register kernel (AVX-512 VBMI; elsewhere its scalar
+/// reference) against the scalar ADC scan of `adc/scan_m32_20k_codes`: the same 32 bytes a
+/// vector, the same results.
+fn fast8(c: &mut Criterion) {
+    use quiver::pq::fast8::{arrange, block_sums, scan8, QuantizedLut8, Scan8, BLOCK8};
+    let (n, m) = (20_000usize, 32usize);
+    let mut r = quiver::Rng::new(5);
+    let rows: Vec<u8> = (0..n * m).map(|_| r.below(256) as u8).collect();
+    let lut: Vec<f32> = (0..m * 256).map(|_| r.normal() as f32).collect();
+    let mut q = QuantizedLut8::zeroed(m);
+    q.quantize(&lut);
+    let mut blocks = Vec::new();
+    arrange(&rows, m, &mut blocks);
+    let mut sums = vec![0u16; n.div_ceil(BLOCK8) * BLOCK8];
+    let mut g = c.benchmark_group("fast8");
+    g.throughput(Throughput::Bytes((n * m) as u64));
+    g.bench_function("block_sums_m32_20k", |b| b.iter(|| block_sums(&q, &blocks, &mut sums)));
+    g.bench_function("scan8_k10_m32_20k", |b| {
+        b.iter(|| {
+            let mut top = TopK::new(10);
+            let scan = Scan8 { lut: &q, exact: &lut, bias: 0.0, terms: None, blocks: &blocks, n };
+            scan8(&scan, &rows, |i| i as u64, &mut top, &mut Vec::new());
+            top.len()
+        })
+    });
+    g.bench_function("quantize_m32", |b| b.iter(|| q.quantize(&lut)));
+    g.finish();
+}
+
+criterion_group!(benches, distances, nearest, adc, list_tables, fast_scan, fast8);
 criterion_main!(benches);

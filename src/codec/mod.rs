@@ -8,6 +8,7 @@
 //! only); the engine converts between the two.
 
 use crate::distance::{self, Metric};
+use crate::pq::fast8::{self, QuantizedLut8};
 use crate::pq::fastscan::{self, QuantizedLut};
 use crate::pq::{code_sums, scan_codes, ProductQuantizer};
 use crate::topk::TopK;
@@ -93,9 +94,34 @@ impl Codec {
     /// An all-zero query table of this codec's shape (m × ksub; for raw vectors, the query's d
     /// values), to fill and make [`ready`](QueryTable::ready).
     pub fn query_table(&self) -> QueryTable {
-        let Some(pq) = &self.pq else { return QueryTable { exact: vec![0.0; self.d], quantized: None } };
+        let Some(pq) = &self.pq else {
+            return QueryTable { exact: vec![0.0; self.d], quantized: None, quantized8: None };
+        };
         let quantized = (self.kind == CodeKind::Pq4FastScan).then(|| QuantizedLut::zeroed(pq.m));
-        QueryTable { exact: vec![0.0; pq.m * pq.ksub()], quantized }
+        let quantized8 = self.transposes().then(|| QuantizedLut8::zeroed(pq.m));
+        QueryTable { exact: vec![0.0; pq.m * pq.ksub()], quantized, quantized8 }
+    }
+
+    /// Whether lists kept in RAM are worth a transposed copy of their codes: 8-bit codes on a
+    /// CPU with AVX-512 VBMI ([`crate::pq::fast8`]).
+    pub fn transposes(&self) -> bool {
+        self.kind == CodeKind::Pq8 && fast8::available()
+    }
+
+    /// Bytes a list kept in RAM holds per vector beyond its extent for the transposed codes.
+    pub fn transposed_per_vector(&self) -> u64 {
+        if self.transposes() {
+            self.code_size() as u64
+        } else {
+            0
+        }
+    }
+
+    /// `n` arranged codes transposed for [`crate::pq::fast8`] (where [`transposes`](Self::transposes)).
+    pub fn transpose(&self, codes: &[u8], n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        fast8::arrange(&codes[..n * self.code_size()], self.code_size(), &mut out);
+        out
     }
 
     /// Whether the codes are 4-bit fast-scan codes.
@@ -128,6 +154,8 @@ impl Codec {
 pub struct QueryTable {
     pub exact: Vec<f32>,
     quantized: Option<QuantizedLut>,
+    /// 8-bit codes: the table quantized for lists with a transposed copy.
+    quantized8: Option<QuantizedLut8>,
 }
 
 impl QueryTable {
@@ -136,6 +164,16 @@ impl QueryTable {
         if let Some(q) = &mut self.quantized {
             q.quantize(&self.exact);
         }
+        if let Some(q) = &mut self.quantized8 {
+            q.quantize(&self.exact);
+        }
+    }
+
+    /// The table without its 8-bit quantized copy: for lists scanned row by row (read from
+    /// the device), which would pay for quantizing and never use it.
+    pub fn rows_only(mut self) -> Self {
+        self.quantized8 = None;
+        self
     }
 }
 
@@ -162,18 +200,23 @@ impl Scanner {
     /// Scans one list's arranged codes (`n` vectors, vector i's id `id_of(i)`) against `table`
     /// into `topk`: vector i at `(bias + terms[i]) + Σ_j table[j][code_j]` (`terms`: e.g. a
     /// list's part of an L2 distance; none = 0). Results equal exact ADC with
-    /// `table.exact`: fast-scan's 8-bit sums only filter.
+    /// `table.exact`: fast-scan's 8-bit sums only filter, as do the 16-bit sums of 8-bit codes
+    /// scanned through their `transposed` copy ([`transpose`](Codec::transpose)) where there is one.
     #[allow(clippy::too_many_arguments)]
     pub fn scan(
         &mut self,
         table: &QueryTable,
         bias: f32,
         terms: Option<&[f32]>,
-        codes: &[u8],
+        (codes, transposed): (&[u8], Option<&[u8]>),
         n: usize,
         id_of: impl Fn(usize) -> u64,
         topk: &mut TopK,
     ) {
+        if let (CodeKind::Pq8, Some(lut), Some(blocks)) = (self.kind, &table.quantized8, transposed) {
+            let scan = fast8::Scan8 { lut, exact: &table.exact, bias, terms, blocks, n };
+            return fast8::scan8(&scan, codes, id_of, topk, &mut self.fast.sums);
+        }
         match (self.kind, &table.quantized) {
             (CodeKind::Pq4FastScan, Some(q)) => {
                 let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
@@ -220,7 +263,7 @@ impl Scanner {
         &mut self,
         visitors: &mut [Visitor],
         terms: Option<&[f32]>,
-        codes: &[u8],
+        (codes, transposed): (&[u8], Option<&[u8]>),
         n: usize,
         id_of: impl Fn(usize) -> u64 + Copy,
         ahead: &[u8],
@@ -228,7 +271,7 @@ impl Scanner {
         let fast = self.kind == CodeKind::Pq4FastScan && visitors.iter().all(|v| v.table.quantized.is_some());
         if !fast {
             for v in visitors.iter_mut() {
-                self.scan(v.table, v.bias, terms, codes, n, id_of, &mut v.topk);
+                self.scan(v.table, v.bias, terms, (codes, transposed), n, id_of, &mut v.topk);
             }
             return;
         }
@@ -247,7 +290,8 @@ impl Scanner {
             sums.resize(per * luts.len(), 0);
             fastscan::block_sums_ahead(luts, codes, sums, if g == 0 { ahead } else { &[] });
             for ((v, lut), sums) in group.iter_mut().zip(luts).zip(sums.chunks(per)) {
-                let scan = fastscan::BlockScan { lut, exact: &v.table.exact, bias: v.bias, terms, blocks: codes, n };
+                let scan =
+                    fastscan::BlockScan { lut: *lut, exact: &v.table.exact, bias: v.bias, terms, blocks: codes, n };
                 fastscan::scan_summed(&scan, sums, id_of, &mut v.topk, survivors);
             }
         }
@@ -298,7 +342,7 @@ mod tests {
             let lut = table.exact.clone();
             let mut s = codec.scanner();
             let mut top = TopK::new(20);
-            s.scan(&table, 1.0, None, &list, n, |i| i as u64, &mut top);
+            s.scan(&table, 1.0, None, (&list, None), n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> = rows
                 .chunks_exact(cs)
                 .zip(0..)
@@ -319,13 +363,25 @@ mod tests {
                 assert!((terms[i] - plain(&other, c)).abs() <= 1e-3 * terms[i].abs().max(1.0), "term {i}");
             }
             let mut top = TopK::new(20);
-            s.scan(&table, 1.0, Some(&terms), &list, n, |i| i as u64, &mut top);
+            s.scan(&table, 1.0, Some(&terms), (&list, None), n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> =
                 rows.chunks_exact(cs).zip(0..).map(|(c, id)| (1.0 + terms[id as usize] + plain(&lut, c), id)).collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let got: Vec<u64> = top.into_sorted_vec().iter().map(|nb| nb.id).collect();
+            let got = top.into_sorted_vec();
             let want_ids: Vec<u64> = want[..20].iter().map(|w| w.1).collect();
-            assert_eq!(got, want_ids, "nbits {nbits}, with terms");
+            assert_eq!(got.iter().map(|nb| nb.id).collect::<Vec<_>>(), want_ids, "nbits {nbits}, with terms");
+            // 8-bit codes through their transposed copy (where this CPU runs that kernel): the
+            // same neighbours at the same distances, with terms and without.
+            if codec.transposes() {
+                let transposed = codec.transpose(&list, n);
+                let mut again = TopK::new(20);
+                s.scan(&table, 1.0, Some(&terms), (&list, Some(&transposed)), n, |i| i as u64, &mut again);
+                assert_eq!(again.into_sorted_vec(), got, "transposed, with terms");
+                let (mut a, mut b) = (TopK::new(20), TopK::new(20));
+                s.scan(&table, 1.0, None, (&list, Some(&transposed)), n, |i| i as u64, &mut a);
+                s.scan(&table, 1.0, None, (&list, None), n, |i| i as u64, &mut b);
+                assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "transposed");
+            }
         }
     }
 
@@ -351,7 +407,7 @@ mod tests {
             // Unaligned bytes are decoded, aligned ones read in place: both give the same.
             let mut shifted = vec![0u8; 1];
             shifted.extend_from_slice(&list);
-            codec.scanner().scan(&table, 0.5, None, &shifted[1..], n, |i| i as u64, &mut top);
+            codec.scanner().scan(&table, 0.5, None, (&shifted[1..], None), n, |i| i as u64, &mut top);
             for nb in top.into_sorted_vec() {
                 let row = &x[nb.id as usize * d..(nb.id as usize + 1) * d];
                 let want = 0.5 + crate::distance::dissimilarity(metric, &x[..d], row);

@@ -127,11 +127,11 @@ pub fn inner_product(a: &[f32], b: &[f32]) -> f32 {
     dispatch!(inner_product(a, b))
 }
 
-/// `y += a · x` (the table-building step of ADC).
+/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order (n = `row.len()`; the
+/// table-building step of ADC), with the row kept in registers.
 #[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    debug_assert_eq!(x.len(), y.len());
-    dispatch!(axpy(a, x, y))
+pub fn axpy_rows(scale: f32, x: &[f32], cols: &[f32], row: &mut [f32]) {
+    dispatch!(axpy_rows(scale, x, cols, row))
 }
 
 /// Asks the CPU to start loading `row` into cache (a hint; no effect on results). Graph walks
@@ -319,6 +319,31 @@ mod tests {
             assert!((inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
             assert!((l2_sqr(&a, &b) as f64 - l2).abs() < 1e-3 * (1.0 + l2));
             assert!((scalar::inner_product(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()));
+        }
+    }
+
+    /// The register-blocked table update equals one row update per element of x, in order,
+    /// bit for bit, on every dispatch path and row length.
+    #[test]
+    fn axpy_rows_equals_row_updates_in_order() {
+        let mut r = Rng::new(7);
+        for (n, dsub) in [(256, 12), (256, 1), (16, 4), (100, 3), (64, 8)] {
+            let x = rand_vec(&mut r, dsub);
+            let cols = rand_vec(&mut r, n * dsub);
+            let init = rand_vec(&mut r, n);
+            let mut want = init.clone();
+            for (t, &xt) in x.iter().enumerate() {
+                let a = -2.0 * xt;
+                for (v, &u) in want.iter_mut().zip(&cols[t * n..(t + 1) * n]) {
+                    *v += a * u;
+                }
+            }
+            let mut got = init.clone();
+            axpy_rows(-2.0, &x, &cols, &mut got);
+            assert_eq!(got, want, "n {n}, dsub {dsub}");
+            let mut portable = init.clone();
+            scalar::axpy_rows(-2.0, &x, &cols, &mut portable);
+            assert_eq!(portable, want);
         }
     }
 

@@ -124,11 +124,24 @@ pub fn inner_product_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
     inner_product_4(q, r)
 }
 
-/// `y += a · x`.
+/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order (n = `row.len()`), with 64
+/// entries of `row` held in registers across all of `x` instead of loaded and stored again for
+/// each t (building an 8-bit PQ table is dsub such updates per sub-quantizer).
 #[inline(always)]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (v, &u) in y.iter_mut().zip(x) {
-        *v += a * u;
+pub fn axpy_rows(scale: f32, x: &[f32], cols: &[f32], row: &mut [f32]) {
+    const WIDTH: usize = 64;
+    let n = row.len();
+    assert!(cols.len() >= x.len() * n, "a column of n values per element of x");
+    for (c, part) in row.chunks_mut(WIDTH).enumerate() {
+        let mut acc = [0f32; WIDTH];
+        acc[..part.len()].copy_from_slice(part);
+        for (t, &xt) in x.iter().enumerate() {
+            let a = scale * xt;
+            for (v, &u) in acc.iter_mut().zip(&cols[t * n + c * WIDTH..][..part.len()]) {
+                *v += a * u;
+            }
+        }
+        part.copy_from_slice(&acc[..part.len()]);
     }
 }
 

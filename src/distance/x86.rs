@@ -65,8 +65,8 @@ macro_rules! instantiate {
             /// # Safety
             /// As for `inner_product`.
             #[target_feature(enable = $feat)]
-            pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-                scalar::axpy(a, x, y)
+            pub unsafe fn axpy_rows(scale: f32, x: &[f32], cols: &[f32], row: &mut [f32]) {
+                scalar::axpy_rows(scale, x, cols, row)
             }
 
             /// # Safety

@@ -43,6 +43,34 @@ pub fn pack_blocks(rows: &[u8], m: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// A table quantized to u8 with one scale: a sum s of its m entries stands for
+/// `bias + s / scale`, within m / (2 · scale) of the exact table sum. What the filters need.
+pub trait Quantized {
+    fn m(&self) -> usize;
+    fn scale(&self) -> f32;
+    fn bias(&self) -> f32;
+}
+
+/// [`Quantized`] for a table struct with `m`, `scale` and `bias` fields.
+macro_rules! quantized_fields {
+    ($t:ty) => {
+        impl $crate::pq::fastscan::Quantized for $t {
+            fn m(&self) -> usize {
+                self.m
+            }
+            fn scale(&self) -> f32 {
+                self.scale
+            }
+            fn bias(&self) -> f32 {
+                self.bias
+            }
+        }
+    };
+}
+pub(crate) use quantized_fields;
+
+quantized_fields!(QuantizedLut);
+
 /// A query's tables quantized to u8: entry (j, k) ≈ (lut\[j\]\[k\] − min_j) · scale, with one
 /// scale for all sub-quantizers so that sums stay comparable. A sum s of m entries stands for
 /// the distance `bias + s / scale`, within m / (2 · scale) of the exact table sum.
@@ -551,11 +579,12 @@ pub fn sub_code(block: &[u8], i: usize, j: usize) -> usize {
     (if i < 16 { byte & 0x0F } else { byte >> 4 }) as usize
 }
 
-/// One list's scan: the query's tables, the list's bias and per-vector terms, its codes.
+/// One list's scan: the query's tables, the list's bias and per-vector terms, its codes (4-bit
+/// blocks here; 8-bit transposed blocks for [`crate::pq::fast8`], with `L` its table).
 #[derive(Clone, Copy, Debug)]
-pub struct BlockScan<'a> {
-    pub lut: &'a QuantizedLut,
-    /// The float table the quantized one came from (m × 16).
+pub struct BlockScan<'a, L = QuantizedLut> {
+    pub lut: &'a L,
+    /// The float table the quantized one came from (m × ksub).
     pub exact: &'a [f32],
     pub bias: f32,
     pub terms: Option<&'a [f32]>,
@@ -644,8 +673,8 @@ const ROUNDING: f64 = 1e-5;
 /// a sum s stands for at least `bias + lut.bias + s / scale − slack` (the rounding bound, plus
 /// a margin for the float sums' own rounding). In sum units; None when no sum can pass.
 #[inline(always)]
-fn sum_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> Option<u16> {
-    let limit = scaled_limit(lut, bias, threshold) * lut.scale as f64;
+pub(crate) fn sum_limit(lut: &impl Quantized, bias: f32, threshold: f32) -> Option<u16> {
+    let limit = scaled_limit(lut, bias, threshold) * lut.scale() as f64;
     (limit >= 0.0).then(|| limit.min(u16::MAX as f64).floor() as u16)
 }
 
@@ -653,18 +682,18 @@ fn sum_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> Option<u16> {
 /// are terms) that may hide an exact distance at or below `threshold`; +∞ while the top-k is
 /// not full.
 #[inline(always)]
-fn scaled_limit(lut: &QuantizedLut, bias: f32, threshold: f32) -> f64 {
+pub(crate) fn scaled_limit(lut: &impl Quantized, bias: f32, threshold: f32) -> f64 {
     if threshold.is_infinite() {
         return f64::INFINITY;
     }
     let (t, bias) = (threshold as f64, bias as f64);
-    t + t.abs() * ROUNDING + bias.abs() * ROUNDING - bias + slack(lut) - lut.bias as f64
+    t + t.abs() * ROUNDING + bias.abs() * ROUNDING - bias + slack(lut) - lut.bias() as f64
 }
 
 /// The rounding bound of a sum: m / (2 · scale).
 #[inline(always)]
-fn slack(lut: &QuantizedLut) -> f64 {
-    lut.m as f64 * 0.5 / lut.scale as f64
+fn slack(lut: &impl Quantized) -> f64 {
+    lut.m() as f64 * 0.5 / lut.scale() as f64
 }
 
 /// The largest exact distance a sum `s` may stand for: `bias + lut.bias + s / scale + slack`,
@@ -728,7 +757,7 @@ fn scan_plain(
 
 /// The vectors of block `b` that exist in a list of `n`, as bits.
 #[inline(always)]
-fn lanes(n: usize, b: usize) -> u32 {
+pub(crate) fn lanes(n: usize, b: usize) -> u32 {
     let valid = n - b * BLOCK;
     if valid >= BLOCK {
         u32::MAX
@@ -944,9 +973,7 @@ mod tests {
     }
 
     fn random_case(r: &mut Rng, n: usize, m: usize) -> (Vec<u8>, Vec<f32>) {
-        let codes: Vec<u8> = (0..n * m).map(|_| r.below(16) as u8).collect();
-        let lut: Vec<f32> = (0..m * KSUB4).map(|_| r.normal() as f32 * 3.0 + 1.0).collect();
-        (codes, lut)
+        super::super::random_codes(r, n, m, KSUB4)
     }
 
     /// The packed sums are the sums of the quantized entries the unpacked codes pick, the

@@ -69,10 +69,8 @@ impl LutBuilder {
                     -1.0
                 }
             };
-            for (t, &xt) in x.iter().enumerate() {
-                let col = &self.transposed[(j * dsub + t) * self.ksub..(j * dsub + t + 1) * self.ksub];
-                distance::axpy(scale * xt, col, row);
-            }
+            let cols = &self.transposed[j * dsub * self.ksub..(j + 1) * dsub * self.ksub];
+            distance::axpy_rows(scale, x, cols, row);
         }
     }
 }
@@ -118,10 +116,8 @@ impl LutBuilder {
         out.iter_mut().for_each(|e| *e = 0.0);
         for j in 0..self.m {
             let row = &mut out[j * self.ksub..(j + 1) * self.ksub];
-            for (t, &xt) in x[j * dsub..(j + 1) * dsub].iter().enumerate() {
-                let col = &self.transposed[(j * dsub + t) * self.ksub..(j * dsub + t + 1) * self.ksub];
-                distance::axpy(-2.0 * xt, col, row);
-            }
+            let cols = &self.transposed[j * dsub * self.ksub..(j + 1) * dsub * self.ksub];
+            distance::axpy_rows(-2.0, &x[j * dsub..(j + 1) * dsub], cols, row);
         }
     }
 

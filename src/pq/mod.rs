@@ -5,6 +5,7 @@
 //! quiver quantizes *residuals* (vector − its coarse centroid), so a code is short because the
 //! coarse quantizer already took out most of the energy.
 
+pub mod fast8;
 pub mod fastscan;
 mod lut;
 mod scan;
@@ -16,6 +17,15 @@ use rayon::prelude::*;
 
 use crate::distance;
 use crate::kmeans::{self, KMeansError, KMeansParams};
+
+/// Random codes (n × m, one sub-code per byte, below `ksub`) and a random table (m × ksub):
+/// the kernels' test cases.
+#[cfg(test)]
+pub(crate) fn random_codes(r: &mut crate::rng::Rng, n: usize, m: usize, ksub: usize) -> (Vec<u8>, Vec<f32>) {
+    let codes: Vec<u8> = (0..n * m).map(|_| r.below(ksub as u64) as u8).collect();
+    let lut: Vec<f32> = (0..m * ksub).map(|_| r.normal() as f32 * 3.0 + 1.0).collect();
+    (codes, lut)
+}
 
 /// Bits per sub-quantizer index: 8 gives 256 centroids and one byte per sub-vector.
 pub const NBITS: usize = 8;

@@ -44,7 +44,7 @@ pub fn code_sums(table: &[f32], m: usize, codes: &[u8], out: &mut Vec<f32>) {
 /// Sum of table entries named by one code; four independent accumulators hide the latency of
 /// the dependent loads.
 #[inline(always)]
-fn adc_distance(tables: &[[f32; KSUB]], code: &[u8]) -> f32 {
+pub(super) fn adc_distance(tables: &[[f32; KSUB]], code: &[u8]) -> f32 {
     let mut acc = [0f32; 4];
     let (t4, t_rest) = tables.as_chunks::<4>();
     let (c4, c_rest) = code.as_chunks::<4>();

@@ -26,12 +26,14 @@ pub enum Policy {
     Lru,
 }
 
-/// One cached extent: its verified bytes, and what scans derive from them once (the
-/// per-vector list terms of 4-bit L2 scans), kept with them for the next query.
+/// One cached extent: its verified bytes, and what scans derive from them once, kept with
+/// them for the next query: the per-vector list terms of L2 scans of residual codes, and 8-bit
+/// codes transposed for the in-register kernel ([`crate::pq::fast8`]).
 #[derive(Debug, Default)]
 pub struct Cached {
     pub bytes: Vec<u8>,
     pub derived: OnceLock<Vec<f32>>,
+    pub arranged: OnceLock<Vec<u8>>,
 }
 
 struct Entry {
@@ -244,7 +246,7 @@ impl ListCache {
             }
         }
         inner.order.insert((key, extent));
-        let item = Arc::new(Cached { bytes: bytes.to_vec(), derived: OnceLock::new() });
+        let item = Arc::new(Cached { bytes: bytes.to_vec(), ..Default::default() });
         inner.entries.insert(extent, Entry { size: len, key });
         inner.slots[extent as usize] = Some(item.clone());
         inner.used += len;

@@ -51,9 +51,9 @@ pub(crate) struct Probe {
     pub qc: f32,
 }
 
-/// What a scan derives from an extent once and may keep with it: the cached extent's slot,
-/// or none for an extent read from the device for this query alone.
-pub(crate) type Derived<'a> = Option<&'a std::sync::OnceLock<Vec<f32>>>;
+/// Where a scan keeps what it derives from an extent once: the cached extent's slots, or none
+/// for an extent read from the device for this query alone.
+pub(crate) type Derived<'a> = Option<&'a Cached>;
 
 impl ListStore {
     /// Calls `scan(list, x, qc, extent, derived, ahead)` for every extent of the `probes` (the
@@ -125,7 +125,7 @@ impl ListStore {
                     crate::distance::prefetch(&t[..t.len().min(PREFETCH_BYTES / 4)]);
                 }
             }
-            scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(&item.derived), ahead);
+            scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(*item), ahead);
         }
         drop(cached);
         drop(held);
@@ -139,7 +139,7 @@ impl ListStore {
                     |p| p.1,
                     |&(p, x), bytes, view| {
                         let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_ref().map(|k| &k.derived), &[]);
+                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_deref(), &[]);
                     },
                 )
             })

@@ -407,7 +407,7 @@ impl Ivf {
             segments,
             cache,
             io: opts.io,
-            derived_per_vector: scan_mode.derived_per_vector(),
+            derived_per_vector: scan_mode.derived_per_vector() + codec.transposed_per_vector(),
         };
         if opts.cache_preload {
             lists.preload()?;

@@ -75,7 +75,7 @@ impl Worker {
     /// The scanning scratch, made for `index` on first use.
     pub fn parts(&mut self, index: &Ivf) -> (&mut io::Reader, &mut Scratch) {
         let scratch = self.scratch.get_or_insert_with(|| Scratch {
-            table: index.codec.query_table(),
+            table: index.codec.query_table().rows_only(),
             table_for: None,
             terms: Terms { part: vec![0.0; index.codec.table_len()], part_of: None, terms: Vec::new() },
             scanner: index.codec.scanner(),
@@ -120,9 +120,17 @@ impl Scratch {
         visitors: &mut [Visitor],
         ahead: &[u8],
     ) {
+        let transposed = transposed(index, view, derived);
         let terms = self.terms.of(index, list, view, derived);
-        self.scanner.scan_many(visitors, terms, view.codes, view.count, |i| view.id(i), ahead);
+        self.scanner.scan_many(visitors, terms, (view.codes, transposed), view.count, |i| view.id(i), ahead);
     }
+}
+
+/// A cached extent's codes transposed for the 8-bit kernel, made on its first scan (None where
+/// the codec keeps no such copy, or for an extent read for one query alone).
+fn transposed<'a>(index: &Ivf, view: &ExtentView, derived: Derived<'a>) -> Option<&'a [u8]> {
+    let cached = derived.filter(|_| index.codec.transposes())?;
+    Some(cached.arranged.get_or_init(|| index.codec.transpose(view.codes, view.count)))
 }
 
 impl Terms {
@@ -148,12 +156,12 @@ impl Terms {
         if index.scan_mode != ScanMode::ListTerms {
             return None;
         }
-        if let Some(kept) = derived.and_then(|slot| slot.get()) {
+        if let Some(kept) = derived.and_then(|c| c.derived.get()) {
             return Some(kept);
         }
         let part = Terms::part(index, list, &mut self.part, &mut self.part_of);
         match derived {
-            Some(slot) => Some(slot.get_or_init(|| {
+            Some(c) => Some(c.derived.get_or_init(|| {
                 let mut terms = Vec::new();
                 index.codec.list_terms(part, view.codes, view.count, &mut terms);
                 terms
@@ -188,6 +196,10 @@ pub(crate) fn prepare(index: &Ivf, query: &[f32]) -> PreparedQuery {
 /// [`prepare`] for a query already [`normalized`].
 pub(crate) fn prepare_normalized(index: &Ivf, q: Vec<f32>) -> PreparedQuery {
     let mut table = index.codec.query_table();
+    if index.lists.cache.is_none() {
+        // No list is kept in RAM, so none has a transposed copy to use a quantized table with.
+        table = table.rows_only();
+    }
     match (&index.lut, index.scan_mode) {
         // Raw vectors: the "table" is the query itself.
         (None, _) => table.exact.copy_from_slice(&q),
@@ -238,11 +250,12 @@ impl PreparedQuery {
                 s.table.ready();
                 s.table_for = Some(key);
             }
-            s.scanner.scan(&s.table, bias, None, view.codes, view.count, |i| view.id(i), top);
+            s.scanner.scan(&s.table, bias, None, (view.codes, None), view.count, |i| view.id(i), top);
             return;
         }
+        let transposed = transposed(index, view, derived);
         let terms = s.terms.of(index, list, view, derived);
-        s.scanner.scan(table, bias, terms, view.codes, view.count, |i| view.id(i), top);
+        s.scanner.scan(table, bias, terms, (view.codes, transposed), view.count, |i| view.id(i), top);
     }
 }
 

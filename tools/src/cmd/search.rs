@@ -73,7 +73,8 @@ pub struct Args {
     /// [default: none]. Extents enter checksum-verified after a read; the cache keeps those
     /// that save the most device reads per byte (--cache-policy). L2 indexes of residual
     /// codes (PQ{m}, PQ{m}x4fsr) keep 4 more bytes per cached vector, the list's part of each
-    /// distance: all of one takes its segments + 4 x ntotal.
+    /// distance: all of one takes its segments + 4 x ntotal. 8-bit PQ{m} on a CPU with AVX-512
+    /// VBMI keeps m more, its codes transposed for in-register look-ups: segments + (4 + m) x ntotal.
     #[arg(long, value_parser = args::size)]
     cache_bytes: Option<u64>,
     /// Fill the cache at open, lists in order, until it is full.
