@@ -112,12 +112,16 @@ impl ListStore {
         let layout = self.directory.layout;
         let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
         for (i, (p, x, item)) in cached.iter().enumerate() {
-            // The start of the next list, and its derived terms; the rest of its codes is the
-            // scan's to prefetch as it goes (asking for all of it at once only fills the CPU's
-            // miss queue and stalls here).
+            // The start of the next list's codes as its scan will stream them (transposed, where
+            // a copy is kept), and its derived terms; the rest of its codes is the scan's to
+            // prefetch as it goes (asking for all of it at once only fills the CPU's miss queue
+            // and stalls here).
             let mut ahead: &[u8] = &[];
             if let Some((_, next, next_item)) = cached.get(i + 1) {
-                let codes = view(*next, &next_item.bytes).codes;
+                let codes = match next_item.arranged.get() {
+                    Some(transposed) => transposed.as_slice(),
+                    None => view(*next, &next_item.bytes).codes,
+                };
                 let (start, rest) = codes.split_at(codes.len().min(PREFETCH_BYTES));
                 crate::distance::prefetch_bytes(start);
                 ahead = rest;
