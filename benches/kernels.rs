@@ -131,7 +131,7 @@ fn fast_scan(c: &mut Criterion) {
         b.iter(|| {
             let mut top = TopK::new(10);
             let scan = BlockScan { lut: &q, exact: &lut, bias: 0.0, terms: None, blocks: &blocks, n };
-            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch);
+            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch, &[]);
             top.len()
         })
     });

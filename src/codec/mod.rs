@@ -177,6 +177,23 @@ impl QueryTable {
     }
 }
 
+/// A list's codes as a scan reads them: `arranged` as the index stores them, the `transposed`
+/// copy an 8-bit list kept in RAM may have ([`Codec::transpose`]), and `ahead`, the codes the
+/// next scan will read, to prefetch on the way (empty when none is known).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListCodes<'a> {
+    pub arranged: &'a [u8],
+    pub transposed: Option<&'a [u8]>,
+    pub ahead: &'a [u8],
+}
+
+impl<'a> ListCodes<'a> {
+    /// Codes with no transposed copy and nothing to prefetch.
+    pub fn new(arranged: &'a [u8]) -> Self {
+        ListCodes { arranged, transposed: None, ahead: &[] }
+    }
+}
+
 /// One query of a [`Scanner::scan_many`]: its table, its bias for the list, its top-k.
 pub struct Visitor<'a> {
     pub table: &'a QueryTable,
@@ -208,19 +225,20 @@ impl Scanner {
         table: &QueryTable,
         bias: f32,
         terms: Option<&[f32]>,
-        (codes, transposed): (&[u8], Option<&[u8]>),
+        list: ListCodes,
         n: usize,
         id_of: impl Fn(usize) -> u64,
         topk: &mut TopK,
     ) {
-        if let (CodeKind::Pq8, Some(lut), Some(blocks)) = (self.kind, &table.quantized8, transposed) {
+        let codes = list.arranged;
+        if let (CodeKind::Pq8, Some(lut), Some(blocks)) = (self.kind, &table.quantized8, list.transposed) {
             let scan = fast8::Scan8 { lut, exact: &table.exact, bias, terms, blocks, n };
             return fast8::scan8(&scan, codes, id_of, topk, &mut self.fast.sums);
         }
         match (self.kind, &table.quantized) {
             (CodeKind::Pq4FastScan, Some(q)) => {
                 let scan = fastscan::BlockScan { lut: q, exact: &table.exact, bias, terms, blocks: codes, n };
-                fastscan::scan_blocks(&scan, id_of, topk, &mut self.fast)
+                fastscan::scan_blocks(&scan, id_of, topk, &mut self.fast, list.ahead)
             }
             (CodeKind::Flat, _) => self.scan_flat(&table.exact, bias, &codes[..n * 4 * self.m], id_of, topk),
             _ => scan_codes(&table.exact, self.m, bias, terms, &codes[..n * self.m], id_of, topk),
@@ -256,25 +274,25 @@ impl Scanner {
     }
 
     /// [`scan`](Self::scan) of one list for several queries (`terms` shared: they belong to
-    /// the list). Fast-scan loads each block of codes once for up to four of them, and asks
-    /// for `ahead` (the codes to scan next) on the way; the results are those of one `scan` per
-    /// query.
+    /// the list). Fast-scan loads each block of codes once for up to four of them; the results
+    /// are those of one `scan` per query.
     pub fn scan_many(
         &mut self,
         visitors: &mut [Visitor],
         terms: Option<&[f32]>,
-        (codes, transposed): (&[u8], Option<&[u8]>),
+        list: ListCodes,
         n: usize,
         id_of: impl Fn(usize) -> u64 + Copy,
-        ahead: &[u8],
     ) {
         let fast = self.kind == CodeKind::Pq4FastScan && visitors.iter().all(|v| v.table.quantized.is_some());
         if !fast {
-            for v in visitors.iter_mut() {
-                self.scan(v.table, v.bias, terms, (codes, transposed), n, id_of, &mut v.topk);
+            for (i, v) in visitors.iter_mut().enumerate() {
+                let list = if i == 0 { list } else { ListCodes { ahead: &[], ..list } };
+                self.scan(v.table, v.bias, terms, list, n, id_of, &mut v.topk);
             }
             return;
         }
+        let (codes, ahead) = (list.arranged, list.ahead);
         let per = n.div_ceil(fastscan::BLOCK) * fastscan::BLOCK;
         for (g, group) in visitors.chunks_mut(4).enumerate() {
             // At most four tables: an array, not an allocation per list.
@@ -342,7 +360,7 @@ mod tests {
             let lut = table.exact.clone();
             let mut s = codec.scanner();
             let mut top = TopK::new(20);
-            s.scan(&table, 1.0, None, (&list, None), n, |i| i as u64, &mut top);
+            s.scan(&table, 1.0, None, ListCodes::new(&list), n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> = rows
                 .chunks_exact(cs)
                 .zip(0..)
@@ -363,7 +381,7 @@ mod tests {
                 assert!((terms[i] - plain(&other, c)).abs() <= 1e-3 * terms[i].abs().max(1.0), "term {i}");
             }
             let mut top = TopK::new(20);
-            s.scan(&table, 1.0, Some(&terms), (&list, None), n, |i| i as u64, &mut top);
+            s.scan(&table, 1.0, Some(&terms), ListCodes::new(&list), n, |i| i as u64, &mut top);
             let mut want: Vec<(f32, u64)> =
                 rows.chunks_exact(cs).zip(0..).map(|(c, id)| (1.0 + terms[id as usize] + plain(&lut, c), id)).collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -375,11 +393,27 @@ mod tests {
             if codec.transposes() {
                 let transposed = codec.transpose(&list, n);
                 let mut again = TopK::new(20);
-                s.scan(&table, 1.0, Some(&terms), (&list, Some(&transposed)), n, |i| i as u64, &mut again);
+                s.scan(
+                    &table,
+                    1.0,
+                    Some(&terms),
+                    ListCodes { transposed: Some(&transposed), ..ListCodes::new(&list) },
+                    n,
+                    |i| i as u64,
+                    &mut again,
+                );
                 assert_eq!(again.into_sorted_vec(), got, "transposed, with terms");
                 let (mut a, mut b) = (TopK::new(20), TopK::new(20));
-                s.scan(&table, 1.0, None, (&list, Some(&transposed)), n, |i| i as u64, &mut a);
-                s.scan(&table, 1.0, None, (&list, None), n, |i| i as u64, &mut b);
+                s.scan(
+                    &table,
+                    1.0,
+                    None,
+                    ListCodes { transposed: Some(&transposed), ..ListCodes::new(&list) },
+                    n,
+                    |i| i as u64,
+                    &mut a,
+                );
+                s.scan(&table, 1.0, None, ListCodes::new(&list), n, |i| i as u64, &mut b);
                 assert_eq!(a.into_sorted_vec(), b.into_sorted_vec(), "transposed");
             }
         }
@@ -407,7 +441,7 @@ mod tests {
             // Unaligned bytes are decoded, aligned ones read in place: both give the same.
             let mut shifted = vec![0u8; 1];
             shifted.extend_from_slice(&list);
-            codec.scanner().scan(&table, 0.5, None, (&shifted[1..], None), n, |i| i as u64, &mut top);
+            codec.scanner().scan(&table, 0.5, None, ListCodes::new(&shifted[1..]), n, |i| i as u64, &mut top);
             for nb in top.into_sorted_vec() {
                 let row = &x[nb.id as usize * d..(nb.id as usize + 1) * d];
                 let want = 0.5 + crate::distance::dissimilarity(metric, &x[..d], row);

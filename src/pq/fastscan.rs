@@ -616,9 +616,16 @@ pub struct Survivors {
 /// table sum, so only a vector whose sum, less that bound, beats the current k-th distance has
 /// its exact distance, `(bias + term) + Σ_j exact[j][code_j]`, computed from its sub-codes,
 /// and only those enter `topk`.
-pub fn scan_blocks(scan: &BlockScan, id_of: impl Fn(usize) -> u64, topk: &mut TopK, scratch: &mut ScanScratch) {
+/// `ahead`: codes to be scanned next, prefetched on the way (see [`block_sums_ahead`]).
+pub fn scan_blocks(
+    scan: &BlockScan,
+    id_of: impl Fn(usize) -> u64,
+    topk: &mut TopK,
+    scratch: &mut ScanScratch,
+    ahead: &[u8],
+) {
     scratch.sums.resize(scan.n.div_ceil(BLOCK) * BLOCK, 0);
-    block_sums(scan.lut, scan.blocks, &mut scratch.sums);
+    block_sums_ahead(&[scan.lut], scan.blocks, &mut scratch.sums, ahead);
     scan_summed(scan, &scratch.sums, id_of, topk, &mut scratch.survivors)
 }
 
@@ -1158,7 +1165,7 @@ mod tests {
             let mut top = TopK::new(k);
             let q = QuantizedLut::new(&lut, m);
             let scan = BlockScan { lut: &q, exact: &lut, bias: 0.0, terms: None, blocks: &blocks, n };
-            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch);
+            scan_blocks(&scan, |i| i as u64, &mut top, &mut scratch, &[]);
             hits_fs += top.into_sorted_vec().iter().filter(|nb| truth.contains(&nb.id)).count();
         }
         let (r_adc, r_fs) = (hits_adc as f64 / (nq * k) as f64, hits_fs as f64 / (nq * k) as f64);
@@ -1262,7 +1269,7 @@ mod tests {
                 let mut blocks = Vec::new();
                 pack_blocks(&rows(&codes[start * m..end * m], m), m, &mut blocks);
                 let scan = BlockScan { lut: &q, exact: &lut, bias, terms: None, blocks: &blocks, n: end - start };
-                scan_blocks(&scan, |i| (start + i) as u64, &mut top, &mut scratch);
+                scan_blocks(&scan, |i| (start + i) as u64, &mut top, &mut scratch, &[]);
             }
             let got = top.into_sorted_vec();
             assert_eq!(got.len(), k, "case {case}");
@@ -1284,7 +1291,7 @@ mod tests {
         let mut top = TopK::new(50);
         // A list's bias moves every distance alike and leaves the choice alone.
         let scan = BlockScan { lut: &q, exact: &lut, bias: 7.5, terms: None, blocks: &blocks, n };
-        scan_blocks(&scan, |i| i as u64, &mut top, &mut ScanScratch::default());
+        scan_blocks(&scan, |i| i as u64, &mut top, &mut ScanScratch::default(), &[]);
         // Exact sums in the scan's order (exact_sum), checked against a plain sum.
         let plain = |v: usize| (0..m).map(|j| lut[j * KSUB4 + codes[v * m + j] as usize]).sum::<f32>();
         let sum_of = |v: usize| exact_sum(&lut, &blocks[(v / BLOCK) * BLOCK * m / 2..], v % BLOCK, m);
@@ -1300,7 +1307,13 @@ mod tests {
         // (bias + term) + table sum, exactly.
         let terms: Vec<f32> = (0..n).map(|v| (v % 97) as f32 * 0.37 - 9.0).collect();
         let mut top = TopK::new(50);
-        scan_blocks(&BlockScan { terms: Some(&terms), ..scan }, |i| i as u64, &mut top, &mut ScanScratch::default());
+        scan_blocks(
+            &BlockScan { terms: Some(&terms), ..scan },
+            |i| i as u64,
+            &mut top,
+            &mut ScanScratch::default(),
+            &[],
+        );
         let mut want: Vec<(f32, u64)> = (0..n).map(|v| ((7.5 + terms[v]) + sum_of(v), v as u64)).collect();
         want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let got: Vec<(f32, u64)> = top.into_sorted_vec().iter().map(|nb| (nb.dist, nb.id)).collect();

@@ -8,7 +8,7 @@
 
 use super::lists::{Derived, Probe};
 use super::{Ivf, SearchParams, SearchStats};
-use crate::codec::{QueryTable, Scanner, Visitor};
+use crate::codec::{ListCodes, QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
 use crate::format::ExtentView;
@@ -122,7 +122,8 @@ impl Scratch {
     ) {
         let transposed = transposed(index, view, derived);
         let terms = self.terms.of(index, list, view, derived);
-        self.scanner.scan_many(visitors, terms, (view.codes, transposed), view.count, |i| view.id(i), ahead);
+        let codes = ListCodes { arranged: view.codes, transposed, ahead };
+        self.scanner.scan_many(visitors, terms, codes, view.count, |i| view.id(i));
     }
 }
 
@@ -223,15 +224,14 @@ impl PreparedQuery {
     }
 
     /// Scans one extent of `list` (`qc`: the coarse search's distance to it) into `top`.
-    /// `derived` is where the extent's per-vector terms are kept when it is cached.
-    #[allow(clippy::too_many_arguments)]
+    /// `derived` is where what is derived from the extent is kept when it is cached; `ahead`,
+    /// the codes the next scan will read, for this one to prefetch on the way.
     pub fn scan_extent(
         &self,
         index: &Ivf,
         list: usize,
         qc: f32,
-        view: &ExtentView,
-        derived: Derived,
+        (view, derived, ahead): (&ExtentView, Derived, &[u8]),
         s: &mut Scratch,
         top: &mut TopK,
     ) {
@@ -250,12 +250,21 @@ impl PreparedQuery {
                 s.table.ready();
                 s.table_for = Some(key);
             }
-            s.scanner.scan(&s.table, bias, None, (view.codes, None), view.count, |i| view.id(i), top);
+            s.scanner.scan(
+                &s.table,
+                bias,
+                None,
+                ListCodes { ahead, ..ListCodes::new(view.codes) },
+                view.count,
+                |i| view.id(i),
+                top,
+            );
             return;
         }
         let transposed = transposed(index, view, derived);
         let terms = s.terms.of(index, list, view, derived);
-        s.scanner.scan(table, bias, terms, (view.codes, transposed), view.count, |i| view.id(i), top);
+        let codes = ListCodes { arranged: view.codes, transposed, ahead };
+        s.scanner.scan(table, bias, terms, codes, view.count, |i| view.id(i), top);
     }
 }
 
@@ -264,9 +273,9 @@ pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut W
     let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
     let (reader, scratch) = w.parts(index);
     let mut top = TopK::new(shortlist(index, p));
-    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, _| {
+    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, ahead| {
         top.set_extent(x);
-        prepared.scan_extent(index, list, qc, &view, derived, scratch, &mut top);
+        prepared.scan_extent(index, list, qc, (&view, derived, ahead), scratch, &mut top);
     })?;
     finish(index, &prepared.q, p, top, reader, stats)
 }
@@ -288,10 +297,10 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
     }
     let (reader, scratch) = w.parts(index);
     let mut tops: Vec<TopK> = prepared.iter().map(|_| TopK::new(shortlist(index, p))).collect();
-    let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived, _| {
+    let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived, ahead| {
         let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
         top.set_extent(x);
-        q.scan_extent(index, list, qc, &view, derived, scratch, top);
+        q.scan_extent(index, list, qc, (&view, derived, ahead), scratch, top);
     })?;
     let out = match &index.vectors {
         // All the wave's re-rank pages in one submission.
