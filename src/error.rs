@@ -28,6 +28,8 @@ pub enum Error {
     DirectoryNotEmpty { path: PathBuf },
     #[error("{path} holds an unfinished build ({checkpoints}); continue it with the same `quiver build` command and --resume, or delete it and start over with --discard-unfinished")]
     UnfinishedBuild { path: PathBuf, checkpoints: String },
+    #[error("{path} is being changed by another quiver process{}; wait for it to finish (a writer that dies releases the directory at once)", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, holder: Option<u32> },
     #[error("cannot resume a build in {path}: {reason}")]
     ResumeRefused { path: PathBuf, reason: String },
     #[error("not enough free disk at {path}: the build needs {} there ({detail}), {} is free; free some space, or put the sorted runs on another disk with --tmp-dir DIR", human_bytes(*need), human_bytes(*available))]

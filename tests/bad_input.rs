@@ -136,7 +136,7 @@ fn a_read_error_mid_stream_keeps_the_checkpoints_and_resume_finishes_the_same_in
         v.sort();
         v
     };
-    assert_eq!(names(&out), [".build-tmp"], "only the checkpoints are kept");
+    assert_eq!(names(&out), [".build-tmp", "LOCK"], "only the checkpoints (and the writers' lock file) are kept");
     let staged = names(&out.join(".build-tmp"));
     assert!(
         staged.contains(&"quantizer.qvq".to_string()) && staged.iter().filter(|n| n.starts_with("run-")).count() == 2,

@@ -49,9 +49,7 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     }
     // The half-built index is gone; the checkpoints made before the disk filled are kept, and
     // a resume once there is room again finishes the build.
-    let left: Vec<String> =
-        std::fs::read_dir(&new).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(left, [".build-tmp"]);
+    assert_eq!(names(&new), [".build-tmp", "LOCK"], "the checkpoints and the writers' lock file");
     let idx = Index::open(&old).unwrap();
     assert!(
         idx.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, ..Default::default() }).is_ok(),
@@ -78,9 +76,7 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
         }
         other => panic!("expected an I/O error, got {:?}", other.map(|r| r.ntotal)),
     }
-    let left: Vec<String> =
-        std::fs::read_dir(&rf).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(left, [".build-tmp"], "the half-written segment and vectors file are removed");
+    assert_eq!(names(&rf), [".build-tmp", "LOCK"], "the half-written segment and vectors file are removed");
     let resume = quiver::BuildOptions { unfinished: quiver::Unfinished::Resume, ..rflat };
     assert!(build_index(&SliceSource { data: &base, dim: d }, &rf, &resume, &NoProgress).unwrap().resumed);
     assert!(quiver::verify_index(&rf).unwrap().is_ok());
@@ -105,4 +101,12 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     build_slice(&base, d, &g, &opts("HNSW8,Flat", Metric::L2));
     let p = SearchParams { k: 3, ef_search: 16, ..Default::default() };
     assert!(Index::open(&g).unwrap().search(&q, &p).is_ok());
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
 }

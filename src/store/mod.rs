@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! MANIFEST-000001   commit point, written last and atomically
+//! LOCK              the writer's flock (held while a build runs; no part of the index)
 //! quantizer.qvq     centroids + HNSW graph      (RAM-resident)
 //! codebooks.qvc     PQ codebooks                (RAM-resident)
 //! lists.qvd         list directory: extents     (RAM-resident)
@@ -12,10 +13,12 @@
 //!                   quantizer.qvq and codebooks.qvc, sorted runs run-*.qvr (checkpoints)
 //! ```
 
+mod lock;
 mod names;
 mod open;
 mod staging;
 
+pub use lock::WriterLock;
 pub use names::*;
 pub use open::{manifest_generations, open_newest_manifest, read_manifest, SkippedManifest};
 pub use staging::{dir_state, DirState, Staging};

@@ -14,6 +14,9 @@ pub const CODES: &str = "codes.qvv";
 /// build commits, kept after a failure once it holds a checkpoint (for `--resume`).
 pub const STAGING: &str = ".build-tmp";
 
+/// The writer's lock file ([`super::WriterLock`]): no part of the index, never removed.
+pub const LOCK: &str = "LOCK";
+
 pub fn manifest_name(generation: u64) -> String {
     format!("MANIFEST-{generation:06}")
 }

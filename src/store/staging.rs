@@ -10,9 +10,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::lock::WriterLock;
 use super::names::{
     is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, CODES, DIRECTORY, FLAT_VECTORS,
-    GRAPH, QUANTIZER, STAGING,
+    GRAPH, LOCK, QUANTIZER, STAGING,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::io::durable;
@@ -57,6 +58,10 @@ pub fn dir_state(dir: &Path) -> Result<DirState> {
     let (mut any, mut staging, mut manifest, mut foreign) = (false, false, false, None);
     for e in entries {
         let name = e.at(dir)?.file_name().to_string_lossy().into_owned();
+        if name == LOCK {
+            // The writers' lock: a directory holding only it is as empty as one without.
+            continue;
+        }
         any = true;
         if name == STAGING {
             staging = true;
@@ -81,11 +86,13 @@ pub struct Staging {
     committed: bool,
     keep: bool,
     resumed: bool,
+    /// Held until the staging is dropped (after its commit, or its clean-up).
+    _lock: WriterLock,
 }
 
 impl Staging {
-    /// Begins a build in `dir`: creates it if needed, refuses one that holds anything, and
-    /// creates the staging area.
+    /// Begins a build in `dir`: creates it if needed, takes the writer's lock, refuses a
+    /// directory that holds anything, and creates the staging area.
     pub fn begin(dir: &Path) -> Result<Staging> {
         let created_dir = match dir_state(dir)? {
             DirState::Missing => {
@@ -95,7 +102,13 @@ impl Staging {
             DirState::Empty => false,
             _ => return Err(Error::DirectoryNotEmpty { path: dir.to_owned() }),
         };
-        let staging = Staging { dir: dir.to_owned(), created_dir, committed: false, keep: false, resumed: false };
+        let lock = WriterLock::acquire(dir)?;
+        // Again under the lock: another writer may have begun (and even finished) in between.
+        if dir_state(dir)? != DirState::Empty {
+            return Err(Error::DirectoryNotEmpty { path: dir.to_owned() });
+        }
+        let staging =
+            Staging { dir: dir.to_owned(), created_dir, committed: false, keep: false, resumed: false, _lock: lock };
         let area = staging.area();
         fs::create_dir(&area).at(&area)?;
         durable::sync_dir(dir).at(dir)?;
@@ -106,18 +119,21 @@ impl Staging {
     /// index files the interrupted build wrote beside it (they are rewritten from the
     /// checkpoints). The caller has checked that the directory is [`DirState::Unfinished`].
     pub fn resume(dir: &Path) -> Result<Staging> {
-        if dir_state(dir)? != DirState::Unfinished {
-            return Err(Error::ResumeRefused { path: dir.to_owned(), reason: "it holds no unfinished build".into() });
-        }
+        let lock = unfinished(dir)?;
         remove_partial_outputs(dir)?;
-        Ok(Staging { dir: dir.to_owned(), created_dir: false, committed: false, keep: true, resumed: true })
+        Ok(Staging {
+            dir: dir.to_owned(),
+            created_dir: false,
+            committed: false,
+            keep: true,
+            resumed: true,
+            _lock: lock,
+        })
     }
 
     /// Removes the unfinished build in `dir` (staging area and partial files), leaving it empty.
     pub fn discard(dir: &Path) -> Result<()> {
-        if dir_state(dir)? != DirState::Unfinished {
-            return Err(Error::ResumeRefused { path: dir.to_owned(), reason: "it holds no unfinished build".into() });
-        }
+        let _lock = unfinished(dir)?;
         remove_partial_outputs(dir)?;
         let area = dir.join(STAGING);
         fs::remove_dir_all(&area).at(&area)?;
@@ -160,6 +176,20 @@ impl Staging {
         }
         Ok(())
     }
+}
+
+/// The writer's lock of `dir`, which must hold an unfinished build (checked under the lock: a
+/// build still running there holds the lock, and its directory looks unfinished too).
+fn unfinished(dir: &Path) -> Result<WriterLock> {
+    let refused = || Error::ResumeRefused { path: dir.to_owned(), reason: "it holds no unfinished build".into() };
+    if dir_state(dir)? != DirState::Unfinished {
+        return Err(refused());
+    }
+    let lock = WriterLock::acquire(dir)?;
+    if dir_state(dir)? != DirState::Unfinished {
+        return Err(refused());
+    }
+    Ok(lock)
 }
 
 /// Removes what a build writes into the index directory itself, keeping the staging area.
@@ -222,7 +252,7 @@ mod tests {
         let s = Staging::begin(&dir).unwrap();
         fs::write(dir.join("seg-000000.qvs"), b"y").unwrap();
         s.commit(1, b"manifest", || {}).unwrap();
-        assert_eq!(names(&dir), ["MANIFEST-000001", "seg-000000.qvs"]);
+        assert_eq!(names(&dir), [LOCK, "MANIFEST-000001", "seg-000000.qvs"]);
         assert_eq!(dir_state(&dir).unwrap(), DirState::Finished);
         assert!(matches!(Staging::begin(&dir), Err(Error::DirectoryNotEmpty { .. })));
     }
@@ -236,16 +266,36 @@ mod tests {
         s.keep_on_failure();
         fs::write(dir.join("seg-000000.qvs"), b"partial").unwrap();
         drop(s);
-        assert_eq!(names(&dir), [STAGING]);
+        assert_eq!(names(&dir), [STAGING, LOCK]);
         assert_eq!(dir_state(&dir).unwrap(), DirState::Unfinished);
         fs::write(dir.join("lists.qvd"), b"partial").unwrap();
         let s = Staging::resume(&dir).unwrap();
         assert!(s.resumed());
-        assert_eq!(names(&dir), [STAGING], "partial outputs are removed on resume");
+        assert_eq!(names(&dir), [STAGING, LOCK], "partial outputs are removed on resume");
         assert!(s.area().join("state").exists());
         drop(s);
         Staging::discard(&dir).unwrap();
         assert_eq!(dir_state(&dir).unwrap(), DirState::Empty);
+    }
+
+    /// Two builds into one directory: the second is refused while the first runs (it holds
+    /// the writer's lock), and the lock file alone leaves a directory empty to the next.
+    #[test]
+    fn a_second_writer_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("idx");
+        let mut s = Staging::begin(&dir).unwrap();
+        assert!(matches!(Staging::begin(&dir), Err(Error::DirectoryNotEmpty { .. })));
+        s.keep_on_failure();
+        assert!(matches!(Staging::resume(&dir), Err(Error::Locked { .. })), "the running build holds the lock");
+        assert!(matches!(Staging::discard(&dir), Err(Error::Locked { .. })));
+        drop(s);
+        Staging::discard(&dir).unwrap();
+        assert_eq!(names(&dir), [LOCK]);
+        assert_eq!(dir_state(&dir).unwrap(), DirState::Empty);
+        let s = Staging::begin(&dir).unwrap();
+        s.commit(1, b"manifest", || {}).unwrap();
+        assert_eq!(dir_state(&dir).unwrap(), DirState::Finished);
     }
 
     #[test]

@@ -36,11 +36,15 @@ fn quiver_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().expect("run quiver")
 }
 
-/// Every file under `dir` (relative path, bytes), sorted: hidden ones included.
+/// Every file under `dir` (relative path, bytes), sorted: hidden ones included, the writers'
+/// lock file (its last holder's process id; no part of the index) left out.
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ::quiver::store::LOCK) {
+                continue;
+            }
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
