@@ -143,7 +143,9 @@ impl ListCache {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Look-ups until the view is dropped. Offers wait for it: drop it before offering.
+    /// Look-ups until the view is dropped. Offers wait for it: drop it before offering, and
+    /// make no other call on the cache while holding it (a writer waiting in between would
+    /// wait for this view, and the call for the writer).
     pub fn view(&self) -> CacheView<'_> {
         self.age_if_due();
         CacheView { cache: self, inner: self.read(), hits: Cell::new(0), misses: Cell::new(0) }

@@ -250,15 +250,7 @@ impl PreparedQuery {
                 s.table.ready();
                 s.table_for = Some(key);
             }
-            s.scanner.scan(
-                &s.table,
-                bias,
-                None,
-                ListCodes { ahead, ..ListCodes::new(view.codes) },
-                view.count,
-                |i| view.id(i),
-                top,
-            );
+            s.scanner.scan(&s.table, bias, None, ListCodes::new(view.codes), view.count, |i| view.id(i), top);
             return;
         }
         let transposed = transposed(index, view, derived);
