@@ -45,6 +45,7 @@ pub mod pq;
 pub mod spec;
 pub mod synthetic;
 pub mod topk;
+pub use topk::IdFilter;
 
 mod build;
 mod error;

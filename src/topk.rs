@@ -3,6 +3,38 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+/// An allow-list of ids: a filtered search returns only these (faiss's `IDSelectorBatch`).
+/// Sorted and deduplicated once; a look-up is a binary search, made only for the few vectors
+/// that could enter a top-k.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdFilter {
+    ids: Vec<u64>,
+}
+
+impl IdFilter {
+    pub fn new(ids: impl IntoIterator<Item = u64>) -> Self {
+        let mut ids: Vec<u64> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        IdFilter { ids }
+    }
+
+    #[inline]
+    pub fn contains(&self, id: u64) -> bool {
+        self.ids.binary_search(&id).is_ok()
+    }
+
+    /// Ids allowed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
 
 /// One result: a vector id and its dissimilarity to the query (smaller is closer).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,6 +67,8 @@ pub struct TopK {
     bound: f32,
     /// The extent [`push_at`](Self::push_at) positions belong to.
     extent: u32,
+    /// Only these ids enter (None: any).
+    allow: Option<Arc<IdFilter>>,
 }
 
 /// A held neighbour and where its vector lies: `extent << 32 | position` ([`NOWHERE`] for
@@ -71,7 +105,27 @@ impl TopK {
     /// already holds k neighbours at most `bound` away (a tie at `bound` still enters, to be
     /// settled by id when the parts are merged).
     pub fn bounded(k: usize, bound: f32) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound, extent: 0 }
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound, extent: 0, allow: None }
+    }
+
+    /// The same top-k taking only the ids `allow` holds (when given): everything offered
+    /// otherwise is passed over, so a scan still ends with k neighbours where its lists hold
+    /// k allowed ones.
+    pub fn filtered(mut self, allow: Option<Arc<IdFilter>>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    /// Whether pushes are filtered.
+    #[inline]
+    pub fn has_filter(&self) -> bool {
+        self.allow.is_some()
+    }
+
+    /// Whether `id` may enter.
+    #[inline]
+    pub fn admits(&self, id: u64) -> bool {
+        self.allow.as_ref().is_none_or(|a| a.contains(id))
     }
 
     /// Names the extent whose vectors [`push_at`](Self::push_at) gives positions in.
@@ -111,12 +165,17 @@ impl TopK {
             return;
         }
         let h = Held { n, at };
-        if self.heap.len() < self.k {
-            self.heap.push(h);
-        } else if let Some(mut top) = self.heap.peek_mut() {
-            if h < *top {
+        // The filter last: most offers fail the cheaper compare.
+        let full = self.heap.len() >= self.k;
+        if (full && self.heap.peek().is_some_and(|top| h >= *top)) || !self.admits(n.id) {
+            return;
+        }
+        if full {
+            if let Some(mut top) = self.heap.peek_mut() {
                 *top = h;
             }
+        } else {
+            self.heap.push(h);
         }
     }
 

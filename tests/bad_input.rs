@@ -31,11 +31,11 @@ fn query_errors_are_typed() {
     nan[3] = f32::INFINITY;
     assert!(matches!(idx.search(&nan, &ok), Err(Error::NonFiniteQuery { .. })));
     for bad in [
-        SearchParams { k: 0, ..ok },
-        SearchParams { k: 2_001, ..ok },
-        SearchParams { nprobe: 0, ..ok },
-        SearchParams { nprobe: 9, ..ok },
-        SearchParams { ef_search: 0, ..ok },
+        SearchParams { k: 0, ..ok.clone() },
+        SearchParams { k: 2_001, ..ok.clone() },
+        SearchParams { nprobe: 0, ..ok.clone() },
+        SearchParams { nprobe: 9, ..ok.clone() },
+        SearchParams { ef_search: 0, ..ok.clone() },
     ] {
         let e = idx.search(&q, &bad).unwrap_err();
         assert!(matches!(e, Error::InvalidParameter(_)), "{bad:?}: {e}");

@@ -80,7 +80,7 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     let resume = quiver::BuildOptions { unfinished: quiver::Unfinished::Resume, ..rflat };
     assert!(build_index(&SliceSource { data: &base, dim: d }, &rf, &resume, &NoProgress).unwrap().resumed);
     assert!(quiver::verify_index(&rf).unwrap().is_ok());
-    let p = SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 4 };
+    let p = SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 4, ..Default::default() };
     assert!(Index::open(&rf).unwrap().search(&q, &p).is_ok());
 
     // A graph index: its vectors file (2.5 MB) does not fit under 1 MiB. The build keeps no

@@ -465,3 +465,58 @@ fn multi_pass_merge_is_byte_identical_to_one_pass() {
         assert_eq!(a, std::fs::read(dirs[1].path().join(&name)).unwrap(), "{name}");
     }
 }
+
+/// A filtered search returns the k best allowed vectors of the probed lists: exactly what an
+/// unfiltered search of every vector in those lists gives once the others are struck out (ids
+/// and distances), for every IVF kind, L2 and inner product, one query at a time and in grouped
+/// batches over cached lists; and k results where the lists hold k allowed ones. A graph index
+/// refuses the filter.
+#[test]
+fn filtered_search_returns_the_best_allowed_vectors() {
+    let (d, n, nq) = (16, 6_000, 30);
+    let (base, queries) = synthetic(n, nq, d, 17);
+    let allowed: Vec<u64> = (0..n as u64).filter(|i| i % 7 == 3 || i % 11 == 0).collect();
+    let filter = std::sync::Arc::new(quiver::IdFilter::new(allowed.iter().copied()));
+    for (factory, metric) in [
+        ("IVF32_HNSW8,PQ8", Metric::L2),
+        ("IVF32_HNSW8,PQ8x4fs", Metric::L2),
+        ("IVF32_HNSW8,PQ8x4fsr", Metric::L2),
+        ("IVF32_HNSW8,PQ8", Metric::InnerProduct),
+        ("IVF32_HNSW8,Flat", Metric::L2),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, d, dir.path(), &opts(factory, metric));
+        let index = Index::open(dir.path()).unwrap();
+        let p = SearchParams { k: 10, nprobe: 4, ..Default::default() };
+        let everything = index.search(&queries, &SearchParams { k: n, ..p.clone() }).unwrap();
+        let filtered = SearchParams { filter: Some(filter.clone()), ..p.clone() };
+        let got = index.search(&queries, &filtered).unwrap();
+        for q in 0..nq {
+            let want: Vec<(i64, f32)> = everything
+                .ids_of(q)
+                .iter()
+                .zip(everything.distances_of(q))
+                .filter(|(&id, _)| id >= 0 && filter.contains(id as u64))
+                .take(10)
+                .map(|(&id, &dist)| (id, dist))
+                .collect();
+            assert_eq!(want.len(), 10, "{factory}: the probed lists hold 10 allowed vectors");
+            let have: Vec<(i64, f32)> =
+                got.ids_of(q).iter().copied().zip(got.distances_of(q).iter().copied()).collect();
+            assert_eq!(have, want, "{factory} {metric}: query {q}");
+        }
+        // Lists in RAM, and a grouped batch: the same answers.
+        let o = OpenOptions { cache_bytes: 64 << 20, ..Default::default() };
+        let cached = Index::open_with(dir.path(), o).unwrap();
+        let s = Searcher::new(&cached, 1).unwrap();
+        for _ in 0..2 {
+            assert_eq!(s.search_grouped(&queries, &filtered).unwrap().results.ids, got.ids, "{factory}: grouped");
+            assert_eq!(s.search(&queries, &filtered).unwrap().results.ids, got.ids, "{factory}: cached");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("HNSW8,Flat", Metric::L2));
+    let graph = Index::open(dir.path()).unwrap();
+    let e = graph.search(&queries, &SearchParams { filter: Some(filter), ..Default::default() }).unwrap_err();
+    assert!(e.to_string().contains("filtered search is for IVF indexes"), "{e}");
+}

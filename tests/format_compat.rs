@@ -131,14 +131,17 @@ fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
     );
     assert_eq!(index.verify().unwrap().vectors, 2000);
     let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
-    let res = index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, k_factor: 4 }).unwrap();
+    let res =
+        index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, k_factor: 4, ..Default::default() }).unwrap();
     for (i, (ids, dists)) in IDS.iter().zip(DISTANCES).enumerate() {
         assert_eq!(res.ids_of(i), ids, "query {i}");
         for (got, want) in res.distances_of(i).iter().zip(dists) {
             assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
         }
     }
-    let all = index.search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 700 }).unwrap();
+    let all = index
+        .search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 700, ..Default::default() })
+        .unwrap();
     for (i, ids) in EXACT.iter().enumerate() {
         assert_eq!(all.ids_of(i), ids, "query {i}, exact");
     }

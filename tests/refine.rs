@@ -28,9 +28,11 @@ fn rerank_returns_exact_distances_and_beats_the_codes() {
             let (plain, refined) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
             build_slice(&base, d, plain.path(), &opts(&format!("IVF32_HNSW16,{codes}"), metric));
             build_slice(&base, d, refined.path(), &opts(&format!("IVF32_HNSW16,{codes},RFlat"), metric));
-            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, k_factor: 8 };
-            let without =
-                Index::open(plain.path()).unwrap().search(&queries, &SearchParams { k_factor: 1, ..p }).unwrap();
+            let p = SearchParams { k: 10, nprobe: 8, ef_search: 16, k_factor: 8, ..Default::default() };
+            let without = Index::open(plain.path())
+                .unwrap()
+                .search(&queries, &SearchParams { k_factor: 1, ..p.clone() })
+                .unwrap();
             let mut first = None;
             for cache_bytes in [0, 64 << 20] {
                 let index =
@@ -74,10 +76,14 @@ fn rerank_reads_exactly_the_candidates_pages() {
     let dir = tempfile::tempdir().unwrap();
     build_slice(&base, d, dir.path(), &opts("IVF16_HNSW16,PQ8,RFlat", Metric::L2));
     let index = Index::open(dir.path()).unwrap();
-    let one = index.search(&queries, &SearchParams { k: 1, nprobe: 4, ef_search: 16, k_factor: 1 }).unwrap();
+    let one = index
+        .search(&queries, &SearchParams { k: 1, nprobe: 4, ef_search: 16, k_factor: 1, ..Default::default() })
+        .unwrap();
     assert_eq!(one.stats.refine_pages, 1);
     // Every vector a candidate: all the vectors file's data pages, each once.
-    let all = index.search(&queries, &SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30 }).unwrap();
+    let all = index
+        .search(&queries, &SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30, ..Default::default() })
+        .unwrap();
     let vec_len = std::fs::metadata(dir.path().join("vec-000000.qvv")).unwrap().len();
     let table = (4 * (vec_len / 4096)).div_ceil(4096) * 4096;
     let data_pages = (vec_len - 4096 - table) / 4096;
@@ -108,7 +114,8 @@ fn uint8_input_keeps_bytes() {
     assert!(vec_len < 4500 * 128 + 40 * 4096, "{vec_len} bytes: one byte per value");
     let base_f = base.read_all_f32().unwrap();
     let q = &queries[..128];
-    let res = index.search(q, &SearchParams { k: 5, nprobe: 32, ef_search: 32, k_factor: 10 }).unwrap();
+    let res =
+        index.search(q, &SearchParams { k: 5, nprobe: 32, ef_search: 32, k_factor: 10, ..Default::default() }).unwrap();
     for (&id, &got) in res.ids.iter().zip(&res.distances) {
         let want = exact(Metric::L2, q, &base_f[id as usize * 128..(id as usize + 1) * 128]);
         assert!((got - want).abs() <= 1e-3 * want.max(1.0), "id {id}: {got} vs {want}");
@@ -124,14 +131,14 @@ fn k_factor_errors() {
     let (plain, refined) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     build_slice(&base, d, plain.path(), &opts("IVF8_HNSW8,PQ8", Metric::L2));
     build_slice(&base, d, refined.path(), &opts("IVF8_HNSW8,PQ8,RFlat", Metric::L2));
-    let p = SearchParams { k: 5, nprobe: 4, ef_search: 16, k_factor: 1 };
+    let p = SearchParams { k: 5, nprobe: 4, ef_search: 16, k_factor: 1, ..Default::default() };
     let plain = Index::open(plain.path()).unwrap();
     let refined = Index::open(refined.path()).unwrap();
     assert!(plain.search(&queries, &p).is_ok(), "k_factor 1 is every index's default");
-    let e = plain.search(&queries, &SearchParams { k_factor: 4, ..p }).unwrap_err().to_string();
+    let e = plain.search(&queries, &SearchParams { k_factor: 4, ..p.clone() }).unwrap_err().to_string();
     assert!(e.contains("keeps no full vectors") && e.contains(",RFlat"), "{e}");
     for bad in [0, quiver::MAX_K_FACTOR + 1] {
-        let e = refined.search(&queries, &SearchParams { k_factor: bad, ..p }).unwrap_err().to_string();
+        let e = refined.search(&queries, &SearchParams { k_factor: bad, ..p.clone() }).unwrap_err().to_string();
         assert!(e.contains("k_factor"), "{e}");
     }
     for s in ["IVF8_HNSW8,Flat,RFlat", "HNSW8_PQ4,RFlat"] {
@@ -158,7 +165,7 @@ fn damaged_vectors_are_caught() {
     let vec = dir.path().join("vec-000000.qvv");
     flip_byte(&vec, 4096 * 3 + 100);
     let index = Index::open(dir.path()).unwrap();
-    let all = SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30 };
+    let all = SearchParams { k: 100, nprobe: 16, ef_search: 16, k_factor: 30, ..Default::default() };
     let e = index.search(&queries, &all).unwrap_err().to_string();
     assert!(e.contains("vec-000000.qvv") && e.contains("vectors page 2") && e.contains("checksum"), "{e}");
     let v = quiver::verify_index(dir.path()).unwrap();
@@ -182,7 +189,7 @@ fn queries_in_flight_answer_as_one_at_a_time() {
         for cache_bytes in [0, 64 << 20] {
             let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
             let k_factor = if factory.ends_with("RFlat") { 4 } else { 1 };
-            let p = SearchParams { k: 10, nprobe: 6, ef_search: 16, k_factor };
+            let p = SearchParams { k: 10, nprobe: 6, ef_search: 16, k_factor, ..Default::default() };
             let one = Searcher::new(&index, 1).unwrap().search(&queries, &p).unwrap();
             for (threads, inflight) in [(1, 2), (1, 7), (2, 5), (1, 64)] {
                 let s = Searcher::new(&index, threads).unwrap().with_inflight(inflight).unwrap();

@@ -805,6 +805,10 @@ fn scan_sorted(
             mask &= mask - 1;
             let s = chunk[i];
             found.push((s as u64) << 32 | (b * BLOCK + i) as u64);
+            // Only vectors that may enter bound the k-th distance.
+            if topk.has_filter() && !topk.admits(id_of(b * BLOCK + i)) {
+                continue;
+            }
             if best.len() < room {
                 best.push(s);
             } else if let Some(mut top) = best.peek_mut() {

@@ -30,7 +30,7 @@ pub use cache::Policy as CachePolicy;
 use lists::{ListStore, Segment};
 
 /// Per-search parameters, named as in faiss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchParams {
     /// Neighbours per query.
     pub k: usize,
@@ -44,11 +44,15 @@ pub struct SearchParams {
     /// their full vectors (faiss's `IndexRefine::k_factor`, default 1). Other indexes take
     /// only 1.
     pub k_factor: usize,
+    /// Only these ids are returned (IVF indexes): the lists' other vectors are passed over
+    /// where a top-k is kept, so a query still gets k results where its probed lists hold k
+    /// allowed ones (faiss's `SearchParameters::sel`). None: every id.
+    pub filter: Option<std::sync::Arc<crate::topk::IdFilter>>,
 }
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams { k: 10, nprobe: 1, ef_search: 16, k_factor: 1 }
+        SearchParams { k: 10, nprobe: 1, ef_search: 16, k_factor: 1, filter: None }
     }
 }
 
@@ -549,6 +553,12 @@ impl Index {
             )));
         }
         if self.info.is_graph() {
+            if p.filter.is_some() {
+                return Err(Error::Unsupported(format!(
+                    "{} searches a graph, which cannot pass over vectors yet: filtered search is for IVF indexes",
+                    self.info.factory
+                )));
+            }
             if p.nprobe != 1 {
                 return Err(Error::InvalidParameter(format!(
                     "nprobe = {} applies to IVF indexes; {} searches its graph with efSearch alone: leave nprobe at its default, 1",

@@ -264,7 +264,7 @@ pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut W
     let prepared = prepare(index, query);
     let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
     let (reader, scratch) = w.parts(index);
-    let mut top = TopK::new(shortlist(index, p));
+    let mut top = top_k(index, p);
     let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, ahead| {
         top.set_extent(x);
         prepared.scan_extent(index, list, qc, (&view, derived, ahead), scratch, &mut top);
@@ -288,7 +288,7 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
         probes.extend(found.iter().map(|n| Probe { owner: owner as u32, list: n.id as u32, qc: n.dist }));
     }
     let (reader, scratch) = w.parts(index);
-    let mut tops: Vec<TopK> = prepared.iter().map(|_| TopK::new(shortlist(index, p))).collect();
+    let mut tops: Vec<TopK> = prepared.iter().map(|_| top_k(index, p)).collect();
     let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived, ahead| {
         let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
         top.set_extent(x);
@@ -305,6 +305,12 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
         None => tops.into_iter().map(TopK::into_sorted_vec).collect(),
     };
     Ok((out, stats))
+}
+
+/// A query's top-k over the codes: the [`shortlist`] it keeps, taking only what `p.filter`
+/// allows.
+pub(crate) fn top_k(index: &Ivf, p: &SearchParams) -> TopK {
+    TopK::new(shortlist(index, p)).filtered(p.filter.clone())
 }
 
 /// How many candidates the codes choose: k, or k × k_factor where they are re-ranked.

@@ -53,16 +53,18 @@ pub struct Setting {
     pub warmup: bool,
     /// Search all queries as one batch grouped by list (no per-query latency).
     pub grouped: bool,
+    /// Only these ids are returned.
+    pub filter: Option<std::sync::Arc<quiver::IdFilter>>,
 }
 
 pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &Setting) -> quiver::Result<Row> {
-    let Setting { k, nprobe, ef, k_factor, warmup, grouped } = *s;
+    let Setting { k, nprobe, ef, k_factor, warmup, grouped, .. } = *s;
     let d = searcher.index().info().dim;
     let nq = queries.len() / d;
     if nq == 0 {
         return Err(quiver::Error::InvalidParameter("no queries to search".into()));
     }
-    let p = SearchParams { k, nprobe, ef_search: ef, k_factor };
+    let p = SearchParams { k, nprobe, ef_search: ef, k_factor, filter: s.filter.clone() };
     // Untimed warm-up: creates each worker's ring and scratch buffers; with `warmup`, every
     // query once (so a cache holds what the timed pass will ask for).
     let warm = if warmup { nq } else { 16.min(nq) };

@@ -329,3 +329,31 @@ fn hnsw_flat_through_the_tool() {
     assert_eq!((info["factory"].as_str(), info["nlist"].is_null()), (Some("HNSW8,Flat"), true));
     assert!(ok(&["verify", "--index", &idx]).starts_with("ok"));
 }
+
+/// `search --filter-ids` returns only allowed ids (an int32 .ibin allow-list here), k of them;
+/// a file of vectors or an empty list is refused before any search.
+#[test]
+fn filter_ids_restricts_the_results() {
+    let d = tempfile::tempdir().unwrap();
+    let (base, q, _, idx) = fixture(d.path());
+    let allow = d.path().join("allow.ibin");
+    let ids: Vec<i32> = (0..6000).filter(|i| i % 5 == 1).collect();
+    let mut bytes = [(ids.len() as i32).to_le_bytes(), 1i32.to_le_bytes()].concat();
+    ids.iter().for_each(|i| bytes.extend_from_slice(&i.to_le_bytes()));
+    std::fs::write(&allow, bytes).unwrap();
+    let out = d.path().join("ids.ivecs");
+    let (allow_s, out_s) = (allow.to_str().unwrap(), out.to_str().unwrap());
+    let search = ["search", "--index", &idx, "--queries", &q, "--nprobe", "8", "--k", "5"];
+    ok(&[&search[..], &["--filter-ids", allow_s, "--out", out_s]].concat());
+    let got = ::quiver::VectorFile::open(&out).unwrap().read_all_i32().unwrap();
+    assert_eq!(got.len(), 50 * 5);
+    assert!(got.iter().all(|&id| id % 5 == 1), "only allowed ids: {got:?}");
+    for bad in [base.as_str(), d.path().join("none.ibin").to_str().unwrap()] {
+        if bad.ends_with("none.ibin") {
+            std::fs::write(bad, [0i32.to_le_bytes(), 1i32.to_le_bytes()].concat()).unwrap();
+        }
+        let o = quiver(&[&search[..], &["--filter-ids", bad]].concat());
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--filter-ids"), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}

@@ -112,6 +112,33 @@ pub struct Args {
     /// Write each query's top-k distances (.fvecs, .fbin or .npy). Needs a single setting.
     #[arg(long)]
     out_distances: Option<PathBuf>,
+    /// Return only these ids (an allow-list: .ivecs, .ibin or .npy of int32 or int64 ids, any
+    /// shape; -1 entries are ignored). A query still gets k results where its probed lists hold
+    /// k allowed vectors. IVF indexes only. Recall is against --gt as given (give the filtered
+    /// ground truth).
+    #[arg(long, value_name = "FILE")]
+    filter_ids: Option<PathBuf>,
+}
+
+/// The allow-list of `--filter-ids`, checked before any search.
+fn load_filter(
+    path: &std::path::Path,
+    info: &IndexInfo,
+) -> Result<std::sync::Arc<quiver::IdFilter>, Box<dyn std::error::Error>> {
+    if info.is_graph() {
+        return usage(format!(
+            "--filter-ids: {} searches a graph, which cannot pass over vectors yet; filtered search is for IVF indexes",
+            info.factory
+        ));
+    }
+    let ids = quiver::VectorFile::open(path)
+        .and_then(|f| f.read_all_i32())
+        .map_err(|e| args::flag_error("--filter-ids", e))?;
+    let filter = quiver::IdFilter::new(ids.into_iter().filter(|&id| id >= 0).map(|id| id as u64));
+    if filter.is_empty() {
+        return usage(format!("--filter-ids {}: holds no ids, so no search could return anything", path.display()));
+    }
+    Ok(std::sync::Arc::new(filter))
 }
 
 /// The k_factor settings to run: the user's, where the index re-ranks (each at most
@@ -205,6 +232,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     if a.k as u64 > info.ntotal {
         return usage(format!("--k {} is above the {} vectors in the index", a.k, info.ntotal));
     }
+    let filter = a.filter_ids.as_deref().map(|p| load_filter(p, &info)).transpose()?;
     let queries = load_queries(&a.target.queries, info.dim)?;
     let nq = queries.len() / info.dim;
     let gt = a.gt.as_deref().map(|p| load_ground_truth(p, nq, info.ntotal)).transpose()?;
@@ -257,7 +285,8 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         }
     }
     for (nprobe, ef, k_factor) in settings {
-        let setting = eval::Setting { k: a.k, nprobe, ef, k_factor, warmup: a.warmup, grouped: a.batch };
+        let setting =
+            eval::Setting { k: a.k, nprobe, ef, k_factor, warmup: a.warmup, grouped: a.batch, filter: filter.clone() };
         let row = eval::run(&searcher, &queries, gt.as_ref(), &setting)?;
         if a.json {
             output::json_row(out, &row)?;
