@@ -8,12 +8,24 @@ use std::sync::Arc;
 /// An allow-list of ids: a filtered search returns only these (faiss's `IDSelectorBatch`).
 /// Sorted and deduplicated once; a look-up is a binary search, made only for the few vectors
 /// that could enter a top-k.
+///
+/// ```
+/// use std::sync::Arc;
+/// use quiver::{IdFilter, SearchParams};
+///
+/// let allow = IdFilter::new([42, 7, 7, 1_000]);
+/// assert!(allow.contains(7) && !allow.contains(8) && allow.len() == 3);
+/// // Searches with these parameters return only ids 7, 42 and 1,000.
+/// let p = SearchParams { k: 3, nprobe: 16, filter: Some(Arc::new(allow)), ..Default::default() };
+/// # let _ = p;
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdFilter {
     ids: Vec<u64>,
 }
 
 impl IdFilter {
+    /// The ids to allow, in any order, repeats ignored.
     pub fn new(ids: impl IntoIterator<Item = u64>) -> Self {
         let mut ids: Vec<u64> = ids.into_iter().collect();
         ids.sort_unstable();
