@@ -165,9 +165,11 @@ impl ListCache {
     /// of extents too: at most one halved count per access, however many the index has), and
     /// re-keys what is cached.
     fn age_if_due(&self) {
-        let held = self.read().entries.len() as u64;
-        let period = AGING * held.max(self.counts.len() as u64 / AGING).max(64);
-        if self.since_aging.load(Ordering::Relaxed) <= period {
+        // Every look-up passes here: the lock is taken for the count of entries only once the
+        // accesses exceed the period's lower bound.
+        let since = self.since_aging.load(Ordering::Relaxed);
+        let floor = AGING * (self.counts.len() as u64 / AGING).max(64);
+        if since <= floor || since <= AGING * self.read().entries.len() as u64 {
             return;
         }
         let Ok(_one) = self.aging.try_lock() else { return };
