@@ -48,6 +48,48 @@ impl IdFilter {
     }
 }
 
+/// Deleted ids still stored in the lists: an id is hidden in an extent written before the
+/// generation that deleted it, so an id deleted and added again is hidden only where it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tombstones {
+    /// Deleted ids, ascending, each with the latest generation that deleted it.
+    ids: Vec<u64>,
+    deleted_at: Vec<u32>,
+    /// The generation that wrote each extent (by the extent's number in the directory).
+    extent_generation: Vec<u32>,
+}
+
+impl Tombstones {
+    /// From (id, deleting generation) pairs in any order and each extent's writing generation.
+    pub fn new(mut deleted: Vec<(u64, u32)>, extent_generation: Vec<u32>) -> Self {
+        deleted.sort_unstable();
+        // The latest deletion of an id hides every copy written before it.
+        deleted.reverse();
+        deleted.dedup_by_key(|d| d.0);
+        deleted.reverse();
+        let (ids, deleted_at) = deleted.into_iter().unzip();
+        Tombstones { ids, deleted_at, extent_generation }
+    }
+
+    /// Whether `id` in extent `extent` was deleted.
+    #[inline]
+    pub fn hides(&self, id: u64, extent: u32) -> bool {
+        match self.ids.binary_search(&id) {
+            Ok(i) => self.extent_generation.get(extent as usize).is_none_or(|&g| g < self.deleted_at[i]),
+            Err(_) => false,
+        }
+    }
+
+    /// Distinct deleted ids.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// One result: a vector id and its dissimilarity to the query (smaller is closer).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Neighbor {
@@ -81,6 +123,8 @@ pub struct TopK {
     extent: u32,
     /// Only these ids enter (None: any).
     allow: Option<Arc<IdFilter>>,
+    /// Deleted ids, which never enter.
+    hidden: Option<Arc<Tombstones>>,
 }
 
 /// A held neighbour and where its vector lies: `extent << 32 | position` ([`NOWHERE`] for
@@ -117,7 +161,7 @@ impl TopK {
     /// already holds k neighbours at most `bound` away (a tie at `bound` still enters, to be
     /// settled by id when the parts are merged).
     pub fn bounded(k: usize, bound: f32) -> Self {
-        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound, extent: 0, allow: None }
+        TopK { k, heap: BinaryHeap::with_capacity(k + 1), bound, extent: 0, allow: None, hidden: None }
     }
 
     /// The same top-k taking only the ids `allow` holds (when given): everything offered
@@ -128,16 +172,24 @@ impl TopK {
         self
     }
 
-    /// Whether pushes are filtered.
-    #[inline]
-    pub fn has_filter(&self) -> bool {
-        self.allow.is_some()
+    /// The same top-k passing over the deleted ids `hidden` holds (when given and not empty),
+    /// as [`filtered`](Self::filtered) passes over ids not allowed.
+    pub fn hiding(mut self, hidden: Option<Arc<Tombstones>>) -> Self {
+        self.hidden = hidden.filter(|h| !h.is_empty());
+        self
     }
 
-    /// Whether `id` may enter.
+    /// Whether pushes are filtered (by an allow-list or deletions).
+    #[inline]
+    pub fn has_filter(&self) -> bool {
+        self.allow.is_some() || self.hidden.is_some()
+    }
+
+    /// Whether `id`, in the extent [`set_extent`](Self::set_extent) names, may enter.
     #[inline]
     pub fn admits(&self, id: u64) -> bool {
         self.allow.as_ref().is_none_or(|a| a.contains(id))
+            && self.hidden.as_ref().is_none_or(|h| !h.hides(id, self.extent))
     }
 
     /// Names the extent whose vectors [`push_at`](Self::push_at) gives positions in.

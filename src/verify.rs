@@ -44,7 +44,10 @@ pub struct VerifyReport {
     pub files: usize,
     pub segments: usize,
     pub extents: u64,
+    /// Vectors stored in the lists, deleted ones included.
     pub vectors: u64,
+    /// Stored vectors that the deletion set hides.
+    pub hidden: u64,
     pub bytes: u64,
     pub faults: Vec<Fault>,
     /// Faults found beyond `MAX_FAULTS`.
@@ -133,20 +136,26 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
             Err(e) => r.error(store::DIRECTORY, e),
         }
     }
-    // Segments: those the directory names, or, without a directory, those the manifest names.
-    let n_segments = match &directory {
-        Some(d) => d.n_segments,
-        None => manifest.files.iter().filter(|f| f.kind.get() == format::FileKind::Segment as u32).count() as u32,
+    // Segments: those the manifest names (every extent's segment among them, checked with the
+    // directory).
+    let numbers = g.segment_numbers();
+    r.segments = numbers.len();
+    let segments: Vec<OpenSegment> = numbers.iter().map(|&no| verify_segment(&mut r, &g, no)).collect();
+    let deletions = match g.deletions() {
+        Ok(d) => d,
+        Err(e) => {
+            let name = g.name_of_kind(format::FileKind::Deletions).ok().flatten().unwrap_or_else(|| mname.clone());
+            r.error(&name, e);
+            format::Deletions::default()
+        }
     };
-    r.segments = n_segments as usize;
-    let mut segments: Vec<Option<(File, u64)>> = Vec::with_capacity(n_segments as usize);
-    for no in 0..n_segments {
-        segments.push(verify_segment(&mut r, &g, no));
-    }
     if let (Some(d), Some(info)) = (&directory, &info) {
-        verify_extents(&mut r, d, info, &segments)?;
+        let generations: Vec<u32> = d.extents.iter().map(|x| g.segment_generation(x.segment.get())).collect();
+        let pairs = deletions.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
+        let hidden = crate::topk::Tombstones::new(pairs, generations);
+        verify_extents(&mut r, d, info, (&numbers, &segments), &hidden)?;
         if let Some(kind) = info.refine {
-            for no in 0..d.n_segments {
+            for &no in &numbers {
                 verify_vectors(&mut r, &g, info, kind, d, no);
             }
         }
@@ -284,9 +293,16 @@ fn check_manifest_zeros(name: &str, m: &format::Manifest) -> Result<()> {
     let b = &m.body;
     let nonzero = b.reserved.iter().any(|&x| x != 0)
         || b.params.reserved1.get() != 0
-        || m.files.iter().any(|f| f.reserved.get() != 0 || f.reserved2.get() != 0);
+        || m.files.iter().any(|f| f.reserved2.get() != 0);
     if nonzero {
         return Err(Error::Corrupt { file: name.into(), reason: "a reserved field is not zero".into() });
+    }
+    let g = b.generation.get();
+    if let Some(f) = m.files.iter().find(|f| f.generation.get() as u64 > g) {
+        return Err(Error::Corrupt {
+            file: name.into(),
+            reason: format!("names {} as written by generation {}, after its own ({g})", f.name(), f.generation.get()),
+        });
     }
     Ok(())
 }
@@ -303,7 +319,8 @@ fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
         let want = match name.as_str() {
             store::QUANTIZER => Some(FileKind::Quantizer),
             store::CODEBOOKS => Some(FileKind::Codebooks),
-            store::DIRECTORY => Some(FileKind::Directory),
+            n if store::is_directory_name(n) => Some(FileKind::Directory),
+            n if store::is_deletions_name(n) => Some(FileKind::Deletions),
             store::GRAPH => Some(FileKind::Graph),
             store::FLAT_VECTORS | store::CODES => Some(FileKind::Vectors),
             n if store::is_segment_name(n) => Some(FileKind::Segment),
@@ -319,6 +336,9 @@ fn check_entries(r: &mut VerifyReport, m: &format::Manifest, mname: &str) {
         }
     }
 }
+
+/// A segment as `verify` reads it: the open file and its size, where it can be read.
+type OpenSegment = Option<(File, u64)>;
 
 /// Checks one segment's size, header, owner, the zero padding of its header page and the
 /// checksum of its whole extent area. Returns the open file and its size when it can be read.
@@ -384,12 +404,13 @@ fn verify_extents(
     r: &mut VerifyReport,
     d: &Directory,
     info: &IndexInfo,
-    segments: &[Option<(File, u64)>],
+    (numbers, segments): (&[u32], &[OpenSegment]),
+    hidden: &crate::topk::Tombstones,
 ) -> Result<()> {
-    let ntotal = info.ntotal;
-    let words = usize::try_from(ntotal.div_ceil(64)).unwrap_or(usize::MAX);
+    let (ntotal, next_id) = (info.ntotal, info.next_id);
+    let words = usize::try_from(next_id.div_ceil(64)).unwrap_or(usize::MAX);
     let mut seen: Vec<u64> =
-        try_vec(words, || format!("a bitmap of {ntotal} ids"), "verify on a machine with more memory")?;
+        try_vec(words, || format!("a bitmap of {next_id} ids"), "verify on a machine with more memory")?;
     seen.resize(words, 0);
     let layout = d.layout;
     let mut buf = Vec::new();
@@ -399,8 +420,9 @@ fn verify_extents(
         for e in d.extents_of(list) {
             let i = index_no;
             index_no += 1;
-            let no = e.segment.get() as usize;
-            let seg_name = store::segment_name(no as u32);
+            let seg_name = store::segment_name(e.segment.get());
+            // Checked with the directory: every extent's segment is one the manifest names.
+            let Ok(no) = numbers.binary_search(&e.segment.get()) else { continue };
             let Some((f, size)) = &segments[no] else { continue };
             if let Err(err) = open::check_extent_bounds(i, e, &seg_name, *size) {
                 r.error(store::DIRECTORY, err);
@@ -442,7 +464,12 @@ fn verify_extents(
             }
             let mut prev: Option<u64> = None;
             for id in view.ids() {
-                let fresh = id < ntotal && {
+                if hidden.hides(id, i as u32) {
+                    r.hidden += 1;
+                    prev = Some(id);
+                    continue;
+                }
+                let fresh = id < next_id && {
                     let (w, b) = ((id / 64) as usize, id % 64);
                     let was = seen[w] >> b & 1 == 1;
                     seen[w] |= 1 << b;
@@ -452,7 +479,7 @@ fn verify_extents(
                     r.fault(
                         &seg_name,
                         Some(e.offset.get()),
-                        format!("list {list}: id {id} is out of range (ntotal {ntotal}) or repeated"),
+                        format!("list {list}: id {id} is out of range (next id {next_id}) or live twice"),
                     );
                 }
                 if prev.is_some_and(|p| p >= id) {
@@ -468,12 +495,26 @@ fn verify_extents(
             r.vectors += count;
         }
     }
-    for (no, s) in spans.iter_mut().enumerate() {
+    if r.hidden != info.deleted {
+        r.fault(
+            store::DIRECTORY,
+            None,
+            format!("{} stored vectors are deleted, the manifest counts {}", r.hidden, info.deleted),
+        );
+    }
+    if r.vectors - r.hidden != ntotal {
+        r.fault(
+            store::DIRECTORY,
+            None,
+            format!("{} vectors are live, the manifest counts {ntotal}", r.vectors - r.hidden),
+        );
+    }
+    for (place, s) in spans.iter_mut().enumerate() {
         s.sort_unstable();
         for w in s.windows(2) {
             if w[0].0 + w[0].1 > w[1].0 {
                 r.fault(
-                    &store::segment_name(no as u32),
+                    &store::segment_name(numbers[place]),
                     Some(w[1].0),
                     format!("the extents of lists {} and {} overlap", w[0].2, w[1].2),
                 );

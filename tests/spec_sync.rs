@@ -6,8 +6,8 @@ use std::mem::{offset_of, size_of};
 use std::path::Path;
 
 use quiver::format::{
-    BuildStateBody, CodebookHeader, DirectoryHeader, Extent, FileEntry, FileHeader, GraphHeader, ManifestBody, Params,
-    QuantizerHeader, RunGroup, RunHeader, VectorsHeader,
+    BuildStateBody, CodebookHeader, Deleted, DeletionsHeader, DirectoryHeader, Extent, FileEntry, FileHeader,
+    GraphHeader, ManifestBody, Params, QuantizerHeader, RunGroup, RunHeader, VectorsHeader,
 };
 use zerocopy::FromZeros;
 
@@ -77,7 +77,7 @@ fn file_header() {
 
 #[test]
 fn manifest() {
-    let f = fields!(ManifestBody, [generation, params, n_files, reserved]);
+    let f = fields!(ManifestBody, [generation, params, n_files, next_id, deleted, reserved]);
     check("03-manifest.md", "ManifestBody", f, size_of::<ManifestBody>());
     let f = fields!(
         Params,
@@ -102,7 +102,7 @@ fn manifest() {
         ]
     );
     check("03-manifest.md", "Params", f, size_of::<Params>());
-    let f = fields!(FileEntry, [name, kind, reserved, size, crc, reserved2]);
+    let f = fields!(FileEntry, [name, kind, generation, size, crc, reserved2]);
     check("03-manifest.md", "FileEntry", f, size_of::<FileEntry>());
 }
 
@@ -168,4 +168,12 @@ fn build_staging() {
 #[test]
 fn crc_check_value() {
     assert_eq!(quiver::format::crc32c(b"123456789"), 0xE306_9283);
+}
+
+#[test]
+fn deletion_set() {
+    let f = fields!(DeletionsHeader, [count, reserved]);
+    check("12-generations.md", "DeletionsHeader", f, size_of::<DeletionsHeader>());
+    let f = fields!(Deleted, [id, generation, list]);
+    check("12-generations.md", "Deleted", f, size_of::<Deleted>());
 }

@@ -194,8 +194,8 @@ pub(super) fn build_graph_index(
     };
     let manifest = Manifest {
         index_id,
-        body: ManifestBody { generation: 1.into(), params, n_files: 0.into(), reserved: [0; 20] },
-        files: [vec![graph_file], payload_files].concat(),
+        body: ManifestBody::first(params),
+        files: [vec![graph_file], payload_files].concat().into_iter().map(|f| f.written_by(1)).collect(),
     };
     let bytes = manifest.encode();
     staging.commit(1, &bytes, || failpoint::hit("committed"))?;

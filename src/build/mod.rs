@@ -628,8 +628,8 @@ pub fn build_index(
 
     let manifest = Manifest {
         index_id,
-        body: ManifestBody { generation: 1.into(), params: state.body.params, n_files: 0.into(), reserved: [0; 20] },
-        files,
+        body: ManifestBody::first(state.body.params),
+        files: files.into_iter().map(|f| f.written_by(1)).collect(),
     };
     let bytes = manifest.encode();
     staging.commit(1, &bytes, || failpoint::hit("committed"))?;

@@ -24,6 +24,8 @@ pub enum FileKind {
     Vectors = 8,
     /// The HNSW graph over every vector (`HNSW{M},Flat`, format 1.3).
     Graph = 9,
+    /// The deletion set of a generation (format 1.4).
+    Deletions = 10,
 }
 
 impl FileKind {
@@ -38,6 +40,7 @@ impl FileKind {
             7 => FileKind::BuildState,
             8 => FileKind::Vectors,
             9 => FileKind::Graph,
+            10 => FileKind::Deletions,
             _ => return None,
         })
     }
@@ -53,6 +56,7 @@ impl FileKind {
             FileKind::BuildState => "build state",
             FileKind::Vectors => "vectors",
             FileKind::Graph => "graph",
+            FileKind::Deletions => "deletion set",
         }
     }
 }

@@ -42,7 +42,34 @@ pub struct ManifestBody {
     pub generation: U64,
     pub params: Params,
     pub n_files: U32,
-    pub reserved: [u8; 20],
+    /// Format 1.4: one more than the largest id ever assigned, so an id once deleted is never
+    /// handed out again; 0 in older manifests, whose ids are 0 .. ntotal.
+    pub next_id: U64,
+    /// Format 1.4: entries of the deletion set (deleted vectors still in the lists).
+    pub deleted: U64,
+    pub reserved: [u8; 4],
+}
+
+impl ManifestBody {
+    /// Generation 1 of a freshly built index: ids 0 .. ntotal, nothing deleted.
+    pub fn first(params: Params) -> Self {
+        ManifestBody {
+            generation: 1.into(),
+            params,
+            n_files: 0.into(),
+            next_id: params.ntotal,
+            deleted: 0.into(),
+            reserved: [0; 4],
+        }
+    }
+
+    /// The id an addition without ids starts from.
+    pub fn next_id(&self) -> u64 {
+        match self.next_id.get() {
+            0 => self.params.ntotal.get(),
+            n => n,
+        }
+    }
 }
 
 /// One file of the index, 64 bytes. `crc` is the file's payload crc32c (the value its own
@@ -52,7 +79,8 @@ pub struct ManifestBody {
 pub struct FileEntry {
     pub name: [u8; FILE_NAME_LEN],
     pub kind: U32,
-    pub reserved: U32,
+    /// Format 1.4: the generation that wrote the file (0 in older manifests: generation 1).
+    pub generation: U32,
     pub size: U64,
     pub crc: U32,
     pub reserved2: U32,
@@ -65,11 +93,22 @@ impl FileEntry {
         FileEntry {
             name: n,
             kind: (kind as u32).into(),
-            reserved: 0.into(),
+            generation: 0.into(),
             size: size.into(),
             crc: crc.into(),
             reserved2: 0.into(),
         }
+    }
+
+    /// The same entry, recording that generation `g` wrote the file.
+    pub fn written_by(mut self, g: u64) -> Self {
+        self.generation = (g.min(u32::MAX as u64) as u32).into();
+        self
+    }
+
+    /// The generation that wrote the file.
+    pub fn generation(&self) -> u32 {
+        self.generation.get().max(1)
     }
 
     pub fn name(&self) -> String {
@@ -146,7 +185,14 @@ mod tests {
         };
         Manifest {
             index_id: [3; 16],
-            body: ManifestBody { generation: 1.into(), params, n_files: 0.into(), reserved: [0; 20] },
+            body: ManifestBody {
+                generation: 1.into(),
+                params,
+                n_files: 0.into(),
+                next_id: 0.into(),
+                deleted: 0.into(),
+                reserved: [0; 4],
+            },
             files: vec![FileEntry::new("seg-000000.qseg", FileKind::Segment, 8192, 0xdead_beef)],
         }
     }

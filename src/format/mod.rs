@@ -9,6 +9,7 @@
 
 mod build_state;
 mod codebooks;
+mod deletions;
 mod directory;
 mod error;
 mod graph;
@@ -23,6 +24,7 @@ mod vectors;
 
 pub use build_state::{BuildState, BuildStateBody};
 pub use codebooks::{CodebookHeader, Codebooks};
+pub use deletions::{Deleted, Deletions, DeletionsHeader};
 pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
 pub use graph::{GraphFile, GraphHeader, MAX_GRAPH_NODES};
@@ -40,7 +42,7 @@ pub const MAGIC: [u8; 8] = *b"QUIVERix";
 /// Files with a different major version are not readable by this library.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Highest minor version this library reads (and the one it writes).
-pub const FORMAT_MINOR: u16 = 3;
+pub const FORMAT_MINOR: u16 = 4;
 /// Alignment of every extent and of the extent area of a segment: the O_DIRECT unit.
 pub const PAGE: u64 = 4096;
 
@@ -181,7 +183,8 @@ mod tests {
         assert!(check_version("f", 1, 1).is_ok());
         assert!(check_version("f", 1, 2).is_ok());
         assert!(check_version("f", 1, 3).is_ok());
-        assert!(matches!(check_version("f", 1, 4), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(check_version("f", 1, 4).is_ok());
+        assert!(matches!(check_version("f", 1, 5), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }

@@ -91,7 +91,8 @@ pub(crate) fn search_grouped(
             v.sort_unstable_by_key(|v| (v.list, v.query));
             v
         };
-        let mut merged: Vec<TopK> = (0..prepared.len()).map(|_| pipeline::top_k(index, p)).collect();
+        // What the parts hand over passed their filters already.
+        let mut merged: Vec<TopK> = (0..prepared.len()).map(|_| TopK::new(pipeline::shortlist(index, p))).collect();
         for first in [true, false] {
             let visits = visits(first);
             let bars: Vec<f32> = merged.iter().map(TopK::threshold).collect();
@@ -187,7 +188,9 @@ fn scan_part(
                 .map(|v| {
                     let (table, bias) = prepared[v.query as usize].0.table_for(index, v.qc);
                     let mut topk = tops[v.query as usize].take().unwrap_or_else(|| {
-                        TopK::bounded(pipeline::shortlist(index, p), bars[v.query as usize]).filtered(p.filter.clone())
+                        TopK::bounded(pipeline::shortlist(index, p), bars[v.query as usize])
+                            .filtered(p.filter.clone())
+                            .hiding(index.hidden.clone())
                     });
                     topk.set_extent(x);
                     Visitor { table, bias, topk }

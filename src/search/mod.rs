@@ -177,7 +177,12 @@ pub struct IndexInfo {
     pub factory: String,
     pub dim: usize,
     pub metric: Metric,
+    /// Vectors a search can return (faiss's `ntotal`): those stored less those deleted.
     pub ntotal: u64,
+    /// Deleted vectors still stored in the lists, until a compaction drops them.
+    pub deleted: u64,
+    /// The id an addition without ids starts from: one past the largest ever assigned.
+    pub next_id: u64,
     pub nlist: usize,
     pub pq_m: usize,
     /// Bits per PQ sub-code: 8 (`PQ{m}`) or 4 (`PQ{m}x4fs`, `PQ{m}x4fsr`).
@@ -269,7 +274,9 @@ pub struct Index {
     dir: PathBuf,
     info: IndexInfo,
     pub(crate) files: Vec<FileEntry>,
-    skipped: Vec<store::SkippedManifest>,
+    opts: OpenOptions,
+    /// The generation held open.
+    snapshot: store::Snapshot,
     pub(crate) body: Body,
     /// Workers lent to [`Index::search`] calls, kept between calls so rings and buffers are
     /// made once per concurrent caller, not once per query.
@@ -300,6 +307,8 @@ pub(crate) struct Ivf {
     pub(crate) lists: ListStore,
     /// `,RFlat`: the full vectors.
     pub(crate) vectors: Option<refine::VectorStore>,
+    /// Deleted ids still in the lists (None when nothing is deleted).
+    pub(crate) hidden: Option<std::sync::Arc<crate::topk::Tombstones>>,
 }
 
 impl Ivf {
@@ -318,18 +327,52 @@ impl Index {
         Self::open_with(dir, OpenOptions::default())
     }
 
+    /// [`open`](Self::open) with options. The index holds its generation (a shared lock on its
+    /// manifest): writers that commit newer generations meanwhile leave its files in place, and
+    /// it answers from the generation it opened until [`reload`](Self::reload).
     pub fn open_with(dir: impl AsRef<Path>, opts: OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_owned();
-        let (manifest, mname, skipped) = store::open_newest_manifest(&dir)?;
-        let g = open::Generation::new(&dir, &manifest, &mname);
-        let info = g.info()?;
         check_memory_options(&opts)?;
+        let snapshot = store::Snapshot::open_newest(&dir)?;
+        let g = open::Generation::new(&dir, &snapshot.manifest, &snapshot.name);
+        let info = g.info()?;
         let body = if info.is_graph() {
             Body::Graph(graph::GraphIndex::open(&g, &info, &opts)?)
         } else {
             Body::Ivf(Box::new(Ivf::open(&g, &dir, info.clone(), &opts)?))
         };
-        Ok(Index { dir, info, files: manifest.files, skipped, body, idle: std::sync::Mutex::new(Vec::new()) })
+        Ok(Index {
+            dir,
+            info,
+            files: snapshot.manifest.files.clone(),
+            opts,
+            snapshot,
+            body,
+            idle: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Moves to the newest generation of the directory (after an `add`, `delete` or
+    /// `compact`), with the options it was opened with; returns whether there was a newer one.
+    /// On an error the index stays as it was. The list cache starts empty again.
+    ///
+    /// ```no_run
+    /// let mut index = quiver::Index::open("my-index")?;
+    /// // ... another process runs `quiver add --index my-index --input more.fvecs` ...
+    /// if index.reload()? {
+    ///     println!("now at generation {}, {} vectors", index.info().generation, index.info().ntotal);
+    /// }
+    /// # Ok::<(), quiver::Error>(())
+    /// ```
+    pub fn reload(&mut self) -> Result<bool> {
+        let newest = store::next_generation(&self.dir)?.saturating_sub(1);
+        if newest == self.info.generation {
+            return Ok(false);
+        }
+        let fresh = Index::open_with(&self.dir, self.opts)?;
+        let moved = fresh.info.generation != self.info.generation;
+        *self = fresh;
+        Ok(moved)
     }
 }
 
@@ -361,9 +404,15 @@ impl Ivf {
         let coarse = g.quantizer(&info)?;
         let codec = if info.pq_m == 0 { Codec::flat(info.dim, info.metric) } else { Codec::new(g.codebooks(&info)?) };
         let pq = codec.pq();
-        let directory = g.directory(&info)?;
-        let mut segments = Vec::with_capacity(directory.n_segments as usize);
-        for no in 0..directory.n_segments {
+        let mut directory = g.directory(&info)?;
+        // Segments by their place among the manifest's (numbers may have gaps once a
+        // compaction has dropped some): the extents in RAM name that place.
+        let numbers = g.segment_numbers();
+        let extent_generation: Vec<u32> =
+            directory.extents.iter().map(|x| g.segment_generation(x.segment.get())).collect();
+        open::renumber_segments(&mut directory, &numbers);
+        let mut segments = Vec::with_capacity(numbers.len());
+        for &no in &numbers {
             let (name, size) = g.segment_header(no)?;
             let path = dir.join(&name);
             let (file, _) = io::open_for_reads(&path).at(&path)?;
@@ -373,11 +422,16 @@ impl Ivf {
             let seg = &segments[x.segment.get() as usize];
             open::check_extent_bounds(i, x, &seg.name, seg.size)?;
         }
+        let deleted = g.deletions()?;
+        let hidden = (!deleted.entries.is_empty()).then(|| {
+            let pairs = deleted.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
+            std::sync::Arc::new(crate::topk::Tombstones::new(pairs, extent_generation))
+        });
         let vectors = match info.refine {
             None => None,
             Some(kind) => {
-                let mut files = Vec::with_capacity(directory.n_segments as usize);
-                for no in 0..directory.n_segments {
+                let mut files = Vec::with_capacity(numbers.len());
+                for &no in &numbers {
                     let (name, table) = g.vectors_file(no, &info, kind)?;
                     let path = dir.join(&name);
                     let (file, _) = io::open_for_reads(&path).at(&path)?;
@@ -416,7 +470,7 @@ impl Ivf {
         if opts.cache_preload {
             lists.preload()?;
         }
-        Ok(Ivf { info, coarse, lut, precomputed, scan_mode, codec, lists, vectors })
+        Ok(Ivf { info, coarse, lut, precomputed, scan_mode, codec, lists, vectors, hidden })
     }
 }
 
@@ -440,7 +494,7 @@ impl Index {
     /// Newer generations whose manifests did not verify and were passed over at open (each
     /// was also logged as a warning). Empty for a sound index.
     pub fn skipped_generations(&self) -> &[store::SkippedManifest] {
-        &self.skipped
+        &self.snapshot.skipped
     }
 
     pub fn info(&self) -> &IndexInfo {

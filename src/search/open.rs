@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, Codebooks, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, GraphFile, Manifest,
+    self, Codebooks, Deletions, Directory, Extent, FileEntry, FileHeader, FileKind, FormatError, GraphFile, Manifest,
     QuantizerBlock, VectorsFile, HEADER_LEN, PAGE,
 };
 use crate::hnsw::Hnsw;
@@ -64,7 +64,9 @@ impl<'a> Generation<'a> {
             factory: String::from_utf8_lossy(&p.factory[..end]).into_owned(),
             dim: p.dim.get() as usize,
             metric,
-            ntotal: p.ntotal.get(),
+            ntotal: p.ntotal.get().saturating_sub(self.manifest.body.deleted.get()),
+            deleted: self.manifest.body.deleted.get(),
+            next_id: self.manifest.body.next_id(),
             nlist: p.nlist.get() as usize,
             pq_m: p.pq_m.get() as usize,
             pq_nbits: p.pq_nbits.get() as usize,
@@ -112,6 +114,17 @@ impl<'a> Generation<'a> {
                     && info.refine.is_none()
             }
         };
+        if info.deleted > p.ntotal.get() || info.next_id < p.ntotal.get() {
+            return Err(self.invalid(format!(
+                "{} deleted and next id {} disagree with {} vectors stored",
+                info.deleted,
+                info.next_id,
+                p.ntotal.get()
+            )));
+        }
+        if info.is_graph() && (info.deleted > 0 || self.manifest.body.generation.get() > 1) {
+            return Err(self.invalid("a graph index has generations past its build".into()));
+        }
         let divides = info.pq_m == 0 || info.dim.is_multiple_of(info.pq_m);
         if !agrees || info.dim == 0 || !divides || info.ef_search == 0 {
             return Err(self.invalid(format!(
@@ -125,6 +138,71 @@ impl<'a> Generation<'a> {
     /// The manifest's entry for `name`.
     pub fn entry(&self, name: &str) -> Result<&'a FileEntry> {
         self.manifest.files.iter().find(|f| f.name() == name).ok_or_else(|| self.invalid(format!("names no {name}")))
+    }
+
+    /// The name of the manifest's one file of `kind` (a list directory, a deletion set), if it
+    /// names one.
+    pub fn name_of_kind(&self, kind: FileKind) -> Result<Option<String>> {
+        let mut found = self.manifest.files.iter().filter(|f| f.kind.get() == kind as u32);
+        let first = found.next().map(FileEntry::name);
+        if found.next().is_some() {
+            return Err(self.invalid(format!("names more than one {}", kind.name())));
+        }
+        Ok(first)
+    }
+
+    /// The numbers of the segments the manifest names, ascending.
+    pub fn segment_numbers(&self) -> Vec<u32> {
+        let mut n: Vec<u32> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.kind.get() == FileKind::Segment as u32)
+            .filter_map(|f| store::file_number(&f.name()))
+            .collect();
+        n.sort_unstable();
+        n
+    }
+
+    /// The generation that wrote segment `no` (1 for files of manifests before format 1.4).
+    pub fn segment_generation(&self, no: u32) -> u32 {
+        let name = store::segment_name(no);
+        self.manifest.files.iter().find(|f| f.name() == name).map_or(1, FileEntry::generation)
+    }
+
+    /// The deletion set (empty where the manifest names none), its owner checked and its
+    /// size against the manifest's count.
+    pub fn deletions(&self) -> Result<Deletions> {
+        let Some(name) = self.name_of_kind(FileKind::Deletions)? else {
+            if self.manifest.body.deleted.get() != 0 {
+                return Err(self.invalid(format!(
+                    "counts {} deleted vectors but names no deletion set",
+                    self.manifest.body.deleted.get()
+                )));
+            }
+            return Ok(Deletions::default());
+        };
+        let bytes = self.small_file(&name)?;
+        let (d, h) = Deletions::decode(&name, &bytes)?;
+        self.check_owner(&name, &h)?;
+        if d.entries.len() as u64 != self.manifest.body.deleted.get() {
+            return Err(Error::Corrupt {
+                file: name,
+                reason: format!(
+                    "holds {} entries, the manifest counts {} deleted",
+                    d.entries.len(),
+                    self.manifest.body.deleted.get()
+                ),
+            });
+        }
+        let g = self.manifest.body.generation.get();
+        if let Some(e) = d.entries.iter().find(|e| e.generation.get() as u64 > g) {
+            return Err(Error::Corrupt {
+                file: name,
+                reason: format!("an entry deleted at generation {}, after this one ({g})", e.generation.get()),
+            });
+        }
+        Ok(d)
     }
 
     /// A RAM-resident file, read whole, its header and payload verified and its owner checked.
@@ -165,24 +243,27 @@ impl<'a> Generation<'a> {
             .map_err(|e| Error::Corrupt { file: name.into(), reason: e.to_string() })
     }
 
+    /// The list directory, checked against the manifest: its shape, and every extent in a
+    /// segment the manifest names. Extents keep their segments' file numbers.
     pub fn directory(&self, info: &IndexInfo) -> Result<Directory> {
-        let name = store::DIRECTORY;
-        let bytes = self.small_file(name)?;
+        let name =
+            self.name_of_kind(FileKind::Directory)?.ok_or_else(|| self.invalid("names no list directory".into()))?;
+        let bytes = self.small_file(&name)?;
         let layout = info.code_layout();
-        let (directory, h) = Directory::decode(name, &bytes, layout)?;
-        self.check_owner(name, &h)?;
-        if directory.nlist() != info.nlist || directory.ntotal != info.ntotal {
-            return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
+        let (directory, h) = Directory::decode(&name, &bytes, layout)?;
+        self.check_owner(&name, &h)?;
+        if directory.nlist() != info.nlist || directory.ntotal != info.ntotal + info.deleted {
+            return Err(Error::Corrupt { file: name, reason: "shape disagrees with the manifest".into() });
         }
-        // Each segment needs a manifest entry: this bounds the segment count by the manifest's
-        // checked size before anything is allocated from it.
-        if directory.n_segments as usize > self.manifest.files.len() {
+        let numbers = self.segment_numbers();
+        if let Some((i, x)) =
+            directory.extents.iter().enumerate().find(|(_, x)| numbers.binary_search(&x.segment.get()).is_err())
+        {
             return Err(Error::Corrupt {
-                file: name.into(),
+                file: name,
                 reason: format!(
-                    "names {} segments, the manifest lists only {} files",
-                    directory.n_segments,
-                    self.manifest.files.len()
+                    "extent {i} lies in {}, which the manifest does not name",
+                    store::segment_name(x.segment.get())
                 ),
             });
         }
@@ -332,6 +413,16 @@ pub(crate) fn read_header_page(path: &Path, name: &str) -> Result<Vec<u8>> {
     }
     page.truncate(got);
     Ok(page)
+}
+
+/// Makes each extent name its segment's place in `numbers` (the manifest's segment numbers,
+/// ascending, each extent's among them: checked by [`Generation::directory`]).
+pub(crate) fn renumber_segments(directory: &mut Directory, numbers: &[u32]) {
+    for x in &mut directory.extents {
+        let place = numbers.binary_search(&x.segment.get()).unwrap_or_else(|_| unreachable!("checked at open"));
+        x.segment = (place as u32).into();
+    }
+    directory.n_segments = numbers.len() as u32;
 }
 
 /// An extent must lie inside its segment's extent area.

@@ -308,9 +308,9 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
 }
 
 /// A query's top-k over the codes: the [`shortlist`] it keeps, taking only what `p.filter`
-/// allows.
+/// allows and the index has not deleted.
 pub(crate) fn top_k(index: &Ivf, p: &SearchParams) -> TopK {
-    TopK::new(shortlist(index, p)).filtered(p.filter.clone())
+    TopK::new(shortlist(index, p)).filtered(p.filter.clone()).hiding(index.hidden.clone())
 }
 
 /// How many candidates the codes choose: k, or k × k_factor where they are re-ranked.

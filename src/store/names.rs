@@ -2,6 +2,8 @@
 
 pub const QUANTIZER: &str = "quantizer.qvq";
 pub const CODEBOOKS: &str = "codebooks.qvc";
+/// The list directory of generation 1 (a build); later generations name theirs
+/// [`directory_name`].
 pub const DIRECTORY: &str = "lists.qvd";
 /// `HNSW{M},Flat`: the graph over every vector, and the vectors in id order.
 pub const GRAPH: &str = "graph.qvg";
@@ -13,6 +15,10 @@ pub const CODES: &str = "codes.qvv";
 /// codebooks, and by default its sorted runs), inside the index directory; removed after the
 /// build commits, kept after a failure once it holds a checkpoint (for `--resume`).
 pub const STAGING: &str = ".build-tmp";
+
+/// The scratch area of `add` and `compact` (sorted runs); removed when they finish, and by the
+/// next writer if a killed one left it.
+pub const WRITE_STAGING: &str = ".write-tmp";
 
 /// The writer's lock file ([`super::WriterLock`]): no part of the index, never removed.
 pub const LOCK: &str = "LOCK";
@@ -54,3 +60,57 @@ pub fn is_vectors_name(name: &str) -> bool {
 
 /// The build state in the staging area: the first file a build writes.
 pub const BUILD_STATE: &str = "build.qvb";
+
+/// The list directory of generation `g`: `lists.qvd` for a build's generation 1, else
+/// `lists-<g>.qvd`.
+pub fn directory_name(g: u64) -> String {
+    if g <= 1 {
+        DIRECTORY.to_string()
+    } else {
+        format!("lists-{g:06}.qvd")
+    }
+}
+
+/// Whether `name` is a list directory's name.
+pub fn is_directory_name(name: &str) -> bool {
+    name == DIRECTORY || is_numbered(name, "lists-", ".qvd")
+}
+
+/// The deletion set generation `g` writes (format 1.4).
+pub fn deletions_name(g: u64) -> String {
+    format!("deleted-{g:06}.qvx")
+}
+
+/// Whether `name` is a deletion set's name.
+pub fn is_deletions_name(name: &str) -> bool {
+    is_numbered(name, "deleted-", ".qvx")
+}
+
+/// The number a segment or vectors file name carries.
+pub fn file_number(name: &str) -> Option<u32> {
+    let digits = name
+        .strip_prefix("seg-")
+        .and_then(|r| r.strip_suffix(".qvs"))
+        .or_else(|| name.strip_prefix("vec-").and_then(|r| r.strip_suffix(".qvv")))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(file_number(&segment_name(7)), Some(7));
+        assert_eq!(file_number(&vectors_name(1_234_567)), Some(1_234_567));
+        assert_eq!(file_number("seg-.qvs"), None);
+        assert_eq!(file_number("seg-12a.qvs"), None);
+        assert_eq!(directory_name(1), DIRECTORY);
+        assert!(is_directory_name(&directory_name(12)) && is_directory_name(DIRECTORY));
+        assert!(is_deletions_name(&deletions_name(3)) && !is_deletions_name("deleted-.qvx"));
+        assert_eq!(parse_manifest_name(&manifest_name(42)), Some(42));
+    }
+}
