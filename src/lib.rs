@@ -55,8 +55,8 @@ pub mod store;
 mod verify;
 
 pub use build::{
-    build_index, plan_build, BudgetPlan, BuildOptions, BuildPlan, BuildReport, DiskPlan, KMeansKind, NoProgress, Plan,
-    Progress, StageEstimate, Unfinished,
+    add_vectors, build_index, compact, delete_ids, plan_build, BudgetPlan, BuildOptions, BuildPlan, BuildReport,
+    ChangeOptions, ChangeReport, DiskPlan, KMeansKind, NoProgress, Plan, Progress, StageEstimate, Unfinished,
 };
 pub use distance::Metric;
 pub use error::human_bytes;
@@ -66,8 +66,8 @@ pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, Vect
 pub use io::{IoEngine, IoMode};
 pub use rng::Rng;
 pub use search::{
-    Batch, CachePolicy, Index, IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchResults, SearchStats,
-    Searcher, MAX_INFLIGHT, MAX_K_FACTOR, PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
+    Batch, CachePolicy, CompactionStats, Index, IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchResults,
+    SearchStats, Searcher, MAX_INFLIGHT, MAX_K_FACTOR, PRECOMPUTED_MIN_DSUB, PRECOMPUTED_TABLE_MAX_BYTES,
 };
 pub use spec::IndexSpec;
 pub use store::SkippedManifest;

@@ -32,7 +32,7 @@ pub(super) struct RefineShape {
     pub vector_bytes: usize,
 }
 
-struct SegmentWriter<'a> {
+pub(super) struct SegmentWriter<'a> {
     dir: &'a Path,
     index_id: [u8; 16],
     max_bytes: u64,
@@ -75,7 +75,33 @@ impl VectorsWriter {
     }
 }
 
-impl SegmentWriter<'_> {
+impl<'a> SegmentWriter<'a> {
+    /// A writer of segments numbered from `first_no` in `dir`, closed at `max_bytes`.
+    pub fn new(
+        dir: &'a Path,
+        index_id: [u8; 16],
+        max_bytes: u64,
+        refine: Option<RefineShape>,
+        first_no: u32,
+    ) -> SegmentWriter<'a> {
+        SegmentWriter {
+            dir,
+            index_id,
+            max_bytes: max_bytes.max(2 * PAGE),
+            current: None,
+            vectors: None,
+            refine,
+            next_no: first_no,
+            done: Vec::new(),
+        }
+    }
+
+    /// Closes the last segment; returns the files written and one past the last number used.
+    pub fn finish(mut self) -> Result<(Vec<FileEntry>, u32)> {
+        self.close()?;
+        Ok((self.done, self.next_no))
+    }
+
     /// Appends one padded extent; returns (segment, offset).
     fn append(&mut self, bytes: &[u8]) -> Result<(u32, u64)> {
         if let Some((_, _, size, _)) = &self.current {
@@ -138,9 +164,56 @@ pub(super) struct MergeParams<'a> {
     pub fan_in: usize,
     /// Full vectors follow each code in the runs and go to vectors files (`,RFlat`).
     pub refine: Option<RefineShape>,
+    /// The number of the first segment written (0 for a build; past every number in use for
+    /// an addition).
+    pub first_segment: u32,
+    /// The id each run record's row gets.
+    pub ids: IdMap<'a>,
 }
 
-impl MergeParams<'_> {
+/// How the rows of the input become ids.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum IdMap<'a> {
+    /// Row r is id `base + r` (a build: base 0).
+    From(u64),
+    /// Row r is id `ids[r]`.
+    Given(&'a [u64]),
+}
+
+impl IdMap<'_> {
+    fn of(&self, row: u64) -> u64 {
+        match self {
+            IdMap::From(base) => base + row,
+            IdMap::Given(ids) => ids[row as usize],
+        }
+    }
+}
+
+impl<'a> MergeParams<'a> {
+    /// A merge of `ntotal` records sized by the memory plan `mem`, into segments numbered from
+    /// 0, each row its own id (a build's).
+    pub fn new(
+        index_id: [u8; 16],
+        codec: &'a Codec,
+        (nlist, ntotal, segment_bytes): (usize, u64, u64),
+        mem: &super::BudgetPlan,
+        refine: Option<RefineShape>,
+    ) -> Self {
+        MergeParams {
+            index_id,
+            nlist,
+            codec,
+            segment_bytes,
+            ntotal,
+            read_buffer: mem.merge_buffer,
+            max_extent_vectors: mem.max_extent_vectors,
+            fan_in: mem.merge_fan_in,
+            refine,
+            first_segment: 0,
+            ids: IdMap::From(0),
+        }
+    }
+
     /// Bytes of a run record after its id: the code, and the full vector if kept.
     fn record_size(&self) -> usize {
         self.codec.code_size() + self.refine.map_or(0, |r| r.vector_bytes)
@@ -222,16 +295,7 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     let (nlist, codec, index_id) = (mp.nlist, mp.codec, mp.index_id);
     progress.begin("merge into segments", nlist as u64);
     let mut readers = open_runs(&runs, mp)?;
-    let mut seg = SegmentWriter {
-        dir,
-        index_id,
-        max_bytes: mp.segment_bytes.max(2 * PAGE),
-        current: None,
-        vectors: None,
-        refine: mp.refine,
-        next_no: 0,
-        done: Vec::new(),
-    };
+    let mut seg = SegmentWriter::new(dir, index_id, mp.segment_bytes, mp.refine, mp.first_segment);
     let mut list_starts = Vec::with_capacity(nlist + 1);
     let mut extents = Vec::new();
     let mut scratch = ExtentScratch::default();
@@ -240,8 +304,8 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     for list in 0..nlist as u32 {
         list_starts.push(extents.len() as u32);
         scratch.clear();
-        drain_list(&mut readers, list, |id, record| {
-            scratch.ids.push(id);
+        drain_list(&mut readers, list, |row, record| {
+            scratch.ids.push(mp.ids.of(row));
             scratch.codes.extend_from_slice(&record[..cs]);
             scratch.vectors.extend_from_slice(&record[cs..]);
             if scratch.ids.len() == cap {
@@ -257,39 +321,51 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     }
     list_starts.push(extents.len() as u32);
     finish_all(&mut readers)?;
-    seg.close()?;
+    let (segment_files, n_segments) = seg.finish()?;
     progress.end();
-    let directory = Directory {
-        n_segments: seg.next_no,
-        layout: store::code_layout(codec),
-        ntotal: mp.ntotal,
-        list_starts,
-        extents,
-    };
-    Ok(Merged { directory, segment_files: seg.done })
+    let directory =
+        Directory { n_segments, layout: store::code_layout(codec), ntotal: mp.ntotal, list_starts, extents };
+    Ok(Merged { directory, segment_files })
 }
 
-/// One extent being gathered: ids (ascending), their codes as encoded and their full vectors
-/// (empty without `,RFlat`), and scratch for the extent's bytes.
+/// One extent being gathered: ids, their codes as encoded and their full vectors (empty
+/// without `,RFlat`), and scratch for the extent's bytes.
 #[derive(Default)]
-struct ExtentScratch {
-    ids: Vec<u64>,
-    codes: Vec<u8>,
-    vectors: Vec<u8>,
+pub(super) struct ExtentScratch {
+    pub ids: Vec<u64>,
+    pub codes: Vec<u8>,
+    pub vectors: Vec<u8>,
     arranged: Vec<u8>,
     buf: Vec<u8>,
 }
 
 impl ExtentScratch {
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.ids.clear();
         self.codes.clear();
         self.vectors.clear();
     }
+
+    /// Puts the records in ascending id order (a build's already are; an addition's given
+    /// ids and a compaction's extents need not be).
+    fn sort_by_id(&mut self) {
+        if self.ids.is_sorted() {
+            return;
+        }
+        let n = self.ids.len();
+        let (cs, vb) = (self.codes.len() / n, self.vectors.len() / n);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_unstable_by_key(|&i| self.ids[i]);
+        self.ids = order.iter().map(|&i| self.ids[i]).collect();
+        self.codes = order.iter().flat_map(|&i| &self.codes[i * cs..(i + 1) * cs]).copied().collect();
+        self.vectors = order.iter().flat_map(|&i| &self.vectors[i * vb..(i + 1) * vb]).copied().collect();
+    }
 }
 
 /// Appends one extent to the current segment, and its vectors to the segment's vectors file.
-fn write_extent(seg: &mut SegmentWriter, codec: &Codec, x: &mut ExtentScratch) -> Result<Extent> {
+/// Within the extent ids ascend.
+pub(super) fn write_extent(seg: &mut SegmentWriter, codec: &Codec, x: &mut ExtentScratch) -> Result<Extent> {
+    x.sort_by_id();
     codec.arrange_list(&x.codes, &mut x.arranged);
     let crc = format::encode_extent(&x.arranged, &x.ids, store::code_layout(codec), &mut x.buf);
     let (segment, offset) = seg.append(&x.buf)?;

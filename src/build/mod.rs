@@ -8,11 +8,13 @@
 //! removed and nothing that was in the directory before is touched (it must be empty anyway).
 
 pub mod budget;
+mod change;
 mod checkpoint;
 pub mod disk;
 pub mod estimate;
 mod failpoint;
 mod graph;
+mod head;
 mod merge;
 mod paged;
 mod run;
@@ -20,8 +22,10 @@ mod spill;
 mod train;
 
 pub use budget::BudgetPlan;
+pub use change::{add_vectors, compact, delete_ids, ChangeOptions};
 pub use disk::DiskPlan;
 pub use estimate::StageEstimate;
+pub use head::ChangeReport;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -310,6 +314,13 @@ impl Plan {
 pub(crate) struct RefineElem {
     pub code: u8,
     pub vector_bytes: usize,
+}
+
+impl RefineElem {
+    /// How the merge writes these vectors, for dimension `d`.
+    fn shape(self, d: usize) -> merge::RefineShape {
+        merge::RefineShape { dim: d as u32, elem: self.code, vector_bytes: self.vector_bytes }
+    }
 }
 
 pub(crate) fn refine_elem(plan: &Plan, elem: crate::input::Elem, metric: Metric, d: usize) -> Option<RefineElem> {
@@ -603,17 +614,13 @@ pub fn build_index(
 
     let merged = merge::merge_runs(
         runs,
-        &merge::MergeParams {
+        &merge::MergeParams::new(
             index_id,
-            nlist: plan.nlist,
-            codec: &codec,
-            segment_bytes: opts.segment_bytes,
-            ntotal: n as u64,
-            read_buffer: mem.merge_buffer,
-            max_extent_vectors: mem.max_extent_vectors,
-            fan_in: mem.merge_fan_in,
-            refine: refine.map(|r| merge::RefineShape { dim: d as u32, elem: r.code, vector_bytes: r.vector_bytes }),
-        },
+            &codec,
+            (plan.nlist, n as u64, opts.segment_bytes),
+            &mem,
+            refine.map(|r| r.shape(d)),
+        ),
         dir,
         progress,
     )?;

@@ -86,6 +86,18 @@ impl Codec {
         }
     }
 
+    /// The inverse of [`arrange_list`](Self::arrange_list): the first `n` codes of an
+    /// arranged list, one after another as encoded.
+    pub fn unarrange_list(&self, arranged: &[u8], n: usize, out: &mut Vec<u8>) {
+        match (self.kind, &self.pq) {
+            (CodeKind::Pq4FastScan, Some(pq)) => fastscan::unpack_blocks(arranged, n, pq.m, out),
+            _ => {
+                out.clear();
+                out.extend_from_slice(&arranged[..n * self.code_size()]);
+            }
+        }
+    }
+
     /// Floats in a query table: m × ksub, or d for raw vectors.
     pub fn table_len(&self) -> usize {
         self.pq.as_ref().map_or(self.d, |pq| pq.m * pq.ksub())

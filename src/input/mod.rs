@@ -338,6 +338,25 @@ impl VectorFile {
     /// Reads the whole file as int32 rows (ground truth files: `.ivecs`, `.ibin`, `.npy` of
     /// int32, or of int64 whose values all fit int32).
     pub fn read_all_i32(&self) -> Result<Vec<i32>, InputError> {
+        let wide = self.read_all_i64()?;
+        match wide.iter().position(|&v| i32::try_from(v).is_err()) {
+            Some(p) => Err(InputError::BadHeader {
+                path: self.path.clone(),
+                reason: format!(
+                    "id {} (row {}) does not fit int32, which this reader needs",
+                    wide[p],
+                    p / self.dim.max(1)
+                ),
+            }),
+            None => Ok(wide.into_iter().map(|v| v as i32).collect()),
+        }
+    }
+}
+
+impl VectorFile {
+    /// Reads the whole file as int64 ids, row after row (`.ivecs`, `.ibin` or `.npy` of int32
+    /// or int64): the ids of `add`, `delete` and filtered search.
+    pub fn read_all_i64(&self) -> Result<Vec<i64>, InputError> {
         if !self.elem.is_id() {
             return Err(InputError::WrongType {
                 path: self.path.clone(),
@@ -346,30 +365,14 @@ impl VectorFile {
             });
         }
         let mut out = Vec::new();
-        try_reserve(&mut out, self.n * self.dim, &self.path, "the whole file as int32", "use a smaller file")?;
-        // The first int64 value that does not fit, and its row.
-        let mut too_wide = None;
-        let mut row = 0;
-        self.for_each_row(0, self.n, |raw| {
-            match self.elem {
-                Elem::I64 => out.extend(raw.chunks_exact(8).map(|c| {
-                    let v = i64::from_le_bytes(c.try_into().expect("chunks of 8"));
-                    i32::try_from(v).unwrap_or_else(|_| {
-                        too_wide.get_or_insert((v, row));
-                        -1
-                    })
-                })),
-                _ => out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        try_reserve(&mut out, self.n * self.dim, &self.path, "the ids as int64", "pass fewer ids at a time")?;
+        self.for_each_row(0, self.n, |raw| match self.elem {
+            Elem::I64 => {
+                out.extend(raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8"))))
             }
-            row += 1;
+            _ => out.extend(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)),
         })?;
-        match too_wide {
-            Some((v, row)) => Err(InputError::BadHeader {
-                path: self.path.clone(),
-                reason: format!("id {v} (row {row}) does not fit int32, which this reader needs"),
-            }),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 }
 

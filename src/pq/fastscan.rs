@@ -43,6 +43,19 @@ pub fn pack_blocks(rows: &[u8], m: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// The inverse of [`pack_blocks`]: the first `n` vectors of `blocks` as rows of m / 2 bytes.
+pub fn unpack_blocks(blocks: &[u8], n: usize, m: usize, out: &mut Vec<u8>) {
+    let cs = m / 2;
+    out.clear();
+    out.resize(n * cs, 0);
+    for (v, row) in out.chunks_exact_mut(cs).enumerate() {
+        let block = &blocks[(v / BLOCK) * BLOCK * cs..][..BLOCK * cs];
+        for (p, byte) in row.iter_mut().enumerate() {
+            *byte = (sub_code(block, v % BLOCK, 2 * p) | sub_code(block, v % BLOCK, 2 * p + 1) << 4) as u8;
+        }
+    }
+}
+
 /// A table quantized to u8 with one scale: a sum s of its m entries stands for
 /// `bias + s / scale`, within m / (2 · scale) of the exact table sum. What the filters need.
 pub trait Quantized {
@@ -985,6 +998,21 @@ mod tests {
 
     fn random_case(r: &mut Rng, n: usize, m: usize) -> (Vec<u8>, Vec<f32>) {
         super::super::random_codes(r, n, m, KSUB4)
+    }
+
+    /// Unpacking gives back the rows that were packed, for every m and partial last block.
+    #[test]
+    fn unpack_inverts_pack() {
+        let mut r = Rng::new(5);
+        for _ in 0..50 {
+            let m = 2 * (1 + r.below(40) as usize);
+            let n = 1 + r.below(100) as usize;
+            let packed_rows = rows(&random_case(&mut r, n, m).0, m);
+            let (mut blocks, mut back) = (Vec::new(), Vec::new());
+            pack_blocks(&packed_rows, m, &mut blocks);
+            unpack_blocks(&blocks, n, m, &mut back);
+            assert_eq!(back, packed_rows, "m {m}, n {n}");
+        }
     }
 
     /// The packed sums are the sums of the quantized entries the unpacked codes pick, the

@@ -309,6 +309,63 @@ pub(crate) struct Ivf {
     pub(crate) vectors: Option<refine::VectorStore>,
     /// Deleted ids still in the lists (None when nothing is deleted).
     pub(crate) hidden: Option<std::sync::Arc<crate::topk::Tombstones>>,
+    /// What a compaction would do now.
+    pub(crate) compaction: CompactionStats,
+}
+
+/// How the lists are stored now and what `compact` would gain: lists with more than one extent
+/// (after additions) or with deleted entries are the ones it rewrites.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub extents: u64,
+    /// Lists with more than one extent, and the most extents one list has.
+    pub lists_split: u64,
+    pub max_extents_per_list: u64,
+    /// Deleted vectors still stored, and the lists holding them.
+    pub deleted: u64,
+    pub lists_with_deleted: u64,
+    /// Lists a compaction would rewrite.
+    pub lists_to_compact: u64,
+    /// Bytes of segments (and vectors files) a compaction would free: the rewritten lists'
+    /// extents less the one extent each would take.
+    pub reclaimable_bytes: u64,
+}
+
+impl CompactionStats {
+    fn of(
+        directory: &format::Directory,
+        deletions: &format::Deletions,
+        refine: Option<(RefineVectors, usize)>,
+    ) -> Self {
+        let nlist = directory.nlist();
+        let mut deleted_in = vec![0u64; nlist];
+        for e in &deletions.entries {
+            if let Some(c) = deleted_in.get_mut(e.list.get() as usize) {
+                *c += 1;
+            }
+        }
+        let vector_pages =
+            |count: u64| refine.map_or(0, |(k, d)| (count * k.vector_bytes(d) as u64).div_ceil(format::PAGE));
+        let mut s = CompactionStats { extents: directory.extents.len() as u64, ..Default::default() };
+        for (l, &deleted) in deleted_in.iter().enumerate() {
+            let xs = directory.extents_of(l);
+            s.max_extents_per_list = s.max_extents_per_list.max(xs.len() as u64);
+            s.lists_split += (xs.len() > 1) as u64;
+            s.lists_with_deleted += (deleted > 0) as u64;
+            s.deleted += deleted;
+            if xs.len() > 1 || deleted > 0 {
+                s.lists_to_compact += 1;
+                let stored: u64 = xs.iter().map(|x| x.count.get() as u64).sum();
+                let now: u64 =
+                    xs.iter().map(|x| x.length.get() + vector_pages(x.count.get() as u64) * format::PAGE).sum();
+                let live = stored.saturating_sub(deleted);
+                let after =
+                    if live == 0 { 0 } else { directory.layout.extent_len(live) + vector_pages(live) * format::PAGE };
+                s.reclaimable_bytes += now.saturating_sub(after);
+            }
+        }
+        s
+    }
 }
 
 impl Ivf {
@@ -423,6 +480,7 @@ impl Ivf {
             open::check_extent_bounds(i, x, &seg.name, seg.size)?;
         }
         let deleted = g.deletions()?;
+        let compaction = CompactionStats::of(&directory, &deleted, info.refine.map(|k| (k, info.dim)));
         let hidden = (!deleted.entries.is_empty()).then(|| {
             let pairs = deleted.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
             std::sync::Arc::new(crate::topk::Tombstones::new(pairs, extent_generation))
@@ -470,7 +528,7 @@ impl Ivf {
         if opts.cache_preload {
             lists.preload()?;
         }
-        Ok(Ivf { info, coarse, lut, precomputed, scan_mode, codec, lists, vectors, hidden })
+        Ok(Ivf { info, coarse, lut, precomputed, scan_mode, codec, lists, vectors, hidden, compaction })
     }
 }
 
@@ -516,6 +574,19 @@ impl Index {
     pub fn list_len(&self, list: usize) -> u64 {
         let Some(ivf) = self.ivf().filter(|_| list < self.info.nlist) else { return 0 };
         ivf.lists.directory.extents_of(list).iter().map(|e| e.count.get() as u64).sum()
+    }
+
+    /// How the lists are stored and what a compaction would gain (None for an index without
+    /// lists).
+    pub fn compaction_stats(&self) -> Option<CompactionStats> {
+        self.ivf().map(|i| i.compaction)
+    }
+
+    /// Extents list `list` is stored in: one after a build or a compaction, one more per
+    /// addition that put vectors in it (0 past nlist, and for an index without lists).
+    pub fn list_extents(&self, list: usize) -> usize {
+        let Some(ivf) = self.ivf().filter(|_| list < self.info.nlist) else { return 0 };
+        ivf.lists.directory.extents_of(list).len()
     }
 
     /// One query on worker `w`, by the index's kind.

@@ -114,7 +114,7 @@ impl<'a> Generation<'a> {
                     && info.refine.is_none()
             }
         };
-        if info.deleted > p.ntotal.get() || info.next_id < p.ntotal.get() {
+        if info.deleted > p.ntotal.get() || info.next_id < info.ntotal {
             return Err(self.invalid(format!(
                 "{} deleted and next id {} disagree with {} vectors stored",
                 info.deleted,

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Files are read by extension. Vectors: .fvecs .bvecs (texmex), .fbin .u8bin .i8bin
 /// (big-ann-benchmarks), .npy (float32, uint8, int8). Ids and ground truth: .ivecs, .ibin,
-/// .npy (int32).
+/// .npy (int32; ids to add, delete or filter also int64).
 ///
 /// Exit status: 0 on success, 1 when the work failed (bad data, a damaged index, I/O), 2 when
 /// the command line is wrong (nothing was done).
@@ -32,6 +32,12 @@ struct Cli {
 enum Command {
     /// Build an index from a vector file (train on a sample, then stream everything to disk).
     Build(cmd::build::Args),
+    /// Add vectors to an IVF index as a new generation (encoded with its trained quantizer and codebooks).
+    Add(cmd::change::AddArgs),
+    /// Delete ids from an IVF index as a new generation (searches no longer return them).
+    Delete(cmd::change::DeleteArgs),
+    /// Rewrite lists with several extents or deleted entries into one extent each; remove unused files.
+    Compact(cmd::change::CompactArgs),
     /// Search an index with a query file; report recall, latency, QPS and bytes read.
     Search(cmd::search::Args),
     /// Describe an index: parameters, files, list sizes.
@@ -88,6 +94,9 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let result = match cli.command {
         Command::Build(a) => cmd::build::run(a, &mut out),
+        Command::Add(a) => cmd::change::add(a, &mut out),
+        Command::Delete(a) => cmd::change::delete(a, &mut out),
+        Command::Compact(a) => cmd::change::compact(a, &mut out),
         Command::Search(a) => cmd::search::run(a, &mut out),
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
         Command::Tune(a) => cmd::tune::run(a, &mut out),

@@ -357,3 +357,55 @@ fn filter_ids_restricts_the_results() {
         assert!(String::from_utf8_lossy(&o.stderr).contains("--filter-ids"), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
+
+/// `add`, `delete` and `compact` through the tool: each commits a generation and says so in
+/// JSON; `inspect` reports what a compaction would do; deleted ids (int64 .npy here) never
+/// come back from `search`; a live id given to `add --ids` is refused.
+#[test]
+fn add_delete_compact_through_the_tool() {
+    let d = tempfile::tempdir().unwrap();
+    let (base, q, _, idx) = fixture(d.path());
+    let more = d.path().join("more.fbin");
+    let more_s = more.to_str().unwrap();
+    ok(&["gen", "--n", "500", "--dim", "16", "--seed", "77", "--out", more_s]);
+    let added = ok(&["add", "--index", &idx, "--input", more_s, "--json", "--quiet"]);
+    assert_eq!((field(&added, "generation"), field(&added, "added"), field(&added, "ntotal")), ("2", "500", "6500"));
+    // The five nearest of every query, as int64 .npy, deleted.
+    let near = d.path().join("near.npy");
+    let near_s = near.to_str().unwrap();
+    ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "8", "--k", "5", "--out", near_s]);
+    let deleted = ok(&["delete", "--index", &idx, "--ids", near_s, "--json"]);
+    assert_eq!(field(&deleted, "generation"), "3");
+    let inspect = ok(&["inspect", "--index", &idx, "--json"]);
+    assert_eq!(field(&inspect, "deleted"), field(&deleted, "deleted"));
+    assert!(field(&inspect, "reclaimable_bytes").parse::<u64>().unwrap() > 0, "{inspect}");
+    let after = d.path().join("after.npy");
+    let after_s = after.to_str().unwrap();
+    ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "8", "--k", "5", "--out", after_s]);
+    let gone: Vec<i64> = ::quiver::VectorFile::open(&near).unwrap().read_all_i64().unwrap();
+    let now: Vec<i64> = ::quiver::VectorFile::open(&after).unwrap().read_all_i64().unwrap();
+    assert!(now.iter().all(|id| *id >= 0 && !gone.contains(id)), "a deleted id came back");
+    let compacted = ok(&["compact", "--index", &idx, "--json"]);
+    assert_eq!(field(&compacted, "generation"), "4");
+    assert_eq!(field(&compacted, "dropped"), field(&deleted, "deleted"));
+    ok(&["verify", "--index", &idx]);
+    let again = d.path().join("again.npy");
+    let again_s = again.to_str().unwrap();
+    ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "8", "--k", "5", "--out", again_s]);
+    assert_eq!(std::fs::read(&after).unwrap(), std::fs::read(&again).unwrap(), "compaction changed results");
+    // A live id cannot be added again; the index stays at its generation.
+    let one = d.path().join("one.npy");
+    let ids = d.path().join("ids.ibin");
+    ok(&["gen", "--n", "1", "--dim", "16", "--out", one.to_str().unwrap()]);
+    std::fs::write(&ids, [1i32.to_le_bytes(), 1i32.to_le_bytes(), 7i32.to_le_bytes()].concat()).unwrap();
+    let o = quiver(&["add", "--index", &idx, "--input", one.to_str().unwrap(), "--ids", ids.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already in the index"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = quiver(&["add", "--index", &idx, "--input", &base, "--ids", ids.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(field(&ok(&["inspect", "--index", &idx, "--json"]), "generation"), "4");
+}

@@ -10,6 +10,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let i = index.info();
     let files = index.files();
     let Some(s) = index.list_stats() else { return graph(&a, &index, out) };
+    let c = index.compaction_stats().unwrap_or_default();
     if a.json {
         let mut report = common_json(i, &files);
         let more = serde_json::json!({
@@ -25,6 +26,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
                 "empty": s.empty, "min": s.min, "max": s.max, "mean": s.mean,
                 "p50": s.p50, "p90": s.p90, "p99": s.p99, "imbalance": s.imbalance,
             },
+            "deleted": i.deleted,
+            "next_id": i.next_id,
+            "storage": {
+                "extents": c.extents, "lists_split": c.lists_split,
+                "max_extents_per_list": c.max_extents_per_list, "lists_with_deleted": c.lists_with_deleted,
+                "lists_to_compact": c.lists_to_compact, "reclaimable_bytes": c.reclaimable_bytes,
+            },
         });
         extend(&mut report, more);
         writeln!(out, "{report}")?;
@@ -32,7 +40,18 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     writeln!(out, "index      {}", a.index.display())?;
     writeln!(out, "factory    {}  (metric {}, dim {}, generation {})", i.factory, i.metric, i.dim, i.generation)?;
-    writeln!(out, "vectors    {}", i.ntotal)?;
+    writeln!(out, "vectors    {} (next id {})", i.ntotal, i.next_id)?;
+    writeln!(
+        out,
+        "storage    {} extents; {} lists in several (at most {}); {} deleted vectors in {} lists; compact would rewrite {} lists and free {}",
+        c.extents,
+        c.lists_split,
+        c.max_extents_per_list,
+        c.deleted,
+        c.lists_with_deleted,
+        c.lists_to_compact,
+        quiver::human_bytes(c.reclaimable_bytes)
+    )?;
     writeln!(
         out,
         "coarse     nlist {}, HNSW M {}, efConstruction {}, efSearch {}, k-means niter {}, trained on {}",

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod change;
 pub mod demo;
 pub mod gen;
 pub mod gt;
@@ -44,10 +45,10 @@ pub fn pool(threads: usize) -> Result<rayon::ThreadPool, Box<dyn std::error::Err
     Ok(rayon::ThreadPoolBuilder::new().num_threads(threads).build()?)
 }
 
-/// Ground truth for `nq` queries over a base of `ntotal` vectors, checked before any search:
-/// enough rows, and every id inside the base (ids past it mean the file belongs to another
-/// base, and would silently score recall 0).
-pub fn load_ground_truth(path: &Path, nq: usize, ntotal: u64) -> Result<GroundTruth, Box<dyn std::error::Error>> {
+/// Ground truth for `nq` queries over an index whose ids are below `next_id`, checked before
+/// any search: enough rows, and every id one the index could hold (ids past it mean the file
+/// belongs to another base, and would silently score recall 0).
+pub fn load_ground_truth(path: &Path, nq: usize, next_id: u64) -> Result<GroundTruth, Box<dyn std::error::Error>> {
     let f = quiver::VectorFile::open(path)?;
     let ids = f.read_all_i32()?;
     let depth = f.dim();
@@ -58,9 +59,9 @@ pub fn load_ground_truth(path: &Path, nq: usize, ntotal: u64) -> Result<GroundTr
             f.len()
         ));
     }
-    if let Some(pos) = ids[..nq * depth].iter().position(|&id| id < 0 || id as u64 >= ntotal) {
+    if let Some(pos) = ids[..nq * depth].iter().position(|&id| id < 0 || id as u64 >= next_id) {
         return usage(format!(
-            "--gt {}: row {}, column {} holds id {}, outside the {ntotal} vectors of the index; is it the ground truth of another base?",
+            "--gt {}: row {}, column {} holds id {}, past every id of the index (below {next_id}); is it the ground truth of another base?",
             path.display(),
             pos / depth,
             pos % depth,

@@ -132,7 +132,7 @@ fn load_filter(
         ));
     }
     let ids = quiver::VectorFile::open(path)
-        .and_then(|f| f.read_all_i32())
+        .and_then(|f| f.read_all_i64())
         .map_err(|e| args::flag_error("--filter-ids", e))?;
     let filter = quiver::IdFilter::new(ids.into_iter().filter(|&id| id >= 0).map(|id| id as u64));
     if filter.is_empty() {
@@ -235,16 +235,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let filter = a.filter_ids.as_deref().map(|p| load_filter(p, &info)).transpose()?;
     let queries = load_queries(&a.target.queries, info.dim)?;
     let nq = queries.len() / info.dim;
-    let gt = a.gt.as_deref().map(|p| load_ground_truth(p, nq, info.ntotal)).transpose()?;
+    let gt = a.gt.as_deref().map(|p| load_ground_truth(p, nq, info.next_id)).transpose()?;
     let mut ids_out = a
         .out
         .as_ref()
         .map(|p| VectorWriter::create_for(p, a.k, Contents::Ids).map_err(|e| args::flag_error("--out", e)))
         .transpose()?;
-    if ids_out.as_ref().is_some_and(|w| w.elem() == quiver::input::Elem::I32) && info.ntotal > i32::MAX as u64 {
+    if ids_out.as_ref().is_some_and(|w| w.elem() == quiver::input::Elem::I32) && info.next_id > i32::MAX as u64 + 1 {
         return usage(format!(
             "--out: the index's ids go up to {}, past what int32 files (.ivecs, .ibin) hold; write .npy (int64)",
-            info.ntotal - 1
+            info.next_id - 1
         ));
     }
     let mut dist_out = a

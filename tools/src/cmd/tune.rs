@@ -77,7 +77,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let queries = load_queries(&a.target.queries, info.dim)?;
     let nq = queries.len() / info.dim;
-    let gt: GroundTruth = load_ground_truth(&a.gt, nq, info.ntotal)?;
+    let gt: GroundTruth = load_ground_truth(&a.gt, nq, info.next_id)?;
     if gt.depth < k {
         return usage(format!("--gt {}: {} neighbours per query; recall@10 needs 10", a.gt.display(), gt.depth));
     }

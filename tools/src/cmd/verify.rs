@@ -32,6 +32,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "segments": r.segments,
             "extents": r.extents,
             "vectors": r.vectors,
+            "deleted": r.hidden,
             "bytes": r.bytes,
             "faults": faults,
             "faults_omitted": r.faults_omitted,
@@ -40,12 +41,13 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     } else if r.is_ok() {
         writeln!(
             out,
-            "ok: generation {}, {} files, {} segment(s), {} extents, {} vectors, {} bytes verified",
+            "ok: generation {}, {} files, {} segment(s), {} extents, {} vectors ({} of them deleted), {} bytes verified",
             r.generation.unwrap_or(0),
             r.files,
             r.segments,
             r.extents,
             r.vectors,
+            r.hidden,
             r.bytes
         )?;
     } else {
