@@ -13,31 +13,7 @@ use quiver::{
 
 const D: usize = 16;
 
-/// The ids and vectors an index should hold.
-#[derive(Default)]
-struct Model {
-    rows: Vec<(u64, Vec<f32>)>,
-}
-
-impl Model {
-    fn add(&mut self, ids: impl IntoIterator<Item = u64>, data: &[f32]) {
-        self.rows.extend(ids.into_iter().zip(data.chunks(D).map(<[f32]>::to_vec)));
-    }
-
-    fn delete(&mut self, ids: &[u64]) {
-        self.rows.retain(|(id, _)| !ids.contains(id));
-    }
-
-    /// Exact k nearest ids of `q` (L2), ties by id.
-    fn search(&self, q: &[f32], k: usize) -> Vec<i64> {
-        let mut d: Vec<(f32, u64)> =
-            self.rows.iter().map(|(id, v)| (v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), *id)).collect();
-        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut out: Vec<i64> = d.iter().take(k).map(|x| x.1 as i64).collect();
-        out.resize(k, -1);
-        out
-    }
-}
+type Model = common::Model<D>;
 
 /// Every query's ids from the index (all lists probed: exact for `,Flat`).
 fn search_all(dir: &Path, queries: &[f32], k: usize) -> Vec<i64> {

@@ -178,7 +178,7 @@ pub(super) fn load_trained(
 /// (same file system: the area is inside it) and returns its manifest entry.
 pub(super) fn link_into_index(area: &Path, dir: &Path, name: &str, kind: FileKind) -> Result<FileEntry> {
     let (from, to) = (area.join(name), dir.join(name));
-    fs::hard_link(&from, &to).at(&to)?;
+    crate::io::durable::hard_link(&from, &to).at(&to)?;
     let mut head = [0u8; HEADER_LEN];
     let f = fs::File::open(&to).at(&to)?;
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).at(&to)?;

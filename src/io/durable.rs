@@ -1,11 +1,13 @@
 //! The only module that calls fsync. Publishing a file atomically: write a temporary, fsync it,
-//! rename it over the final name, fsync the directory so the rename itself is durable.
+//! rename it over the final name, fsync the directory so the rename itself is durable. Every
+//! durability step (fsync, rename, link) is reported to [`super::faults`], which the crash
+//! tests arm.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::context;
+use super::{context, faults};
 
 /// Writes `bytes` to `dir/name` atomically and durably.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -13,8 +15,8 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, dir.join(name))?;
+        sync_file(&f)?;
+        rename(&tmp, &dir.join(name))?;
         sync_dir(dir)
     })();
     if result.is_err() {
@@ -26,8 +28,24 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 /// Renames a finished, already synced `tmp` over `target` (same directory) and makes the
 /// rename durable: a reader sees the old file or the whole new one, never a partial one.
 pub fn publish(tmp: &Path, target: &Path) -> io::Result<()> {
-    fs::rename(tmp, target)?;
+    rename(tmp, target)?;
     sync_dir(parent_dir(target))
+}
+
+/// Renames `from` to `to` (durable once their directory is synced).
+fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    faults::step(to)?;
+    fs::rename(from, to)?;
+    faults::moved(from, to, false);
+    Ok(())
+}
+
+/// Gives `from` a second name `to` (durable once its directory is synced).
+pub fn hard_link(from: &Path, to: &Path) -> io::Result<()> {
+    faults::step(to)?;
+    fs::hard_link(from, to)?;
+    faults::moved(from, to, true);
+    Ok(())
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -40,12 +58,28 @@ pub fn parent_dir(path: &Path) -> &Path {
 
 /// Flushes a file's data and metadata to stable storage.
 pub fn sync_file(f: &File) -> io::Result<()> {
-    f.sync_all()
+    faults::step(&fd_path(f))?;
+    f.sync_all()?;
+    faults::synced_file(f);
+    Ok(())
 }
 
 /// Makes directory entries (creates, renames) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    faults::step(dir)?;
+    File::open(dir)?.sync_all()?;
+    faults::synced_dir(dir);
+    Ok(())
+}
+
+/// Where `f` lies, for the fault layer (a path that is never under an armed tree when the
+/// layer is disarmed or the descriptor has no name).
+fn fd_path(f: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    if !faults::armed() {
+        return std::path::PathBuf::new();
+    }
+    fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 mod aligned;
 pub mod durable;
+pub mod faults;
 mod mapped;
 mod pread;
 mod uring;

@@ -165,7 +165,15 @@ impl Staging {
     /// Every file the manifest names must already be durable. `before_cleanup` runs between
     /// the two (the build's crash point for this window).
     pub fn commit(mut self, generation: u64, manifest: &[u8], before_cleanup: impl FnOnce()) -> Result<()> {
-        durable::write_atomic(&self.dir, &manifest_name(generation), manifest).at(&self.dir)?;
+        let name = manifest_name(generation);
+        let written = durable::write_atomic(&self.dir, &name, manifest);
+        if written.is_err() && self.dir.join(&name).exists() {
+            // The rename happened and only its fsync failed: the manifest names the index's
+            // files, so they must stay whatever the error says (a crash now may or may not
+            // keep the commit; either state is sound).
+            self.committed = true;
+        }
+        written.at(&self.dir)?;
         self.committed = true;
         before_cleanup();
         // The index is committed: failing to remove scratch files must not report the build

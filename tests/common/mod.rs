@@ -66,3 +66,29 @@ pub fn flip_byte(path: &Path, offset: u64) {
     b[offset as usize] ^= 0x5a;
     std::fs::write(path, b).unwrap();
 }
+
+/// The ids and vectors of dimension `D` an index should hold, searched by brute force.
+#[derive(Clone, Default)]
+pub struct Model<const D: usize> {
+    pub rows: Vec<(u64, Vec<f32>)>,
+}
+
+impl<const D: usize> Model<D> {
+    pub fn add(&mut self, ids: impl IntoIterator<Item = u64>, data: &[f32]) {
+        self.rows.extend(ids.into_iter().zip(data.chunks(D).map(<[f32]>::to_vec)));
+    }
+
+    pub fn delete(&mut self, ids: &[u64]) {
+        self.rows.retain(|(id, _)| !ids.contains(id));
+    }
+
+    /// Exact k nearest ids of `q` (L2), ties by id, -1 past the end.
+    pub fn search(&self, q: &[f32], k: usize) -> Vec<i64> {
+        let mut d: Vec<(f32, u64)> =
+            self.rows.iter().map(|(id, v)| (v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum(), *id)).collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut out: Vec<i64> = d.iter().take(k).map(|x| x.1 as i64).collect();
+        out.resize(k, -1);
+        out
+    }
+}
