@@ -101,6 +101,25 @@ fn a_full_disk_fails_the_build_with_the_path_and_keeps_older_indexes() {
     build_slice(&base, d, &g, &opts("HNSW8,Flat", Metric::L2));
     let p = SearchParams { k: 3, ef_search: 16, ..Default::default() };
     assert!(Index::open(&g).unwrap().search(&q, &p).is_ok());
+
+    // An addition to `old` (2,000 vectors) of 18,000 more: its sorted runs fit under 256 KiB,
+    // its segment (1.3 MB) does not. The index stays at its generation with its results, and
+    // the half-written segment is gone at once.
+    let p = SearchParams { k: 5, nprobe: 8, ..Default::default() };
+    let before = (names(&old), Index::open(&old).unwrap().search(&q, &p).unwrap().ids);
+    let change = quiver::ChangeOptions { chunk_size: 2_000, ..Default::default() };
+    let more = SliceSource { data: &base[2_000 * d..], dim: d };
+    let e = with_file_limit(256 * 1024, || quiver::add_vectors(&old, &more, None, &change, &NoProgress));
+    match e {
+        Err(Error::Io { path, source }) => {
+            assert!(path.ends_with("seg-000001.qvs"), "{}", path.display());
+            assert_eq!(source.raw_os_error(), Some(libc::EFBIG), "{source}");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_eq!((names(&old), Index::open(&old).unwrap().search(&q, &p).unwrap().ids), before);
+    assert!(quiver::verify_index(&old).unwrap().is_ok());
+    assert_eq!(quiver::add_vectors(&old, &more, None, &change, &NoProgress).unwrap().ntotal, n as u64);
 }
 
 /// The names in `dir`, sorted.

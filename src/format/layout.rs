@@ -20,6 +20,15 @@ pub enum CodeLayout {
     Blocks32 { code_size: u32 },
 }
 
+/// [`align_up`], held at the largest multiple of `a` instead of wrapping.
+const fn align_up_saturating(v: u64, a: u64) -> u64 {
+    if v > u64::MAX - (a - 1) {
+        !(a - 1)
+    } else {
+        align_up(v, a)
+    }
+}
+
 impl CodeLayout {
     /// The layout a manifest's `code_layout` byte names, with the directory's `code_size`.
     pub fn from_code(code: u8, code_size: u32) -> Option<Self> {
@@ -45,22 +54,26 @@ impl CodeLayout {
         }
     }
 
-    /// Bytes of the code area of an extent of `count` vectors.
+    /// Bytes of the code area of an extent of `count` vectors. These sizes saturate rather than
+    /// wrap: a record from a damaged file then asks for more bytes than any extent has, and is
+    /// refused as too short.
     pub const fn codes_len(&self, count: u64) -> u64 {
         match *self {
-            CodeLayout::RowMajor { code_size } => count * code_size as u64,
-            CodeLayout::Blocks32 { code_size } => count.div_ceil(LAYOUT_BLOCK) * LAYOUT_BLOCK * code_size as u64,
+            CodeLayout::RowMajor { code_size } => count.saturating_mul(code_size as u64),
+            CodeLayout::Blocks32 { code_size } => {
+                count.div_ceil(LAYOUT_BLOCK).saturating_mul(LAYOUT_BLOCK).saturating_mul(code_size as u64)
+            }
         }
     }
 
     /// Offset of the ids inside an extent of `count` vectors.
     pub const fn ids_offset(&self, count: u64) -> u64 {
-        align_up(self.codes_len(count), 8)
+        align_up_saturating(self.codes_len(count), 8)
     }
 
     /// Bytes an extent of `count` vectors occupies on disk.
     pub const fn extent_len(&self, count: u64) -> u64 {
-        align_up(self.ids_offset(count) + 8 * count, PAGE)
+        align_up_saturating(self.ids_offset(count).saturating_add(count.saturating_mul(8)), PAGE)
     }
 }
 

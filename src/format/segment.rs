@@ -56,6 +56,15 @@ pub fn decode_extent<'a>(
             available: bytes.len() as u64,
         });
     }
+    let count = e.count.get() as u64;
+    if layout.extent_len(count) > len {
+        return Err(FormatError::Invalid {
+            file: file.into(),
+            what: "extent".into(),
+            offset: e.offset.get(),
+            reason: format!("{count} vectors need {} bytes, the extent has {len}", layout.extent_len(count)),
+        });
+    }
     let computed = crc32c(bytes);
     if computed != e.crc.get() {
         return Err(FormatError::ChecksumMismatch {
@@ -162,6 +171,27 @@ mod tests {
         };
         assert!(matches!(decode_extent("s", &e, row, &buf), Err(FormatError::ChecksumMismatch { .. })));
         assert!(matches!(decode_extent("s", &e, row, &buf[..100]), Err(FormatError::Truncated { .. })));
+    }
+
+    /// A record claiming more vectors than its bytes hold is refused, not sliced past its end,
+    /// whatever the count and code size (found by `cargo fuzz run format_payloads`).
+    #[test]
+    fn a_record_larger_than_its_bytes_is_refused() {
+        let bytes = [0u8; 4096];
+        for (count, code_size) in [(1u32, 8192u32), (u32::MAX, u32::MAX), (600, 8)] {
+            for layout in [CodeLayout::RowMajor { code_size }, CodeLayout::Blocks32 { code_size }] {
+                let e = Extent {
+                    segment: 0.into(),
+                    count: count.into(),
+                    offset: 4096.into(),
+                    length: 4096.into(),
+                    crc: crc32c(&bytes).into(),
+                    vectors_page: 0.into(),
+                };
+                let err = decode_extent("s", &e, layout, &bytes).err().expect("refused");
+                assert!(err.to_string().contains("need"), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The build's memory budget is a hard bound: the kernel's high-water mark of a real build
-//! (VmHWM, read by the process itself and reported as `peak_rss_bytes`) stays under
-//! `--memory` on input several times larger than the budget, and a budget below the
+//! The build's memory budget is a hard bound: the kernel's high-water mark of a real build, and
+//! of an addition (VmHWM, read by the process itself and reported as `peak_rss_bytes`), stays
+//! under `--memory` on input several times larger than the budget, and a budget below the
 //! factory's minimum is refused before any work.
 
 mod common;
@@ -43,6 +43,16 @@ fn a_build_stays_under_a_budget_four_times_smaller_than_its_input() {
     let q = d.path().join("q.fbin").display().to_string();
     ok(&["gen", "--n", "20", "--dim", "64", "--first-row", "400000", "--out", &q]);
     assert_eq!(ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "8", "--json"]).lines().count(), 1);
+
+    // An addition as large as the build's input stays under the same budget.
+    let more = d.path().join("more.fbin").display().to_string();
+    ok(&["gen", "--n", "400000", "--dim", "64", "--seed", "3", "--out", &more]);
+    let out = ok(&["add", "--index", &idx, "--input", &more, "--memory", "24MiB", "--json", "--quiet"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let peak = r["peak_rss_bytes"].as_u64().expect("peak_rss_bytes");
+    assert!(peak <= budget, "add: peak RSS {peak} over the budget {budget}");
+    assert_eq!(r["ntotal"].as_u64(), Some(800_000));
+    assert!(ok(&["verify", "--index", &idx]).starts_with("ok:"));
 }
 
 #[test]

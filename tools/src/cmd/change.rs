@@ -33,7 +33,8 @@ pub struct AddArgs {
     /// Worker threads (0 = one per core).
     #[arg(long, default_value_t = 0, value_parser = args::threads)]
     threads: usize,
-    /// One JSON object on stdout: index, generation, added, ntotal, files_removed, bytes_removed.
+    /// One JSON object on stdout: index, generation, added, ntotal, files_removed,
+    /// bytes_removed, memory_budget, peak_rss_bytes (the kernel's high-water mark).
     #[arg(long)]
     json: bool,
     /// No progress output.
@@ -103,6 +104,7 @@ pub fn add(a: AddArgs, out: &mut dyn Write) -> CmdResult {
         let j = json!({
             "index": a.index, "generation": r.generation, "added": r.vectors, "ntotal": r.ntotal,
             "files_removed": r.files_removed, "bytes_removed": r.bytes_removed,
+            "memory_budget": a.memory, "peak_rss_bytes": super::build::peak_rss_bytes(),
         });
         writeln!(out, "{j}")?;
     } else {
