@@ -40,6 +40,8 @@ enum Command {
     Compact(cmd::change::CompactArgs),
     /// Search an index with a query file; report recall, latency, QPS and bytes read.
     Search(cmd::search::Args),
+    /// Serve an index over HTTP (POST /v1/search, GET /v1/info, /healthz, /metrics; reload on SIGHUP).
+    Serve(cmd::serve::Args),
     /// Describe an index: parameters, files, list sizes.
     Inspect(cmd::inspect::Args),
     /// Find the cheapest nprobe (HNSW: efSearch) that reaches a target recall@10 on queries with ground truth.
@@ -57,17 +59,21 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
-/// The library reports through `log`; the tool prints warnings and errors on stderr.
+/// The library reports through `log`; the tool prints warnings and errors on stderr, and for
+/// `serve` also the server's notices (info), plain.
 struct StderrLog;
 
 impl log::Log for StderrLog {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Warn
+        m.level() <= log::max_level()
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            let level = if r.level() == log::Level::Error { "error" } else { "warning" };
-            eprintln!("{level}: {}", r.args());
+            match r.level() {
+                log::Level::Error => eprintln!("error: {}", r.args()),
+                log::Level::Warn => eprintln!("warning: {}", r.args()),
+                _ => eprintln!("{}", r.args()),
+            }
         }
     }
     fn flush(&self) {}
@@ -98,6 +104,10 @@ fn main() -> ExitCode {
         Command::Delete(a) => cmd::change::delete(a, &mut out),
         Command::Compact(a) => cmd::change::compact(a, &mut out),
         Command::Search(a) => cmd::search::run(a, &mut out),
+        Command::Serve(a) => {
+            log::set_max_level(log::LevelFilter::Info);
+            cmd::serve::run(a, &mut out)
+        }
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
         Command::Tune(a) => cmd::tune::run(a, &mut out),
         Command::Verify(a) => cmd::verify::run(a, &mut out),

@@ -409,3 +409,60 @@ fn add_delete_compact_through_the_tool() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(field(&ok(&["inspect", "--index", &idx, "--json"]), "generation"), "4");
 }
+
+/// One HTTP/1.1 request to `addr`; the status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
+}
+
+/// `quiver serve`: answers on the address it prints, moves to a new generation on SIGHUP,
+/// stops cleanly on SIGTERM; listening beyond loopback without a token is refused.
+#[test]
+fn serve_answers_reloads_on_sighup_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let (_, _, _, idx) = fixture(d.path());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["serve", "--index", &idx, "--addr", "127.0.0.1:0", "--threads", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    assert!(line.contains("generation 1"), "{line}");
+    let q = format!("{{\"vectors\": [[{}]], \"k\": 3}}", vec!["0.1"; 16].join(","));
+    let (status, body) = http(&addr, "POST", "/v1/search", &q);
+    assert_eq!(status, 200, "{body}");
+    let first: i64 = body.split("[[").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let ids = d.path().join("one.ibin");
+    std::fs::write(&ids, [1i32.to_le_bytes(), 1i32.to_le_bytes(), (first as i32).to_le_bytes()].concat()).unwrap();
+    ok(&["delete", "--index", &idx, "--ids", ids.to_str().unwrap()]);
+    // SAFETY: kill(2) on the child's pid with a valid signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    line.clear();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("now serving generation 2"), "{line}");
+    let (_, body) = http(&addr, "POST", "/v1/search", &q);
+    assert!(!body.contains(&format!("[[{first},")), "{body}");
+    assert!(http(&addr, "GET", "/metrics", "").1.contains("quiver_generation 2"));
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    let o = quiver(&["serve", "--index", &idx, "--addr", "0.0.0.0:0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -8,6 +8,7 @@ pub mod gen;
 pub mod gt;
 pub mod inspect;
 pub mod search;
+pub mod serve;
 pub mod tune;
 pub mod verify;
 
