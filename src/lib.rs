@@ -55,8 +55,9 @@ pub mod store;
 mod verify;
 
 pub use build::{
-    add_vectors, build_index, compact, delete_ids, plan_build, BudgetPlan, BuildOptions, BuildPlan, BuildReport,
-    ChangeOptions, ChangeReport, DiskPlan, KMeansKind, NoProgress, Plan, Progress, StageEstimate, Unfinished,
+    add_vectors, build_index, commit_shards, compact, delete_ids, plan_build, prepare_shard, train_index, BudgetPlan,
+    BuildOptions, BuildPlan, BuildReport, ChangeOptions, ChangeReport, DiskPlan, KMeansKind, NoProgress, Plan,
+    Progress, StageEstimate, Unfinished,
 };
 pub use distance::Metric;
 pub use error::human_bytes;

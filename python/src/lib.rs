@@ -12,7 +12,12 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-pyo3::create_exception!(quiver, Error, PyRuntimeError, "An error of the quiver library that is not about the arguments: I/O, a damaged index, an unsupported operation.");
+pyo3::create_exception!(
+    quiver,
+    Error,
+    PyRuntimeError,
+    "An error of the quiver library that is not about the arguments: I/O, a damaged index, an unsupported operation."
+);
 
 /// The library's error as a Python exception: ValueError for what the caller passed, quiver.Error
 /// for the rest, with the library's message either way.
@@ -36,6 +41,9 @@ fn rows<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> PyResult<(&'a [f32], usize)> {
     let data = x.as_slice().map_err(|_| PyValueError::new_err("the array must be C-contiguous float32"))?;
     Ok((data, d))
 }
+
+/// A search's (distances, ids), as numpy arrays.
+type Found<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 
 /// An open index (`quiver.Index` wraps it).
 #[pyclass(module = "quiver._quiver", name = "Index")]
@@ -75,7 +83,7 @@ impl PyIndex {
         nprobe: Option<usize>,
         ef_search: Option<usize>,
         k_factor: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
+    ) -> PyResult<Found<'py>> {
         let index = self.current();
         let info = index.info();
         let (data, d) = rows(&xq)?;
@@ -113,7 +121,12 @@ impl PyIndex {
 
     /// Adds rows (a new generation), then moves to it. Returns the new ntotal.
     #[pyo3(signature = (xb, ids = None))]
-    fn add(&self, py: Python<'_>, xb: PyReadonlyArray2<'_, f32>, ids: Option<PyReadonlyArray1<'_, i64>>) -> PyResult<u64> {
+    fn add(
+        &self,
+        py: Python<'_>,
+        xb: PyReadonlyArray2<'_, f32>,
+        ids: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<u64> {
         let (data, d) = rows(&xb)?;
         let ids: Option<Vec<i64>> = ids.map(|a| a.as_array().to_vec());
         let source = quiver::SliceSource { data, dim: d };
@@ -231,10 +244,85 @@ fn build<'py>(
     Ok(out)
 }
 
+/// Trains an IVF index in `index_dir` on a sample of the files `paths` (read as one dataset,
+/// as a build of them would) and commits it with no vectors: the first step of a sharded
+/// build.
+#[pyfunction]
+#[pyo3(signature = (index_dir, factory, metric, paths, memory = None, train_size = None, niter = 10, ef_construction = 40, ef_search = 16, seed = 1234))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python<'_>,
+    index_dir: PathBuf,
+    factory: String,
+    metric: &str,
+    paths: Vec<PathBuf>,
+    memory: Option<u64>,
+    train_size: Option<usize>,
+    niter: usize,
+    ef_construction: usize,
+    ef_search: usize,
+    seed: u64,
+) -> PyResult<()> {
+    let metric: quiver::Metric = metric.parse().map_err(PyValueError::new_err)?;
+    let opts = quiver::BuildOptions {
+        factory,
+        metric,
+        train_size,
+        niter,
+        ef_construction,
+        ef_search,
+        seed,
+        memory_budget: memory,
+        ..Default::default()
+    };
+    py.allow_threads(|| {
+        let source = quiver::VectorFiles::open(&paths)?;
+        quiver::train_index(&source, &index_dir, &opts, &quiver::NoProgress)
+    })
+    .map_err(to_py)
+}
+
+/// Encodes the vector file `path` (ids from `first_id`) into shard `shard` of the trained
+/// index in `index_dir`; returns the shard's area for `commit_shards`.
+#[pyfunction]
+#[pyo3(signature = (index_dir, path, first_id, shard, memory = None))]
+fn prepare_shard(
+    py: Python<'_>,
+    index_dir: PathBuf,
+    path: PathBuf,
+    first_id: u64,
+    shard: u32,
+    memory: Option<u64>,
+) -> PyResult<PathBuf> {
+    let opts = quiver::ChangeOptions { memory_budget: memory, ..Default::default() };
+    py.allow_threads(|| {
+        let source = quiver::VectorFile::open(&path)?;
+        quiver::prepare_shard(&index_dir, &source, first_id, shard, &opts, &quiver::NoProgress)
+    })
+    .map_err(to_py)
+}
+
+/// Commits prepared shards as one generation; returns it.
+#[pyfunction]
+fn commit_shards(py: Python<'_>, index_dir: PathBuf, areas: Vec<PathBuf>) -> PyResult<u64> {
+    let r = py.allow_threads(|| quiver::commit_shards(&index_dir, &areas)).map_err(to_py)?;
+    Ok(r.generation.unwrap_or(0))
+}
+
+/// Rows in a vector file (read from its header).
+#[pyfunction]
+fn file_rows(path: PathBuf) -> PyResult<usize> {
+    Ok(quiver::VectorFile::open(&path).map_err(|e| to_py(e.into()))?.len())
+}
+
 #[pymodule]
 fn _quiver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyIndex>()?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(prepare_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(commit_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(file_rows, m)?)?;
     m.add("Error", m.py().get_type::<Error>())?;
     Ok(())
 }

@@ -343,7 +343,7 @@ fn clean_up(head: &Head, e: Error) -> Error {
 }
 
 /// Each list's extents of `old` followed by its extents of `new`.
-fn append_extents(old: &Directory, new: &Directory) -> Directory {
+pub(super) fn append_extents(old: &Directory, new: &Directory) -> Directory {
     let mut list_starts = Vec::with_capacity(old.nlist() + 1);
     let mut extents = Vec::with_capacity(old.extents.len() + new.extents.len());
     for l in 0..old.nlist() {

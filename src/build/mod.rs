@@ -18,6 +18,7 @@ mod head;
 mod merge;
 mod paged;
 mod run;
+mod shard;
 mod spill;
 mod train;
 
@@ -26,6 +27,7 @@ pub use change::{add_vectors, compact, delete_ids, ChangeOptions};
 pub use disk::DiskPlan;
 pub use estimate::StageEstimate;
 pub use head::ChangeReport;
+pub use shard::{commit_shards, prepare_shard, train_index};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -20,6 +20,11 @@ pub const STAGING: &str = ".build-tmp";
 /// next writer if a killed one left it.
 pub const WRITE_STAGING: &str = ".write-tmp";
 
+/// Where the shards of a build fanned out over processes prepare their segments
+/// (`.shards/<n>/`), until the driver commits them into the index. No writer's clean-up
+/// touches it: shards may be running.
+pub const SHARDS: &str = ".shards";
+
 /// The writer's lock file ([`super::WriterLock`]): no part of the index, never removed.
 pub const LOCK: &str = "LOCK";
 
