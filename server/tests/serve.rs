@@ -113,11 +113,26 @@ fn answers_equal_the_library_and_errors_are_json() {
         (search_body(&q[..D], ", \"nprobe\": 17"), "nprobe = 17 is out of range"),
         (search_body(&q[..D], ", \"kk\": 3"), "unknown field"),
         ("not json".to_string(), "not a search request"),
-        ("{\"vectors\": []}".to_string(), "empty"),
+        ("{\"vectors\": []}".to_string(), "no query vectors"),
     ] {
         let (status, resp) = http(srv.addr, "POST", "/v1/search", &[], body.as_bytes());
         assert_eq!(status, 400, "{body}: {resp}");
         assert!(json(&resp)["error"].as_str().unwrap().contains(needle), "{needle}: {resp}");
+    }
+    // The same search with a binary float32 body and the parameters in the query string.
+    let raw: Vec<u8> = q.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let octet = [("Content-Type", "application/octet-stream")];
+    let (status, body) = http(srv.addr, "POST", "/v1/search?k=5&nprobe=4", &octet, &raw);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["ids"], v["ids"]);
+    for (path, bytes, needle) in [
+        ("/v1/search?k=5", &raw[..raw.len() - 4], "not whole rows"),
+        ("/v1/search?kk=5", &raw[..], "unknown parameter"),
+        ("/v1/search?k=five", &raw[..], "not a non-negative integer"),
+    ] {
+        let (status, resp) = http(srv.addr, "POST", path, &octet, bytes);
+        assert_eq!(status, 400, "{path}: {resp}");
+        assert!(json(&resp)["error"].as_str().unwrap().contains(needle), "{resp}");
     }
     assert_eq!(http(srv.addr, "GET", "/healthz", &[], b"").0, 200);
     let (status, info) = http(srv.addr, "GET", "/v1/info", &[], b"");
@@ -125,10 +140,10 @@ fn answers_equal_the_library_and_errors_are_json() {
     assert_eq!(json(&info)["ntotal"], 3000);
     assert_eq!(json(&info)["factory"], "IVF16_HNSW8,PQ8");
     let (_, m) = http(srv.addr, "GET", "/metrics", &[], b"");
-    assert!(m.contains("quiver_requests_total{status=\"200\"} 1"), "{m}");
-    assert!(m.contains("quiver_requests_total{status=\"400\"} 8"), "{m}");
-    assert!(m.contains("quiver_queries_total 4"), "{m}");
-    assert!(m.contains("quiver_request_seconds_bucket{le=\"+Inf\"} 9"), "{m}");
+    assert!(m.contains("quiver_requests_total{status=\"200\"} 2"), "{m}");
+    assert!(m.contains("quiver_requests_total{status=\"400\"} 11"), "{m}");
+    assert!(m.contains("quiver_queries_total 8"), "{m}");
+    assert!(m.contains("quiver_request_seconds_bucket{le=\"+Inf\"} 13"), "{m}");
 }
 
 #[test]
@@ -191,4 +206,39 @@ fn reload_picks_up_a_new_generation() {
     }
     assert_eq!(json(&http(srv.addr, "POST", "/v1/reload", &[], b"").1)["reloaded"], false);
     assert!(srv.state.metrics.render(None, 2).contains("quiver_generation 2"));
+}
+
+/// Under more concurrent requests than it admits, the server answers every one: 200 for
+/// those admitted, 503 with Retry-After for the rest, nothing else; and the admitted ones are
+/// the library's answers.
+#[test]
+fn overload_gets_503_not_a_queue_that_grows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ix");
+    let q = build(&dir);
+    let srv = start(&dir, None, Limits { queue: 2, ..Limits::default() });
+    // A batch heavy enough (256 queries) that requests overlap.
+    let heavy: Vec<f32> = q.iter().cycle().take(256 * D).copied().collect();
+    let body = search_body(&heavy, ", \"k\": 10, \"nprobe\": 16");
+    let want =
+        Index::open(&dir).unwrap().search(&heavy, &SearchParams { k: 10, nprobe: 16, ..Default::default() }).unwrap();
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> =
+            (0..24).map(|_| s.spawn(|| http(srv.addr, "POST", "/v1/search", &[], body.as_bytes()))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|s| s.0 == 200).count();
+    let busy = statuses.iter().filter(|s| s.0 == 503).count();
+    assert_eq!(ok + busy, statuses.len(), "{:?}", statuses.iter().map(|s| s.0).collect::<Vec<_>>());
+    assert!(ok >= 1, "nothing was admitted");
+    for (_, body) in statuses.iter().filter(|s| s.0 == 200) {
+        let ids: Vec<i64> = json(body)["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+            .collect();
+        assert_eq!(ids, want.ids);
+    }
+    eprintln!("24 concurrent requests, 2 admitted at once: {ok} answered, {busy} told to retry");
 }
