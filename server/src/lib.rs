@@ -224,12 +224,12 @@ fn query_knobs(query: Option<&str>) -> Result<Knobs, String> {
 }
 
 /// A binary body: rows of `d` little-endian float32, one after another.
-fn float32_rows(body: &[u8], d: usize) -> Result<Vec<f32>, Response> {
+fn float32_rows(body: &[u8], d: usize) -> Result<Vec<f32>, String> {
     let row = 4 * d;
     if row == 0 || !body.len().is_multiple_of(row) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("a float32 body of {} bytes is not whole rows of {d} values ({row} bytes each)", body.len()),
+        return Err(format!(
+            "a float32 body of {} bytes is not whole rows of {d} values ({row} bytes each)",
+            body.len()
         ));
     }
     Ok(body.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)).collect())
@@ -287,7 +287,10 @@ async fn search_inner(
     let binary =
         headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
     let (knobs, queries) = if binary {
-        (query_knobs(query.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?, float32_rows(&body, d)?)
+        (
+            query_knobs(query.as_deref()).map_err(|e| error(StatusCode::BAD_REQUEST, e))?,
+            float32_rows(&body, d).map_err(|e| error(StatusCode::BAD_REQUEST, e))?,
+        )
     } else {
         let req: SearchRequest = serde_json::from_slice(&body)
             .map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body is not a search request: {e}")))?;

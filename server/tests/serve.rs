@@ -77,6 +77,16 @@ fn search_body(queries: &[f32], extra: &str) -> String {
     format!("{{\"vectors\": [{}]{extra}}}", rows.join(","))
 }
 
+/// The `ids` of a search response, row after row.
+fn ids_of(body: &str) -> Vec<i64> {
+    json(body)["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
+        .collect()
+}
+
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -92,13 +102,7 @@ fn answers_equal_the_library_and_errors_are_json() {
     assert_eq!(status, 200, "{body}");
     let v = json(&body);
     let want = Index::open(&dir).unwrap().search(&q, &SearchParams { k: 5, nprobe: 4, ..Default::default() }).unwrap();
-    let ids: Vec<i64> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
-        .collect();
-    assert_eq!(ids, want.ids);
+    assert_eq!(ids_of(&body), want.ids);
     assert!(v["took_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(v["distances"][0].as_array().unwrap().len(), 5);
 
@@ -232,13 +236,7 @@ fn overload_gets_503_not_a_queue_that_grows() {
     assert_eq!(ok + busy, statuses.len(), "{:?}", statuses.iter().map(|s| s.0).collect::<Vec<_>>());
     assert!(ok >= 1, "nothing was admitted");
     for (_, body) in statuses.iter().filter(|s| s.0 == 200) {
-        let ids: Vec<i64> = json(body)["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()))
-            .collect();
-        assert_eq!(ids, want.ids);
+        assert_eq!(ids_of(body), want.ids);
     }
     eprintln!("24 concurrent requests, 2 admitted at once: {ok} answered, {busy} told to retry");
 }
