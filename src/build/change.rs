@@ -208,7 +208,9 @@ pub fn delete_ids(dir: &Path, ids: &[i64]) -> Result<ChangeReport> {
 
 /// Compacts the IVF index in `dir` as a new generation: every list with more than one extent
 /// or any deleted entry is rewritten into one fresh extent (ids ascending) without its
-/// deleted entries, the others are kept where they are, and the deletion set empties. Files
+/// deleted entries, and so is every list of a segment that would otherwise stay less than
+/// half in use (so that its file goes); the others are kept where they are, and the deletion
+/// set empties. Files
 /// that only older generations name are removed at once when no reader holds them (else by
 /// the next writer). Results are the same before and after. With nothing to compact, only
 /// that removal happens.
@@ -216,15 +218,14 @@ pub fn compact(dir: &Path, opts: &ChangeOptions) -> Result<ChangeReport> {
     let head = Head::open(dir, "a compaction")?;
     let info = head.info.clone();
     let nlist = info.nlist;
-    let mut rewrite = vec![false; nlist];
-    for (l, r) in rewrite.iter_mut().enumerate() {
-        *r = head.directory.extents_of(l).len() > 1;
-    }
+    let mut deleted = vec![0u64; nlist];
     for e in &head.deletions.entries {
-        if let Some(r) = rewrite.get_mut(e.list.get() as usize) {
-            *r = true;
+        if let Some(c) = deleted.get_mut(e.list.get() as usize) {
+            *c += 1;
         }
     }
+    let vector_bytes = info.refine.map(|k| k.vector_bytes(info.dim) as u64);
+    let rewrite = store::plan_compaction(&head.directory, &deleted, vector_bytes).rewrite;
     let lists_rewritten = rewrite.iter().filter(|&&r| r).count() as u64;
     if lists_rewritten == 0 {
         return Ok(ChangeReport { ntotal: info.ntotal, ..Default::default() });

@@ -326,8 +326,8 @@ pub struct CompactionStats {
     pub lists_with_deleted: u64,
     /// Lists a compaction would rewrite.
     pub lists_to_compact: u64,
-    /// Bytes of segments (and vectors files) a compaction would free: the rewritten lists'
-    /// extents less the one extent each would take.
+    /// Bytes a compaction would give back: the segment (and vectors) files it frees less what
+    /// it writes (0 when it would free no file).
     pub reclaimable_bytes: u64,
 }
 
@@ -344,25 +344,20 @@ impl CompactionStats {
                 *c += 1;
             }
         }
-        let vector_pages =
-            |count: u64| refine.map_or(0, |(k, d)| (count * k.vector_bytes(d) as u64).div_ceil(format::PAGE));
-        let mut s = CompactionStats { extents: directory.extents.len() as u64, ..Default::default() };
+        let vector_bytes = refine.map(|(k, d)| k.vector_bytes(d) as u64);
+        let plan = store::plan_compaction(directory, &deleted_in, vector_bytes);
+        let mut s = CompactionStats {
+            extents: directory.extents.len() as u64,
+            lists_to_compact: plan.lists(),
+            reclaimable_bytes: plan.reclaimable_bytes,
+            ..Default::default()
+        };
         for (l, &deleted) in deleted_in.iter().enumerate() {
             let xs = directory.extents_of(l);
             s.max_extents_per_list = s.max_extents_per_list.max(xs.len() as u64);
             s.lists_split += (xs.len() > 1) as u64;
             s.lists_with_deleted += (deleted > 0) as u64;
             s.deleted += deleted;
-            if xs.len() > 1 || deleted > 0 {
-                s.lists_to_compact += 1;
-                let stored: u64 = xs.iter().map(|x| x.count.get() as u64).sum();
-                let now: u64 =
-                    xs.iter().map(|x| x.length.get() + vector_pages(x.count.get() as u64) * format::PAGE).sum();
-                let live = stored.saturating_sub(deleted);
-                let after =
-                    if live == 0 { 0 } else { directory.layout.extent_len(live) + vector_pages(live) * format::PAGE };
-                s.reclaimable_bytes += now.saturating_sub(after);
-            }
         }
         s
     }

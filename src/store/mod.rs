@@ -17,6 +17,7 @@
 //! .write-tmp/       scratch of an add or a compaction (sorted runs)
 //! ```
 
+mod compaction;
 mod gc;
 mod lock;
 mod names;
@@ -24,6 +25,7 @@ mod open;
 mod snapshot;
 mod staging;
 
+pub use compaction::{plan as plan_compaction, CompactionPlan};
 pub use gc::{collect_garbage, next_generation, publish, Garbage};
 pub use lock::WriterLock;
 pub use names::*;
