@@ -150,7 +150,7 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
         }
     };
     if let (Some(d), Some(info)) = (&directory, &info) {
-        let generations: Vec<u32> = d.extents.iter().map(|x| g.segment_generation(x.segment.get())).collect();
+        let generations = g.extent_generations(d);
         let pairs = deletions.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
         let hidden = crate::topk::Tombstones::new(pairs, generations);
         verify_extents(&mut r, d, info, (&numbers, &segments), &hidden)?;

@@ -46,8 +46,8 @@ pub(super) struct Head {
     /// Extents name their segments' file numbers.
     pub directory: Directory,
     pub deletions: Deletions,
-    /// The generation that wrote each segment, by number.
-    seg_generation: HashMap<u32, u32>,
+    /// The generation that wrote each extent's segment, by extent number.
+    extent_generation: Vec<u32>,
 }
 
 impl Head {
@@ -69,8 +69,8 @@ impl Head {
         }
         let directory = g.directory(&info)?;
         let deletions = g.deletions()?;
-        let seg_generation = g.segment_numbers().into_iter().map(|no| (no, g.segment_generation(no))).collect();
-        Ok(Head { dir: dir.to_owned(), lock, manifest, info, directory, deletions, seg_generation })
+        let extent_generation = g.extent_generations(&directory);
+        Ok(Head { dir: dir.to_owned(), lock, manifest, info, directory, deletions, extent_generation })
     }
 
     fn generation(&self) -> Generation<'_> {
@@ -91,19 +91,15 @@ impl Head {
 
     /// The deleted entries as a search sees them, by extent number in the directory.
     pub fn tombstones(&self) -> Tombstones {
-        let gens = self.directory.extents.iter().map(|x| self.segment_generation(x.segment.get())).collect();
         let pairs = self.deletions.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
-        Tombstones::new(pairs, gens)
-    }
-
-    pub fn segment_generation(&self, no: u32) -> u32 {
-        self.seg_generation.get(&no).copied().unwrap_or(1)
+        Tombstones::new(pairs, self.extent_generation.clone())
     }
 
     /// A number past every segment and vectors file named or present: new segments start
     /// here, so no name is ever reused.
     pub fn next_segment(&self) -> Result<u32> {
-        let mut next = self.seg_generation.keys().map(|&n| n + 1).max().unwrap_or(0);
+        let named = self.manifest.files.iter().filter_map(|f| store::file_number(&f.name()));
+        let mut next = named.map(|n| n + 1).max().unwrap_or(0);
         for e in std::fs::read_dir(&self.dir).at(&self.dir)? {
             if let Some(n) = store::file_number(&e.at(&self.dir)?.file_name().to_string_lossy()) {
                 next = next.max(n + 1);

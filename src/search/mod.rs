@@ -460,8 +460,7 @@ impl Ivf {
         // Segments by their place among the manifest's (numbers may have gaps once a
         // compaction has dropped some): the extents in RAM name that place.
         let numbers = g.segment_numbers();
-        let extent_generation: Vec<u32> =
-            directory.extents.iter().map(|x| g.segment_generation(x.segment.get())).collect();
+        let extent_generation = g.extent_generations(&directory);
         open::renumber_segments(&mut directory, &numbers);
         let mut segments = Vec::with_capacity(numbers.len());
         for &no in &numbers {

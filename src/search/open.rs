@@ -164,10 +164,17 @@ impl<'a> Generation<'a> {
         n
     }
 
-    /// The generation that wrote segment `no` (1 for files of manifests before format 1.4).
-    pub fn segment_generation(&self, no: u32) -> u32 {
-        let name = store::segment_name(no);
-        self.manifest.files.iter().find(|f| f.name() == name).map_or(1, FileEntry::generation)
+    /// The generation that wrote each extent's segment (1 for files of manifests before
+    /// format 1.4), by the extent's number in `directory` (whose extents name segment numbers).
+    pub fn extent_generations(&self, directory: &Directory) -> Vec<u32> {
+        let by_number: std::collections::HashMap<u32, u32> = self
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.kind.get() == FileKind::Segment as u32)
+            .filter_map(|f| Some((store::file_number(&f.name())?, f.generation())))
+            .collect();
+        directory.extents.iter().map(|x| by_number.get(&x.segment.get()).copied().unwrap_or(1)).collect()
     }
 
     /// The deletion set (empty where the manifest names none), its owner checked and its
