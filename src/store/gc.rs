@@ -91,9 +91,7 @@ pub fn collect_garbage(dir: &Path, _lock: &WriterLock) -> Result<Garbage> {
             // A manifest exists and the writer's lock is ours: nobody is using it.
             fs::remove_dir_all(&path).at(&path)?;
             out.removed.push(name);
-        } else if (name.starts_with(".MANIFEST-") && name.ends_with(".tmp"))
-            || (written_by_quiver(&name) && !named.contains(&name))
-        {
+        } else if is_manifest_temporary(&name) || (is_index_file(&name) && !named.contains(&name)) {
             out.bytes += e.metadata().map_or(0, |m| m.len());
             fs::remove_file(&path).at(&path)?;
             out.removed.push(name);
@@ -104,19 +102,6 @@ pub fn collect_garbage(dir: &Path, _lock: &WriterLock) -> Result<Garbage> {
         log::info!("{}: removed {} unused files ({} bytes)", dir.display(), out.removed.len(), out.bytes);
     }
     Ok(out)
-}
-
-/// Whether `name` is a file of an index (one a manifest may name).
-fn written_by_quiver(name: &str) -> bool {
-    name == QUANTIZER
-        || name == CODEBOOKS
-        || name == GRAPH
-        || name == FLAT_VECTORS
-        || name == CODES
-        || is_directory_name(name)
-        || is_deletions_name(name)
-        || is_segment_name(name)
-        || is_vectors_name(name)
 }
 
 fn sync_if(dir: &Path, changed: bool) -> Result<()> {

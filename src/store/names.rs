@@ -66,6 +66,24 @@ pub fn is_vectors_name(name: &str) -> bool {
 /// The build state in the staging area: the first file a build writes.
 pub const BUILD_STATE: &str = "build.qvb";
 
+/// Whether `name` is a file of an index: one a manifest may name.
+pub fn is_index_file(name: &str) -> bool {
+    name == QUANTIZER
+        || name == CODEBOOKS
+        || name == GRAPH
+        || name == FLAT_VECTORS
+        || name == CODES
+        || is_directory_name(name)
+        || is_deletions_name(name)
+        || is_segment_name(name)
+        || is_vectors_name(name)
+}
+
+/// Whether `name` is a manifest being written (`.MANIFEST-<g>.tmp`).
+pub fn is_manifest_temporary(name: &str) -> bool {
+    name.starts_with(".MANIFEST-") && name.ends_with(".tmp")
+}
+
 /// The list directory of generation `g`: `lists.qvd` for a build's generation 1, else
 /// `lists-<g>.qvd`.
 pub fn directory_name(g: u64) -> String {

@@ -48,8 +48,13 @@ pub struct SkippedManifest {
 /// Reads and decodes the manifest of generation `gen` at `path`, checking that it records the
 /// generation its name carries.
 pub fn read_manifest(gen: u64, path: &Path) -> Result<format::Manifest> {
+    decode_manifest(gen, &fs::read(path).at(path)?)
+}
+
+/// Decodes the bytes of generation `gen`'s manifest, checking that it records that generation.
+pub(crate) fn decode_manifest(gen: u64, bytes: &[u8]) -> Result<format::Manifest> {
     let name = manifest_name(gen);
-    let m = format::Manifest::decode(&name, &fs::read(path).at(path)?)?;
+    let m = format::Manifest::decode(&name, bytes)?;
     if m.body.generation.get() != gen {
         return Err(Error::Corrupt {
             file: name,

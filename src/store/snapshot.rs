@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::names::manifest_name;
-use super::open::{manifest_generations, SkippedManifest};
+use super::open::{decode_manifest, manifest_generations, SkippedManifest};
 use crate::error::{Error, IoContext, Result};
 use crate::format::Manifest;
 
@@ -50,7 +50,7 @@ impl Snapshot {
                 if file.metadata().at(&path)?.nlink() == 0 {
                     continue 'retry;
                 }
-                match read_held(&file, gen, &name, &path) {
+                match read_held(&file, gen, &path) {
                     Ok(manifest) => {
                         for SkippedManifest { generation, reason } in &skipped {
                             log::warn!(
@@ -79,17 +79,10 @@ impl Snapshot {
     }
 }
 
-fn read_held(mut file: &File, gen: u64, name: &str, path: &Path) -> Result<Manifest> {
+fn read_held(mut file: &File, gen: u64, path: &Path) -> Result<Manifest> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).at(path)?;
-    let m = crate::format::Manifest::decode(name, &bytes)?;
-    if m.body.generation.get() != gen {
-        return Err(Error::Corrupt {
-            file: name.into(),
-            reason: format!("records generation {} but is named for {gen}", m.body.generation.get()),
-        });
-    }
-    Ok(m)
+    decode_manifest(gen, &bytes)
 }
 
 /// Waits for a shared lock (a writer holds its exclusive one only while it unlinks).

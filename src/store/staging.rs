@@ -11,10 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::lock::WriterLock;
-use super::names::{
-    is_segment_name, is_vectors_name, manifest_name, parse_manifest_name, CODEBOOKS, CODES, DIRECTORY, FLAT_VECTORS,
-    GRAPH, LOCK, QUANTIZER, STAGING,
-};
+use super::names::{is_index_file, is_manifest_temporary, manifest_name, parse_manifest_name, LOCK, STAGING};
 use crate::error::{Error, IoContext, Result};
 use crate::io::durable;
 
@@ -36,16 +33,7 @@ pub enum DirState {
 
 /// Whether `name` is a file an (unfinished) build writes into the index directory itself.
 fn written_by_a_build(name: &str) -> bool {
-    name == STAGING
-        || name == QUANTIZER
-        || name == CODEBOOKS
-        || name == DIRECTORY
-        || name == GRAPH
-        || name == FLAT_VECTORS
-        || name == CODES
-        || is_segment_name(name)
-        || is_vectors_name(name)
-        || (name.starts_with(".MANIFEST-") && name.ends_with(".tmp"))
+    name == STAGING || is_index_file(name) || is_manifest_temporary(name)
 }
 
 /// Looks at `dir` without changing anything.
