@@ -231,7 +231,7 @@ pub fn compact(dir: &Path, opts: &ChangeOptions) -> Result<ChangeReport> {
         return Ok(ChangeReport { ntotal: info.ntotal, ..Default::default() });
     }
     let codec = head.codec()?;
-    let vectors = info.refine.map(|kind| VectorReader::new(&head, kind));
+    let mut vectors = info.refine.map(|kind| VectorReader::new(&head, kind));
     let shape = info.refine.map(|kind| RefineShape {
         dim: info.dim as u32,
         elem: kind.code(),
@@ -249,7 +249,6 @@ pub fn compact(dir: &Path, opts: &ChangeOptions) -> Result<ChangeReport> {
         let mut lists: Vec<Vec<Extent>> = vec![Vec::new(); nlist];
         let mut x = ExtentScratch::default();
         let mut rows = Vec::new();
-        let mut vectors = vectors.transpose()?;
         let mut current = usize::MAX;
         head.for_each_extent(|list, no, e, view| {
             if !rewrite[list] {
@@ -384,8 +383,8 @@ struct VectorReader<'a> {
 }
 
 impl<'a> VectorReader<'a> {
-    fn new(head: &'a Head, kind: RefineVectors) -> Result<Self> {
-        Ok(VectorReader { head, kind, files: HashMap::new() })
+    fn new(head: &'a Head, kind: RefineVectors) -> Self {
+        VectorReader { head, kind, files: HashMap::new() }
     }
 
     fn read(&mut self, e: &Extent) -> Result<Vec<u8>> {
