@@ -429,6 +429,52 @@ mod tests {
         }
     }
 
+    /// A relabeled graph over the same points, permuted, is the same graph: every search
+    /// finds the relabeled nodes at the same distances; the locality order is a permutation
+    /// that keeps neighbours closer in number than their ids were.
+    #[test]
+    fn relabeling_in_locality_order_keeps_the_graph() {
+        let (n, d) = (2000, 8);
+        let mut r = Rng::new(9);
+        let data: Vec<f32> = (0..n * d).map(|_| r.normal() as f32).collect();
+        let g = Hnsw::build(&Points { data: &data, d, metric: Metric::L2 }, &HnswParams { m: 8, ..Default::default() });
+        let order = g.locality_order(|a, b| {
+            let (a, b) = (a as usize * d, b as usize * d);
+            distance::l2_sqr(&data[a..a + d], &data[b..b + d])
+        });
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..n as u32).collect::<Vec<_>>(), "a permutation");
+        let mut new_of_old = vec![0u32; n];
+        for (new, &old) in order.iter().enumerate() {
+            new_of_old[old as usize] = new as u32;
+        }
+        let h = g.relabel(&new_of_old);
+        let permuted: Vec<f32> =
+            order.iter().flat_map(|&o| &data[o as usize * d..(o as usize + 1) * d]).copied().collect();
+        let (a, b) = (Points { data: &data, d, metric: Metric::L2 }, Points { data: &permuted, d, metric: Metric::L2 });
+        let mut vis = VisitedSet::new(n);
+        let mut gaps = (0u64, 0u64);
+        for i in 0..50 {
+            let q: Vec<f32> = (0..d).map(|_| r.normal() as f32).collect();
+            let before = g.search(a, &q, 10, 32, &mut vis);
+            let after = h.search(b, &q, 10, 32, &mut vis);
+            let dist = |v: &[crate::topk::Neighbor]| v.iter().map(|x| x.dist).collect::<Vec<_>>();
+            assert_eq!(dist(&before), dist(&after), "query {i}");
+            let mapped: Vec<u64> = before.iter().map(|x| new_of_old[x.id as usize] as u64).collect();
+            assert_eq!(mapped, after.iter().map(|x| x.id).collect::<Vec<_>>(), "query {i}");
+        }
+        // Neighbours numbered within 16 of each other: few by id, many in walk order.
+        let near = |a: u32, b: u32| (a as i64 - b as i64).abs() <= 16;
+        for old in 0..n as u32 {
+            for nb in g.neighbors_of(old, 0) {
+                gaps.0 += near(old, nb) as u64;
+                gaps.1 += near(new_of_old[old as usize], new_of_old[nb as usize]) as u64;
+            }
+        }
+        assert!(gaps.1 > 5 * gaps.0, "neighbours numbered near each other, by id and in walk order: {gaps:?}");
+    }
+
     #[test]
     fn single_node_and_empty_graphs_search() {
         let one = Points { data: &[1.0, 2.0], d: 2, metric: Metric::L2 };

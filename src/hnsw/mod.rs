@@ -185,4 +185,64 @@ impl Hnsw {
     pub(crate) fn slots_mut(&mut self) -> &mut [u32] {
         self.neighbors.make_mut()
     }
+
+    /// An order of the nodes in which near nodes tend to follow each other: a walk that steps
+    /// to the nearest unvisited level-0 neighbour (by `dist`), else to the first unvisited
+    /// neighbour of a neighbour, else to the lowest unvisited node. Returns node ids in walk
+    /// order. Inverted lists stored in this order put the lists one query probes (neighbours
+    /// of each other) next to each other, so their reads coalesce.
+    pub fn locality_order(&self, dist: impl Fn(u32, u32) -> f32) -> Vec<u32> {
+        let n = self.len();
+        let mut visited = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        let (mut cur, mut lowest) = (0u32, 0usize);
+        while order.len() < n {
+            visited[cur as usize] = true;
+            order.push(cur);
+            let nearest = self
+                .neighbors_of(cur, 0)
+                .filter(|&v| !visited[v as usize])
+                .map(|v| (dist(cur, v), v))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let next = nearest.map(|(_, v)| v).or_else(|| {
+                self.neighbors_of(cur, 0).flat_map(|u| self.neighbors_of(u, 0)).find(|&v| !visited[v as usize])
+            });
+            cur = match next {
+                Some(v) => v,
+                None => {
+                    while lowest < n && visited[lowest] {
+                        lowest += 1;
+                    }
+                    if lowest == n {
+                        break;
+                    }
+                    lowest as u32
+                }
+            };
+        }
+        order
+    }
+
+    /// The same graph with node `i` named `new_of_old[i]` (a permutation of 0 .. len).
+    pub fn relabel(&self, new_of_old: &[u32]) -> Hnsw {
+        let n = self.len();
+        let mut levels = vec![0u8; n];
+        for (old, &new) in new_of_old.iter().enumerate() {
+            levels[new as usize] = self.levels[old];
+        }
+        let mut out = Hnsw::with_levels(self.m, levels);
+        for (old, &new) in new_of_old.iter().enumerate() {
+            for level in 0..=self.levels[old] {
+                let (from, to) = (self.range(old as u32, level), out.range(new, level));
+                let src = &self.neighbors[from];
+                let dst = &mut out.slots_mut()[to];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = if (s as usize) < n { new_of_old[s as usize] } else { EMPTY };
+                }
+            }
+        }
+        out.entry_point = new_of_old.get(self.entry_point as usize).copied().unwrap_or(0);
+        out.max_level = self.max_level;
+        out
+    }
 }
