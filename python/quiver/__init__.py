@@ -54,6 +54,12 @@ def _ids(ids, what: str, n: Optional[int] = None) -> np.ndarray:
     return a
 
 
+def _check_options(options: dict, known: set) -> None:
+    unknown = set(options) - known
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
 def _bytes(memory) -> Optional[int]:
     """A memory size as bytes: an int, or a string such as '2GiB', '512M', '1.5G'."""
     if memory is None or isinstance(memory, int):
@@ -80,10 +86,7 @@ def build(
     options: train_size, niter, ef_construction, ef_search, seed, chunk_size.
     Returns the build report (ntotal, dim, nlist, train_size, index_bytes, segments, build_s).
     The GIL is released while it builds."""
-    known = {"train_size", "niter", "ef_construction", "ef_search", "seed", "chunk_size"}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    _check_options(options, {"train_size", "niter", "ef_construction", "ef_search", "seed", "chunk_size"})
     kw = dict(options, memory=_bytes(memory))
     if isinstance(data_or_path, (str, os.PathLike)):
         return _quiver.build(os.fspath(index_dir), factory, metric, path=os.fspath(data_or_path), **kw)

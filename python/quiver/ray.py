@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import Index, _bytes, _quiver, _rows
+from . import Index, _bytes, _check_options, _quiver, _rows
 
 try:
     import ray
@@ -48,10 +48,7 @@ def build(
     """Builds an IVF index of the files `paths` (one dataset, in order) in `index_dir`: trains
     on the driver, encodes each file as a Ray task, commits them as one generation. options:
     train_size, niter, ef_construction, ef_search, seed. Returns the number of vectors."""
-    known = {"train_size", "niter", "ef_construction", "ef_search", "seed"}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    _check_options(options, {"train_size", "niter", "ef_construction", "ef_search", "seed"})
     if not paths:
         raise ValueError("no input files")
     paths = [os.path.abspath(os.fspath(p)) for p in paths]

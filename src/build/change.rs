@@ -121,23 +121,7 @@ pub fn add_vectors(
     let coarse = head.coarse()?;
     let codec = head.codec()?;
     let record = codec.code_size() + refine.map_or(0, |r| r.vector_bytes);
-    let mem = budget::plan(
-        opts.memory_budget.unwrap_or_else(budget::default_budget),
-        &BuildShape {
-            n,
-            d,
-            sample_elem: 4,
-            nlist: info.nlist,
-            hnsw_m: info.hnsw_m,
-            code_size: record,
-            train_rows: 0,
-            min_train_rows: 0,
-            chunk_cap: opts.chunk_size.max(1),
-            two_level: false,
-            threads: rayon::current_num_threads(),
-            fan_in_cap: None,
-        },
-    )?;
+    let mem = stream_budget(opts, n, d, &info, record)?;
     let index_id = head.manifest.index_id;
     let first_segment = head.next_segment()?;
     let scratch = Scratch::create(dir)?;
@@ -316,6 +300,34 @@ fn flush(
     lists[list].push(merge::write_extent(seg, codec, x)?);
     x.clear();
     Ok(())
+}
+
+/// The memory plan of streaming `n` vectors of dimension `d` into the trained index `info`
+/// (no training: the quantizer and codebooks exist), `record` bytes a vector in the runs.
+pub(super) fn stream_budget(
+    opts: &ChangeOptions,
+    n: usize,
+    d: usize,
+    info: &crate::IndexInfo,
+    record: usize,
+) -> Result<budget::BudgetPlan> {
+    budget::plan(
+        opts.memory_budget.unwrap_or_else(budget::default_budget),
+        &BuildShape {
+            n,
+            d,
+            sample_elem: 4,
+            nlist: info.nlist,
+            hnsw_m: info.hnsw_m,
+            code_size: record,
+            train_rows: 0,
+            min_train_rows: 0,
+            chunk_cap: opts.chunk_size.max(1),
+            two_level: false,
+            threads: rayon::current_num_threads(),
+            fan_in_cap: None,
+        },
+    )
 }
 
 /// Commits and fills in the report's generation and what the commit's clean-up removed.

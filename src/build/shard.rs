@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::budget::{self, BuildShape};
 use super::change::ChangeOptions;
 use super::head::{ChangeReport, Head};
 use super::merge::{self, IdMap, MergeParams};
@@ -113,23 +112,7 @@ pub fn prepare_shard(
     let runs = area.join("runs");
     std::fs::create_dir_all(&runs).at(&runs)?;
     let record = codec.code_size() + refine.map_or(0, |r| r.vector_bytes);
-    let mem = budget::plan(
-        opts.memory_budget.unwrap_or_else(budget::default_budget),
-        &BuildShape {
-            n,
-            d,
-            sample_elem: 4,
-            nlist: info.nlist,
-            hnsw_m: info.hnsw_m,
-            code_size: record,
-            train_rows: 0,
-            min_train_rows: 0,
-            chunk_cap: opts.chunk_size.max(1),
-            two_level: false,
-            threads: rayon::current_num_threads(),
-            fan_in_cap: None,
-        },
-    )?;
+    let mem = super::change::stream_budget(opts, n, d, &info, record)?;
     let bopts = BuildOptions { metric: info.metric, ef_search: info.ef_search, ..Default::default() };
     let target = spill::SpillTarget {
         dir: &runs,
