@@ -49,17 +49,12 @@ type Found<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 #[pyclass(module = "quiver._quiver", name = "Index")]
 struct PyIndex {
     dir: PathBuf,
-    cache_bytes: u64,
     index: RwLock<Arc<quiver::Index>>,
 }
 
 impl PyIndex {
     fn current(&self) -> Arc<quiver::Index> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn open(dir: &PathBuf, cache_bytes: u64) -> quiver::Result<quiver::Index> {
-        quiver::Index::open_with(dir, quiver::OpenOptions { cache_bytes, ..Default::default() })
     }
 }
 
@@ -68,8 +63,9 @@ impl PyIndex {
     #[new]
     #[pyo3(signature = (path, cache_bytes = 0))]
     fn new(py: Python<'_>, path: PathBuf, cache_bytes: u64) -> PyResult<Self> {
-        let index = py.allow_threads(|| Self::open(&path, cache_bytes)).map_err(to_py)?;
-        Ok(PyIndex { dir: path, cache_bytes, index: RwLock::new(Arc::new(index)) })
+        let opts = quiver::OpenOptions { cache_bytes, ..Default::default() };
+        let index = py.allow_threads(|| quiver::Index::open_with(&path, opts)).map_err(to_py)?;
+        Ok(PyIndex { dir: path, index: RwLock::new(Arc::new(index)) })
     }
 
     /// (distances float32 (n, k), ids int64 (n, k)); -1 ids (and +inf / -inf distances) where
@@ -149,11 +145,10 @@ impl PyIndex {
 
     /// Moves to the newest generation; returns whether there was a newer one.
     fn reload(&self, py: Python<'_>) -> PyResult<bool> {
-        let current = self.current().info().generation;
-        let fresh = py.allow_threads(|| Self::open(&self.dir, self.cache_bytes)).map_err(to_py)?;
-        let moved = fresh.info().generation != current;
+        let current = self.current();
+        let Some(fresh) = py.allow_threads(|| current.reopened()).map_err(to_py)? else { return Ok(false) };
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        Ok(moved)
+        Ok(true)
     }
 
     #[getter]
@@ -187,6 +182,28 @@ impl PyIndex {
     }
 }
 
+/// The build options both `build` and `train` take.
+fn build_options(
+    factory: String,
+    metric: &str,
+    memory: Option<u64>,
+    train_size: Option<usize>,
+    (niter, ef_construction, ef_search, seed): (usize, usize, usize, u64),
+) -> PyResult<quiver::BuildOptions> {
+    let metric: quiver::Metric = metric.parse().map_err(PyValueError::new_err)?;
+    Ok(quiver::BuildOptions {
+        factory,
+        metric,
+        train_size,
+        niter,
+        ef_construction,
+        ef_search,
+        seed,
+        memory_budget: memory,
+        ..Default::default()
+    })
+}
+
 /// Builds an index from rows in memory (`data`) or a vector file (`path`); returns the build
 /// report as a dict.
 #[pyfunction]
@@ -207,18 +224,9 @@ fn build<'py>(
     seed: u64,
     chunk_size: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let metric: quiver::Metric = metric.parse().map_err(PyValueError::new_err)?;
     let opts = quiver::BuildOptions {
-        factory,
-        metric,
-        train_size,
-        niter,
-        ef_construction,
-        ef_search,
-        seed,
         chunk_size,
-        memory_budget: memory,
-        ..Default::default()
+        ..build_options(factory, metric, memory, train_size, (niter, ef_construction, ef_search, seed))?
     };
     let report = match (&data, &path) {
         (Some(x), None) => {
@@ -263,18 +271,7 @@ fn train(
     ef_search: usize,
     seed: u64,
 ) -> PyResult<()> {
-    let metric: quiver::Metric = metric.parse().map_err(PyValueError::new_err)?;
-    let opts = quiver::BuildOptions {
-        factory,
-        metric,
-        train_size,
-        niter,
-        ef_construction,
-        ef_search,
-        seed,
-        memory_budget: memory,
-        ..Default::default()
-    };
+    let opts = build_options(factory, metric, memory, train_size, (niter, ef_construction, ef_search, seed))?;
     py.allow_threads(|| {
         let source = quiver::VectorFiles::open(&paths)?;
         quiver::train_index(&source, &index_dir, &opts, &quiver::NoProgress)

@@ -89,8 +89,6 @@ pub fn check_bind(addr: &SocketAddr, token: Option<&str>) -> Result<(), String> 
 /// The server's shared state.
 pub struct Served {
     index: RwLock<Arc<Index>>,
-    dir: PathBuf,
-    open: OpenOptions,
     pool: rayon::ThreadPool,
     admitted: Arc<tokio::sync::Semaphore>,
     token: Option<Vec<u8>>,
@@ -108,8 +106,6 @@ impl Served {
             .build()?;
         Ok(Arc::new(Served {
             index: RwLock::new(Arc::new(index)),
-            dir: config.index.clone(),
-            open: config.open,
             pool,
             admitted: Arc::new(tokio::sync::Semaphore::new(config.limits.queue)),
             token: config.token.as_ref().map(|t| t.trim().as_bytes().to_vec()),
@@ -126,13 +122,10 @@ impl Served {
     /// hold. Returns (generation, whether it changed).
     pub fn reload(&self) -> quiver::Result<(u64, bool)> {
         let current = self.index();
-        let fresh = Index::open_with(&self.dir, self.open)?;
+        let Some(fresh) = current.reopened()? else { return Ok((current.info().generation, false)) };
         let g = fresh.info().generation;
-        if g == current.info().generation {
-            return Ok((g, false));
-        }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        log::info!("{}: now serving generation {g}", self.dir.display());
+        log::info!("{}: now serving generation {g}", current.dir().display());
         Ok((g, true))
     }
 

@@ -417,14 +417,25 @@ impl Index {
     /// # Ok::<(), quiver::Error>(())
     /// ```
     pub fn reload(&mut self) -> Result<bool> {
+        match self.reopened()? {
+            Some(fresh) => {
+                *self = fresh;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The newest generation of the directory opened with this index's options, or None when
+    /// this index already holds it: for callers that share an index (an `Arc`) and swap in the
+    /// new one while searches in flight finish on the old.
+    pub fn reopened(&self) -> Result<Option<Index>> {
         let newest = store::next_generation(&self.dir)?.saturating_sub(1);
         if newest == self.info.generation {
-            return Ok(false);
+            return Ok(None);
         }
         let fresh = Index::open_with(&self.dir, self.opts)?;
-        let moved = fresh.info.generation != self.info.generation;
-        *self = fresh;
-        Ok(moved)
+        Ok((fresh.info.generation != self.info.generation).then_some(fresh))
     }
 }
 
