@@ -41,7 +41,7 @@ fn main() {
             &HnswParams { m: 32, ef_construction: 40, seed: 7 },
         );
         let build_s = t.elapsed().as_secs_f64();
-        let q = CoarseQuantizer { d, metric: Metric::L2, centroids, hnsw };
+        let q = CoarseQuantizer::new(d, Metric::L2, centroids, hnsw);
         let t = Instant::now();
         let lists = q.assign_batch(&queries, 16);
         let us = t.elapsed().as_secs_f64() * 1e6 / nq as f64;

@@ -28,7 +28,7 @@ fn main() {
         nprobe: args::number("--nprobe", 16),
         ef_search: index.info().ef_search,
         k_factor: args::number("--k-factor", 1),
-        filter: None,
+        ..Default::default()
     };
     println!("| threads | inflight | QPS | p50 ms | p99 ms | KiB/query | reads/query | reads/s |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -65,6 +65,7 @@ pub use error::{Error, Result};
 pub use flat::ExactKnn;
 pub use input::{Contents, InputError, SliceSource, VectorFile, VectorFiles, VectorSource, VectorWriter, MAX_DIM};
 pub use io::{IoEngine, IoMode};
+pub use ivf::CoarseSearch;
 pub use rng::Rng;
 pub use search::{
     Batch, CachePolicy, CompactionStats, Index, IndexInfo, OpenOptions, RefineVectors, SearchParams, SearchResults,

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use quiver::{CachePolicy, Index, IoMode, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
+use quiver::{CachePolicy, CoarseSearch, Index, IoMode, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
 
 #[test]
 fn generated_l2_recall_grows_with_nprobe_and_reads_only_probed_extents() {
@@ -259,6 +259,43 @@ fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
         Searcher::new(&index, 1).unwrap().search(&queries[..d - 1], &p),
         Err(quiver::Error::DimensionMismatch { .. })
     ));
+}
+
+/// The exact coarse search (every centroid's distance: float32 for a query alone, bfloat16
+/// tiles screened then float32 for batches where the CPU has AMX) answers alike one query at a
+/// time, in grouped batches, in waves of queries in flight, through `Index::search` (waves of
+/// 16), and as a graph walk wide enough to see every centroid does.
+#[test]
+fn exact_coarse_search_answers_alike_on_every_path() {
+    let (d, n, nq, nlist) = (32, 10_000, 70, 64);
+    let (base, queries) = synthetic(n, nq, d, 16);
+    for (factory, metric) in [
+        ("IVF64_HNSW8,PQ8", Metric::L2),
+        ("IVF64_HNSW8,PQ16x4fs", Metric::L2),
+        ("IVF64_HNSW8,PQ16x4fsr", Metric::InnerProduct),
+        ("IVF64_HNSW8,PQ8,RFlat", Metric::L2),
+        ("IVF64_HNSW8,Flat", Metric::Cosine),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        build_slice(&base, d, dir.path(), &opts(factory, metric));
+        let index = Index::open_with(dir.path(), OpenOptions { cache_bytes: 64 << 20, ..Default::default() }).unwrap();
+        let exact = SearchParams { k: 10, nprobe: 6, ef_search: 1, coarse: CoarseSearch::Exact, ..Default::default() };
+        let wide = SearchParams { ef_search: nlist, coarse: CoarseSearch::Graph, ..exact.clone() };
+        let plain = Searcher::new(&index, 1).unwrap().search(&queries, &exact).unwrap().results;
+        assert_eq!(index.search(&queries, &exact).unwrap().ids, plain.ids, "{factory} {metric:?}: Index::search");
+        let walked = index.search(&queries, &wide).unwrap();
+        assert_eq!(plain.ids, walked.ids, "{factory} {metric:?}: a walk that sees every centroid");
+        for threads in [1, 3] {
+            let s = Searcher::new(&index, threads).unwrap();
+            let grouped = s.search_grouped(&queries, &exact).unwrap().results;
+            let waves =
+                Searcher::new(&index, threads).unwrap().with_inflight(5).unwrap().search(&queries, &exact).unwrap();
+            for (got, how) in [(&grouped, "grouped"), (&waves.results, "in waves")] {
+                assert_eq!(got.ids, plain.ids, "{factory} {metric:?} threads {threads}: {how}");
+                assert_eq!(got.distances, plain.distances, "{factory} {metric:?} threads {threads}: {how}");
+            }
+        }
+    }
 }
 
 /// A grouped batch (each probed list scanned once for all its queries) answers exactly as

@@ -234,6 +234,11 @@ fn bad_parameters_are_refused() {
     assert!(e.contains("nprobe") && e.contains("efSearch"), "{e}");
     let e = index.search(&queries, &SearchParams { k_factor: 2, ..params(5, 16) }).unwrap_err().to_string();
     assert!(e.contains("k_factor"), "{e}");
+    let e = index
+        .search(&queries, &SearchParams { coarse: quiver::CoarseSearch::Exact, ..params(5, 16) })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("coarse = exact") && e.contains("IVF"), "{e}");
     assert!(index.search(&queries, &params(5, 0)).is_err());
     assert!(index.search(&queries, &params(501, 16)).is_err());
     // k above efSearch still gives k results.

@@ -108,14 +108,17 @@ class Index:
         nprobe: Optional[int] = None,
         ef_search: Optional[int] = None,
         k_factor: Optional[int] = None,
+        coarse: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """(D, I): float32 and int64 arrays of shape (n, k), closest first; -1 ids where fewer
         than k were found. None takes the index's default (nprobe 1, efSearch as built,
-        k_factor 1); a parameter that does not apply to the index's kind is a ValueError. The
-        GIL is released while it searches."""
+        k_factor 1, coarse "graph"); a parameter that does not apply to the index's kind is a
+        ValueError. coarse="exact" finds each query's lists from every centroid's distance
+        instead of the HNSW walk (the true nprobe closest; faster for batches on CPUs with
+        AMX where nlist x d is a few million or less). The GIL is released while it searches."""
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k = {k!r} must be a positive integer")
-        return self._index.search(_rows(xq, "xq", self.d), int(k), nprobe, ef_search, k_factor)
+        return self._index.search(_rows(xq, "xq", self.d), int(k), nprobe, ef_search, k_factor, coarse)
 
     def add(self, xb, ids=None) -> int:
         """Adds rows (IVF indexes), numbered after the largest id ever assigned, or with `ids`

@@ -1,5 +1,5 @@
 import os
-from typing import Optional, Tuple, Union
+from typing import Literal, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ class Index:
         nprobe: Optional[int] = None,
         ef_search: Optional[int] = None,
         k_factor: Optional[int] = None,
+        coarse: Optional[Literal["graph", "exact"]] = None,
     ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
     def add(self, xb: npt.ArrayLike, ids: Optional[npt.ArrayLike] = None) -> int: ...
     def delete(self, ids: npt.ArrayLike) -> int: ...

@@ -76,6 +76,7 @@ def search(
     nprobe: Optional[int] = None,
     ef_search: Optional[int] = None,
     k_factor: Optional[int] = None,
+    coarse: Optional[str] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Searches every index of `shard_dirs` with `xq` as Ray tasks and merges their top-k:
     (D, I) as `Index.search` returns them. The shards must share a metric."""
@@ -83,7 +84,7 @@ def search(
         raise ValueError("no shard indexes")
     first = Index(shard_dirs[0])
     x = _rows(xq, "xq", first.d)
-    params = {"nprobe": nprobe, "ef_search": ef_search, "k_factor": k_factor}
+    params = {"nprobe": nprobe, "ef_search": ef_search, "k_factor": k_factor, "coarse": coarse}
     parts = ray.get([_search.remote(os.fspath(d), x, k, params) for d in shard_dirs])
     larger_is_closer = first.metric in ("ip", "cosine")
     D = np.concatenate([p[0] for p in parts], axis=1)

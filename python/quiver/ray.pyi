@@ -1,5 +1,5 @@
 import os
-from typing import Optional, Sequence, Tuple, Union
+from typing import Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -24,4 +24,5 @@ def search(
     nprobe: Optional[int] = None,
     ef_search: Optional[int] = None,
     k_factor: Optional[int] = None,
+    coarse: Optional[Literal["graph", "exact"]] = None,
 ) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...

@@ -70,7 +70,8 @@ impl PyIndex {
 
     /// (distances float32 (n, k), ids int64 (n, k)); -1 ids (and +inf / -inf distances) where
     /// fewer than k were found.
-    #[pyo3(signature = (xq, k, nprobe = None, ef_search = None, k_factor = None))]
+    #[pyo3(signature = (xq, k, nprobe = None, ef_search = None, k_factor = None, coarse = None))]
+    #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -79,6 +80,7 @@ impl PyIndex {
         nprobe: Option<usize>,
         ef_search: Option<usize>,
         k_factor: Option<usize>,
+        coarse: Option<&str>,
     ) -> PyResult<Found<'py>> {
         let index = self.current();
         let info = index.info();
@@ -101,6 +103,16 @@ impl PyIndex {
                 info.factory
             )));
         }
+        let coarse: quiver::CoarseSearch = match coarse {
+            None => Default::default(),
+            Some(_) if info.is_graph() => {
+                return Err(PyValueError::new_err(format!(
+                    "coarse applies to IVF indexes, which have lists to choose; {} has none",
+                    info.factory
+                )))
+            }
+            Some(c) => c.parse().map_err(PyValueError::new_err)?,
+        };
         let n = data.len() / d.max(1);
         let p = quiver::SearchParams {
             k,
@@ -108,6 +120,7 @@ impl PyIndex {
             ef_search: ef_search.unwrap_or(info.ef_search),
             k_factor: k_factor.unwrap_or(1),
             filter: None,
+            coarse,
         };
         let found = py.allow_threads(|| index.search(data, &p)).map_err(to_py)?;
         let dist = Array2::from_shape_vec((n, k), found.distances).map_err(|e| Error::new_err(e.to_string()))?;

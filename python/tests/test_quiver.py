@@ -42,6 +42,14 @@ class QuiverTest(unittest.TestCase):
         self.assertTrue(np.all(np.diff(D, axis=1) >= 0))
         self.assertIn("IVF8_HNSW8,Flat", repr(index))
 
+    def test_exact_coarse_search_probes_what_a_walk_over_every_centroid_does(self):
+        index = quiver.Index(self.flat)
+        xq = np.random.default_rng(4).random((40, 16), dtype=np.float32)
+        D, I = index.search(xq, 10, nprobe=3, coarse="exact")
+        D2, I2 = index.search(xq, 10, nprobe=3, ef_search=8, coarse="graph")
+        np.testing.assert_array_equal(I, I2)
+        np.testing.assert_array_equal(D, D2)
+
     def test_any_float_or_uint8_array_is_accepted(self):
         index = quiver.Index(self.flat)
         want = index.search(self.xq, 5, nprobe=8)[1]
@@ -59,6 +67,7 @@ class QuiverTest(unittest.TestCase):
             (lambda: index.search(self.xq, 0), "k = 0"),
             (lambda: index.search(self.xq, 5, nprobe=9), "nprobe = 9 is out of range"),
             (lambda: index.search(self.xq, 5, k_factor=2), "keeps none"),
+            (lambda: index.search(self.xq, 5, coarse="brute"), "graph or exact"),
             (lambda: index.search(np.full((1, 16), np.nan, np.float32), 5), "finite"),
             (lambda: quiver.build(self.xb, os.path.join(self.tmp.name, "x"), "IVF8_HNSW8,PQ5"), "divide"),
             (lambda: quiver.build(self.xb, os.path.join(self.tmp.name, "y"), "IVF8,Flat", metric="hamming"), "metric"),

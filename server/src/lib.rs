@@ -1,7 +1,8 @@
 //! `quiver serve`: an HTTP/1.1 JSON server over one index, on the library's public API.
 //!
 //! ```text
-//! POST /v1/search   {"vectors": [[…], …], "k": 10, "nprobe": 16, "ef_search": 16, "k_factor": 1}
+//! POST /v1/search   {"vectors": [[…], …], "k": 10, "nprobe": 16, "ef_search": 16, "k_factor": 1,
+//!                    "coarse": "graph" | "exact"}
 //!                   -> {"ids": [[…]], "distances": [[…]], "took_ms": …}   (missing: id -1, distance null)
 //!                   or, with Content-Type: application/octet-stream, rows of little-endian
 //!                   float32 as the body and ?k=10&nprobe=16&… (JSON parsing is 7–8 % of a
@@ -32,7 +33,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use quiver::{Index, OpenOptions, SearchParams};
+use quiver::{CoarseSearch, Index, OpenOptions, SearchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -189,6 +190,7 @@ struct SearchRequest {
     nprobe: Option<usize>,
     ef_search: Option<usize>,
     k_factor: Option<usize>,
+    coarse: Option<String>,
 }
 
 /// A search's parameters, from a JSON body or a binary body's query string.
@@ -197,20 +199,25 @@ struct Knobs {
     nprobe: Option<usize>,
     ef_search: Option<usize>,
     k_factor: Option<usize>,
+    coarse: Option<CoarseSearch>,
 }
 
-/// `k=10&nprobe=16&ef_search=16&k_factor=1` (each optional).
+/// `k=10&nprobe=16&ef_search=16&k_factor=1&coarse=exact` (each optional).
 fn query_knobs(query: Option<&str>) -> Result<Knobs, String> {
-    let mut k = Knobs { k: None, nprobe: None, ef_search: None, k_factor: None };
+    let mut k = Knobs { k: None, nprobe: None, ef_search: None, k_factor: None, coarse: None };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "coarse" {
+            k.coarse = Some(value.parse()?);
+            continue;
+        }
         let v: usize = value.parse().map_err(|_| format!("{name}={value:?} is not a non-negative integer"))?;
         match name {
             "k" => k.k = Some(v),
             "nprobe" => k.nprobe = Some(v),
             "ef_search" => k.ef_search = Some(v),
             "k_factor" => k.k_factor = Some(v),
-            other => return Err(format!("unknown parameter {other:?}: k, nprobe, ef_search, k_factor")),
+            other => return Err(format!("unknown parameter {other:?}: k, nprobe, ef_search, k_factor, coarse")),
         }
     }
     Ok(k)
@@ -293,7 +300,9 @@ async fn search_inner(
                 format!("vector {i} has {} components, the index holds {d}-dimensional vectors", v.len()),
             ));
         }
-        let knobs = Knobs { k: req.k, nprobe: req.nprobe, ef_search: req.ef_search, k_factor: req.k_factor };
+        let coarse =
+            req.coarse.as_deref().map(str::parse).transpose().map_err(|e: String| error(StatusCode::BAD_REQUEST, e))?;
+        let knobs = Knobs { k: req.k, nprobe: req.nprobe, ef_search: req.ef_search, k_factor: req.k_factor, coarse };
         (knobs, req.vectors.into_iter().flatten().collect::<Vec<f32>>())
     };
     drop(body);
@@ -315,6 +324,7 @@ async fn search_inner(
         ef_search: req.ef_search.unwrap_or(info.ef_search),
         k_factor: req.k_factor.unwrap_or(1),
         filter: None,
+        coarse: req.coarse.unwrap_or_default(),
     };
     if params.k > s.limits.max_k {
         return Err(error(

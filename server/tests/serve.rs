@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quiver::{BuildOptions, Index, NoProgress, SearchParams, SliceSource, Synthetic};
+use quiver::{BuildOptions, CoarseSearch, Index, NoProgress, SearchParams, SliceSource, Synthetic};
 use quiver_server::{check_bind, router, Config, Limits, Served};
 
 const D: usize = 16;
@@ -116,6 +116,7 @@ fn answers_equal_the_library_and_errors_are_json() {
         (search_body(&q[..D], ", \"k_factor\": 4"), "keeps no full vectors"),
         (search_body(&q[..D], ", \"nprobe\": 17"), "nprobe = 17 is out of range"),
         (search_body(&q[..D], ", \"kk\": 3"), "unknown field"),
+        (search_body(&q[..D], ", \"coarse\": \"brute\""), "graph or exact"),
         ("not json".to_string(), "not a search request"),
         ("{\"vectors\": []}".to_string(), "no query vectors"),
     ] {
@@ -129,6 +130,14 @@ fn answers_equal_the_library_and_errors_are_json() {
     let (status, body) = http(srv.addr, "POST", "/v1/search?k=5&nprobe=4", &octet, &raw);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json(&body)["ids"], v["ids"]);
+    // An exact coarse search, as the library answers it, by either body.
+    let exact = SearchParams { k: 5, nprobe: 4, coarse: CoarseSearch::Exact, ..Default::default() };
+    let want = Index::open(&dir).unwrap().search(&q, &exact).unwrap();
+    let body = search_body(&q, ", \"k\": 5, \"nprobe\": 4, \"coarse\": \"exact\"");
+    let (status, resp) = http(srv.addr, "POST", "/v1/search", &[], body.as_bytes());
+    assert_eq!((status, ids_of(&resp)), (200, want.ids.clone()), "{resp}");
+    let (status, resp) = http(srv.addr, "POST", "/v1/search?k=5&nprobe=4&coarse=exact", &octet, &raw);
+    assert_eq!((status, ids_of(&resp)), (200, want.ids), "{resp}");
     for (path, bytes, needle) in [
         ("/v1/search?k=5", &raw[..raw.len() - 4], "not whole rows"),
         ("/v1/search?kk=5", &raw[..], "unknown parameter"),
@@ -144,10 +153,10 @@ fn answers_equal_the_library_and_errors_are_json() {
     assert_eq!(json(&info)["ntotal"], 3000);
     assert_eq!(json(&info)["factory"], "IVF16_HNSW8,PQ8");
     let (_, m) = http(srv.addr, "GET", "/metrics", &[], b"");
-    assert!(m.contains("quiver_requests_total{status=\"200\"} 2"), "{m}");
-    assert!(m.contains("quiver_requests_total{status=\"400\"} 11"), "{m}");
-    assert!(m.contains("quiver_queries_total 8"), "{m}");
-    assert!(m.contains("quiver_request_seconds_bucket{le=\"+Inf\"} 13"), "{m}");
+    assert!(m.contains("quiver_requests_total{status=\"200\"} 4"), "{m}");
+    assert!(m.contains("quiver_requests_total{status=\"400\"} 12"), "{m}");
+    assert!(m.contains("quiver_queries_total 16"), "{m}");
+    assert!(m.contains("quiver_request_seconds_bucket{le=\"+Inf\"} 16"), "{m}");
 }
 
 #[test]

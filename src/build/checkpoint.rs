@@ -152,7 +152,7 @@ pub(super) fn load_trained(
             return Err(mismatch(&qp));
         }
         let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
-        let coarse = CoarseQuantizer { d: s.d, metric: s.metric.kernel(), centroids: q.centroids, hnsw };
+        let coarse = CoarseQuantizer::new(s.d, s.metric.kernel(), q.centroids, hnsw);
         if s.pq_m == 0 {
             return Ok((coarse, None));
         }

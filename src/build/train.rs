@@ -215,7 +215,7 @@ pub(super) fn train(
     let hnsw = hnsw.relabel(&new_of_old);
     let centroids: Vec<f32> =
         order.iter().flat_map(|&old| &centroids[old as usize * d..(old as usize + 1) * d]).copied().collect();
-    let coarse = CoarseQuantizer { d, metric, centroids, hnsw };
+    let coarse = CoarseQuantizer::new(d, metric, centroids, hnsw);
     let hnsw_s = t.elapsed().as_secs_f64();
 
     if plan.flat {

@@ -8,6 +8,7 @@
 //! The kernels are written as 16-lane chunked loops that LLVM vectorises; on x86-64 the same code
 //! is compiled again under `avx2` and `avx512f` and chosen at run time (see `x86.rs`).
 
+pub mod amx;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -164,6 +165,22 @@ pub fn dissimilarity_4(metric: Metric, q: &[f32], r: [&[f32]; 4]) -> [f32; 4] {
     match metric {
         Metric::L2 => dispatch!(l2_sqr_4(q, r)),
         _ => dispatch!(inner_product_4(q, r)).map(|v| -v),
+    }
+}
+
+/// Fills `kept` with every (value, position) whose value `add[j] + scale · x[j]` lies within
+/// `margin` of the `n`-th smallest value (n ≥ 1; `add` as long as `x`), in two passes: the
+/// first keeps the minimum of each of about 4n groups of values, whose n-th smallest bounds
+/// the true n-th from above; the second keeps what lies within the margin of that bound, and
+/// the kept's own n-th smallest then cuts them to the true bar. The exact coarse search
+/// screens every centroid's bfloat16 distance this way.
+pub fn within(x: &[f32], add: &[f32], scale: f32, n: usize, margin: f32, kept: &mut Vec<(f32, u32)>) {
+    assert!(n >= 1 && add.len() == x.len());
+    match level() {
+        // SAFETY: each arm runs only when the CPU reports the features its kernel needs.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::within_avx512(x, add, scale, n, margin, kept) },
+        _ => scalar::within(x, add, scale, n, margin, kept),
     }
 }
 
@@ -504,5 +521,31 @@ mod tests {
             assert_eq!(m.name().parse::<Metric>().unwrap(), m);
         }
         assert!("hamming".parse::<Metric>().is_err());
+    }
+
+    /// Everything within the margin of the n-th smallest is kept, nothing past it, on the
+    /// dispatched path and the scalar one alike.
+    #[test]
+    fn within_keeps_everything_near_the_nth() {
+        let mut r = Rng::new(9);
+        let (mut kept, mut plain) = (Vec::new(), Vec::new());
+        for (len, n, margin) in
+            [(1000, 16, 0.05f32), (5, 2, 0.0), (300, 300, 1.0), (4096, 1, 0.0), (2000, 40, 10.0), (33, 40, 0.1)]
+        {
+            let x: Vec<f32> = (0..len).map(|_| r.next_f64() as f32).collect();
+            let add: Vec<f32> = (0..len).map(|_| r.next_f64() as f32).collect();
+            let v: Vec<f32> = x.iter().zip(&add).map(|(x, a)| a - 2.0 * x).collect();
+            within(&x, &add, -2.0, n, margin, &mut kept);
+            scalar::within(&x, &add, -2.0, n, margin, &mut plain);
+            let mut sorted = v.clone();
+            sorted.sort_unstable_by(f32::total_cmp);
+            let bar = sorted[n.min(len) - 1] + margin;
+            let want: Vec<u32> = (0..len as u32).filter(|&i| v[i as usize] <= bar).collect();
+            for got in [&kept, &plain] {
+                let mut got: Vec<u32> = got.iter().map(|k| k.1).collect();
+                got.sort_unstable();
+                assert_eq!(got, want, "len {len} n {n} margin {margin}");
+            }
+        }
     }
 }

@@ -201,3 +201,53 @@ pub fn nearest_l2_tiled(x: &[f32], d: usize, tiles: &[f32], norms: &[f32], out: 
         i += 4;
     }
 }
+
+/// See [`super::within`]: a bar from a first pass, the values under it from a second.
+#[inline(always)]
+pub fn within(x: &[f32], add: &[f32], scale: f32, n: usize, margin: f32, kept: &mut Vec<(f32, u32)>) {
+    let groups = within_groups(n) * LANES;
+    let mut mins = vec![f32::INFINITY; groups];
+    for (j, (&xv, &av)) in x.iter().zip(add).enumerate() {
+        let g = &mut mins[j % groups];
+        *g = g.min(av + scale * xv);
+    }
+    let mut bar = within_bar(&mut mins, n, margin);
+    kept.clear();
+    for (j, (&xv, &av)) in x.iter().zip(add).enumerate() {
+        let v = av + scale * xv;
+        if v <= bar {
+            kept.push((v, j as u32));
+        }
+    }
+    lower(kept, n, margin, &mut bar);
+}
+
+/// Vectors of 16 groups [`within`]'s first pass keeps minima of: four groups a value sought,
+/// so that the n-th smallest minimum lies near the n-th smallest value.
+#[inline(always)]
+pub fn within_groups(n: usize) -> usize {
+    n.div_ceil(4).max(1)
+}
+
+/// The bar from the groups' minima: each is a different value's, so their n-th smallest is at
+/// least the true n-th smallest, and everything within the margin of that lies under it.
+#[inline(always)]
+pub fn within_bar(mins: &mut [f32], n: usize, margin: f32) -> f32 {
+    if n > mins.len() {
+        return f32::INFINITY;
+    }
+    mins.select_nth_unstable_by(n - 1, f32::total_cmp);
+    mins[n - 1] + margin
+}
+
+/// The last step of [`within`]: the kept's n-th smallest is now the true one; what lies past it
+/// plus the margin goes.
+#[inline(always)]
+pub fn lower(kept: &mut Vec<(f32, u32)>, n: usize, margin: f32, bar: &mut f32) {
+    if kept.len() > n {
+        kept.select_nth_unstable_by(n - 1, |a, b| a.0.total_cmp(&b.0));
+        *bar = bar.min(kept[n - 1].0 + margin);
+        let b = *bar;
+        kept.retain(|v| v.0 <= b);
+    }
+}

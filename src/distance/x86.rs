@@ -81,3 +81,63 @@ macro_rules! instantiate {
 
 instantiate!(avx2, "avx2,fma");
 instantiate!(avx512, "avx512f,avx2,fma");
+
+use super::scalar;
+
+/// `scalar::within` in AVX-512: the first pass keeps its minima in vector registers (16
+/// groups each), the second tests each block of 16 with one compare into a mask register
+/// (what LLVM makes of the portable loop reduces the 16 tests through shuffles). The same
+/// values, the same kept.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn within_avx512(x: &[f32], add: &[f32], scale: f32, n: usize, margin: f32, kept: &mut Vec<(f32, u32)>) {
+    use std::arch::x86_64::*;
+    let s = _mm512_set1_ps(scale);
+    let blocks = x.len().min(add.len()) / 16;
+    // SAFETY: for c < blocks, 16 values from c · 16 lie inside both slices.
+    let value = |c: usize| unsafe {
+        _mm512_add_ps(
+            _mm512_loadu_ps(add.as_ptr().add(c * 16)),
+            _mm512_mul_ps(s, _mm512_loadu_ps(x.as_ptr().add(c * 16))),
+        )
+    };
+    let groups = scalar::within_groups(n);
+    let mut mins = vec![_mm512_set1_ps(f32::INFINITY); groups];
+    let mut g = 0;
+    for c in 0..blocks {
+        mins[g] = _mm512_min_ps(mins[g], value(c));
+        g = if g + 1 == groups { 0 } else { g + 1 };
+    }
+    let mut lanes = vec![0f32; groups * 16];
+    for (m, out) in mins.iter().zip(lanes.chunks_exact_mut(16)) {
+        // SAFETY: `out` holds 16 floats.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), *m) };
+    }
+    let mut bar = scalar::within_bar(&mut lanes, n, margin);
+    kept.clear();
+    let b = _mm512_set1_ps(bar);
+    let mut vals = [0f32; 16];
+    for c in 0..blocks {
+        let v = value(c);
+        let mut under = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(v, b) as u32;
+        if under == 0 {
+            continue;
+        }
+        // SAFETY: `vals` holds 16 floats.
+        unsafe { _mm512_storeu_ps(vals.as_mut_ptr(), v) };
+        while under != 0 {
+            let i = under.trailing_zeros() as usize;
+            under &= under - 1;
+            kept.push((vals[i], (c * 16 + i) as u32));
+        }
+    }
+    for j in blocks * 16..x.len() {
+        let v = add[j] + scale * x[j];
+        if v <= bar {
+            kept.push((v, j as u32));
+        }
+    }
+    scalar::lower(kept, n, margin, &mut bar);
+}

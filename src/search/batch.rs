@@ -15,7 +15,9 @@ use super::pipeline::{self, PreparedQuery, QueryResult, Worker};
 use super::refine::Ask;
 use super::{Ivf, SearchParams, SearchStats};
 use crate::codec::Visitor;
+use crate::distance::amx;
 use crate::error::Result;
+use crate::ivf::CoarseSearch;
 use crate::topk::{Neighbor, TopK};
 
 /// Query-side tables held at once (bounds the queries grouped together: 8-bit PQ32 tables
@@ -57,15 +59,23 @@ pub(crate) fn search_grouped(
         // the tables (KiBs per query) would push the centroids and the graph out of the CPU's
         // caches during the walks.
         let prepared: Vec<(PreparedQuery, Vec<Neighbor>)> = pool.install(|| {
-            let probed: Vec<(Vec<f32>, Vec<Neighbor>)> = chunk
-                .par_chunks(d)
-                .map(|q| {
-                    let q = pipeline::normalized(index, q);
-                    let probes = index.coarse.probe(&q, p.nprobe, p.ef_search, &mut worker().visited);
-                    (q, probes)
+            // An exact coarse search takes its queries a tile's rows at a time.
+            let rows = if p.coarse == CoarseSearch::Exact { amx::ROWS } else { 1 };
+            let probed: Vec<Vec<(Vec<f32>, Vec<Neighbor>)>> = chunk
+                .par_chunks(d * rows)
+                .map(|block| {
+                    let qs: Vec<f32> = block.chunks(d).flat_map(|q| pipeline::normalized(index, q)).collect();
+                    let found = pipeline::probe_all(index, &qs, p, &mut worker());
+                    qs.chunks(d).map(<[f32]>::to_vec).zip(found).collect()
                 })
                 .collect();
-            probed.into_par_iter().map(|(q, probes)| (pipeline::prepare_normalized(index, q), probes)).collect()
+            probed
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|(q, probes)| (pipeline::prepare_normalized(index, q), probes))
+                .collect()
         });
         // Each query's closest list first where it is cached, then the rest: a list's vectors
         // enter a query's top-k only if they beat its k-th so far, and lists taken in list order

@@ -22,7 +22,7 @@ use crate::distance::Metric;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{self, FileEntry};
 use crate::io::{self, IoEngine, IoMode};
-use crate::ivf::CoarseQuantizer;
+use crate::ivf::{CoarseQuantizer, CoarseSearch};
 use crate::pq::{LutBuilder, PrecomputedTables};
 use crate::store;
 use cache::ListCache;
@@ -48,11 +48,16 @@ pub struct SearchParams {
     /// where a top-k is kept, so a query still gets k results where its probed lists hold k
     /// allowed ones (faiss's `SearchParameters::sel`). None: every id.
     pub filter: Option<std::sync::Arc<crate::topk::IdFilter>>,
+    /// IVF indexes: how the nprobe lists are found — a walk of the HNSW graph over the
+    /// centroids (the default, as the factory string says), or every centroid's distance
+    /// (exact; faster in batches on CPUs with AMX where nlist · d is small: see
+    /// [`CoarseSearch`]). `ef_search` applies to the walk only.
+    pub coarse: CoarseSearch,
 }
 
 impl Default for SearchParams {
     fn default() -> Self {
-        SearchParams { k: 10, nprobe: 1, ef_search: 16, k_factor: 1, filter: None }
+        SearchParams { k: 10, nprobe: 1, ef_search: 16, k_factor: 1, filter: None, coarse: CoarseSearch::Graph }
     }
 }
 
@@ -614,6 +619,23 @@ impl Index {
     pub fn search(&self, queries: &[f32], params: &SearchParams) -> Result<SearchResults> {
         self.check_params(queries, params)?;
         let d = self.info.dim;
+        if let (Body::Ivf(ivf), CoarseSearch::Exact) = (&self.body, params.coarse) {
+            // A tile's rows of queries at a time, so that their exact coarse searches share the
+            // tiles (each wave's stats ride on its first query).
+            let waves: Vec<Result<pipeline::Wave>> = queries
+                .par_chunks(d * crate::distance::amx::ROWS)
+                .map(|c| self.with_worker(|w| pipeline::search_wave(ivf, &c.chunks(d).collect::<Vec<_>>(), params, w)))
+                .collect();
+            let mut per_query = Vec::with_capacity(queries.len() / d);
+            for wave in waves {
+                let (found, stats) = wave?;
+                for (j, neighbors) in found.into_iter().enumerate() {
+                    let stats = if j == 0 { stats } else { SearchStats::default() };
+                    per_query.push(Ok(pipeline::QueryResult { neighbors, stats }));
+                }
+            }
+            return self.collect(per_query, params);
+        }
         let per_query: Vec<Result<pipeline::QueryResult>> =
             queries.par_chunks(d).map(|q| self.with_worker(|w| self.search_one(q, params, w))).collect();
         self.collect(per_query, params)
@@ -693,6 +715,13 @@ impl Index {
                 return Err(Error::InvalidParameter(format!(
                     "nprobe = {} applies to IVF indexes; {} searches its graph with efSearch alone: leave nprobe at its default, 1",
                     p.nprobe, self.info.factory
+                )));
+            }
+            if p.coarse != CoarseSearch::Graph {
+                return Err(Error::InvalidParameter(format!(
+                    "coarse = {} applies to IVF indexes, which have lists to choose; {} has none",
+                    p.coarse.name(),
+                    self.info.factory
                 )));
             }
         } else if p.nprobe == 0 || p.nprobe > self.info.nlist {

@@ -232,7 +232,7 @@ impl<'a> Generation<'a> {
             return Err(Error::Corrupt { file: name.into(), reason: "shape disagrees with the manifest".into() });
         }
         let hnsw = Hnsw::from_parts(q.hnsw_m as usize, q.levels, q.neighbors, q.entry_point)?;
-        Ok(CoarseQuantizer { d: info.dim, metric: info.metric.kernel(), centroids: q.centroids, hnsw })
+        Ok(CoarseQuantizer::new(info.dim, info.metric.kernel(), q.centroids, hnsw))
     }
 
     pub fn codebooks(&self, info: &IndexInfo) -> Result<ProductQuantizer> {

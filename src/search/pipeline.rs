@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::format::ExtentView;
 use crate::hnsw::VisitedSet;
 use crate::io;
+use crate::ivf::{CoarseSearch, ScreenScratch};
 use crate::topk::{Neighbor, TopK};
 
 pub(crate) struct QueryResult {
@@ -66,6 +67,8 @@ impl ScanMode {
 pub(crate) struct Worker {
     pub reader: io::Reader,
     pub visited: VisitedSet,
+    /// The exact coarse search's buffers.
+    pub screen: ScreenScratch,
     pub scratch: Option<Scratch>,
     /// A graph index's query: its normalised copy and PQ table.
     pub graph: super::graph::GraphScratch,
@@ -262,7 +265,7 @@ impl PreparedQuery {
 
 pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut Worker) -> Result<QueryResult> {
     let prepared = prepare(index, query);
-    let probes = index.coarse.probe(&prepared.q, p.nprobe, p.ef_search, &mut w.visited);
+    let probes = probe_all(index, &prepared.q, p, w).pop().unwrap_or_default();
     let (reader, scratch) = w.parts(index);
     let mut top = top_k(index, p);
     let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, ahead| {
@@ -283,8 +286,8 @@ pub(crate) type Wave = (Vec<Vec<Neighbor>>, SearchStats);
 pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: &mut Worker) -> Result<Wave> {
     let prepared: Vec<PreparedQuery> = queries.iter().map(|q| prepare(index, q)).collect();
     let mut probes = Vec::with_capacity(queries.len() * p.nprobe);
-    for (owner, q) in prepared.iter().enumerate() {
-        let found = index.coarse.probe(&q.q, p.nprobe, p.ef_search, &mut w.visited);
+    let rows: Vec<f32> = prepared.iter().flat_map(|q| q.q.iter().copied()).collect();
+    for (owner, found) in probe_all(index, &rows, p, w).into_iter().enumerate() {
         probes.extend(found.iter().map(|n| Probe { owner: owner as u32, list: n.id as u32, qc: n.dist }));
     }
     let (reader, scratch) = w.parts(index);
@@ -305,6 +308,18 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
         None => tops.into_iter().map(TopK::into_sorted_vec).collect(),
     };
     Ok((out, stats))
+}
+
+/// The lists each row of `queries` (normalised) probes, closest first, found as `p.coarse`
+/// says.
+pub(crate) fn probe_all(index: &Ivf, queries: &[f32], p: &SearchParams, w: &mut Worker) -> Vec<Vec<Neighbor>> {
+    match p.coarse {
+        CoarseSearch::Exact => index.coarse.probe_exact(queries, p.nprobe, &mut w.screen),
+        CoarseSearch::Graph => queries
+            .chunks_exact(index.info.dim)
+            .map(|q| index.coarse.probe(q, p.nprobe, p.ef_search, &mut w.visited))
+            .collect(),
+    }
 }
 
 /// A query's top-k over the codes: the [`shortlist`] it keeps, taking only what `p.filter`

@@ -9,7 +9,9 @@ use rayon::prelude::*;
 
 use super::pipeline::{self, Worker};
 use super::{Index, Ivf, SearchParams, SearchResults, SearchStats};
+use crate::distance::amx;
 use crate::error::{Error, Result};
+use crate::ivf::CoarseSearch;
 
 /// Most queries a search thread keeps in flight.
 pub const MAX_INFLIGHT: usize = 1024;
@@ -92,7 +94,7 @@ impl<'i> Searcher<'i> {
         self.index.check_params(queries, params)?;
         // A graph index reads through memory, not a ring: nothing to keep in flight.
         if let Some(ivf) = self.index.ivf().filter(|_| self.inflight > 1) {
-            return self.search_waves(ivf, queries, params);
+            return self.search_waves(ivf, queries, params, self.inflight);
         }
         let d = self.index.info().dim;
         let t0 = Instant::now();
@@ -123,12 +125,12 @@ impl<'i> Searcher<'i> {
     }
 
     /// [`search`](Self::search) with `inflight` queries per wave on each thread.
-    fn search_waves(&self, ivf: &Ivf, queries: &[f32], params: &SearchParams) -> Result<Batch> {
+    fn search_waves(&self, ivf: &Ivf, queries: &[f32], params: &SearchParams, inflight: usize) -> Result<Batch> {
         let d = self.index.info().dim;
         let t0 = Instant::now();
         let waves: Vec<(f64, usize, Result<pipeline::Wave>)> = self.pool.install(|| {
             queries
-                .par_chunks(d * self.inflight)
+                .par_chunks(d * inflight)
                 .map(|wave| {
                     let i = rayon::current_thread_index().unwrap_or(0);
                     let mut w = self.workers[i].lock().unwrap_or_else(|e| e.into_inner());
@@ -174,10 +176,17 @@ impl<'i> Searcher<'i> {
     ///
     /// Where grouping cannot pay — 8-bit codes, whose tables (32 KiB a query at PQ32) would
     /// crowd the lists out of the caches — the batch is answered query by query (same results,
-    /// latencies still left out).
+    /// latencies still left out), in waves of a tile's rows where the coarse search is exact
+    /// (their coarse searches then share the tiles).
     pub fn search_grouped(&self, queries: &[f32], params: &SearchParams) -> Result<Batch> {
         let Some(ivf) = self.index.ivf().filter(|i| i.groups_well()) else {
-            let b = self.search(queries, params)?;
+            let b = match self.index.ivf() {
+                Some(ivf) if params.coarse == CoarseSearch::Exact => {
+                    self.index.check_params(queries, params)?;
+                    self.search_waves(ivf, queries, params, self.inflight.max(amx::ROWS))?
+                }
+                _ => self.search(queries, params)?,
+            };
             return Ok(Batch { latencies_ms: Vec::new(), per_query: Vec::new(), ..b });
         };
         self.index.check_params(queries, params)?;

@@ -2,7 +2,7 @@
 //! against exact ground truth (faiss's definitions), per-query latency percentiles, QPS and
 //! bytes read per query.
 
-use quiver::{SearchParams, Searcher};
+use quiver::{CoarseSearch, SearchParams, Searcher};
 
 /// Ground truth: `depth` ids per query, row-major.
 pub struct GroundTruth {
@@ -17,6 +17,8 @@ pub struct Row {
     pub ef: usize,
     /// Where the index re-ranks (`,RFlat`): candidates re-ranked per result; None otherwise.
     pub k_factor: Option<usize>,
+    /// How the lists were found ("graph" or "exact"); None for an index without lists.
+    pub coarse: Option<&'static str>,
     pub k: usize,
     pub recall_at_1: Option<f64>,
     pub one_recall_at_3: Option<f64>,
@@ -55,6 +57,8 @@ pub struct Setting {
     pub grouped: bool,
     /// Only these ids are returned.
     pub filter: Option<std::sync::Arc<quiver::IdFilter>>,
+    /// How IVF indexes find their lists.
+    pub coarse: CoarseSearch,
 }
 
 pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &Setting) -> quiver::Result<Row> {
@@ -64,7 +68,7 @@ pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &S
     if nq == 0 {
         return Err(quiver::Error::InvalidParameter("no queries to search".into()));
     }
-    let p = SearchParams { k, nprobe, ef_search: ef, k_factor, filter: s.filter.clone() };
+    let p = SearchParams { k, nprobe, ef_search: ef, k_factor, filter: s.filter.clone(), coarse: s.coarse };
     // Untimed warm-up: creates each worker's ring and scratch buffers; with `warmup`, every
     // query once (so a cache holds what the timed pass will ask for).
     let warm = if warmup { nq } else { 16.min(nq) };
@@ -84,6 +88,7 @@ pub fn run(searcher: &Searcher, queries: &[f32], gt: Option<&GroundTruth>, s: &S
         nprobe: (!searcher.index().info().is_graph()).then_some(nprobe),
         ef,
         k_factor: searcher.index().info().refine.map(|_| k_factor),
+        coarse: (!searcher.index().info().is_graph()).then_some(s.coarse.name()),
         k,
         recall_at_1: None,
         one_recall_at_3: None,

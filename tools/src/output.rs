@@ -11,6 +11,7 @@ pub fn json_row(out: &mut dyn Write, r: &Row) -> std::io::Result<()> {
         "nprobe": r.nprobe,
         "ef": r.ef,
         "k_factor": r.k_factor,
+        "coarse": r.coarse,
         "k": r.k,
         "recall_at_1": r.recall_at_1,
         "one_recall_at_3": r.one_recall_at_3,

@@ -66,6 +66,12 @@ fn pipeline_and_json_contract() {
         ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--io", "pread", "--json"]);
     assert_eq!(field(&pread, "io"), "pread");
     assert_eq!(field(&pread, "recall_at_10"), field(lines[1], "recall_at_10"), "engines must agree");
+    assert_eq!(field(lines[1], "coarse"), "graph");
+    // An exact coarse search at nprobe = nlist probes what the walk does: every list.
+    let exact =
+        ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", "16", "--coarse", "exact", "--json"]);
+    assert_eq!(field(&exact, "coarse"), "exact");
+    assert_eq!(field(&exact, "recall_at_10"), field(lines[1], "recall_at_10"));
     // --batch: the same answers and no per-query latency; 8-bit codes run query by query
     // (their tables outweigh a list), fast-scan lists are read once per batch.
     let batch = |idx: &str| {
@@ -176,6 +182,7 @@ fn errors_exit_nonzero_with_a_message() {
         (vec!["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "x"], "not a number", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "0"], "--k-factor", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--inflight", "0"], "--inflight", 2),
+        (vec!["search", "--index", &idx, "--queries", &q, "--coarse", "brute"], "graph or exact", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--k-factor", "4"], ",RFlat", 2),
         (vec!["search", "--index", &idx, "--queries", &q, "--load-into-ram"], "--cache-bytes", 2),
         (vec!["build", "--input", &base, "--index", "fs-idx", "--factory", "IVF16_HNSW8,Flat,RFlat"], "RFlat", 2),

@@ -82,7 +82,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     let mut nprobes: Vec<usize> = [1, 4, 16, 64].iter().map(|&p| p.min(nlist)).collect();
     nprobes.dedup();
     for nprobe in nprobes {
-        let setting = eval::Setting { k: 10, nprobe, ef: 16, k_factor: 1, warmup: false, grouped: false, filter: None };
+        let setting = eval::Setting {
+            k: 10,
+            nprobe,
+            ef: 16,
+            k_factor: 1,
+            warmup: false,
+            grouped: false,
+            filter: None,
+            coarse: Default::default(),
+        };
         let row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
         if a.json {
             output::json_row(out, &row)?;

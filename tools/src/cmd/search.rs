@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{CachePolicy, Contents, Index, IndexInfo, IoMode, OpenOptions, Searcher, VectorWriter};
+use quiver::{CachePolicy, CoarseSearch, Contents, Index, IndexInfo, IoMode, OpenOptions, Searcher, VectorWriter};
 
 use super::{load_ground_truth, load_queries, CmdResult, SearchTarget};
 use crate::args::{self, usage, CountList};
@@ -51,6 +51,14 @@ pub struct Args {
     /// vectors.
     #[arg(long)]
     k_factor: Option<CountList>,
+    /// IVF indexes: how each query's nprobe lists are found. graph: a walk of the HNSW graph
+    /// over the centroids, --ef wide (what the factory string names). exact: every
+    /// centroid's distance, so the lists are the true nprobe closest (faiss's flat
+    /// quantizer); on CPUs with AMX, queries taken together (--batch, --inflight) screen all
+    /// centroids in bfloat16 tiles and measure the few that can be among the closest in
+    /// float32, faster than the walk where nlist x d is at most a few million.
+    #[arg(long, default_value = "graph")]
+    coarse: CoarseSearch,
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
     #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
@@ -100,7 +108,7 @@ pub struct Args {
     #[arg(long)]
     batch: bool,
     /// JSON Lines on stdout: one object per setting with nprobe, ef, k_factor (null where the
-    /// index does not re-rank), k, recall_at_1,
+    /// index does not re-rank), coarse ("graph" or "exact"; null for HNSW{M} indexes), k, recall_at_1,
     /// one_recall_at_3, recall_at_10, ms_mean, ms_p50, ms_p99 (null with --batch), qps, bytes_read_per_query (device
     /// bytes only), io, cache_hit_rate (of extents, in the timed pass; null without a cache).
     #[arg(long)]
@@ -285,8 +293,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         }
     }
     for (nprobe, ef, k_factor) in settings {
-        let setting =
-            eval::Setting { k: a.k, nprobe, ef, k_factor, warmup: a.warmup, grouped: a.batch, filter: filter.clone() };
+        let setting = eval::Setting {
+            k: a.k,
+            nprobe,
+            ef,
+            k_factor,
+            warmup: a.warmup,
+            grouped: a.batch,
+            filter: filter.clone(),
+            coarse: a.coarse,
+        };
         let row = eval::run(&searcher, &queries, gt.as_ref(), &setting)?;
         if a.json {
             output::json_row(out, &row)?;

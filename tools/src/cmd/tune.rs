@@ -98,7 +98,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     for &k_factor in k_factors {
         // Recall alone decides here, so settings are tried as one grouped batch (same results).
         let recall_at = |nprobe: usize| -> quiver::Result<f64> {
-            let s = Setting { k, nprobe, ef, k_factor, warmup: false, grouped: true, filter: None };
+            let s = Setting {
+                k,
+                nprobe,
+                ef,
+                k_factor,
+                warmup: false,
+                grouped: true,
+                filter: None,
+                coarse: Default::default(),
+            };
             let r = eval::run(&searcher, &queries, Some(&gt), &s)?.recall_at_10.expect("ground truth given");
             eprintln!("nprobe {nprobe:>6} k_factor {k_factor:>3}: recall@10 {r:.4}");
             Ok(r)
@@ -119,8 +128,16 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             break;
         }
         fewest = Some(nprobe);
-        let setting =
-            Setting { k, nprobe, ef, k_factor, warmup: a.cache_bytes.is_some(), grouped: false, filter: None };
+        let setting = Setting {
+            k,
+            nprobe,
+            ef,
+            k_factor,
+            warmup: a.cache_bytes.is_some(),
+            grouped: false,
+            filter: None,
+            coarse: Default::default(),
+        };
         let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
         let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
         eprintln!("  nprobe {nprobe} k_factor {k_factor}: p50 {p50:.3} ms");
@@ -196,7 +213,16 @@ fn tune_graph(a: &Args, searcher: &Searcher, queries: &[f32], gt: &GroundTruth, 
     let mut reach = 0f64;
     let found = cheapest(max, |ef| {
         let ef = ef.max(k);
-        let s = Setting { k, nprobe: 1, ef, k_factor: 1, warmup: false, grouped: true, filter: None };
+        let s = Setting {
+            k,
+            nprobe: 1,
+            ef,
+            k_factor: 1,
+            warmup: false,
+            grouped: true,
+            filter: None,
+            coarse: Default::default(),
+        };
         let r = eval::run(searcher, queries, Some(gt), &s)?.recall_at_10.expect("ground truth given");
         eprintln!("efSearch {ef:>6}: recall@10 {r:.4}");
         reach = reach.max(r);
@@ -214,7 +240,16 @@ fn tune_graph(a: &Args, searcher: &Searcher, queries: &[f32], gt: &GroundTruth, 
         searcher,
         queries,
         Some(gt),
-        &Setting { k, nprobe: 1, ef, k_factor: 1, warmup: true, grouped: false, filter: None },
+        &Setting {
+            k,
+            nprobe: 1,
+            ef,
+            k_factor: 1,
+            warmup: true,
+            grouped: false,
+            filter: None,
+            coarse: Default::default(),
+        },
     )?;
     report(a, out, None, ef, None, &row, searcher.threads())
 }
