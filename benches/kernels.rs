@@ -5,7 +5,10 @@
 //! cargo bench --bench kernels
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use quiver::distance::amx::{self, Amx, Bf16Panel};
 use quiver::distance::{self, Metric, NearestL2};
+use quiver::hnsw::{Hnsw, HnswParams, Points};
+use quiver::ivf::{CoarseQuantizer, ScreenScratch};
 use quiver::pq::{scan_codes, LutBuilder, PrecomputedTables, ProductQuantizer};
 use quiver::topk::TopK;
 use quiver::Synthetic;
@@ -171,5 +174,34 @@ fn fast8(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, distances, nearest, adc, list_tables, fast_scan, fast8);
+/// The coarse search of 256 queries at nprobe 16: the HNSW walk against the exact search
+/// (bfloat16 tiles screened, then float32; where the CPU has no AMX, float32 over every
+/// centroid), and the tiles' products alone.
+fn coarse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("coarse");
+    g.sample_size(10);
+    for (nlist, d) in [(4096, 128), (1024, 384)] {
+        let cents = data(nlist, d);
+        let hnsw = Hnsw::build(&Points { data: &cents, d, metric: Metric::L2 }, &HnswParams::default());
+        let q = CoarseQuantizer::new(d, Metric::L2, cents.clone(), hnsw);
+        let x: Vec<f32> = data(nlist + 256, d).split_off(nlist * d);
+        let mut visited = q.visited_set();
+        let mut scratch = ScreenScratch::default();
+        g.throughput(Throughput::Elements(256));
+        g.bench_function(format!("graph_nlist{nlist}_d{d}"), |b| {
+            b.iter(|| x.chunks(d).map(|v| q.probe(v, 16, 16, &mut visited).len()).sum::<usize>())
+        });
+        g.bench_function(format!("exact_nlist{nlist}_d{d}"), |b| b.iter(|| q.probe_exact(&x, 16, &mut scratch).len()));
+        if let Some(amx) = Amx::get() {
+            let panel = Bf16Panel::new(&cents, d);
+            let mut out = vec![0f32; amx::ROWS * panel.padded_len()];
+            g.bench_function(format!("amx_dots_nlist{nlist}_d{d}"), |b| {
+                b.iter(|| x.chunks(amx::ROWS * d).for_each(|r| amx.dots(&panel, r, &mut out)))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, distances, nearest, adc, list_tables, fast_scan, fast8, coarse);
 criterion_main!(benches);
