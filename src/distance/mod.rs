@@ -128,8 +128,8 @@ pub fn inner_product(a: &[f32], b: &[f32]) -> f32 {
     dispatch!(inner_product(a, b))
 }
 
-/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order (n = `row.len()`; the
-/// table-building step of ADC), with the row kept in registers.
+/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order, each a fused multiply-add
+/// (n = `row.len()`; the table-building step of ADC), with the row kept in registers.
 #[inline]
 pub fn axpy_rows(scale: f32, x: &[f32], cols: &[f32], row: &mut [f32]) {
     dispatch!(axpy_rows(scale, x, cols, row))
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn axpy_rows_equals_row_updates_in_order() {
         let mut r = Rng::new(7);
-        for (n, dsub) in [(256, 12), (256, 1), (16, 4), (100, 3), (64, 8)] {
+        for (n, dsub) in [(256, 12), (256, 1), (16, 4), (100, 3), (64, 8), (300, 5)] {
             let x = rand_vec(&mut r, dsub);
             let cols = rand_vec(&mut r, n * dsub);
             let init = rand_vec(&mut r, n);
@@ -352,7 +352,7 @@ mod tests {
             for (t, &xt) in x.iter().enumerate() {
                 let a = -2.0 * xt;
                 for (v, &u) in want.iter_mut().zip(&cols[t * n..(t + 1) * n]) {
-                    *v += a * u;
+                    *v = a.mul_add(u, *v);
                 }
             }
             let mut got = init.clone();

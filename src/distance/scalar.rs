@@ -124,21 +124,36 @@ pub fn inner_product_h_4(q: &[F16], r: [&[F16]; 4]) -> [f32; 4] {
     inner_product_4(q, r)
 }
 
-/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order (n = `row.len()`), with 64
-/// entries of `row` held in registers across all of `x` instead of loaded and stored again for
-/// each t (building an 8-bit PQ table is dsub such updates per sub-quantizer).
+/// `row[k] += (scale · x[t]) · cols[t·n + k]` for each t in order (n = `row.len()`; each
+/// update one fused multiply-add), with 128 entries of `row` held in registers across all of
+/// `x` instead of loaded and stored again for each t (building an 8-bit PQ table is dsub such
+/// updates per sub-quantizer).
 #[inline(always)]
 pub fn axpy_rows(scale: f32, x: &[f32], cols: &[f32], row: &mut [f32]) {
-    const WIDTH: usize = 64;
+    const WIDTH: usize = 128;
     let n = row.len();
     assert!(cols.len() >= x.len() * n, "a column of n values per element of x");
     for (c, part) in row.chunks_mut(WIDTH).enumerate() {
+        // A whole chunk as fixed-size arrays: with a length known only at run time LLVM kept
+        // the accumulators on the stack, a load and a store around every multiply-add.
+        if let Ok(part) = <&mut [f32; WIDTH]>::try_from(&mut *part) {
+            let mut acc = *part;
+            for (t, &xt) in x.iter().enumerate() {
+                let a = scale * xt;
+                let (col, _) = cols[t * n + c * WIDTH..].as_chunks::<WIDTH>();
+                for (v, &u) in acc.iter_mut().zip(&col[0]) {
+                    *v = a.mul_add(u, *v);
+                }
+            }
+            *part = acc;
+            continue;
+        }
         let mut acc = [0f32; WIDTH];
         acc[..part.len()].copy_from_slice(part);
         for (t, &xt) in x.iter().enumerate() {
             let a = scale * xt;
             for (v, &u) in acc.iter_mut().zip(&cols[t * n + c * WIDTH..][..part.len()]) {
-                *v += a * u;
+                *v = a.mul_add(u, *v);
             }
         }
         part.copy_from_slice(&acc[..part.len()]);
