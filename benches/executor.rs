@@ -4,7 +4,7 @@
 //! `reads/s` with fio's IOPS at the same queue depth (benches/README.md has the command).
 //!
 //!     cargo bench --bench executor -- --index DIR --queries q.fbin --nprobe 16 \
-//!         [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2]
+//!         [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2] [--coarse graph|exact]
 //!
 //! Prints a Markdown table and one JSON object per setting. Not a criterion bench: each
 //! setting is one timed pass over the queries after an untimed one.
@@ -16,7 +16,7 @@ use quiver::{Index, SearchParams, Searcher, VectorFile};
 
 fn main() {
     let Some(dir) = args::arg("--index") else {
-        eprintln!("usage: cargo bench --bench executor -- --index DIR --queries FILE [--nprobe 16] [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2]");
+        eprintln!("usage: cargo bench --bench executor -- --index DIR --queries FILE [--nprobe 16] [--k-factor 1] [--inflight 1,2,4,8,16] [--threads 1,2] [--coarse graph|exact]");
         return;
     };
     let queries = args::arg("--queries").expect("--queries FILE");
@@ -28,6 +28,7 @@ fn main() {
         nprobe: args::number("--nprobe", 16),
         ef_search: index.info().ef_search,
         k_factor: args::number("--k-factor", 1),
+        coarse: args::arg("--coarse").map_or(Default::default(), |c| c.parse().expect("--coarse graph|exact")),
         ..Default::default()
     };
     println!("| threads | inflight | QPS | p50 ms | p99 ms | KiB/query | reads/query | reads/s |");
