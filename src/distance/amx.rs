@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn tiles_equal_the_reference() {
         let Some(amx) = Amx::get() else {
-            eprintln!("skipped: no AMX-BF16 on this machine");
+            eprintln!("SKIPPED AMX tile test: this CPU (or its kernel) offers no AMX-BF16");
             return;
         };
         let mut r = Rng::new(3);
