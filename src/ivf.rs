@@ -36,8 +36,9 @@ pub enum CoarseSearch {
     /// Every centroid's distance, so the probed lists are the true nprobe closest (faiss's
     /// flat quantizer). nlist · d multiply-adds a query: on CPUs with AMX (bfloat16 tiles)
     /// a batch of queries screens all centroids faster than the graph is walked at nlist of
-    /// a few thousand, and the few that may be among the nprobe closest are then measured
-    /// in float32, so the lists are exactly those float32 distances choose.
+    /// a few thousand (one query alone about as fast at nlist · d ≈ 400k, slower at 500k),
+    /// and the few that may be among the nprobe closest are then measured in float32, so
+    /// the lists are exactly those float32 distances choose.
     Exact,
 }
 
@@ -69,10 +70,6 @@ pub struct ScreenScratch {
     moved: Vec<f32>,
     kept: Vec<(f32, u32)>,
 }
-
-/// Queries from which a screened exact search takes the tiles: a tile pass costs the same
-/// for 1 query or 16, and one query alone is quicker measured in float32.
-const MIN_SCREENED: usize = 4;
 
 /// The centroids moved by their mean (the products are then of smaller vectors, so their
 /// rounding is smaller; L2 distances do not move and inner products move by one value a
@@ -141,14 +138,26 @@ impl CoarseQuantizer {
 
     /// The `nprobe` closest lists to each row of `queries` (n × d), closest first, found by
     /// every centroid's float32 distance (the same as [`probe`](Self::probe)'s; ties by
-    /// list number). Four or more queries on a CPU with AMX are screened in bfloat16 first:
-    /// a centroid is measured in float32 only when its bfloat16 distance is within the
+    /// list number). On a CPU with AMX, queries are screened in bfloat16 first, 16 to a tile
+    /// pass (one alone still gains: the pass streams half the bytes float32 would): a
+    /// centroid is measured in float32 only when its bfloat16 distance is within the
     /// rounding's bound of the nprobe-th closest, so the answer is the same either way.
     pub fn probe_exact(&self, queries: &[f32], nprobe: usize, scratch: &mut ScreenScratch) -> Vec<Vec<Neighbor>> {
+        self.probe_exact_on(queries, nprobe, scratch, Amx::get())
+    }
+
+    /// [`probe_exact`](Self::probe_exact) with the tiles given (None: float32 throughout).
+    fn probe_exact_on(
+        &self,
+        queries: &[f32],
+        nprobe: usize,
+        scratch: &mut ScreenScratch,
+        tiles: Option<Amx>,
+    ) -> Vec<Vec<Neighbor>> {
         let (d, nlist) = (self.d, self.nlist());
         let nprobe = nprobe.min(nlist);
         let nq = queries.len() / d;
-        let tiles = Amx::get().filter(|_| nq >= MIN_SCREENED && nprobe > 0 && nprobe < nlist);
+        let tiles = tiles.filter(|_| nprobe > 0 && nprobe < nlist);
         let Some(tiles) = tiles else {
             return queries.chunks_exact(d).map(|q| self.nearest_of(q, 0..nlist as u32, nprobe)).collect();
         };
@@ -309,11 +318,13 @@ mod tests {
     }
 
     /// The exact search equals a brute-force sort of every centroid's float32 distance, on
-    /// both of its paths (one query; a screened batch where AMX exists), for both metrics,
-    /// off-centre data (where ‖q‖‖c‖ dwarfs the distances), and duplicate centroids (ties).
+    /// both of its paths (float32 throughout; screened on the tiles where AMX exists), for a
+    /// batch and for one query, both metrics, off-centre data (where ‖q‖‖c‖ dwarfs the
+    /// distances), and duplicate centroids (ties).
     #[test]
     fn exact_probes_equal_brute_force() {
-        if Amx::get().is_none() {
+        let amx = Amx::get();
+        if amx.is_none() {
             eprintln!("SKIPPED the screened half of exact_probes_equal_brute_force: this CPU offers no AMX-BF16 (the float32 half runs)");
         }
         let mut r = Rng::new(5);
@@ -331,9 +342,17 @@ mod tests {
             for nprobe in [1, 2, 16, 64, nlist - 1, nlist, nlist + 5] {
                 let want = brute(&q, &x, nprobe);
                 let s = &mut ScreenScratch::default();
-                assert_eq!(q.probe_exact(&x, nprobe, s), want, "{metric} d {d} nprobe {nprobe}: batch");
-                for (v, w) in x.chunks_exact(d).zip(&want).take(3) {
-                    assert_eq!(&q.probe_exact(v, nprobe, s)[0], w, "{metric} d {d} nprobe {nprobe}: one query");
+                for tiles in [None, amx] {
+                    let how = if tiles.is_some() { "screened" } else { "float32" };
+                    assert_eq!(
+                        q.probe_exact_on(&x, nprobe, s, tiles),
+                        want,
+                        "{metric} d {d} nprobe {nprobe}: {how} batch"
+                    );
+                    for (v, w) in x.chunks_exact(d).zip(&want).take(3) {
+                        let one = q.probe_exact_on(v, nprobe, s, tiles);
+                        assert_eq!(&one[0], w, "{metric} d {d} nprobe {nprobe}: {how}, one query");
+                    }
                 }
             }
         }

@@ -54,9 +54,9 @@ pub struct Args {
     /// IVF indexes: how each query's nprobe lists are found. graph: a walk of the HNSW graph
     /// over the centroids, --ef wide (what the factory string names). exact: every
     /// centroid's distance, so the lists are the true nprobe closest (faiss's flat
-    /// quantizer); on CPUs with AMX, queries taken together (--batch, --inflight) screen all
-    /// centroids in bfloat16 tiles and measure the few that can be among the closest in
-    /// float32, faster than the walk where nlist x d is at most a few million.
+    /// quantizer); on CPUs with AMX, queries screen all centroids in bfloat16 tiles and
+    /// measure the few that can be among the closest in float32 — faster than the walk for
+    /// batches (--batch, --inflight) where nlist x d is at most a few million.
     #[arg(long, default_value = "graph")]
     coarse: CoarseSearch,
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
