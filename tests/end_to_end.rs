@@ -261,10 +261,10 @@ fn a_searcher_answers_as_the_index_does_and_says_what_each_query_cost() {
     ));
 }
 
-/// The exact coarse search (every centroid's distance: float32 for a query alone, bfloat16
-/// tiles screened then float32 for batches where the CPU has AMX) answers alike one query at a
-/// time, in grouped batches, in waves of queries in flight, through `Index::search` (waves of
-/// 16), and as a graph walk wide enough to see every centroid does.
+/// The exact coarse search (every centroid's distance: bfloat16 tiles screened then float32
+/// where the CPU has AMX, float32 otherwise) answers alike one query at a time, in grouped
+/// batches, in waves of queries in flight, through `Index::search` (waves of 16), and as a
+/// graph walk wide enough to see every centroid does, from the device and from a cache.
 #[test]
 fn exact_coarse_search_answers_alike_on_every_path() {
     let (d, n, nq, nlist) = (32, 10_000, 70, 64);
@@ -278,22 +278,27 @@ fn exact_coarse_search_answers_alike_on_every_path() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts(factory, metric));
-        let index = Index::open_with(dir.path(), OpenOptions { cache_bytes: 64 << 20, ..Default::default() }).unwrap();
-        let exact = SearchParams { k: 10, nprobe: 6, ef_search: 1, coarse: CoarseSearch::Exact, ..Default::default() };
-        let wide = SearchParams { ef_search: nlist, coarse: CoarseSearch::Graph, ..exact.clone() };
-        let plain = Searcher::new(&index, 1).unwrap().search(&queries, &exact).unwrap().results;
-        assert_eq!(index.search(&queries, &exact).unwrap().ids, plain.ids, "{factory} {metric:?}: Index::search");
-        let walked = index.search(&queries, &wide).unwrap();
-        assert_eq!(plain.ids, walked.ids, "{factory} {metric:?}: a walk that sees every centroid");
-        for threads in [1, 3] {
-            let s = Searcher::new(&index, threads).unwrap();
-            let grouped = s.search_grouped(&queries, &exact).unwrap().results;
-            let waves =
-                Searcher::new(&index, threads).unwrap().with_inflight(5).unwrap().search(&queries, &exact).unwrap();
-            for (got, how) in [(&grouped, "grouped"), (&waves.results, "in waves")] {
-                assert_eq!(got.ids, plain.ids, "{factory} {metric:?} threads {threads}: {how}");
-                assert_eq!(got.distances, plain.distances, "{factory} {metric:?} threads {threads}: {how}");
-            }
+        // From the device and from a cache.
+        for cache_bytes in [0, 64 << 20] {
+            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
+            exact_coarse_paths_agree(&index, &queries, nlist, &format!("{factory} {metric:?} cache {cache_bytes}"));
+        }
+    }
+}
+
+fn exact_coarse_paths_agree(index: &Index, queries: &[f32], nlist: usize, what: &str) {
+    let exact = SearchParams { k: 10, nprobe: 6, ef_search: 1, coarse: CoarseSearch::Exact, ..Default::default() };
+    let wide = SearchParams { ef_search: nlist, coarse: CoarseSearch::Graph, ..exact.clone() };
+    let plain = Searcher::new(index, 1).unwrap().search(queries, &exact).unwrap().results;
+    assert_eq!(index.search(queries, &exact).unwrap().ids, plain.ids, "{what}: Index::search");
+    let walked = index.search(queries, &wide).unwrap();
+    assert_eq!(plain.ids, walked.ids, "{what}: a walk that sees every centroid");
+    for threads in [1, 3] {
+        let grouped = Searcher::new(index, threads).unwrap().search_grouped(queries, &exact).unwrap().results;
+        let waves = Searcher::new(index, threads).unwrap().with_inflight(5).unwrap().search(queries, &exact).unwrap();
+        for (got, how) in [(&grouped, "grouped"), (&waves.results, "in waves")] {
+            assert_eq!(got.ids, plain.ids, "{what} threads {threads}: {how}");
+            assert_eq!(got.distances, plain.distances, "{what} threads {threads}: {how}");
         }
     }
 }
