@@ -70,10 +70,8 @@ pub(crate) fn search_grouped(
                 })
                 .collect();
             probed
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
                 .into_par_iter()
+                .flatten()
                 .map(|(q, probes)| (pipeline::prepare_normalized(index, q), probes))
                 .collect()
         });

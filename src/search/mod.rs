@@ -628,11 +628,7 @@ impl Index {
                 .collect();
             let mut per_query = Vec::with_capacity(queries.len() / d);
             for wave in waves {
-                let (found, stats) = wave?;
-                for (j, neighbors) in found.into_iter().enumerate() {
-                    let stats = if j == 0 { stats } else { SearchStats::default() };
-                    per_query.push(Ok(pipeline::QueryResult { neighbors, stats }));
-                }
+                per_query.extend(pipeline::unwave(wave?).map(Ok));
             }
             return self.collect(per_query, params);
         }

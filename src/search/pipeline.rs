@@ -310,6 +310,15 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
     Ok((out, stats))
 }
 
+/// A wave's answers as per-query results, in order, the wave's exact totals riding on its
+/// first query so that a batch's add up.
+pub(crate) fn unwave((found, stats): Wave) -> impl Iterator<Item = QueryResult> {
+    found.into_iter().enumerate().map(move |(j, neighbors)| QueryResult {
+        neighbors,
+        stats: if j == 0 { stats } else { SearchStats::default() },
+    })
+}
+
 /// The lists each row of `queries` (normalised) probes, closest first, found as `p.coarse`
 /// says.
 pub(crate) fn probe_all(index: &Ivf, queries: &[f32], p: &SearchParams, w: &mut Worker) -> Vec<Vec<Neighbor>> {

@@ -155,13 +155,9 @@ impl<'i> Searcher<'i> {
                 refine_pages: share(stats.refine_pages),
                 io: stats.io,
             };
-            for (j, neighbors) in found.into_iter().enumerate() {
-                latencies_ms.push(ms);
-                per_query.push(each);
-                // The wave's exact totals ride on its first query, so the batch's add up.
-                let stats = if j == 0 { stats } else { SearchStats::default() };
-                results.push(Ok(pipeline::QueryResult { neighbors, stats }));
-            }
+            latencies_ms.extend(std::iter::repeat_n(ms, found.len()));
+            per_query.extend(std::iter::repeat_n(each, found.len()));
+            results.extend(pipeline::unwave((found, stats)).map(Ok));
         }
         let results = self.index.collect(results, params)?;
         Ok(Batch { results, latencies_ms, per_query, wall_s })
