@@ -228,6 +228,41 @@ fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
     for key in ["ms_p50", "qps"] {
         assert!(field(&out, key).parse::<f64>().unwrap() > 0.0, "{out}");
     }
+    // With the exact coarse search: the cheapest nprobe as `search --coarse exact` measures it.
+    let exact = |nprobe: usize| -> f64 {
+        let n = nprobe.to_string();
+        let row = ok(&[
+            "search",
+            "--index",
+            &idx,
+            "--queries",
+            &q,
+            "--gt",
+            &gt,
+            "--nprobe",
+            &n,
+            "--coarse",
+            "exact",
+            "--json",
+        ]);
+        field(&row, "recall_at_10").parse().unwrap()
+    };
+    let out = ok(&[
+        "tune",
+        "--index",
+        &idx,
+        "--queries",
+        &q,
+        "--gt",
+        &gt,
+        "--target-recall",
+        &format!("{t}"),
+        "--coarse",
+        "exact",
+        "--json",
+    ]);
+    let np: usize = field(&out, "nprobe").parse().unwrap();
+    assert!(exact(np) >= t && (np == 1 || exact(np - 1) < t), "{out}");
     // 8-byte codes of 16-d vectors cannot rank every query perfectly, even with every list.
     assert!(recall(16) < 1.0);
     let o = quiver(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "1"]);
@@ -317,6 +352,10 @@ fn hnsw_flat_through_the_tool() {
     let o = quiver(&["search", "--index", &idx, "--queries", &q, "--nprobe", "4"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--ef"));
+    let o =
+        quiver(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "0.9", "--coarse", "exact"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--coarse applies to IVF indexes"));
     let t: serde_json::Value = serde_json::from_str(&ok(&[
         "tune",
         "--index",

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use quiver::{Index, OpenOptions, Searcher};
+use quiver::{CoarseSearch, Index, OpenOptions, Searcher};
 
 use super::{load_ground_truth, load_queries, CmdResult, SearchTarget};
 use crate::args::{self, usage};
@@ -28,6 +28,10 @@ pub struct Args {
     /// HNSW{M},Flat index efSearch is what tune finds.)
     #[arg(long, value_parser = args::count)]
     ef: Option<usize>,
+    /// IVF indexes: how each query's lists are found while tuning and timing, as `search
+    /// --coarse` (graph or exact).
+    #[arg(long, default_value = "graph")]
+    coarse: CoarseSearch,
     /// Search threads for the timing of the setting found (0 = one per core).
     #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
@@ -86,6 +90,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
         if a.ef.is_some() {
             return usage(format!("--ef: tune finds efSearch for {}; leave it out", info.factory));
         }
+        if a.coarse != CoarseSearch::Graph {
+            return usage(format!("--coarse applies to IVF indexes; {} has no lists to choose", info.factory));
+        }
         return tune_graph(&a, &searcher, &queries, &gt, out);
     }
     let ef = a.ef.unwrap_or(info.ef_search);
@@ -98,16 +105,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     for &k_factor in k_factors {
         // Recall alone decides here, so settings are tried as one grouped batch (same results).
         let recall_at = |nprobe: usize| -> quiver::Result<f64> {
-            let s = Setting {
-                k,
-                nprobe,
-                ef,
-                k_factor,
-                warmup: false,
-                grouped: true,
-                filter: None,
-                coarse: Default::default(),
-            };
+            let s = Setting { k, nprobe, ef, k_factor, warmup: false, grouped: true, filter: None, coarse: a.coarse };
             let r = eval::run(&searcher, &queries, Some(&gt), &s)?.recall_at_10.expect("ground truth given");
             eprintln!("nprobe {nprobe:>6} k_factor {k_factor:>3}: recall@10 {r:.4}");
             Ok(r)
@@ -136,7 +134,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             warmup: a.cache_bytes.is_some(),
             grouped: false,
             filter: None,
-            coarse: Default::default(),
+            coarse: a.coarse,
         };
         let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
         let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
