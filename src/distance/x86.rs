@@ -103,17 +103,15 @@ pub unsafe fn within_avx512(x: &[f32], add: &[f32], scale: f32, n: usize, margin
             _mm512_mul_ps(s, _mm512_loadu_ps(x.as_ptr().add(c * 16))),
         )
     };
-    let groups = scalar::within_groups(n);
-    let mut mins = vec![_mm512_set1_ps(f32::INFINITY); groups];
-    let mut g = 0;
-    for c in 0..blocks {
-        mins[g] = _mm512_min_ps(mins[g], value(c));
-        g = if g + 1 == groups { 0 } else { g + 1 };
-    }
-    let mut lanes = vec![0f32; groups * 16];
-    for (m, out) in mins.iter().zip(lanes.chunks_exact_mut(16)) {
-        // SAFETY: `out` holds 16 floats.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), *m) };
+    // More groups than `within_groups` asks for only bring the bar closer to the n-th value.
+    let mut lanes = Vec::new();
+    match scalar::within_groups(n).next_power_of_two() {
+        1 => minima::<1>(blocks, &value, &mut lanes),
+        2 => minima::<2>(blocks, &value, &mut lanes),
+        4 => minima::<4>(blocks, &value, &mut lanes),
+        8 => minima::<8>(blocks, &value, &mut lanes),
+        16 => minima::<16>(blocks, &value, &mut lanes),
+        _ => minima::<32>(blocks, &value, &mut lanes),
     }
     let mut bar = scalar::within_bar(&mut lanes, n, margin);
     kept.clear();
@@ -140,4 +138,35 @@ pub unsafe fn within_avx512(x: &[f32], add: &[f32], scale: f32, n: usize, margin
         }
     }
     scalar::lower(kept, n, margin, &mut bar);
+}
+
+/// The first pass of [`within_avx512`]: the minima of `R` vectors of 16 groups (block c goes
+/// to vector c mod R), kept in registers, then written out as 16 · R values.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn minima<const R: usize>(
+    blocks: usize,
+    value: &impl Fn(usize) -> std::arch::x86_64::__m512,
+    lanes: &mut Vec<f32>,
+) {
+    use std::arch::x86_64::*;
+    let mut m = [_mm512_set1_ps(f32::INFINITY); R];
+    let mut c = 0;
+    while c + R <= blocks {
+        for (g, mg) in m.iter_mut().enumerate() {
+            *mg = _mm512_min_ps(*mg, value(c + g));
+        }
+        c += R;
+    }
+    for (g, mg) in m.iter_mut().enumerate().take(blocks - c) {
+        *mg = _mm512_min_ps(*mg, value(c + g));
+    }
+    lanes.resize(R * 16, 0.0);
+    for (mg, out) in m.iter().zip(lanes.chunks_exact_mut(16)) {
+        // SAFETY: `out` holds 16 floats.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), *mg) };
+    }
 }
