@@ -166,18 +166,17 @@ impl CoarseQuantizer {
         let ScreenScratch { products, moved, kept } = scratch;
         products.resize(amx::ROWS * npad, 0.0);
         moved.resize(amx::ROWS * d, 0.0);
+        // ‖q − c‖² = ‖q − m‖² + ‖c − m‖² − 2⟨q − m, c − m⟩, and ⟨q, c⟩ = ⟨q, c − m⟩ + ⟨q, m⟩:
+        // the query moves for L2 only, and a screened value is ‖c − m‖² − 2·product or −product.
+        let (shift, scale) = if self.metric == Metric::L2 { (1.0, -2.0) } else { (0.0, -1.0) };
         let mut out = Vec::with_capacity(nq);
         for block in queries.chunks(amx::ROWS * d) {
-            // ‖q − c‖² = ‖q − m‖² + ‖c − m‖² − 2⟨q − m, c − m⟩, and ⟨q, c⟩ = ⟨q, c − m⟩ + ⟨q, m⟩:
-            // the query moves for L2 only.
             let moved = &mut moved[..block.len()];
-            let shift = if self.metric == Metric::L2 { 1.0 } else { 0.0 };
             for ((m, &x), &c) in moved.iter_mut().zip(block).zip(screen.mean.iter().cycle()) {
                 *m = x - shift * c;
             }
             tiles.dots(&screen.panel, moved, products);
             for ((q, m), row) in block.chunks_exact(d).zip(moved.chunks_exact(d)).zip(products.chunks_exact_mut(npad)) {
-                let scale = if self.metric == Metric::L2 { -2.0 } else { -1.0 };
                 let margin = screen.margin(self.metric, d, m, q);
                 if !margin.is_finite() {
                     out.push(self.nearest_of(q, 0..nlist as u32, nprobe));

@@ -210,14 +210,33 @@ fn errors_exit_nonzero_with_a_message() {
 fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
     let d = tempfile::tempdir().unwrap();
     let (_, q, gt, idx) = fixture(d.path());
-    let recall = |nprobe: usize| -> f64 {
+    // Recall as `search --coarse C` measures it, and the setting `tune --coarse C` finds.
+    let recall_with = |nprobe: usize, coarse: &str| -> f64 {
         let n = nprobe.to_string();
-        let row = ok(&["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", &n, "--json"]);
-        field(&row, "recall_at_10").parse().unwrap()
+        let args =
+            ["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", &n, "--coarse", coarse, "--json"];
+        field(&ok(&args), "recall_at_10").parse().unwrap()
     };
+    let tune = |target: &str, coarse: &str| {
+        ok(&[
+            "tune",
+            "--index",
+            &idx,
+            "--queries",
+            &q,
+            "--gt",
+            &gt,
+            "--target-recall",
+            target,
+            "--coarse",
+            coarse,
+            "--json",
+        ])
+    };
+    let recall = |nprobe: usize| recall_with(nprobe, "graph");
     let target = (recall(1) + recall(16)) / 2.0;
     let t = format!("{target:.3}");
-    let out = ok(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", &t, "--json"]);
+    let out = tune(&t, "graph");
     assert_eq!(out.lines().count(), 1, "{out}");
     let nprobe: usize = field(&out, "nprobe").parse().unwrap();
     assert_eq!(field(&out, "k_factor"), "null", "this index does not re-rank");
@@ -229,38 +248,8 @@ fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
         assert!(field(&out, key).parse::<f64>().unwrap() > 0.0, "{out}");
     }
     // With the exact coarse search: the cheapest nprobe as `search --coarse exact` measures it.
-    let exact = |nprobe: usize| -> f64 {
-        let n = nprobe.to_string();
-        let row = ok(&[
-            "search",
-            "--index",
-            &idx,
-            "--queries",
-            &q,
-            "--gt",
-            &gt,
-            "--nprobe",
-            &n,
-            "--coarse",
-            "exact",
-            "--json",
-        ]);
-        field(&row, "recall_at_10").parse().unwrap()
-    };
-    let out = ok(&[
-        "tune",
-        "--index",
-        &idx,
-        "--queries",
-        &q,
-        "--gt",
-        &gt,
-        "--target-recall",
-        &format!("{t}"),
-        "--coarse",
-        "exact",
-        "--json",
-    ]);
+    let exact = |nprobe: usize| recall_with(nprobe, "exact");
+    let out = tune(&format!("{t}"), "exact");
     let np: usize = field(&out, "nprobe").parse().unwrap();
     assert!(exact(np) >= t && (np == 1 || exact(np - 1) < t), "{out}");
     // 8-byte codes of 16-d vectors cannot rank every query perfectly, even with every list.
