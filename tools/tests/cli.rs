@@ -300,6 +300,12 @@ fn rflat_search_and_tune() {
     assert!(got >= 0.95 && kf >= 1, "{out}");
     let again = search(field(&out, "nprobe"), &kf.to_string());
     assert_eq!(field(&again, "recall_at_10").parse::<f64>().unwrap(), got);
+    // And it is the fewest lists that reach the target at that k_factor.
+    let nprobe: usize = field(&out, "nprobe").parse().unwrap();
+    if nprobe > 1 {
+        let fewer = search(&(nprobe - 1).to_string(), &kf.to_string());
+        assert!(field(&fewer, "recall_at_10").parse::<f64>().unwrap() < 0.95, "{fewer}");
+    }
     let info = ok(&["inspect", "--index", &rf, "--json"]);
     assert_eq!(field(&info, "refine"), "float32");
     assert!(ok(&["verify", "--index", &rf]).starts_with("ok"));

@@ -1,8 +1,9 @@
 //! `quiver tune`: the cheapest search setting that reaches a target recall on a query set with
 //! exact ground truth, as faiss's `ParameterSpace` explores settings: nprobe (the cost of a
 //! query grows with it) doubled until the target is met, then bisected; where the index
-//! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 4, … 64 (until a larger one no longer
-//! needs fewer lists), and the setting whose timed p50 is lowest wins. For an `HNSW{M},Flat`
+//! re-ranks (`,RFlat`), that for each k_factor in 1, 2, 3, 4, 6, 8, … 64 (until a larger one no
+//! longer needs fewer lists); the candidates are timed in turns, three rounds, and the setting
+//! whose median p50 is lowest wins. For an `HNSW{M},Flat`
 //! index the setting is efSearch, found the same way.
 
 use std::io::Write;
@@ -97,11 +98,10 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     }
     let ef = a.ef.unwrap_or(info.ef_search);
     let k_factors: &[usize] = if info.refine.is_some() { &K_FACTORS } else { &[1] };
-    // For each k_factor, the cheapest nprobe, timed one query at a time (warm when there is a
-    // cache); the lowest p50 wins.
-    let mut best: Option<(usize, usize, Row)> = None;
+    // For each k_factor, the cheapest nprobe (a larger k_factor never needs more lists: its
+    // candidates include the smaller one's, so recall cannot fall).
+    let mut candidates: Vec<(usize, usize)> = Vec::new();
     let mut reach = 0f64;
-    let mut fewest: Option<usize> = None;
     for &k_factor in k_factors {
         // Recall alone decides here, so settings are tried as one grouped batch (same results).
         let recall_at = |nprobe: usize| -> quiver::Result<f64> {
@@ -110,39 +110,55 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             eprintln!("nprobe {nprobe:>6} k_factor {k_factor:>3}: recall@10 {r:.4}");
             Ok(r)
         };
+        let fewest = candidates.last().map(|c| c.0);
         let mut tried = std::collections::BTreeMap::new();
-        let found = cheapest(info.nlist, |nprobe| {
+        let found = cheapest(fewest.unwrap_or(info.nlist), |nprobe| {
             let r = recall_at(nprobe)?;
             tried.insert(nprobe, r);
             Ok::<bool, quiver::Error>(r >= a.target_recall)
         })?;
-        let Some(nprobe) = found else {
-            reach = reach.max(tried[&info.nlist]);
-            continue;
-        };
-        if fewest.is_some_and(|f| nprobe >= f) {
+        match (found, fewest) {
+            (None, None) => reach = reach.max(tried[&info.nlist]),
             // The re-rank no longer lets fewer lists reach the target (the lists probed set
             // the recall now): a larger k_factor only adds reads.
-            break;
-        }
-        fewest = Some(nprobe);
-        let setting = Setting {
-            k,
-            nprobe,
-            ef,
-            k_factor,
-            warmup: a.cache_bytes.is_some(),
-            grouped: false,
-            filter: None,
-            coarse: a.coarse,
-        };
-        let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
-        let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
-        eprintln!("  nprobe {nprobe} k_factor {k_factor}: p50 {p50:.3} ms");
-        if best.as_ref().is_none_or(|(_, _, b)| p50 < b.ms_p50.unwrap_or(f64::INFINITY)) {
-            best = Some((nprobe, k_factor, row));
+            (None, Some(_)) => break,
+            (Some(nprobe), Some(f)) if nprobe >= f => break,
+            (Some(nprobe), _) => candidates.push((nprobe, k_factor)),
         }
     }
+    // Each candidate timed one query at a time (warm when there is a cache), in turns, so that
+    // a device whose speed drifts from minute to minute judges them alike; the lowest median
+    // p50 wins.
+    let rounds = if candidates.len() > 1 { TIMING_ROUNDS } else { 1 };
+    let mut timed: Vec<Vec<Row>> = candidates.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (&(nprobe, k_factor), rows) in candidates.iter().zip(&mut timed) {
+            let setting = Setting {
+                k,
+                nprobe,
+                ef,
+                k_factor,
+                warmup: a.cache_bytes.is_some(),
+                grouped: false,
+                filter: None,
+                coarse: a.coarse,
+            };
+            let row: Row = eval::run(&searcher, &queries, Some(&gt), &setting)?;
+            let p50 = row.ms_p50.unwrap_or(f64::INFINITY);
+            eprintln!("  round {}: nprobe {nprobe} k_factor {k_factor}: p50 {p50:.3} ms", round + 1);
+            rows.push(row);
+        }
+    }
+    let p50 = |r: &Row| r.ms_p50.unwrap_or(f64::INFINITY);
+    let best = candidates
+        .iter()
+        .zip(timed)
+        .map(|(&(nprobe, k_factor), mut rows)| {
+            rows.sort_by(|x, y| p50(x).total_cmp(&p50(y)));
+            let median = rows.swap_remove(rows.len() / 2);
+            (nprobe, k_factor, median)
+        })
+        .min_by(|x, y| p50(&x.2).total_cmp(&p50(&y.2)));
     let Some((nprobe, k_factor, row)) = best else {
         return Err(format!(
             "recall@10 {} is out of this index's reach: {reach:.4} with every list probed (nprobe = nlist = {}{}); \
@@ -252,8 +268,14 @@ fn tune_graph(a: &Args, searcher: &Searcher, queries: &[f32], gt: &GroundTruth, 
     report(a, out, None, ef, None, &row, searcher.threads())
 }
 
-/// The k_factors tried where the index re-ranks (faiss's ParameterSpace tries powers of two).
-const K_FACTORS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
+/// The k_factors tried where the index re-ranks: faiss's ParameterSpace tries powers of two;
+/// the steps half way between are tried too, because with the vectors on the device every
+/// candidate is a read, and the cheapest setting often lies between (on the 1M set, 0.95 takes
+/// nprobe 93 at k_factor 2, 68 at 3 and 64 at 4).
+const K_FACTORS: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+
+/// How many times each candidate setting is timed (in turns) when there are several.
+const TIMING_ROUNDS: usize = 3;
 
 #[cfg(test)]
 mod tests {
