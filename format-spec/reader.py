@@ -51,7 +51,7 @@ def header(name, data, kind):
         raise FormatError(f"{name}: not a quiver file")
     if crc32c(data[:60]) != hcrc:
         raise FormatError(f"{name}: header checksum mismatch")
-    if major != 1 or minor > 3:
+    if major != 1 or minor > 5:
         raise FormatError(f"{name}: format {major}.{minor} not readable by this reader")
     if k != kind:
         raise FormatError(f"{name}: expected a {KINDS[kind]} file, found kind {k}")
@@ -89,9 +89,12 @@ def read_index(dir_):
         name, kind, _r, size, crc, _r2 = struct.unpack_from("<40sIIQII", p, 160 + 64 * i)
         files[name.rstrip(b"\0").decode()] = (kind, size, crc)
     if (layout, nbits) not in ((1, 8), (2, 4), (3, 0)):
-        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.3")
+        raise FormatError(f"code layout {layout} / nbits {nbits} not defined in format 1.5")
     if refine not in (0, 1, 2):
-        raise FormatError(f"refine {refine} not defined in format 1.3")
+        raise FormatError(f"refine {refine} not defined in format 1.5")
+    # 12-generations.md: this reader reads a generation without deleted entries.
+    if any(kind == 10 for kind, _s, _c in files.values()):
+        raise FormatError(f"{mname}: names a deletion set, which this reader does not apply")
 
     def owned(name, kind):
         fid, crc, size, payload = small_file(dir_, name, kind)
@@ -123,12 +126,14 @@ def read_index(dir_):
     def vectors_file_dim(name, want_elem, want_dim):
         data, pcrc = paged(name, 8)
         vh = data[64:104]
-        vdim, elem, vb, table_crc, n_pages, n_vec, _r, hcrc = struct.unpack("<IB3xIIQQII", vh)
-        bad = vb != want_dim * (4 if elem == 1 else 1)
+        vdim, elem, vb, table_crc, n_pages, n_vec, rb, hcrc = struct.unpack("<IB3xIIQQII", vh)
+        # 1.5: record_bytes, 0 before (the vector alone); vector_bytes + 8 with the ids.
+        rb = rb or vb
+        bad = vb != want_dim * (4 if elem == 1 else 1) or rb not in (vb, vb + 8)
         if crc32c(vh[:36]) != hcrc or (vdim, elem) != (want_dim, want_elem) or bad:
             raise FormatError(f"{name}: bad vectors header")
         checked_pages(name, data, pcrc, n_pages, table_crc)
-        return data, vb, elem, n_vec
+        return data, vb, elem, n_vec, rb
 
     def vectors_file(name, want_elem):
         return vectors_file_dim(name, want_elem, dim)
@@ -157,13 +162,13 @@ def read_index(dir_):
             cb = owned("codebooks.qvc", 3)
             m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
             codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
-            data, vb, _elem, n_vec = vectors_file_dim("codes.qvv", 2, pq_m)
+            data, vb, _elem, n_vec, _rb = vectors_file_dim("codes.qvv", 2, pq_m)
             full = {}
             for i in range(ntotal):
                 code = data[4096 + i * vb:4096 + (i + 1) * vb]
                 full[i] = [codebook[(j * ksub + code[j]) * dsub + t] for j in range(m) for t in range(dsub)]
         else:
-            data, vb, _elem, n_vec = vectors_file("vectors.qvv", 1)
+            data, vb, _elem, n_vec, _rb = vectors_file("vectors.qvv", 1)
             full = {i: f32s(data[4096 + i * vb:4096 + (i + 1) * vb]) for i in range(ntotal)}
         if n_vec != ntotal:
             raise FormatError(f"{n_vec} rows, manifest says {ntotal}")
@@ -178,18 +183,26 @@ def read_index(dir_):
         m, ksub, dsub, _nb = struct.unpack_from("<IIII", cb, 0)
         codebook = f32s(cb[16:16 + 4 * m * ksub * dsub])
     # 04-segment.md: list directory.
-    d = owned("lists.qvd", 4)
-    d_nlist, n_ext, n_seg, code_size, d_ntotal, _r = struct.unpack_from("<IIIIQQ", d, 0)
+    d = owned(next(n for n, (kind, _s, _c) in files.items() if kind == 4), 4)
+    d_nlist, n_ext, n_seg, code_size, d_ntotal, flags = struct.unpack_from("<IIIIQQ", d, 0)
+    # 1.5: flags bit 0, the ids kept with the vectors (the extents hold codes alone).
+    ids_apart = flags == 1
+    if flags not in (0, 1) or (ids_apart and not refine):
+        raise FormatError(f"lists.qvd: flags {flags:#x}")
     starts = struct.unpack_from(f"<{d_nlist + 1}I", d, 32)
     off = 32 + 4 * (d_nlist + 1)
     off += (-off) % 8
     extents = [struct.unpack_from("<IIQQII", d, off + 32 * i) for i in range(n_ext)]
-    segments = {s: paged(f"seg-{s:06d}.qvs", 5)[0] for s in range(n_seg)}
+    # 12-generations.md: segment numbers may have gaps; the extents name theirs.
+    seg_numbers = sorted({e[0] for e in extents})
+    segments = {s: paged(f"seg-{s:06d}.qvs", 5)[0] for s in seg_numbers}
     # 10-vectors.md: with refine, one vectors file per segment, every page checked.
     vec_pages = {}
-    for s in range(n_seg if refine else 0):
-        data, vb, elem, _n = vectors_file(f"vec-{s:06d}.qvv", refine)
-        vec_pages[s] = (data, vb, elem)
+    for s in seg_numbers if refine else []:
+        data, vb, elem, _n, rb = vectors_file(f"vec-{s:06d}.qvv", refine)
+        if (rb == vb + 8) != ids_apart:
+            raise FormatError(f"vec-{s:06d}.qvv: records disagree with the list directory's flags")
+        vec_pages[s] = (data, vb, elem, rb)
     vectors, full = {}, {}
     for lst in range(d_nlist):
         # 05-codebooks.md: raw codes are decoded without the list's centroid.
@@ -200,8 +213,17 @@ def read_index(dir_):
                 raise FormatError(f"seg-{seg:06d}.qvs: extent at {eoff}: checksum mismatch")
             # 04-segment.md: layout 1 row-major bytes, layout 2 blocks of 32 with nibbles.
             codes_len = count * code_size if layout in (1, 3) else (count + 31) // 32 * 32 * code_size
-            ids_at = (codes_len + 7) // 8 * 8
-            ids = struct.unpack_from(f"<{count}Q", ext, ids_at)
+            if ids_apart:
+                # 10-vectors.md: the block of ids after the extent's records, each record's id
+                # the same.
+                data, vb, elem, rb = vec_pages[seg]
+                block = 4096 * (1 + vpage + (count * rb + 4095) // 4096)
+                ids = struct.unpack_from(f"<{count}Q", data, block)
+                at = 4096 * (1 + vpage)
+                if any(struct.unpack_from("<Q", data, at + i * rb + vb)[0] != vid for i, vid in enumerate(ids)):
+                    raise FormatError(f"vec-{seg:06d}.qvv: a record's id differs from its block's")
+            else:
+                ids = struct.unpack_from(f"<{count}Q", ext, (codes_len + 7) // 8 * 8)
             for i, vid in enumerate(ids):
                 if layout == 3:
                     # IVF…,Flat: the vectors themselves, float32.
@@ -220,8 +242,8 @@ def read_index(dir_):
                         v[j * dsub + t] += codebook[base + t]
                 vectors[vid] = v
                 if refine:
-                    data, vb, elem = vec_pages[seg]
-                    at = 4096 * (1 + vpage) + i * vb
+                    data, vb, elem, rb = vec_pages[seg]
+                    at = 4096 * (1 + vpage) + i * rb
                     raw_v = data[at:at + vb]
                     full[vid] = f32s(raw_v) if elem == 1 else [float(x) for x in raw_v]
     if len(vectors) != ntotal or d_ntotal != ntotal:

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::error::{try_vec, Error, Result};
-use crate::format::{self, Directory, FormatError, HEADER_LEN, PAGE};
+use crate::error::{try_vec, Error, IoContext, Result};
+use crate::format::{self, Directory, Extent, FormatError, HEADER_LEN, PAGE};
 use crate::search::open::{self, Generation};
 use crate::search::{Index, IndexInfo};
 use crate::store;
@@ -153,7 +153,13 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
         let generations = g.extent_generations(d);
         let pairs = deletions.entries.iter().map(|e| (e.id.get(), e.generation.get())).collect();
         let hidden = crate::topk::Tombstones::new(pairs, generations);
-        verify_extents(&mut r, d, info, (&numbers, &segments), &hidden)?;
+        let mut ids_apart = match (d.ids, info.refine) {
+            (format::IdsPlace::WithVectors, Some(kind)) => {
+                Some(IdsBlocks { g: &g, info, kind, files: Default::default() })
+            }
+            _ => None,
+        };
+        verify_extents(&mut r, d, info, (&numbers, &segments), &hidden, ids_apart.as_mut())?;
         if let Some(kind) = info.refine {
             for &no in &numbers {
                 verify_vectors(&mut r, &g, info, kind, d, no);
@@ -161,6 +167,47 @@ pub fn verify_index(dir: &Path) -> Result<VerifyReport> {
         }
     }
     Ok(r)
+}
+
+/// The blocks of ids of an index that keeps them with its vectors, read extent by extent.
+struct IdsBlocks<'g> {
+    g: &'g Generation<'g>,
+    info: &'g IndexInfo,
+    kind: crate::RefineVectors,
+    files: std::collections::HashMap<u32, Option<(File, format::VectorsFile)>>,
+}
+
+impl IdsBlocks<'_> {
+    /// Extent `e`'s ids, its block's pages checked; an error names the vectors file.
+    fn ids(&mut self, e: &Extent) -> std::result::Result<Vec<u8>, (String, crate::Error)> {
+        let no = e.segment.get();
+        let name = store::vectors_name(no);
+        let (g, info, kind) = (self.g, self.info, self.kind);
+        let opened = self.files.entry(no).or_insert_with(|| {
+            let (_, table) = g.vectors_file(no, info, kind, format::IdsPlace::WithVectors).ok()?;
+            Some((File::open(g.dir.join(&name)).ok()?, table))
+        });
+        let Some((f, table)) = opened else {
+            return Err((
+                name.clone(),
+                crate::Error::Corrupt { file: name, reason: "cannot be opened for its ids".into() },
+            ));
+        };
+        let count = e.count.get() as u64;
+        let (first, len) = table.header.ids_block(e.vectors_page.get() as u64, count);
+        let mut buf = vec![0u8; len.div_ceil(PAGE) as usize * PAGE as usize];
+        let path = g.dir.join(&name);
+        let read = f.read_exact_at(&mut buf, format::VectorsFile::page_offset(first)).at(&path);
+        let checked = read.and_then(|_| {
+            for (j, page) in buf.chunks_exact(PAGE as usize).enumerate() {
+                table.check_page(&name, first + j as u64, page)?;
+            }
+            Ok(())
+        });
+        checked.map_err(|err| (name.clone(), err))?;
+        buf.truncate(len as usize);
+        Ok(buf)
+    }
 }
 
 /// Checks one vectors file (`,RFlat`): its header page and page table as an open does, every
@@ -176,14 +223,17 @@ fn verify_vectors(
     no: u32,
 ) {
     let name = store::vectors_name(no);
-    let table = match g.vectors_file(no, info, kind) {
+    let table = match g.vectors_file(no, info, kind, d.ids) {
         Ok((_, t)) => t,
         Err(e) => return r.error(&name, e),
     };
     let n_pages = table.header.n_pages.get();
     verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &table.pages);
     // Extents of this segment, in file order: their vectors follow each other from page 0.
-    let vb = kind.vector_bytes(info.dim) as u64;
+    let vb = kind.vector_bytes(info.dim);
+    let rb = table.header.record_bytes() as usize;
+    let path = g.dir.join(&name);
+    let file = File::open(&path).ok();
     let mut mine: Vec<(u64, usize)> =
         d.extents.iter().enumerate().filter(|(_, e)| e.segment.get() == no).map(|(i, e)| (e.offset.get(), i)).collect();
     mine.sort_unstable();
@@ -198,7 +248,25 @@ fn verify_vectors(
                 format!("extent {i}: its vectors start at page {start} of {name}, expected {next}"),
             );
         }
-        next = start + (e.count.get() as u64 * vb).div_ceil(PAGE);
+        let count = e.count.get() as u64;
+        next = start + table.header.extent_pages(count);
+        // Where the ids are kept here, each record's id is the one its extent's block holds.
+        if let (true, Some(f)) = (table.header.ids_with_vectors(), &file) {
+            let mut buf = vec![0u8; (table.header.extent_pages(count) * PAGE) as usize];
+            if f.read_exact_at(&mut buf, format::VectorsFile::page_offset(start)).is_err() {
+                continue;
+            }
+            let (block, _) = table.header.ids_block(start, count);
+            let ids = &buf[((block - start) * PAGE) as usize..][..8 * count as usize];
+            let records = buf.chunks_exact(rb).take(count as usize);
+            if let Some(j) = records.zip(ids.chunks_exact(8)).position(|(rec, id)| &rec[vb..] != id) {
+                r.fault(
+                    &name,
+                    None,
+                    format!("extent {i}: record {j} carries another id than the extent's block of ids"),
+                );
+            }
+        }
     }
     if next != n_pages {
         r.fault(&name, None, format!("{n_pages} data pages, the extents' vectors take {next}"));
@@ -406,6 +474,7 @@ fn verify_extents(
     info: &IndexInfo,
     (numbers, segments): (&[u32], &[OpenSegment]),
     hidden: &crate::topk::Tombstones,
+    mut ids_apart: Option<&mut IdsBlocks>,
 ) -> Result<()> {
     let (ntotal, next_id) = (info.ntotal, info.next_id);
     let words = usize::try_from(next_id.div_ceil(64)).unwrap_or(usize::MAX);
@@ -435,12 +504,26 @@ fn verify_extents(
                 r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: extent cannot be read: {err}"));
                 continue;
             }
-            let view = match format::decode_extent(&seg_name, e, layout, &buf) {
+            let view = match format::decode_extent(&seg_name, e, d.shape(), &buf) {
                 Ok(v) => v,
                 Err(err) => {
                     r.fault(&seg_name, Some(e.offset.get()), format!("list {list}: {err}"));
                     continue;
                 }
+            };
+            let kept;
+            let view = match ids_apart.as_deref_mut() {
+                None => view,
+                Some(blocks) => match blocks.ids(e) {
+                    Ok(ids) => {
+                        kept = ids;
+                        view.with_ids(&kept)
+                    }
+                    Err((name, err)) => {
+                        r.error(&name, err);
+                        continue;
+                    }
+                },
             };
             if info.refine.is_none() && e.vectors_page.get() != 0 {
                 r.fault(
@@ -451,8 +534,13 @@ fn verify_extents(
             }
             let count = e.count.get() as u64;
             let codes_end = layout.codes_len(count) as usize;
-            let ids_at = layout.ids_offset(count) as usize;
-            let ids_end = ids_at + 8 * count as usize;
+            let (ids_at, ids_end) = match d.ids {
+                format::IdsPlace::InExtent => {
+                    let at = layout.ids_offset(count) as usize;
+                    (at, at + 8 * count as usize)
+                }
+                format::IdsPlace::WithVectors => (codes_end, codes_end),
+            };
             let pad = buf[codes_end..ids_at].iter().chain(&buf[ids_end..]).position(|&b| b != 0);
             if let Some(p) = pad {
                 let at = if p < ids_at - codes_end { codes_end + p } else { ids_end + p - (ids_at - codes_end) };

@@ -103,6 +103,20 @@ fn v1_1_fast_scan_fixtures_open_verify_and_answer_as_they_did() {
     }
 }
 
+/// What the `,RFlat` fixtures (1.2 and 1.5: the same base, build and queries) answer:
+/// `--nprobe 2 --k-factor 4`, and the exact answer (every vector a candidate).
+const RFLAT_IDS: [[i64; 3]; 5] =
+    [[1416, 1596, 1982], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
+const RFLAT_DISTANCES: [[f32; 3]; 5] = [
+    [1.069432, 1.116637, 1.141394],
+    [0.669792, 0.925631, 1.037175],
+    [1.1005, 1.148062, 1.401672],
+    [0.430399, 0.694025, 0.812399],
+    [0.401735, 0.758815, 0.836647],
+];
+const RFLAT_EXACT: [[i64; 3]; 5] =
+    [[1416, 1257, 1596], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
+
 /// Format 1.2 fixture, checked in when 1.2 was current: full vectors for re-ranking (`,RFlat`,
 /// a vectors file with per-page checksums), the same base and queries. Made with:
 ///   quiver build --input base.fvecs --index l2-ivf8-pq4-rflat --factory IVF8_HNSW8,PQ4,RFlat --seed 3
@@ -111,17 +125,6 @@ fn v1_1_fast_scan_fixtures_open_verify_and_answer_as_they_did() {
 /// answer, which `format-spec/reader.py l2-ivf8-pq4-rflat --queries … --k 3` also gives.
 #[test]
 fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
-    const IDS: [[i64; 3]; 5] =
-        [[1416, 1596, 1982], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
-    const DISTANCES: [[f32; 3]; 5] = [
-        [1.069432, 1.116637, 1.141394],
-        [0.669792, 0.925631, 1.037175],
-        [1.1005, 1.148062, 1.401672],
-        [0.430399, 0.694025, 0.812399],
-        [0.401735, 0.758815, 0.836647],
-    ];
-    const EXACT: [[i64; 3]; 5] =
-        [[1416, 1257, 1596], [1423, 1999, 834], [1691, 65, 1553], [168, 782, 304], [127, 1507, 1862]];
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let index = Index::open(fixtures.join("v1_2/l2-ivf8-pq4-rflat")).unwrap();
     let info = index.info();
@@ -133,7 +136,7 @@ fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
     let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
     let res =
         index.search(&q, &SearchParams { k: 3, nprobe: 2, ef_search: 16, k_factor: 4, ..Default::default() }).unwrap();
-    for (i, (ids, dists)) in IDS.iter().zip(DISTANCES).enumerate() {
+    for (i, (ids, dists)) in RFLAT_IDS.iter().zip(RFLAT_DISTANCES).enumerate() {
         assert_eq!(res.ids_of(i), ids, "query {i}");
         for (got, want) in res.distances_of(i).iter().zip(dists) {
             assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
@@ -142,7 +145,7 @@ fn v1_2_rflat_fixture_opens_verifies_and_answers_as_it_did() {
     let all = index
         .search(&q, &SearchParams { k: 3, nprobe: 8, ef_search: 16, k_factor: 700, ..Default::default() })
         .unwrap();
-    for (i, ids) in EXACT.iter().enumerate() {
+    for (i, ids) in RFLAT_EXACT.iter().enumerate() {
         assert_eq!(all.ids_of(i), ids, "query {i}, exact");
     }
 }
@@ -178,5 +181,41 @@ fn v1_3_graph_fixture_opens_verifies_and_answers_as_it_did() {
                 assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
             }
         }
+    }
+}
+
+/// Format 1.5 fixture, checked in when 1.5 was current: the 1.2 fixture's index built again,
+/// its ids kept with the vectors (the extents hold codes alone; each vector's record carries
+/// its id, each extent's block of ids follows its records). Made with the 1.2 fixture's
+/// commands; it answers as that one does, `format-spec/reader.py` gives the exact answer, and a
+/// filtered search (which reads the blocks of ids) answers the same.
+#[test]
+fn v1_5_ids_with_vectors_fixture_opens_verifies_and_answers_as_it_did() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixtures.join("v1_5/l2-ivf8-pq4-rflat");
+    let index = Index::open(&dir).unwrap();
+    let info = index.info();
+    assert_eq!(
+        (info.factory.as_str(), info.refine, info.ntotal),
+        ("IVF8_HNSW8,PQ4,RFlat", Some(quiver::RefineVectors::Float32), 2000)
+    );
+    assert_eq!(index.verify().unwrap().vectors, 2000);
+    // Codes alone in the extents: 2000 vectors of 4 bytes over 8 lists take a page each.
+    assert_eq!(std::fs::metadata(dir.join("seg-000000.qvs")).unwrap().len(), 4096 * 9);
+    let q = VectorFile::open(fixtures.join("v1/queries.fvecs")).unwrap().read_all_f32().unwrap();
+    let p = SearchParams { k: 3, nprobe: 2, ef_search: 16, k_factor: 4, ..Default::default() };
+    let res = index.search(&q, &p).unwrap();
+    let everyone = std::sync::Arc::new(quiver::IdFilter::new(0..2000));
+    let filtered = index.search(&q, &SearchParams { filter: Some(everyone), ..p.clone() }).unwrap();
+    for (i, (ids, dists)) in RFLAT_IDS.iter().zip(RFLAT_DISTANCES).enumerate() {
+        assert_eq!(res.ids_of(i), ids, "query {i}");
+        assert_eq!(filtered.ids_of(i), ids, "query {i}, filtered");
+        for (got, want) in res.distances_of(i).iter().zip(dists) {
+            assert!((got - want).abs() < 1e-4, "query {i}: distance {got} vs {want}");
+        }
+    }
+    let all = index.search(&q, &SearchParams { nprobe: 8, k_factor: 700, ..p }).unwrap();
+    for (i, ids) in RFLAT_EXACT.iter().enumerate() {
+        assert_eq!(all.ids_of(i), ids, "query {i}, exact");
     }
 }

@@ -108,7 +108,7 @@ fn manifest() {
 
 #[test]
 fn directory_and_extent() {
-    let f = fields!(DirectoryHeader, [nlist, n_extents, n_segments, code_size, ntotal, reserved]);
+    let f = fields!(DirectoryHeader, [nlist, n_extents, n_segments, code_size, ntotal, flags]);
     check("04-segment.md", "DirectoryHeader", f, size_of::<DirectoryHeader>());
     let f = fields!(Extent, [segment, count, offset, length, crc, vectors_page]);
     check("04-segment.md", "Extent", f, size_of::<Extent>());
@@ -118,7 +118,7 @@ fn directory_and_extent() {
 fn vectors() {
     let f = fields!(
         VectorsHeader,
-        [dim, elem, reserved0, vector_bytes, table_crc, n_pages, n_vectors, reserved1, header_crc]
+        [dim, elem, reserved0, vector_bytes, table_crc, n_pages, n_vectors, record_bytes, header_crc]
     );
     check("10-vectors.md", "VectorsHeader", f, size_of::<VectorsHeader>());
 }

@@ -4,19 +4,15 @@
 //! extent each). A change that fails or is killed before its commit leaves the index as it was;
 //! what it wrote is removed at once, or by the next writer.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::budget::{self, BuildShape};
-use super::head::{check_ids, with_deleted, ChangeReport, Head};
+use super::head::{check_ids, with_deleted, ChangeReport, Head, VectorsAccess};
 use super::merge::{self, ExtentScratch, IdMap, MergeParams, RefineShape, SegmentWriter};
 use super::{check_shape, spill, BuildOptions, Progress, RefineElem};
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Deletions, Directory, Extent, FileEntry, VectorsFile, PAGE};
+use crate::format::{Deletions, Directory, Extent, FileEntry};
 use crate::input::{Elem, VectorSource};
-use crate::search::open::Generation;
 use crate::store;
 use crate::RefineVectors;
 
@@ -215,11 +211,12 @@ pub fn compact(dir: &Path, opts: &ChangeOptions) -> Result<ChangeReport> {
         return Ok(ChangeReport { ntotal: info.ntotal, ..Default::default() });
     }
     let codec = head.codec()?;
-    let mut vectors = info.refine.map(|kind| VectorReader::new(&head, kind));
+    let mut vectors = info.refine.map(|kind| VectorsAccess::new(&head, kind));
     let shape = info.refine.map(|kind| RefineShape {
         dim: info.dim as u32,
         elem: kind.code(),
         vector_bytes: kind.vector_bytes(info.dim),
+        ids: head.directory.ids,
     });
     let record = codec.code_size() + shape.map_or(0, |s| s.vector_bytes) + 8;
     // Half the budget for the extent being gathered and its arranged copy.
@@ -245,7 +242,7 @@ pub fn compact(dir: &Path, opts: &ChangeOptions) -> Result<ChangeReport> {
             }
             codec.unarrange_list(view.codes, view.count, &mut rows);
             let full = match vectors.as_mut() {
-                Some(v) => Some(v.read(e)?),
+                Some(v) => Some(v.vectors(e)?),
                 None => None,
             };
             let cs = codec.code_size();
@@ -383,45 +380,5 @@ impl Drop for Scratch {
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
             log::warn!("{}: not removed ({e}); the next writer will remove it", self.0.display());
         }
-    }
-}
-
-/// Reads an extent's full vectors from its segment's vectors file, each page checked
-/// against the file's page table.
-struct VectorReader<'a> {
-    head: &'a Head,
-    kind: RefineVectors,
-    files: HashMap<u32, (String, File, VectorsFile)>,
-}
-
-impl<'a> VectorReader<'a> {
-    fn new(head: &'a Head, kind: RefineVectors) -> Self {
-        VectorReader { head, kind, files: HashMap::new() }
-    }
-
-    fn read(&mut self, e: &Extent) -> Result<Vec<u8>> {
-        let no = e.segment.get();
-        let head = self.head;
-        let (name, file, table) = match self.files.entry(no) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let mname = store::manifest_name(head.manifest.body.generation.get());
-                let g = Generation::new(&head.dir, &head.manifest, &mname);
-                let (name, table) = g.vectors_file(no, &head.info, self.kind)?;
-                let path = head.dir.join(&name);
-                v.insert((name, File::open(&path).at(&path)?, table))
-            }
-        };
-        let vb = self.kind.vector_bytes(head.info.dim) as u64;
-        let pages = (e.count.get() as u64 * vb).div_ceil(PAGE);
-        let first = e.vectors_page.get() as u64;
-        let mut buf = vec![0u8; (pages * PAGE) as usize];
-        let path = head.dir.join(&*name);
-        file.read_exact_at(&mut buf, VectorsFile::page_offset(first)).at(&path)?;
-        for (j, page) in buf.chunks_exact(PAGE as usize).enumerate() {
-            table.check_page(name, first + j as u64, page)?;
-        }
-        buf.truncate((e.count.get() as u64 * vb) as usize);
-        Ok(buf)
     }
 }

@@ -328,7 +328,7 @@ fn write_rows_f32(dir: &Path, index_id: [u8; 16], rows: &Rows, data: &[f32]) -> 
 fn finish_rows(w: PagedWriter, index_id: [u8; 16], rows: &Rows, n: u64, row_bytes: usize) -> Result<FileEntry> {
     let (dim, elem) = (rows.dim as u32, rows.elem);
     let (len, crc) = w.finish(|s| {
-        let h = format::VectorsHeader::new(dim, elem, row_bytes as u32, s.pages, n, s.table_crc);
+        let h = format::VectorsHeader::new(dim, elem, row_bytes as u32, false, s.pages, n, s.table_crc);
         VectorsFile::header_page(index_id, &h, s.payload_crc)
     })?;
     Ok(FileEntry::new(rows.name, FileKind::Vectors, len, crc))

@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use crate::codec::Codec;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    self, Deleted, Deletions, Directory, Extent, ExtentView, FileEntry, FileKind, Manifest, ManifestBody,
+    self, Deleted, Deletions, Directory, Extent, ExtentView, FileEntry, FileKind, IdsPlace, Manifest, ManifestBody,
+    VectorsFile, PAGE,
 };
 use crate::io::durable;
 use crate::ivf::CoarseQuantizer;
 use crate::search::open::Generation;
 use crate::store::{self, Garbage, WriterLock};
 use crate::topk::Tombstones;
-use crate::IndexInfo;
+use crate::{IndexInfo, RefineVectors};
 
 /// What a change did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,6 +96,16 @@ impl Head {
         Tombstones::new(pairs, self.extent_generation.clone())
     }
 
+    /// Bytes per record in the vectors files: the vector, and its id where the ids are kept
+    /// there.
+    fn vectors_record_bytes(&self) -> u64 {
+        let vb = self.info.refine.map_or(0, |k| k.vector_bytes(self.info.dim)) as u64;
+        match self.directory.ids {
+            IdsPlace::InExtent => vb,
+            IdsPlace::WithVectors => vb + 8,
+        }
+    }
+
     /// A number past every segment and vectors file named or present: new segments start
     /// here, so no name is ever reused.
     pub fn next_segment(&self) -> Result<u32> {
@@ -109,9 +120,14 @@ impl Head {
     }
 
     /// Calls `each(list, extent number, extent, its bytes decoded)` for every extent in list
-    /// order, each read and checksum-verified. One extent is in memory at a time.
+    /// order, each read and checksum-verified, with its ids (from the vectors file where they
+    /// are kept there). One extent is in memory at a time.
     pub fn for_each_extent(&self, mut each: impl FnMut(usize, u32, &Extent, &ExtentView) -> Result<()>) -> Result<()> {
         let mut files: HashMap<u32, File> = HashMap::new();
+        let mut apart = match (self.directory.ids, self.info.refine) {
+            (IdsPlace::WithVectors, Some(kind)) => Some(VectorsAccess::new(self, kind)),
+            _ => None,
+        };
         let mut buf = Vec::new();
         let mut x = 0u32;
         for list in 0..self.directory.nlist() {
@@ -125,8 +141,11 @@ impl Head {
                 };
                 buf.resize(e.length.get() as usize, 0);
                 f.read_exact_at(&mut buf, e.offset.get()).at(&path)?;
-                let view = format::decode_extent(&name, e, self.directory.layout, &buf)?;
-                each(list, x, e, &view)?;
+                let view = format::decode_extent(&name, e, self.directory.shape(), &buf)?;
+                match apart.as_mut() {
+                    Some(v) => each(list, x, e, &view.with_ids(&v.ids(e)?))?,
+                    None => each(list, x, e, &view)?,
+                }
                 x += 1;
             }
         }
@@ -229,5 +248,61 @@ pub(super) fn check_ids(ids: &[i64]) -> Result<Vec<u64>> {
     match ids.iter().position(|&i| i < 0) {
         Some(p) => Err(Error::InvalidParameter(format!("id {} (row {p}) is negative: ids are 0 ..= 2^63 − 1", ids[p]))),
         None => Ok(ids.iter().map(|&i| i as u64).collect()),
+    }
+}
+
+/// Reads extents' full vectors and ids from their segments' vectors files, each page checked
+/// against the file's page table.
+pub(super) struct VectorsAccess<'a> {
+    head: &'a Head,
+    kind: RefineVectors,
+    files: HashMap<u32, (String, File, VectorsFile)>,
+}
+
+impl<'a> VectorsAccess<'a> {
+    pub fn new(head: &'a Head, kind: RefineVectors) -> Self {
+        VectorsAccess { head, kind, files: HashMap::new() }
+    }
+
+    /// Data pages `first ..< first + n` of the vectors file of segment `no`, checked.
+    fn pages(&mut self, no: u32, first: u64, n: u64) -> Result<(Vec<u8>, &VectorsFile)> {
+        let head = self.head;
+        let (name, file, table) = match self.files.entry(no) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let mname = store::manifest_name(head.manifest.body.generation.get());
+                let g = Generation::new(&head.dir, &head.manifest, &mname);
+                let (name, table) = g.vectors_file(no, &head.info, self.kind, head.directory.ids)?;
+                let path = head.dir.join(&name);
+                v.insert((name, File::open(&path).at(&path)?, table))
+            }
+        };
+        let mut buf = vec![0u8; (n * PAGE) as usize];
+        let path = head.dir.join(&*name);
+        file.read_exact_at(&mut buf, VectorsFile::page_offset(first)).at(&path)?;
+        for (j, page) in buf.chunks_exact(PAGE as usize).enumerate() {
+            table.check_page(name, first + j as u64, page)?;
+        }
+        Ok((buf, table))
+    }
+
+    /// Extent `e`'s full vectors, back to back (without the ids their records carry).
+    pub fn vectors(&mut self, e: &Extent) -> Result<Vec<u8>> {
+        let vb = self.kind.vector_bytes(self.head.info.dim);
+        let count = e.count.get() as u64;
+        let rb = self.head.vectors_record_bytes();
+        let (buf, _) = self.pages(e.segment.get(), e.vectors_page.get() as u64, (count * rb).div_ceil(PAGE))?;
+        Ok(buf.chunks_exact(rb as usize).take(count as usize).flat_map(|r| &r[..vb]).copied().collect())
+    }
+
+    /// Extent `e`'s ids (8 · count bytes) from its block in the vectors file, where the index
+    /// keeps them there.
+    pub fn ids(&mut self, e: &Extent) -> Result<Vec<u8>> {
+        let count = e.count.get() as u64;
+        let rb = self.head.vectors_record_bytes();
+        let first = e.vectors_page.get() as u64 + (count * rb).div_ceil(PAGE);
+        let (mut buf, _) = self.pages(e.segment.get(), first, (8 * count).div_ceil(PAGE))?;
+        buf.truncate(8 * count as usize);
+        Ok(buf)
     }
 }

@@ -14,7 +14,7 @@ use super::spill::RunFile;
 use super::{failpoint, Progress};
 use crate::codec::Codec;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{self, Directory, Extent, FileEntry, FileKind, VectorsFile, VectorsHeader, PAGE};
+use crate::format::{self, Directory, Extent, FileEntry, FileKind, IdsPlace, VectorsFile, VectorsHeader, PAGE};
 use crate::io::durable;
 use crate::store;
 
@@ -30,6 +30,9 @@ pub(super) struct RefineShape {
     pub dim: u32,
     pub elem: u8,
     pub vector_bytes: usize,
+    /// Where the extents' ids go: [`IdsPlace::WithVectors`] for every new index (format 1.5);
+    /// an index's own place when it changes.
+    pub ids: IdsPlace,
 }
 
 pub(super) struct SegmentWriter<'a> {
@@ -45,22 +48,39 @@ pub(super) struct SegmentWriter<'a> {
 }
 
 /// Writes one vectors file (format-spec/10-vectors.md): each extent's vectors from a fresh
-/// page.
+/// page (each followed by its id, and the extent's ids after them, where the ids are kept
+/// here).
 struct VectorsWriter {
     out: PagedWriter,
     shape: RefineShape,
     n_vectors: u64,
+    /// Scratch for an extent's records.
+    records: Vec<u8>,
 }
 
 impl VectorsWriter {
     fn create(dir: &Path, no: u32, shape: RefineShape) -> Result<Self> {
-        Ok(VectorsWriter { out: PagedWriter::create(&dir.join(store::vectors_name(no)))?, shape, n_vectors: 0 })
+        let out = PagedWriter::create(&dir.join(store::vectors_name(no)))?;
+        Ok(VectorsWriter { out, shape, n_vectors: 0, records: Vec::new() })
     }
 
-    /// Appends one extent's vectors from a fresh page; returns that page's number.
-    fn append(&mut self, vectors: &[u8]) -> Result<u32> {
-        self.n_vectors += (vectors.len() / self.shape.vector_bytes.max(1)) as u64;
-        self.out.append_from_page(vectors)
+    /// Appends one extent's vectors (their `ids` in the same order) from a fresh page; returns
+    /// that page's number.
+    fn append(&mut self, vectors: &[u8], ids: &[u64]) -> Result<u32> {
+        self.n_vectors += ids.len() as u64;
+        if self.shape.ids == IdsPlace::InExtent {
+            return self.out.append_from_page(vectors);
+        }
+        self.records.clear();
+        for (v, id) in vectors.chunks_exact(self.shape.vector_bytes.max(1)).zip(ids) {
+            self.records.extend_from_slice(v);
+            self.records.extend_from_slice(&id.to_le_bytes());
+        }
+        let first = self.out.append_from_page(&self.records)?;
+        self.records.clear();
+        ids.iter().for_each(|id| self.records.extend_from_slice(&id.to_le_bytes()));
+        self.out.append_from_page(&self.records)?;
+        Ok(first)
     }
 
     /// Writes the last page, the page table and the header page; fsyncs.
@@ -68,7 +88,8 @@ impl VectorsWriter {
         let name = self.out.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (s, n_vectors) = (self.shape, self.n_vectors);
         let (len, crc) = self.out.finish(|w| {
-            let h = VectorsHeader::new(s.dim, s.elem, s.vector_bytes as u32, w.pages, n_vectors, w.table_crc);
+            let with_ids = s.ids == IdsPlace::WithVectors;
+            let h = VectorsHeader::new(s.dim, s.elem, s.vector_bytes as u32, with_ids, w.pages, n_vectors, w.table_crc);
             VectorsFile::header_page(index_id, &h, w.payload_crc)
         })?;
         Ok(FileEntry::new(&name, FileKind::Vectors, len, crc))
@@ -323,8 +344,9 @@ pub(super) fn merge_runs(runs: Vec<RunFile>, mp: &MergeParams, dir: &Path, progr
     finish_all(&mut readers)?;
     let (segment_files, n_segments) = seg.finish()?;
     progress.end();
-    let directory =
-        Directory { n_segments, layout: store::code_layout(codec), ntotal: mp.ntotal, list_starts, extents };
+    let layout = store::code_layout(codec);
+    let ids = mp.refine.map_or(IdsPlace::InExtent, |s| s.ids);
+    let directory = Directory { n_segments, layout, ntotal: mp.ntotal, ids, list_starts, extents };
     Ok(Merged { directory, segment_files })
 }
 
@@ -367,10 +389,14 @@ impl ExtentScratch {
 pub(super) fn write_extent(seg: &mut SegmentWriter, codec: &Codec, x: &mut ExtentScratch) -> Result<Extent> {
     x.sort_by_id();
     codec.arrange_list(&x.codes, &mut x.arranged);
-    let crc = format::encode_extent(&x.arranged, &x.ids, store::code_layout(codec), &mut x.buf);
+    let layout = store::code_layout(codec);
+    let crc = match seg.refine.map_or(IdsPlace::InExtent, |s| s.ids) {
+        IdsPlace::InExtent => format::encode_extent(&x.arranged, &x.ids, layout, &mut x.buf),
+        IdsPlace::WithVectors => format::encode_codes_extent(&x.arranged, x.ids.len() as u64, layout, &mut x.buf),
+    };
     let (segment, offset) = seg.append(&x.buf)?;
     let vectors_page = match seg.vectors.as_mut() {
-        Some(v) => v.append(&x.vectors)?,
+        Some(v) => v.append(&x.vectors, &x.ids)?,
         None => 0,
     };
     Ok(Extent {

@@ -321,7 +321,8 @@ pub(crate) struct RefineElem {
 impl RefineElem {
     /// How the merge writes these vectors, for dimension `d`.
     fn shape(self, d: usize) -> merge::RefineShape {
-        merge::RefineShape { dim: d as u32, elem: self.code, vector_bytes: self.vector_bytes }
+        let ids = format::IdsPlace::WithVectors;
+        merge::RefineShape { dim: d as u32, elem: self.code, vector_bytes: self.vector_bytes, ids }
     }
 }
 

@@ -53,8 +53,9 @@ pub fn train_index(source: &dyn VectorSource, dir: &Path, opts: &BuildOptions, p
         plan.code_size(d) as u32,
     )
     .unwrap_or(format::CodeLayout::RowMajor { code_size: plan.code_size(d) as u32 });
+    let ids = if refine.is_some() { format::IdsPlace::WithVectors } else { format::IdsPlace::InExtent };
     let empty =
-        Directory { n_segments: 0, layout, ntotal: 0, list_starts: vec![0; plan.nlist + 1], extents: Vec::new() };
+        Directory { n_segments: 0, layout, ntotal: 0, ids, list_starts: vec![0; plan.nlist + 1], extents: Vec::new() };
     files.push(super::write_directory(dir, id, &empty)?);
     durable::sync_dir(dir).at(dir)?;
     let mut p = params(opts, &spec, &plan, 0, d, train_size, refine);

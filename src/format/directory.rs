@@ -7,8 +7,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use super::{
     align_up, decode_file, encode_file, put_u32s, u32s_from_le, CodeLayout, Cursor, FileHeader, FileKind, FormatError,
-    HEADER_LEN, PAGE,
+    IdsPlace, HEADER_LEN, PAGE,
 };
+
+/// [`DirectoryHeader::flags`] bit 0 (format 1.5): every extent's ids are kept with the vectors
+/// ([`IdsPlace::WithVectors`]).
+pub const DIRECTORY_IDS_WITH_VECTORS: u64 = 1;
 
 /// Fixed part of the directory payload, 32 bytes.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +23,8 @@ pub struct DirectoryHeader {
     pub n_segments: U32,
     pub code_size: U32,
     pub ntotal: U64,
-    pub reserved: U64,
+    /// Bit 0: [`DIRECTORY_IDS_WITH_VECTORS`]; the other bits zero (the 1.0–1.4 `reserved`).
+    pub flags: U64,
 }
 
 /// Where one piece of one list lives, 32 bytes. `offset` and `length` are multiples of 4096;
@@ -43,6 +48,8 @@ pub struct Directory {
     /// The manifest's code layout, with the header's `code_size` in it.
     pub layout: CodeLayout,
     pub ntotal: u64,
+    /// Where the extents' ids are.
+    pub ids: IdsPlace,
     /// nlist + 1 entries.
     pub list_starts: Vec<u32>,
     pub extents: Vec<Extent>,
@@ -51,6 +58,12 @@ pub struct Directory {
 impl Directory {
     pub fn nlist(&self) -> usize {
         self.list_starts.len() - 1
+    }
+
+    /// What [`super::decode_extent`] needs to know of every extent: the code layout and where
+    /// the ids are.
+    pub fn shape(&self) -> (CodeLayout, IdsPlace) {
+        (self.layout, self.ids)
     }
 
     pub fn extents_of(&self, list: usize) -> &[Extent] {
@@ -64,7 +77,11 @@ impl Directory {
             n_segments: self.n_segments.into(),
             code_size: (self.layout.code_size() as u32).into(),
             ntotal: self.ntotal.into(),
-            reserved: 0.into(),
+            flags: match self.ids {
+                IdsPlace::InExtent => 0,
+                IdsPlace::WithVectors => DIRECTORY_IDS_WITH_VECTORS,
+            }
+            .into(),
         };
         let mut p = h.as_bytes().to_vec();
         put_u32s(&mut p, &self.list_starts);
@@ -99,6 +116,11 @@ impl Directory {
                 format!("code_size {}, the manifest's layout has {}", h.code_size.get(), layout.code_size()),
             ));
         }
+        let ids = match h.flags.get() {
+            0 => IdsPlace::InExtent,
+            DIRECTORY_IDS_WITH_VECTORS => IdsPlace::WithVectors,
+            f => return Err(c.invalid("directory header", format!("unknown flags {f:#x}"))),
+        };
         if list_starts[0] != 0 || list_starts.windows(2).any(|w| w[0] > w[1]) || list_starts[nlist] as usize != n_ext {
             return Err(c.invalid("list starts", "not a monotone partition of the extent table".into()));
         }
@@ -107,7 +129,7 @@ impl Directory {
             let (off, len, count) = (e.offset.get(), e.length.get(), e.count.get() as u64);
             let bad = off % PAGE != 0
                 || len % PAGE != 0
-                || len < layout.extent_len(count)
+                || len < layout.extent_len_in(count, ids)
                 || e.segment.get() >= h.n_segments.get();
             if bad {
                 return Err(c.invalid(
@@ -125,7 +147,7 @@ impl Directory {
                 c.invalid("extent table", format!("extents hold {total} vectors, header says {}", h.ntotal.get()))
             );
         }
-        Ok((Directory { n_segments: h.n_segments.get(), layout, ntotal: total, list_starts, extents }, fh))
+        Ok((Directory { n_segments: h.n_segments.get(), layout, ntotal: total, ids, list_starts, extents }, fh))
     }
 }
 
@@ -149,6 +171,7 @@ mod tests {
             n_segments: 2,
             layout: CodeLayout::RowMajor { code_size: 8 },
             ntotal: 30,
+            ids: IdsPlace::InExtent,
             list_starts: vec![0, 1, 1, 3],
             extents: vec![ext(0, 10, 4096), ext(0, 10, 8192), ext(1, 10, 4096)],
         }
@@ -187,5 +210,22 @@ mod tests {
         big.ntotal = 610;
         // 300 vectors: 10 blocks of 256 bytes + 2400 bytes of ids need two pages.
         assert!(Directory::decode("d", &big.encode([0; 16]), big.layout).is_err());
+        // With the ids kept with the vectors, the same 300 vectors' codes fit one page.
+        let apart = Directory { ids: IdsPlace::WithVectors, ..big.clone() };
+        assert_eq!(Directory::decode("d", &apart.encode([0; 16]), apart.layout).unwrap().0, apart);
+    }
+
+    /// The flags round-trip; a bit this version does not define is refused.
+    #[test]
+    fn flags_round_trip_and_unknown_ones_are_refused() {
+        let d = Directory { ids: IdsPlace::WithVectors, ..sample() };
+        let mut bytes = d.encode([0; 16]);
+        assert_eq!(Directory::decode("d", &bytes, d.layout).unwrap().0.ids, IdsPlace::WithVectors);
+        // The flags are payload bytes 24 .. 32; the file's checksum is recomputed so that only
+        // the flag is wrong.
+        bytes[HEADER_LEN + 24] = 2;
+        let bytes = super::super::finish_file(FileKind::Directory, [0; 16], bytes);
+        let err = Directory::decode("d", &bytes, d.layout).unwrap_err();
+        assert!(err.to_string().contains("unknown flags"), "{err}");
     }
 }

@@ -20,6 +20,20 @@ pub enum CodeLayout {
     Blocks32 { code_size: u32 },
 }
 
+/// Where an extent's ids are (the list directory's `flags`, format 1.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdsPlace {
+    /// After the codes, in the extent (every index before 1.5, and every index without full
+    /// vectors).
+    #[default]
+    InExtent,
+    /// Beside each full vector in the segment's vectors file, and again as a block after the
+    /// extent's vectors there (`,RFlat` indexes from 1.5): the extent holds codes alone, so a
+    /// search that re-ranks reads no ids with the lists, and gets each candidate's id with
+    /// its vector.
+    WithVectors,
+}
+
 /// [`align_up`], held at the largest multiple of `a` instead of wrapping.
 const fn align_up_saturating(v: u64, a: u64) -> u64 {
     if v > u64::MAX - (a - 1) {
@@ -74,6 +88,15 @@ impl CodeLayout {
     /// Bytes an extent of `count` vectors occupies on disk.
     pub const fn extent_len(&self, count: u64) -> u64 {
         align_up_saturating(self.ids_offset(count).saturating_add(count.saturating_mul(8)), PAGE)
+    }
+
+    /// [`extent_len`](Self::extent_len) where the ids are `ids`: with the vectors, the codes
+    /// alone, padded to a page.
+    pub const fn extent_len_in(&self, count: u64, ids: IdsPlace) -> u64 {
+        match ids {
+            IdsPlace::InExtent => self.extent_len(count),
+            IdsPlace::WithVectors => align_up_saturating(self.codes_len(count), PAGE),
+        }
     }
 }
 

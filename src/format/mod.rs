@@ -29,12 +29,12 @@ pub use directory::{Directory, DirectoryHeader, Extent};
 pub use error::FormatError;
 pub use graph::{GraphFile, GraphHeader, MAX_GRAPH_NODES};
 pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
-pub use layout::{CodeLayout, LAYOUT_BLOCK};
+pub use layout::{CodeLayout, IdsPlace, LAYOUT_BLOCK};
 pub use manifest::{FileEntry, Manifest, ManifestBody, Params, FILE_NAME_LEN};
 pub use paged::{encode_table, file_len, page_offset, table_span, PageTable};
 pub use quantizer::{QuantizerBlock, QuantizerHeader};
 pub use run::{run_id_bytes, run_payload_len, RunGroup, RunHeader};
-pub use segment::{decode_extent, encode_extent, extent_view, segment_header_page, ExtentView};
+pub use segment::{decode_extent, encode_codes_extent, encode_extent, extent_view, segment_header_page, ExtentView};
 pub use vectors::{VectorsFile, VectorsHeader};
 
 /// First eight bytes of every quiver file.
@@ -42,7 +42,7 @@ pub const MAGIC: [u8; 8] = *b"QUIVERix";
 /// Files with a different major version are not readable by this library.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Highest minor version this library reads (and the one it writes).
-pub const FORMAT_MINOR: u16 = 4;
+pub const FORMAT_MINOR: u16 = 5;
 /// Alignment of every extent and of the extent area of a segment: the O_DIRECT unit.
 pub const PAGE: u64 = 4096;
 
@@ -184,7 +184,8 @@ mod tests {
         assert!(check_version("f", 1, 2).is_ok());
         assert!(check_version("f", 1, 3).is_ok());
         assert!(check_version("f", 1, 4).is_ok());
-        assert!(matches!(check_version("f", 1, 5), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(check_version("f", 1, 5).is_ok());
+        assert!(matches!(check_version("f", 1, 6), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 2, 0), Err(FormatError::UnsupportedVersion { .. })));
         assert!(matches!(check_version("f", 0, 9), Err(FormatError::UnsupportedVersion { .. })));
     }

@@ -3,7 +3,9 @@
 //! holding each extent's vectors in the extent's order, packed back to back from the page its
 //! directory entry names (`vectors_page`; a vector may straddle two pages), then a table of one
 //! crc32c per data page. A search reads only the pages that hold its candidates and checks each
-//! against the table, which is read whole at open (4 bytes per 4 KiB).
+//! against the table, which is read whole at open (4 bytes per 4 KiB). From 1.5 an index may
+//! keep its ids here instead of in the extents ([`super::IdsPlace::WithVectors`]): each vector
+//! is then followed by its id, and each extent's records by a block of its ids from a fresh page.
 
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -25,7 +27,9 @@ pub struct VectorsHeader {
     pub table_crc: U32,
     pub n_pages: U64,
     pub n_vectors: U64,
-    pub reserved1: U32,
+    /// Bytes per record (format 1.5): `vector_bytes` (the vector alone), or `vector_bytes + 8`
+    /// (the vector, then its id as a little-endian u64). 0 in files before 1.5: the vector alone.
+    pub record_bytes: U32,
     /// crc32c of this header's first 36 bytes.
     pub header_crc: U32,
 }
@@ -38,7 +42,17 @@ pub struct VectorsFile {
 }
 
 impl VectorsHeader {
-    pub fn new(dim: u32, elem: u8, vector_bytes: u32, n_pages: u64, n_vectors: u64, table_crc: u32) -> Self {
+    /// `with_ids`: each vector followed by its id, and every extent's ids in a block after its
+    /// records.
+    pub fn new(
+        dim: u32,
+        elem: u8,
+        vector_bytes: u32,
+        with_ids: bool,
+        n_pages: u64,
+        n_vectors: u64,
+        table_crc: u32,
+    ) -> Self {
         let mut h = VectorsHeader {
             dim: dim.into(),
             elem,
@@ -47,11 +61,44 @@ impl VectorsHeader {
             table_crc: table_crc.into(),
             n_pages: n_pages.into(),
             n_vectors: n_vectors.into(),
-            reserved1: 0.into(),
+            record_bytes: (vector_bytes + if with_ids { 8 } else { 0 }).into(),
             header_crc: 0.into(),
         };
         h.header_crc = crc32c(&h.as_bytes()[..36]).into();
         h
+    }
+}
+
+impl VectorsHeader {
+    /// Bytes from one vector to the next.
+    pub fn record_bytes(&self) -> u64 {
+        match self.record_bytes.get() {
+            0 => self.vector_bytes.get() as u64,
+            r => r as u64,
+        }
+    }
+
+    /// Whether each vector is followed by its id (and each extent's records by its ids).
+    pub fn ids_with_vectors(&self) -> bool {
+        self.record_bytes() != self.vector_bytes.get() as u64
+    }
+
+    /// Data pages one extent of `count` vectors takes: its records, then (with ids) its block
+    /// of ids from a fresh page.
+    pub fn extent_pages(&self, count: u64) -> u64 {
+        let records = count.saturating_mul(self.record_bytes()).div_ceil(PAGE);
+        if self.ids_with_vectors() {
+            records.saturating_add(count.saturating_mul(8).div_ceil(PAGE))
+        } else {
+            records
+        }
+    }
+
+    /// Where the block of ids of an extent of `count` vectors whose records begin at data page
+    /// `vectors_page` lies: its first data page and its length in bytes (`8 · count`). Only for
+    /// files that keep ids.
+    pub fn ids_block(&self, vectors_page: u64, count: u64) -> (u64, u64) {
+        (vectors_page + count.saturating_mul(self.record_bytes()).div_ceil(PAGE), count.saturating_mul(8))
     }
 }
 
@@ -130,14 +177,18 @@ impl VectorsFile {
         if h.dim.get() == 0 || h.vector_bytes.get() != per * h.dim.get() {
             return Err(invalid(format!("{} bytes per vector for dimension {}", h.vector_bytes.get(), h.dim.get())));
         }
-        if h.reserved0 != [0; 3] || h.reserved1.get() != 0 {
+        if h.reserved0 != [0; 3] {
             return Err(invalid("a reserved field is not zero".into()));
+        }
+        let r = h.record_bytes.get();
+        if r != 0 && r != h.vector_bytes.get() && r != h.vector_bytes.get() + 8 {
+            return Err(invalid(format!("{r} bytes per record for {} bytes per vector", h.vector_bytes.get())));
         }
         let n = h.n_pages.get();
         if n > u32::MAX as u64 || fh.payload_offset.get() != PAGE || fh.payload_len.get() != Self::file_len(n) - PAGE {
             return Err(invalid(format!("{n} data pages do not match a payload of {} bytes", fh.payload_len.get())));
         }
-        if h.n_vectors.get().saturating_mul(h.vector_bytes.get() as u64) > n * PAGE {
+        if h.n_vectors.get().saturating_mul(h.record_bytes()) > n * PAGE {
             return Err(invalid(format!("{} vectors cannot fit in {n} pages", h.n_vectors.get())));
         }
         Ok((fh, h))
@@ -164,7 +215,7 @@ mod tests {
         let data: Vec<u8> = (0..3 * PAGE).map(|i| (i * 7 % 251) as u8).collect();
         let crcs: Vec<u32> = data.chunks(PAGE as usize).map(crc32c).collect();
         let table = VectorsFile::encode_table(&crcs);
-        let h = VectorsHeader::new(100, super::super::REFINE_F32, 400, 3, 30, crc32c(&table[..12]));
+        let h = VectorsHeader::new(100, super::super::REFINE_F32, 400, false, 3, 30, crc32c(&table[..12]));
         let mut payload = data.clone();
         payload.extend_from_slice(&table);
         let head = VectorsFile::header_page([5; 16], &h, crc32c(&payload));
@@ -181,6 +232,29 @@ mod tests {
         let f = VectorsFile::decode("v", h, &table).unwrap();
         for (p, page) in data.chunks(PAGE as usize).enumerate() {
             f.check_page("v", p as u64, page).unwrap();
+        }
+    }
+
+    /// Records with ids (1.5): 408 bytes each; 20 vectors take two pages of records and one of
+    /// ids after them; a record size that is neither the vector's nor the vector's and an id's
+    /// is refused; a header from before 1.5 (record_bytes 0) reads as vectors alone.
+    #[test]
+    fn records_with_ids_and_their_blocks() {
+        let h = VectorsHeader::new(100, super::super::REFINE_F32, 400, true, 3, 20, 0);
+        assert_eq!((h.record_bytes(), h.ids_with_vectors()), (408, true));
+        assert_eq!(h.extent_pages(20), 3);
+        assert_eq!(h.ids_block(7, 20), (9, 160));
+        assert_eq!(h.extent_pages(0), 0);
+        let plain = VectorsHeader::new(100, super::super::REFINE_F32, 400, false, 3, 20, 0);
+        assert_eq!((plain.record_bytes(), plain.ids_with_vectors(), plain.extent_pages(20)), (400, false, 2));
+        let old = VectorsHeader { record_bytes: 0.into(), ..plain };
+        assert_eq!((old.record_bytes(), old.ids_with_vectors()), (400, false));
+        let table = VectorsFile::encode_table(&[0; 3]);
+        for (r, ok) in [(0u32, true), (400, true), (408, true), (404, false), (800, false)] {
+            let mut h = VectorsHeader { record_bytes: r.into(), table_crc: crc32c(&table[..12]).into(), ..h };
+            h.header_crc = crc32c(&h.as_bytes()[..36]).into();
+            let head = VectorsFile::header_page([5; 16], &h, 0);
+            assert_eq!(VectorsFile::decode_head("v", &head).is_ok(), ok, "record_bytes {r}");
         }
     }
 

@@ -188,7 +188,12 @@ fn scan_part(
     let lists: Vec<&[Visit]> = part.chunk_by(|a, b| a.list == b.list).collect();
     for batch in lists.chunks(LISTS_PER_READ) {
         let probes: Vec<Neighbor> = batch.iter().map(|v| Neighbor { id: v[0].list as u64, dist: 0.0 }).collect();
+        let ids = pipeline::ids_for(index, p, batch.iter().map(|v| v[0].list as usize), reader, &mut stats)?;
         let s = index.lists.scan_lists(&probes, reader, |list, x, _, view, derived, ahead| {
+            let view = match &ids {
+                Some(ids) => ids.attach(x, view),
+                None => view,
+            };
             let Ok(i) = batch.binary_search_by_key(&(list as u32), |v| v[0].list) else { return };
             let visits = batch[i];
             let mut visitors: Vec<Visitor> = visits
@@ -204,7 +209,7 @@ fn scan_part(
                     Visitor { table, bias, topk }
                 })
                 .collect();
-            scratch.scan_many(index, list, &view, derived, &mut visitors, ahead);
+            scratch.scan_many(index, (list, x), &view, derived, &mut visitors, ahead);
             for (v, done) in visits.iter().zip(visitors) {
                 tops[v.query as usize] = Some(done.topk);
             }

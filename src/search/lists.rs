@@ -109,8 +109,8 @@ impl ListStore {
             refine_pages: 0,
             io: None,
         };
-        let layout = self.directory.layout;
-        let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], layout, bytes);
+        let shape = self.directory.shape();
+        let view = |x: u32, bytes| format::extent_view(&self.directory.extents[x as usize], shape, bytes);
         for (i, (p, x, item)) in cached.iter().enumerate() {
             // The start of the next list's codes as its scan will stream them (transposed, where
             // a copy is kept), and its derived terms; the rest of its codes is the scan's to
@@ -264,7 +264,7 @@ impl ListStore {
     fn verified<'b>(&self, x: u32, bytes: &'b [u8]) -> std::result::Result<ExtentView<'b>, ReadError> {
         let e = &self.directory.extents[x as usize];
         let seg = &self.segments[e.segment.get() as usize];
-        Ok(format::decode_extent(&seg.name, e, self.directory.layout, bytes)?)
+        Ok(format::decode_extent(&seg.name, e, self.directory.shape(), bytes)?)
     }
 
     fn error(&self, e: ReadError) -> Error {

@@ -500,13 +500,21 @@ impl Ivf {
             Some(kind) => {
                 let mut files = Vec::with_capacity(numbers.len());
                 for &no in &numbers {
-                    let (name, table) = g.vectors_file(no, &info, kind)?;
+                    let (name, table) = g.vectors_file(no, &info, kind, directory.ids)?;
                     let path = dir.join(&name);
                     let (file, _) = io::open_for_reads(&path).at(&path)?;
                     files.push(refine::VectorsSegment { name, file, table });
                 }
                 let metric = info.metric.kernel();
-                let store = refine::VectorStore { dir: dir.clone(), kind, dim: info.dim, metric, files, io: opts.io };
+                let store = refine::VectorStore {
+                    dir: dir.clone(),
+                    kind,
+                    dim: info.dim,
+                    ids: directory.ids,
+                    metric,
+                    files,
+                    io: opts.io,
+                };
                 store.check_extents(&directory)?;
                 Some(store)
             }
@@ -578,6 +586,12 @@ impl Index {
     pub fn precomputed_table_bytes(&self) -> u64 {
         let Some((ivf, pq)) = self.ivf().and_then(|i| Some((i, i.codec.pq()?))) else { return 0 };
         ivf.precomputed.as_ref().map_or(0, |_| PrecomputedTables::bytes(self.info.nlist, pq.m, pq.ksub()))
+    }
+
+    /// Whether the ids are kept with the full vectors (an `,RFlat` index built from format 1.5
+    /// on): its lists hold codes alone, and a candidate's id is read with its vector.
+    pub fn ids_with_vectors(&self) -> bool {
+        self.ivf().is_some_and(|ivf| ivf.lists.directory.ids == format::IdsPlace::WithVectors)
     }
 
     /// Number of vectors in list `list` (0 past nlist, and for an index without lists).

@@ -296,8 +296,25 @@ impl<'a> Generation<'a> {
     /// Vectors file `no` (`,RFlat`): its size, header page, owner and page table checked, and
     /// its shape against the index's. Its pages are checked as queries read them (and all of
     /// them by `verify`).
-    pub fn vectors_file(&self, no: u32, info: &IndexInfo, kind: super::RefineVectors) -> Result<(String, VectorsFile)> {
-        self.named_vectors_file(store::vectors_name(no), info.dim, kind)
+    /// `ids`: where the list directory says the ids are; the file must agree (records with
+    /// ids exactly where they are kept there).
+    pub fn vectors_file(
+        &self,
+        no: u32,
+        info: &IndexInfo,
+        kind: super::RefineVectors,
+        ids: crate::format::IdsPlace,
+    ) -> Result<(String, VectorsFile)> {
+        let (name, f) = self.named_vectors_file(store::vectors_name(no), info.dim, kind)?;
+        let with_ids = ids == crate::format::IdsPlace::WithVectors;
+        if f.header.ids_with_vectors() != with_ids {
+            let (has, says) = if with_ids { ("no ids", "with the vectors") } else { ("ids", "in the lists") };
+            return Err(Error::Corrupt {
+                file: name,
+                reason: format!("its records carry {has}, but the list directory keeps the ids {says}"),
+            });
+        }
+        Ok((name, f))
     }
 
     /// A vectors file by name, of rows of `dim` values (an `HNSW{M},Flat` index keeps every

@@ -11,7 +11,7 @@ use super::{Ivf, SearchParams, SearchStats};
 use crate::codec::{ListCodes, QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
 use crate::error::Result;
-use crate::format::ExtentView;
+use crate::format::{ExtentView, IdsPlace};
 use crate::hnsw::VisitedSet;
 use crate::io;
 use crate::ivf::{CoarseSearch, ScreenScratch};
@@ -117,7 +117,7 @@ impl Scratch {
     pub fn scan_many(
         &mut self,
         index: &Ivf,
-        list: usize,
+        (list, x): (usize, u32),
         view: &ExtentView,
         derived: Derived,
         visitors: &mut [Visitor],
@@ -126,8 +126,56 @@ impl Scratch {
         let transposed = transposed(index, view, derived);
         let terms = self.terms.of(index, list, view, derived);
         let codes = ListCodes { arranged: view.codes, transposed, ahead };
-        self.scanner.scan_many(visitors, terms, codes, view.count, |i| view.id(i));
+        self.scanner.scan_many(visitors, terms, codes, view.count, id_of(view, x));
     }
+}
+
+/// The id a scan gives vector `i` of extent `x`: the extent's own where the view holds them;
+/// otherwise (the index keeps its ids with the vectors, and the scan filters by none) its place
+/// `x << 32 | i`, which the re-rank turns into the id the vector's record carries.
+fn id_of<'v>(view: &'v ExtentView<'v>, x: u32) -> impl Fn(usize) -> u64 + Copy + 'v {
+    let has = view.has_ids();
+    move |i| if has { view.id(i) } else { (x as u64) << 32 | i as u64 }
+}
+
+/// The ids of extents read from where the index keeps them apart from its lists, by extent
+/// number (see [`ids_for`]).
+pub(crate) struct IdsOf {
+    xs: Vec<u32>,
+    ids: Vec<Vec<u8>>,
+}
+
+impl IdsOf {
+    /// `view` of extent `x` with its ids.
+    pub fn attach<'a>(&'a self, x: u32, view: ExtentView<'a>) -> ExtentView<'a> {
+        match self.xs.binary_search(&x) {
+            Ok(j) => view.with_ids(&self.ids[j]),
+            Err(_) => view,
+        }
+    }
+}
+
+/// Where the index keeps its ids with the vectors and a scan must know them — to pass over
+/// what `p.filter` does not allow or the index has deleted, so that the shortlist holds as many
+/// candidates as it would otherwise — the ids of every extent of `lists`, read in one round
+/// before the lists' (None where the scan needs none).
+pub(crate) fn ids_for(
+    index: &Ivf,
+    p: &SearchParams,
+    lists: impl IntoIterator<Item = usize>,
+    reader: &mut io::Reader,
+    stats: &mut SearchStats,
+) -> Result<Option<IdsOf>> {
+    let filters = p.filter.is_some() || index.hidden.as_ref().is_some_and(|h| !h.is_empty());
+    let (Some(vectors), true) = (&index.vectors, filters && index.lists.directory.ids == IdsPlace::WithVectors) else {
+        return Ok(None);
+    };
+    let d = &index.lists.directory;
+    let mut xs: Vec<u32> = lists.into_iter().flat_map(|l| d.list_starts[l]..d.list_starts[l + 1]).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    let ids = vectors.read_ids(d, &xs, reader, stats)?;
+    Ok(Some(IdsOf { xs, ids }))
 }
 
 /// A cached extent's codes transposed for the 8-bit kernel, made on its first scan (None where
@@ -232,7 +280,7 @@ impl PreparedQuery {
     pub fn scan_extent(
         &self,
         index: &Ivf,
-        list: usize,
+        (list, x): (usize, u32),
         qc: f32,
         (view, derived, ahead): (&ExtentView, Derived, &[u8]),
         s: &mut Scratch,
@@ -253,13 +301,13 @@ impl PreparedQuery {
                 s.table.ready();
                 s.table_for = Some(key);
             }
-            s.scanner.scan(&s.table, bias, None, ListCodes::new(view.codes), view.count, |i| view.id(i), top);
+            s.scanner.scan(&s.table, bias, None, ListCodes::new(view.codes), view.count, id_of(view, x), top);
             return;
         }
         let transposed = transposed(index, view, derived);
         let terms = s.terms.of(index, list, view, derived);
         let codes = ListCodes { arranged: view.codes, transposed, ahead };
-        s.scanner.scan(table, bias, terms, codes, view.count, |i| view.id(i), top);
+        s.scanner.scan(table, bias, terms, codes, view.count, id_of(view, x), top);
     }
 }
 
@@ -268,10 +316,17 @@ pub(crate) fn search_one(index: &Ivf, query: &[f32], p: &SearchParams, w: &mut W
     let probes = probe_all(index, &prepared.q, p, w).pop().unwrap_or_default();
     let (reader, scratch) = w.parts(index);
     let mut top = top_k(index, p);
-    let stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, ahead| {
+    let mut ids_cost = SearchStats::default();
+    let ids = ids_for(index, p, probes.iter().map(|n| n.id as usize), reader, &mut ids_cost)?;
+    let mut stats = index.lists.scan_lists(&probes, reader, |list, x, qc, view, derived, ahead| {
+        let view = match &ids {
+            Some(ids) => ids.attach(x, view),
+            None => view,
+        };
         top.set_extent(x);
-        prepared.scan_extent(index, list, qc, (&view, derived, ahead), scratch, &mut top);
+        prepared.scan_extent(index, (list, x), qc, (&view, derived, ahead), scratch, &mut top);
     })?;
+    stats.add(&ids_cost);
     finish(index, &prepared.q, p, top, reader, stats)
 }
 
@@ -292,11 +347,18 @@ pub(crate) fn search_wave(index: &Ivf, queries: &[&[f32]], p: &SearchParams, w: 
     }
     let (reader, scratch) = w.parts(index);
     let mut tops: Vec<TopK> = prepared.iter().map(|_| top_k(index, p)).collect();
+    let mut ids_cost = SearchStats::default();
+    let ids = ids_for(index, p, probes.iter().map(|p| p.list as usize), reader, &mut ids_cost)?;
     let mut stats = index.lists.scan_probes(probes, reader, |owner, list, x, qc, view, derived, ahead| {
+        let view = match &ids {
+            Some(ids) => ids.attach(x, view),
+            None => view,
+        };
         let (q, top) = (&prepared[owner as usize], &mut tops[owner as usize]);
         top.set_extent(x);
-        q.scan_extent(index, list, qc, (&view, derived, ahead), scratch, top);
+        q.scan_extent(index, (list, x), qc, (&view, derived, ahead), scratch, top);
     })?;
+    stats.add(&ids_cost);
     let out = match &index.vectors {
         // All the wave's re-rank pages in one submission.
         Some(v) => {

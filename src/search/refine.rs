@@ -3,7 +3,9 @@
 //! from the vectors files (format-spec/10-vectors.md) — only the pages that hold them, adjacent
 //! pages coalesced, all in one submission — and the k nearest by exact distance are returned.
 //! This is the one round of reads after the scan that lets an IVF index reach the recall of a
-//! graph index that reads in many rounds.
+//! graph index that reads in many rounds. Where the index keeps its ids with the vectors
+//! (format 1.5), the lists' scan knows its candidates by place alone, and each one's id comes
+//! with its vector.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use super::lists::ReadError;
 use super::{RefineVectors, SearchStats};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::format::{Directory, VectorsFile, PAGE};
+use crate::format::{Directory, Extent, IdsPlace, VectorsFile, PAGE};
 use crate::io::{self, IoMode, ReadRequest};
 use crate::topk::{Neighbor, TopK, NOWHERE};
 
@@ -35,6 +37,8 @@ pub(crate) struct VectorStore {
     pub dir: PathBuf,
     pub kind: RefineVectors,
     pub dim: usize,
+    /// Where the ids are: with the vectors, each record is the vector then its id.
+    pub ids: IdsPlace,
     /// The kernel metric distances are computed under (queries come normalised for cosine).
     pub metric: Metric,
     /// By segment number.
@@ -47,13 +51,20 @@ impl VectorStore {
         self.kind.vector_bytes(self.dim) as u64
     }
 
-    /// Every extent's vectors must lie inside its segment's vectors file (checked at open, so a
-    /// query never reads past one).
+    /// Bytes from one vector to the next in the vectors files.
+    fn record_bytes(&self) -> u64 {
+        match self.ids {
+            IdsPlace::InExtent => self.vector_bytes(),
+            IdsPlace::WithVectors => self.vector_bytes() + 8,
+        }
+    }
+
+    /// Every extent's vectors (and block of ids) must lie inside its segment's vectors file
+    /// (checked at open, so a query never reads past one).
     pub fn check_extents(&self, directory: &Directory) -> Result<()> {
-        let vb = self.vector_bytes();
         for (i, e) in directory.extents.iter().enumerate() {
             let f = &self.files[e.segment.get() as usize];
-            let pages = (e.count.get() as u64 * vb).div_ceil(PAGE);
+            let pages = f.table.header.extent_pages(e.count.get() as u64);
             let end = e.vectors_page.get() as u64 + pages;
             if end > f.table.header.n_pages.get() {
                 return Err(Error::Corrupt {
@@ -75,7 +86,7 @@ impl VectorStore {
     fn locate(&self, directory: &Directory, at: u64) -> (u32, u64) {
         let e = &directory.extents[(at >> 32) as usize];
         let position = at & 0xFFFF_FFFF;
-        (e.segment.get(), e.vectors_page.get() as u64 * PAGE + position * self.vector_bytes())
+        (e.segment.get(), e.vectors_page.get() as u64 * PAGE + position * self.record_bytes())
     }
 
     /// The `k` nearest of `candidates` to `q` (normalised where the metric wants it) by exact
@@ -103,8 +114,8 @@ impl VectorStore {
         reader: &mut io::Reader,
         stats: &mut SearchStats,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        let vb = self.vector_bytes();
-        // Every (segment, page) a candidate touches (a vector may straddle two pages).
+        let (vb, rb) = (self.vector_bytes(), self.record_bytes());
+        // Every (segment, page) a candidate touches (a record may straddle two pages).
         let mut pages: Vec<(u32, u64)> = Vec::new();
         for &(_, at) in queries.iter().flat_map(|(_, c)| c.iter()) {
             if at == NOWHERE {
@@ -114,12 +125,12 @@ impl VectorStore {
                 });
             }
             let (seg, start) = self.locate(directory, at);
-            pages.extend((start / PAGE..=(start + vb - 1) / PAGE).map(|p| (seg, p)));
+            pages.extend((start / PAGE..=(start + rb - 1) / PAGE).map(|p| (seg, p)));
         }
         pages.sort_unstable();
         pages.dedup();
         let held = self.read_pages(&pages, reader, stats)?;
-        let (mut raw, mut v) = (vec![0u8; vb as usize], vec![0f32; self.dim]);
+        let (mut raw, mut v) = (vec![0u8; rb as usize], vec![0f32; self.dim]);
         let mut out = Vec::with_capacity(queries.len());
         for &(q, candidates) in queries {
             let mut top = TopK::new(k);
@@ -135,18 +146,63 @@ impl VectorStore {
                     raw[got..got + take].copy_from_slice(&held[from..from + take]);
                     got += take;
                 }
+                let (vector, id) = raw.split_at(vb as usize);
                 match self.kind {
                     RefineVectors::Float32 => v
                         .iter_mut()
-                        .zip(raw.chunks_exact(4))
+                        .zip(vector.chunks_exact(4))
                         .for_each(|(x, b)| *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    RefineVectors::Uint8 => v.iter_mut().zip(&raw).for_each(|(x, &b)| *x = b as f32),
+                    RefineVectors::Uint8 => v.iter_mut().zip(vector).for_each(|(x, &b)| *x = b as f32),
                 }
-                top.push(n.id, distance::dissimilarity(self.metric, q, &v));
+                // With the ids kept here, the scan knew the candidate by its place alone.
+                let id = match self.ids {
+                    IdsPlace::InExtent => n.id,
+                    IdsPlace::WithVectors => {
+                        u64::from_le_bytes(id.try_into().unwrap_or_else(|_| unreachable!("8 bytes")))
+                    }
+                };
+                top.push(id, distance::dissimilarity(self.metric, q, &v));
             }
             out.push(top.into_sorted_vec());
         }
         Ok(out)
+    }
+
+    /// The ids of extents `xs` (each `8 · count` bytes, in the order of `xs`) from their blocks in
+    /// the vectors files, in one submission: what a scan that filters needs where the index
+    /// keeps its ids with the vectors.
+    pub fn read_ids(
+        &self,
+        directory: &Directory,
+        xs: &[u32],
+        reader: &mut io::Reader,
+        stats: &mut SearchStats,
+    ) -> Result<Vec<Vec<u8>>> {
+        let block = |x: u32| {
+            let e: &Extent = &directory.extents[x as usize];
+            let h = &self.files[e.segment.get() as usize].table.header;
+            let (first, len) = h.ids_block(e.vectors_page.get() as u64, e.count.get() as u64);
+            (e.segment.get(), first, len)
+        };
+        let mut pages: Vec<(u32, u64)> = Vec::new();
+        for &x in xs {
+            let (seg, first, len) = block(x);
+            pages.extend((first..first + len.div_ceil(PAGE)).map(|p| (seg, p)));
+        }
+        pages.sort_unstable();
+        pages.dedup();
+        // These pages are the lists' ids, not a re-rank's.
+        let refine_pages = stats.refine_pages;
+        let held = self.read_pages(&pages, reader, stats)?;
+        stats.refine_pages = refine_pages;
+        Ok(xs
+            .iter()
+            .map(|&x| {
+                let (seg, first, len) = block(x);
+                let slot = pages.binary_search(&(seg, first)).unwrap_or_else(|_| unreachable!("collected above"));
+                held[slot * PAGE as usize..][..len as usize].to_vec()
+            })
+            .collect())
     }
 
     /// Reads `pages` (sorted, distinct), runs of consecutive pages of one file as one request,

@@ -27,7 +27,14 @@ impl CompactionPlan {
 /// `,RFlat` indexes.
 pub fn plan(directory: &Directory, deleted: &[u64], vector_bytes: Option<u64>) -> CompactionPlan {
     let nlist = directory.nlist();
-    let vector_pages = |count: u64| vector_bytes.map_or(0, |b| (count * b).div_ceil(PAGE));
+    // With the ids kept with the vectors: records of the vector and its id, then a block of ids.
+    let vector_pages = |count: u64| match (vector_bytes, directory.ids) {
+        (None, _) => 0,
+        (Some(b), crate::format::IdsPlace::InExtent) => (count * b).div_ceil(PAGE),
+        (Some(b), crate::format::IdsPlace::WithVectors) => {
+            (count * (b + 8)).div_ceil(PAGE) + (count * 8).div_ceil(PAGE)
+        }
+    };
     let bytes = |count: u64, length: u64| length + vector_pages(count) * PAGE;
     let mut rewrite: Vec<bool> =
         (0..nlist).map(|l| directory.extents_of(l).len() > 1 || deleted.get(l).is_some_and(|&d| d > 0)).collect();
@@ -81,7 +88,7 @@ pub fn plan(directory: &Directory, deleted: &[u64], vector_bytes: Option<u64>) -
             if live == 0 {
                 0
             } else {
-                bytes(live, directory.layout.extent_len(live))
+                bytes(live, directory.layout.extent_len_in(live, directory.ids))
             }
         })
         .sum();
@@ -114,7 +121,8 @@ mod tests {
             list_starts.push(extents.len() as u32);
         }
         let ntotal = extents.iter().map(|x| x.count.get() as u64).sum();
-        Directory { n_segments: 3, layout: CodeLayout::RowMajor { code_size: 8 }, ntotal, list_starts, extents }
+        let layout = CodeLayout::RowMajor { code_size: 8 };
+        Directory { n_segments: 3, layout, ntotal, ids: Default::default(), list_starts, extents }
     }
 
     #[test]

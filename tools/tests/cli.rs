@@ -308,6 +308,7 @@ fn rflat_search_and_tune() {
     }
     let info = ok(&["inspect", "--index", &rf, "--json"]);
     assert_eq!(field(&info, "refine"), "float32");
+    assert_eq!(field(&info, "ids"), "with_vectors");
     assert!(ok(&["verify", "--index", &rf]).starts_with("ok"));
 }
 

@@ -20,6 +20,7 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "code_layout": layout_name(i),
             "by_residual": i.by_residual,
             "refine": refine_name(i),
+            "ids": if index.ids_with_vectors() { "with_vectors" } else { "in_lists" },
             "niter": i.niter,
             "train_size": i.train_size,
             "lists": {
@@ -80,6 +81,9 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
             "re-rank    full vectors as {r} ({} bytes each) in vec-*.qvv, read per query for the k x k_factor best",
             i.refine.map_or(0, |k| k.vector_bytes(i.dim))
         )?;
+        if index.ids_with_vectors() {
+            writeln!(out, "ids        beside each full vector (the lists hold codes alone; a candidate's id is read with its vector)")?;
+        }
     }
     writeln!(out, "seed       {}", i.seed)?;
     writeln!(
