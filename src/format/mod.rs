@@ -25,7 +25,7 @@ mod vectors;
 pub use build_state::{BuildState, BuildStateBody};
 pub use codebooks::{CodebookHeader, Codebooks};
 pub use deletions::{Deleted, Deletions, DeletionsHeader};
-pub use directory::{Directory, DirectoryHeader, Extent};
+pub use directory::{Directory, DirectoryHeader, Extent, DIRECTORY_IDS_WITH_VECTORS};
 pub use error::FormatError;
 pub use graph::{GraphFile, GraphHeader, MAX_GRAPH_NODES};
 pub use header::{decode_file, encode_file, finish_file, FileHeader, FileKind, HEADER_LEN};
