@@ -32,8 +32,10 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 CodeLayout::Blocks32 { code_size: 1 + (which as u32 & 0x0f) }
             };
-            if let Ok(v) = decode_extent(f, &e, layout, bytes) {
-                let _ = v.ids().count();
+            // Bit 6: the ids kept with the vectors (format 1.5), the extent codes alone.
+            let ids = if which & 0x40 == 0 { IdsPlace::InExtent } else { IdsPlace::WithVectors };
+            if let Ok(v) = decode_extent(f, &e, (layout, ids), bytes) {
+                let _ = (v.has_ids(), v.ids().count());
             }
         }
     }
