@@ -532,8 +532,13 @@ impl Ivf {
             }
             _ => None,
         };
-        let cache = (opts.cache_bytes > 0)
-            .then(|| ListCache::new(opts.cache_bytes, directory.extents.len(), opts.cache_policy));
+        // Where the ids are kept with the vectors, the cache also keeps the blocks of ids that
+        // filtered scans read, extent x's as entry n_extents + x.
+        let entries = match directory.ids {
+            format::IdsPlace::InExtent => directory.extents.len(),
+            format::IdsPlace::WithVectors => 2 * directory.extents.len(),
+        };
+        let cache = (opts.cache_bytes > 0).then(|| ListCache::new(opts.cache_bytes, entries, opts.cache_policy));
         let scan_mode = pipeline::ScanMode::of(coarse.metric, info.by_residual);
         let lists = ListStore {
             dir: dir.clone(),
@@ -559,7 +564,9 @@ impl Index {
         }
     }
 
-    /// The list cache's bytes held and (hits, misses) so far; None without a cache.
+    /// The list cache's bytes held and (hits, misses) so far (of extents, and of the blocks of
+    /// ids a filtered search reads where the ids are kept with the vectors); None without a
+    /// cache.
     pub fn cache_stats(&self) -> Option<(u64, u64, u64)> {
         self.ivf()?.lists.cache.as_ref().map(|c| {
             let (h, m) = c.hits_misses();

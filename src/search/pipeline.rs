@@ -157,8 +157,9 @@ impl IdsOf {
 
 /// Where the index keeps its ids with the vectors and a scan must know them — to pass over
 /// what `p.filter` does not allow or the index has deleted, so that the shortlist holds as many
-/// candidates as it would otherwise — the ids of every extent of `lists`, read in one round
-/// before the lists' (None where the scan needs none).
+/// candidates as it would otherwise — the ids of every extent of `lists`: from the list cache
+/// where it holds them, the others read in one round before the lists' and offered to it
+/// (None where the scan needs none).
 pub(crate) fn ids_for(
     index: &Ivf,
     p: &SearchParams,
@@ -174,7 +175,30 @@ pub(crate) fn ids_for(
     let mut xs: Vec<u32> = lists.into_iter().flat_map(|l| d.list_starts[l]..d.list_starts[l + 1]).collect();
     xs.sort_unstable();
     xs.dedup();
-    let ids = vectors.read_ids(d, &xs, reader, stats)?;
+    // A block of ids is cached as entry n_extents + x (its bytes copied out: the cache's view
+    // may not be held while the lists' reads offer theirs).
+    let key = |x: u32| d.extents.len() as u32 + x;
+    let mut ids: Vec<Vec<u8>> = vec![Vec::new(); xs.len()];
+    let mut missing: Vec<usize> = Vec::new();
+    match &index.lists.cache {
+        Some(cache) => {
+            let view = cache.view();
+            for (j, &x) in xs.iter().enumerate() {
+                match view.get(key(x)) {
+                    Some(c) => ids[j] = c.bytes.clone(),
+                    None => missing.push(j),
+                }
+            }
+        }
+        None => missing.extend(0..xs.len()),
+    }
+    let wanted: Vec<u32> = missing.iter().map(|&j| xs[j]).collect();
+    for (j, bytes) in missing.into_iter().zip(vectors.read_ids(d, &wanted, reader, stats)?) {
+        if let Some(cache) = &index.lists.cache {
+            cache.offer(key(xs[j]), &bytes, 0);
+        }
+        ids[j] = bytes;
+    }
     Ok(Some(IdsOf { xs, ids }))
 }
 
