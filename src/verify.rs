@@ -228,15 +228,47 @@ fn verify_vectors(
         Err(e) => return r.error(&name, e),
     };
     let n_pages = table.header.n_pages.get();
-    verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &table.pages);
     // Extents of this segment, in file order: their vectors follow each other from page 0.
-    let vb = kind.vector_bytes(info.dim);
-    let rb = table.header.record_bytes() as usize;
-    let path = g.dir.join(&name);
-    let file = File::open(&path).ok();
     let mut mine: Vec<(u64, usize)> =
         d.extents.iter().enumerate().filter(|(_, e)| e.segment.get() == no).map(|(i, e)| (e.offset.get(), i)).collect();
     mine.sort_unstable();
+    // Where the ids are kept here, each record's id must be the one its extent's block holds:
+    // checked as the pass over the pages goes by, each extent's pages gathered in turn (one
+    // read of the file, not two).
+    let h = table.header;
+    let mut spans: Vec<(u64, u64, usize)> = mine
+        .iter()
+        .map(|&(_, i)| {
+            let e = &d.extents[i];
+            (e.vectors_page.get() as u64, h.extent_pages(e.count.get() as u64), i)
+        })
+        .collect();
+    spans.sort_unstable();
+    let vb = kind.vector_bytes(info.dim);
+    let (mut at, mut gathered, mut mismatched) = (0usize, Vec::new(), Vec::new());
+    let mut each_page = |page: u64, bytes: &[u8]| {
+        if !h.ids_with_vectors() {
+            return;
+        }
+        while spans.get(at).is_some_and(|&(first, n, _)| page >= first + n) {
+            at += 1;
+            gathered.clear();
+        }
+        let Some(&(first, n, i)) = spans.get(at) else { return };
+        if page < first {
+            return;
+        }
+        gathered.extend_from_slice(bytes);
+        if page + 1 == first + n {
+            if let Some(j) = record_with_another_id(&h, vb, d.extents[i].count.get() as u64, &gathered) {
+                mismatched.push((i, j));
+            }
+        }
+    };
+    verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &table.pages, &mut each_page);
+    for (i, j) in mismatched {
+        r.fault(&name, None, format!("extent {i}: record {j} carries another id than the extent's block of ids"));
+    }
     let mut next = 0u64;
     for (_, i) in mine {
         let e = &d.extents[i];
@@ -248,25 +280,7 @@ fn verify_vectors(
                 format!("extent {i}: its vectors start at page {start} of {name}, expected {next}"),
             );
         }
-        let count = e.count.get() as u64;
-        next = start + table.header.extent_pages(count);
-        // Where the ids are kept here, each record's id is the one its extent's block holds.
-        if let (true, Some(f)) = (table.header.ids_with_vectors(), &file) {
-            let mut buf = vec![0u8; (table.header.extent_pages(count) * PAGE) as usize];
-            if f.read_exact_at(&mut buf, format::VectorsFile::page_offset(start)).is_err() {
-                continue;
-            }
-            let (block, _) = table.header.ids_block(start, count);
-            let ids = &buf[((block - start) * PAGE) as usize..][..8 * count as usize];
-            let records = buf.chunks_exact(rb).take(count as usize);
-            if let Some(j) = records.zip(ids.chunks_exact(8)).position(|(rec, id)| &rec[vb..] != id) {
-                r.fault(
-                    &name,
-                    None,
-                    format!("extent {i}: record {j} carries another id than the extent's block of ids"),
-                );
-            }
-        }
+        next = start + h.extent_pages(e.count.get() as u64);
     }
     if next != n_pages {
         r.fault(&name, None, format!("{n_pages} data pages, the extents' vectors take {next}"));
@@ -276,7 +290,25 @@ fn verify_vectors(
 /// Checks the pages of paged file `name` (a vectors or graph file, whose own header after the
 /// file header takes `header_len` bytes): the zero padding of its header page, every data page
 /// against `pages`, and the whole payload against the manifest's checksum.
-fn verify_pages(r: &mut VerifyReport, g: &Generation, name: &str, header_len: usize, pages: &format::PageTable) {
+/// In the pages of one extent of `count` vectors (its records, then its block of ids, as a
+/// vectors file that keeps ids lays them out), the first record whose id is not the one at its
+/// position in the block.
+fn record_with_another_id(h: &format::VectorsHeader, vb: usize, count: u64, pages: &[u8]) -> Option<usize> {
+    let (block, len) = h.ids_block(0, count);
+    let ids = pages.get((block * PAGE) as usize..)?.get(..len as usize)?;
+    let records = pages.chunks_exact(h.record_bytes() as usize).take(count as usize);
+    records.zip(ids.chunks_exact(8)).position(|(rec, id)| &rec[vb..] != id)
+}
+
+/// `each_page(page, bytes)` sees every data page as it goes by, in order.
+fn verify_pages(
+    r: &mut VerifyReport,
+    g: &Generation,
+    name: &str,
+    header_len: usize,
+    pages: &format::PageTable,
+    each_page: &mut dyn FnMut(u64, &[u8]),
+) {
     let path = g.dir.join(name);
     let f = match File::open(&path) {
         Ok(f) => f,
@@ -302,6 +334,7 @@ fn verify_pages(r: &mut VerifyReport, g: &Generation, name: &str, header_len: us
             if let Err(e) = pages.check_page(name, "data", page + j as u64, p) {
                 r.error(name, e.into());
             }
+            each_page(page + j as u64, p);
         }
         crc = crc32c::crc32c_append(crc, bytes);
         page += n;
@@ -325,7 +358,7 @@ fn verify_graph(r: &mut VerifyReport, g: &Generation, info: &IndexInfo) {
     let before = r.faults.len();
     let mut sound = true;
     match g.graph_file(info) {
-        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::GraphHeader>(), &file.pages),
+        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::GraphHeader>(), &file.pages, &mut |_, _| {}),
         Err(e) => {
             sound = false;
             r.error(store::GRAPH, e)
@@ -341,7 +374,7 @@ fn verify_graph(r: &mut VerifyReport, g: &Generation, info: &IndexInfo) {
         (store::FLAT_VECTORS, info.dim, crate::RefineVectors::Float32)
     };
     match g.named_vectors_file(rows.into(), dim, kind) {
-        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &file.pages),
+        Ok((name, file)) => verify_pages(r, g, &name, size_of::<format::VectorsHeader>(), &file.pages, &mut |_, _| {}),
         Err(e) => {
             sound = false;
             r.error(rows, e)
@@ -664,5 +697,28 @@ impl Index {
             .iter()
             .map(|f| (f.name(), format::FileKind::from_u32(f.kind.get()).map_or("?", |k| k.name()), f.size.get()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 20 records of a 400-byte vector and its id fill two pages, the block of ids the third;
+    /// a record whose id differs from the block's is found, and short pages are no panic.
+    #[test]
+    fn a_record_with_another_id_than_its_block_is_found() {
+        let h = format::VectorsHeader::new(100, format::REFINE_F32, 400, true, 3, 20, 0);
+        let mut pages = vec![0u8; 3 * PAGE as usize];
+        for i in 0..20u64 {
+            let at = i as usize * 408 + 400;
+            pages[at..at + 8].copy_from_slice(&(1000 + i).to_le_bytes());
+            let b = 2 * PAGE as usize + 8 * i as usize;
+            pages[b..b + 8].copy_from_slice(&(1000 + i).to_le_bytes());
+        }
+        assert_eq!(record_with_another_id(&h, 400, 20, &pages), None);
+        pages[7 * 408 + 400] ^= 1;
+        assert_eq!(record_with_another_id(&h, 400, 20, &pages), Some(7));
+        assert_eq!(record_with_another_id(&h, 400, 20, &pages[..PAGE as usize]), None);
     }
 }

@@ -96,16 +96,6 @@ impl Head {
         Tombstones::new(pairs, self.extent_generation.clone())
     }
 
-    /// Bytes per record in the vectors files: the vector, and its id where the ids are kept
-    /// there.
-    fn vectors_record_bytes(&self) -> u64 {
-        let vb = self.info.refine.map_or(0, |k| k.vector_bytes(self.info.dim)) as u64;
-        match self.directory.ids {
-            IdsPlace::InExtent => vb,
-            IdsPlace::WithVectors => vb + 8,
-        }
-    }
-
     /// A number past every segment and vectors file named or present: new segments start
     /// here, so no name is ever reused.
     pub fn next_segment(&self) -> Result<u32> {
@@ -264,10 +254,10 @@ impl<'a> VectorsAccess<'a> {
         VectorsAccess { head, kind, files: HashMap::new() }
     }
 
-    /// Data pages `first ..< first + n` of the vectors file of segment `no`, checked.
-    fn pages(&mut self, no: u32, first: u64, n: u64) -> Result<(Vec<u8>, &VectorsFile)> {
+    /// The vectors file of segment `no`, opened and its header and page table checked once.
+    fn file(&mut self, no: u32) -> Result<&(String, File, VectorsFile)> {
         let head = self.head;
-        let (name, file, table) = match self.files.entry(no) {
+        Ok(match self.files.entry(no) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 let mname = store::manifest_name(head.manifest.body.generation.get());
@@ -276,33 +266,38 @@ impl<'a> VectorsAccess<'a> {
                 let path = head.dir.join(&name);
                 v.insert((name, File::open(&path).at(&path)?, table))
             }
-        };
+        })
+    }
+
+    /// Data pages `first ..< first + n` of a vectors file (in `dir`), each checked.
+    fn pages(dir: &Path, (name, file, table): &(String, File, VectorsFile), first: u64, n: u64) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (n * PAGE) as usize];
-        let path = head.dir.join(&*name);
+        let path = dir.join(name);
         file.read_exact_at(&mut buf, VectorsFile::page_offset(first)).at(&path)?;
         for (j, page) in buf.chunks_exact(PAGE as usize).enumerate() {
             table.check_page(name, first + j as u64, page)?;
         }
-        Ok((buf, table))
+        Ok(buf)
     }
 
     /// Extent `e`'s full vectors, back to back (without the ids their records carry).
     pub fn vectors(&mut self, e: &Extent) -> Result<Vec<u8>> {
-        let vb = self.kind.vector_bytes(self.head.info.dim);
+        let (head, vb) = (self.head, self.kind.vector_bytes(self.head.info.dim));
         let count = e.count.get() as u64;
-        let rb = self.head.vectors_record_bytes();
-        let (buf, _) = self.pages(e.segment.get(), e.vectors_page.get() as u64, (count * rb).div_ceil(PAGE))?;
+        let f = self.file(e.segment.get())?;
+        let rb = f.2.header.record_bytes();
+        let buf = Self::pages(&head.dir, f, e.vectors_page.get() as u64, (count * rb).div_ceil(PAGE))?;
         Ok(buf.chunks_exact(rb as usize).take(count as usize).flat_map(|r| &r[..vb]).copied().collect())
     }
 
     /// Extent `e`'s ids (8 · count bytes) from its block in the vectors file, where the index
     /// keeps them there.
     pub fn ids(&mut self, e: &Extent) -> Result<Vec<u8>> {
-        let count = e.count.get() as u64;
-        let rb = self.head.vectors_record_bytes();
-        let first = e.vectors_page.get() as u64 + (count * rb).div_ceil(PAGE);
-        let (mut buf, _) = self.pages(e.segment.get(), first, (8 * count).div_ceil(PAGE))?;
-        buf.truncate(8 * count as usize);
+        let head = self.head;
+        let f = self.file(e.segment.get())?;
+        let (first, len) = f.2.header.ids_block(e.vectors_page.get() as u64, e.count.get() as u64);
+        let mut buf = Self::pages(&head.dir, f, first, len.div_ceil(PAGE))?;
+        buf.truncate(len as usize);
         Ok(buf)
     }
 }

@@ -67,10 +67,11 @@ pub fn run(a: Args, out: &mut dyn Write) -> CmdResult {
     } else {
         writeln!(
             out,
-            "codes      PQ m = {} x {} bits ({} bytes per vector + 8-byte id), {}, of {}",
+            "codes      PQ m = {} x {} bits ({} bytes per vector{}), {}, of {}",
             i.pq_m,
             i.pq_nbits,
             i.code_layout().code_size(),
+            if index.ids_with_vectors() { "" } else { " + 8-byte id" },
             layout_name(i),
             if i.by_residual { "residuals from the list centroid" } else { "the vectors themselves" }
         )?;
