@@ -189,6 +189,38 @@ fn ids_kept_with_the_vectors_serve_filters_and_deletions() {
     assert!(e.contains("checksum") && e.contains("vec-"), "{e}");
 }
 
+/// A vectors file whose records disagree with the list directory about where the ids are (a
+/// directory rewritten to say "in the lists" over records that carry them) is refused at open,
+/// naming the file, before any search reads it.
+#[test]
+fn a_vectors_file_must_agree_with_the_directory_on_the_ids() {
+    use quiver::format::{decode_file, CodeLayout, Directory, FileEntry, FileKind, IdsPlace, Manifest};
+    let (d, n) = (16, 800);
+    let (base, _) = synthetic(n, 1, d, 27);
+    let dir = tempfile::tempdir().unwrap();
+    build_slice(&base, d, dir.path(), &opts("IVF8_HNSW8,PQ8,RFlat", Metric::L2));
+    assert!(Index::open(dir.path()).unwrap().ids_with_vectors());
+    // 8 lists of about 100 vectors: codes and ids would fit the same one page an extent has, so
+    // the rewritten directory is well formed in itself.
+    let lists = dir.path().join("lists.qvd");
+    let (mut directory, _) =
+        Directory::decode("lists.qvd", &std::fs::read(&lists).unwrap(), CodeLayout::RowMajor { code_size: 8 }).unwrap();
+    directory.ids = IdsPlace::InExtent;
+    let mpath = dir.path().join("MANIFEST-000001");
+    let mut manifest = Manifest::decode("m", &std::fs::read(&mpath).unwrap()).unwrap();
+    let bytes = directory.encode(manifest.index_id);
+    let (h, _) = decode_file("lists.qvd", FileKind::Directory, &bytes).unwrap();
+    for f in manifest.files.iter_mut().filter(|f| f.name() == "lists.qvd") {
+        *f = FileEntry::new("lists.qvd", FileKind::Directory, bytes.len() as u64, h.payload_crc.get())
+            .written_by(f.generation() as u64);
+    }
+    std::fs::write(&lists, &bytes).unwrap();
+    std::fs::write(&mpath, manifest.encode()).unwrap();
+    let e = Index::open(dir.path()).err().expect("refused").to_string();
+    assert!(e.contains("vec-000000.qvv") && e.contains("ids"), "{e}");
+    assert!(!quiver::verify_index(dir.path()).unwrap().is_ok());
+}
+
 /// uint8 input keeps uint8 vectors (a quarter of float32's bytes) and ranks by the exact
 /// distance of its byte values.
 #[test]
