@@ -130,6 +130,7 @@ impl VectorStore {
         pages.sort_unstable();
         pages.dedup();
         let held = self.read_pages(&pages, reader, stats)?;
+        stats.refine_pages += pages.len() as u64;
         let (mut raw, mut v) = (vec![0u8; rb as usize], vec![0f32; self.dim]);
         let mut out = Vec::with_capacity(queries.len());
         for &(q, candidates) in queries {
@@ -191,10 +192,7 @@ impl VectorStore {
         }
         pages.sort_unstable();
         pages.dedup();
-        // These pages are the lists' ids, not a re-rank's.
-        let refine_pages = stats.refine_pages;
         let held = self.read_pages(&pages, reader, stats)?;
-        stats.refine_pages = refine_pages;
         Ok(xs
             .iter()
             .map(|&x| {
@@ -207,7 +205,8 @@ impl VectorStore {
 
     /// Reads `pages` (sorted, distinct), runs of consecutive pages of one file as one request,
     /// all in one submission, each page checked against its file's table; returns them back
-    /// to back in that order.
+    /// to back in that order (the bytes and requests go into `stats`; the caller says what the
+    /// pages were).
     fn read_pages(&self, pages: &[(u32, u64)], reader: &mut io::Reader, stats: &mut SearchStats) -> Result<Vec<u8>> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for i in 0..pages.len() {
@@ -245,7 +244,6 @@ impl VectorStore {
             .map_err(|e| e.into_error(&self.dir))?;
         stats.bytes_read += held.len() as u64;
         stats.reads += reqs.len() as u64;
-        stats.refine_pages += pages.len() as u64;
         if !reqs.is_empty() {
             stats.io = stats.io.or(Some(engine));
         }
