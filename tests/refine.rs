@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use quiver::{Index, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
+use quiver::{Index, IoMode, Metric, OpenOptions, SearchParams, Searcher, VectorFile};
 
 /// The exact dissimilarity the index ranks by (L2: squared; inner product: its negation).
 fn exact(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
@@ -305,29 +305,41 @@ fn damaged_vectors_are_caught() {
 }
 
 /// The executor that keeps several queries in flight per thread answers exactly as one query
-/// at a time does, for any number in flight, with and without re-rank and cache, and reads a
-/// list two queries of a wave share once.
+/// at a time does, for any number in flight, with and without re-rank, cache, an allow-list
+/// (whose blocks of ids an index that keeps them with its vectors reads first) and io_uring;
+/// and each query's own stats are those of the same query searched alone.
 #[test]
 fn queries_in_flight_answer_as_one_at_a_time() {
     let (d, n, nq) = (32, 6_000, 37);
     let (base, queries) = synthetic(n, nq, d, 25);
+    let even = std::sync::Arc::new(quiver::IdFilter::new((0..n as u64).step_by(2)));
     for factory in ["IVF16_HNSW16,PQ16x4fs,RFlat", "IVF16_HNSW16,PQ8"] {
         let dir = tempfile::tempdir().unwrap();
         build_slice(&base, d, dir.path(), &opts(factory, Metric::L2));
-        for cache_bytes in [0, 64 << 20] {
-            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, ..Default::default() }).unwrap();
+        for (cache_bytes, io) in [(0, IoMode::Auto), (64 << 20, IoMode::Auto), (0, IoMode::Pread)] {
+            let index = Index::open_with(dir.path(), OpenOptions { cache_bytes, io, ..Default::default() }).unwrap();
             let k_factor = if factory.ends_with("RFlat") { 4 } else { 1 };
-            let p = SearchParams { k: 10, nprobe: 6, ef_search: 16, k_factor, ..Default::default() };
-            let one = Searcher::new(&index, 1).unwrap().search(&queries, &p).unwrap();
-            for (threads, inflight) in [(1, 2), (1, 7), (2, 5), (1, 64)] {
-                let s = Searcher::new(&index, threads).unwrap().with_inflight(inflight).unwrap();
-                let b = s.search(&queries, &p).unwrap();
-                let what = format!("{factory} cache {cache_bytes} threads {threads} inflight {inflight}");
-                assert_eq!(b.results.ids, one.results.ids, "{what}");
-                assert_eq!(b.results.distances, one.results.distances, "{what}");
-                assert_eq!(b.latencies_ms.len(), nq);
-                if cache_bytes == 0 {
-                    assert!(b.results.stats.extents_read <= one.results.stats.extents_read, "{what}");
+            for filter in [None, Some(even.clone())] {
+                let p = SearchParams { k: 10, nprobe: 6, ef_search: 16, k_factor, filter, ..Default::default() };
+                let one = Searcher::new(&index, 1).unwrap().search(&queries, &p).unwrap();
+                for (threads, inflight) in [(1, 2), (1, 7), (2, 5), (1, 64)] {
+                    let s = Searcher::new(&index, threads).unwrap().with_inflight(inflight).unwrap();
+                    let b = s.search(&queries, &p).unwrap();
+                    let what = format!(
+                        "{factory} cache {cache_bytes} {io:?} filter {} threads {threads} inflight {inflight}",
+                        p.filter.is_some()
+                    );
+                    assert_eq!(b.results.ids, one.results.ids, "{what}");
+                    assert_eq!(b.results.distances, one.results.distances, "{what}");
+                    assert_eq!(b.latencies_ms.len(), nq);
+                    assert_eq!(b.per_query.iter().map(|s| s.bytes_read).sum::<u64>(), b.results.stats.bytes_read);
+                    if cache_bytes == 0 {
+                        let cost = |s: &quiver::SearchStats| (s.bytes_read, s.reads, s.extents_read, s.refine_pages);
+                        for (i, (got, alone)) in b.per_query.iter().zip(&one.per_query).enumerate() {
+                            assert_eq!(cost(got), cost(alone), "{what}: query {i}");
+                            assert!(got.reads > 0, "{what}: query {i} read nothing");
+                        }
+                    }
                 }
             }
         }

@@ -23,11 +23,16 @@ unsafe impl Sync for AlignedBuf {}
 
 impl Default for AlignedBuf {
     fn default() -> Self {
-        AlignedBuf { ptr: NonNull::dangling(), len: 0, cap: 0 }
+        AlignedBuf::new()
     }
 }
 
 impl AlignedBuf {
+    /// An empty buffer; nothing is allocated until it grows.
+    pub const fn new() -> Self {
+        AlignedBuf { ptr: NonNull::dangling(), len: 0, cap: 0 }
+    }
+
     /// Sets the length to `len`, reallocating (and zeroing) only when it must grow.
     pub fn resize(&mut self, len: usize) {
         if len > self.cap {

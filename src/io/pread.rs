@@ -6,18 +6,17 @@ use std::os::unix::fs::FileExt;
 
 use super::{context, AlignedBuf, ReadRequest};
 
-pub(super) fn read_all<E: From<io::Error>>(
-    reqs: &[ReadRequest],
-    bufs: &mut [AlignedBuf],
-    mut on_done: impl FnMut(usize, &[u8]) -> Result<(), E>,
+/// Reads `r` into `buf` and hands the bytes to `on_done(tag, bytes)`.
+pub(super) fn read<E: From<io::Error>>(
+    r: &ReadRequest,
+    buf: &mut AlignedBuf,
+    tag: u64,
+    on_done: impl FnOnce(u64, &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    for (i, (r, b)) in reqs.iter().zip(bufs.iter_mut()).enumerate() {
-        b.resize(r.len());
-        // read_exact_at retries EINTR and short reads, and reports EOF as UnexpectedEof.
-        r.file()
-            .read_exact_at(b.as_mut_slice(), r.offset())
-            .map_err(|e| context(e, format_args!("pread of {} bytes at offset {}", r.len(), r.offset())))?;
-        on_done(i, b.as_slice())?;
-    }
-    Ok(())
+    buf.resize(r.len());
+    // read_exact_at retries EINTR and short reads, and reports EOF as UnexpectedEof.
+    r.file()
+        .read_exact_at(buf.as_mut_slice(), r.offset())
+        .map_err(|e| context(e, format_args!("pread of {} bytes at offset {}", r.len(), r.offset())))?;
+    on_done(tag, buf.as_slice())
 }

@@ -1,30 +1,35 @@
-//! The io_uring engine: every request of a query in flight at once, completions taken in any
+//! The io_uring engine: requests added while others are in flight, completions taken in any
 //! order. The traps, and how each is handled:
 //! - O_DIRECT alignment: guaranteed by [`ReadRequest`] and [`AlignedBuf`].
 //! - Short reads: the remainder is resubmitted from where the read stopped (the device returns
 //!   whole logical blocks, so the remainder stays aligned); a zero-byte read means the file is
 //!   shorter than the request and is an error, never an infinite loop.
 //! - EINTR / EAGAIN on a completion: the same read is resubmitted.
-//! - Buffers outlive the reads: `read_all` never returns while a read is in flight, not even on
-//!   error, and `Drop` drains whatever a panicking callback left behind.
+//! - More requests than the ring holds: the rest wait in a backlog, submitted as reads complete.
+//! - Buffers outlive the reads: a read's buffer is handed back only once its completion has
+//!   arrived; the owner of a batch ([`super::Flight`]) drains every read before it ends, also on
+//!   error or panic, and `Drop` drains whatever is left.
 //! - Registered buffers: each ring registers one page-aligned arena with the kernel, so reads
-//!   into it (`READ_FIXED`) skip pinning and mapping pages on every I/O. A query's requests are
-//!   laid out in the arena in order; those that do not fit use ordinary buffers. Registration
-//!   counts against RLIMIT_MEMLOCK, which root bypasses and users often hit: when the kernel
-//!   refuses, the ring works without an arena and says so once.
+//!   into it (`READ_FIXED`) skip pinning and mapping pages on every I/O. Reads take the first
+//!   free run of its pages; those that find none use ordinary buffers. Registration counts
+//!   against RLIMIT_MEMLOCK, which root bypasses and users often hit: when the kernel refuses,
+//!   the ring works without an arena and says so once.
 
+use std::collections::VecDeque;
 use std::io;
+use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use io_uring::{opcode, types, IoUring};
 
-use super::{context, AlignedBuf, ReadRequest};
+use super::{context, AlignedBuf, ReadRequest, ALIGN};
 
 /// Ring size: the most reads one thread keeps in flight.
 const DEPTH: u32 = 256;
 /// Bytes of registered memory per ring: a query probing 64 lists of 16 KiB fits four times over.
 const ARENA: usize = 4 << 20;
+const ARENA_PAGES: usize = ARENA / ALIGN;
 
 static REGISTRATION_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -34,12 +39,12 @@ thread_local! {
     pub(super) static REFUSE_REGISTRATION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Where a request's bytes land.
+/// Where a read's bytes land.
 #[derive(Clone, Copy)]
 enum Slot {
-    /// At this offset in the registered arena.
+    /// From this page of the registered arena on.
     Arena(usize),
-    /// In this buffer of the caller's pool.
+    /// In this buffer of the pool.
     Pool(usize),
 }
 
@@ -48,19 +53,74 @@ enum Slot {
 struct Arena {
     _buf: AlignedBuf,
     base: NonNull<u8>,
+    /// One bit per page, set where the page is free.
+    free: [u64; ARENA_PAGES / 64],
 }
 
 // SAFETY: an Arena uniquely owns its allocation (`base` points into `_buf`), and it lives in the
 // `UringReader` whose ring it is registered with, so the two move together. A reader moves
-// between threads only between `read_all` calls, when no read is in flight (every call drains
-// its completions before returning, also on error), so no kernel write races the move.
+// between threads only between batches, when no read is in flight (every batch drains its
+// reads before it ends, also on error), so no kernel write races the move.
 // `tests/end_to_end.rs` searches with readers handed between rayon threads.
 unsafe impl Send for Arena {}
 
+impl Arena {
+    /// The first run of `n` free pages, taken.
+    fn take(&mut self, n: usize) -> Option<usize> {
+        let mut run = 0;
+        let mut page = 0;
+        while page < ARENA_PAGES {
+            let word = self.free[page / 64];
+            if page % 64 == 0 && word == 0 {
+                run = 0;
+                page += 64;
+                continue;
+            }
+            if word >> (page % 64) & 1 == 1 {
+                run += 1;
+                if run == n {
+                    let first = page + 1 - n;
+                    (first..=page).for_each(|p| self.free[p / 64] &= !(1 << (p % 64)));
+                    return Some(first);
+                }
+            } else {
+                run = 0;
+            }
+            page += 1;
+        }
+        None
+    }
+
+    fn give_back(&mut self, first: usize, n: usize) {
+        (first..first + n).for_each(|p| self.free[p / 64] |= 1 << (p % 64));
+    }
+}
+
+/// One read the caller added: where it goes, how much has arrived, and the caller's tag.
+struct Op {
+    fd: RawFd,
+    offset: u64,
+    len: usize,
+    done: usize,
+    slot: Slot,
+    tag: u64,
+}
+
 pub(super) struct UringReader {
     ring: IoUring,
-    in_flight: usize,
     arena: Option<Arena>,
+    /// Buffers for reads the arena has no room for, and which of them are free.
+    pool: Vec<AlignedBuf>,
+    idle: Vec<usize>,
+    /// Every read added and not yet handed back, by its number (the SQE's user data).
+    ops: Vec<Option<Op>>,
+    spare: Vec<usize>,
+    /// Reads waiting for room in the ring, oldest first.
+    backlog: VecDeque<usize>,
+    /// Reads pushed to the ring and not yet completed.
+    in_flight: usize,
+    /// Completions taken from the ring and not yet handed back (result by read number).
+    arrived: VecDeque<(usize, i32)>,
 }
 
 impl UringReader {
@@ -75,7 +135,17 @@ impl UringReader {
                 None
             }
         };
-        Ok(UringReader { ring, in_flight: 0, arena })
+        Ok(UringReader {
+            ring,
+            arena,
+            pool: Vec::new(),
+            idle: Vec::new(),
+            ops: Vec::new(),
+            spare: Vec::new(),
+            backlog: VecDeque::new(),
+            in_flight: 0,
+            arrived: VecDeque::new(),
+        })
     }
 
     fn register(ring: &IoUring) -> io::Result<Arena> {
@@ -91,7 +161,7 @@ impl UringReader {
         // (the heap allocation does not move) and lives as long as the ring: the Arena is a field
         // of the UringReader that owns the ring, and Drop drains every read before either goes.
         unsafe { ring.submitter().register_buffers(&[iov])? };
-        Ok(Arena { _buf: buf, base })
+        Ok(Arena { _buf: buf, base, free: [u64::MAX; ARENA_PAGES / 64] })
     }
 
     /// Whether reads go into registered memory.
@@ -100,8 +170,181 @@ impl UringReader {
         self.arena.is_some()
     }
 
-    /// Waits for every read still in flight and discards it.
-    fn drain(&mut self) {
+    /// Reads added and not yet handed back (in flight or waiting for room).
+    pub fn pending(&self) -> usize {
+        self.in_flight + self.backlog.len() + self.arrived.len()
+    }
+
+    /// Adds a read, tagged `tag` for [`wait`](Self::wait); it goes to the kernel at the next
+    /// [`submit`](Self::submit) or `wait`. The file must stay open until the read is handed back
+    /// or drained (the caller's [`super::Flight`] holds it for that long).
+    pub fn add(&mut self, req: &ReadRequest, tag: u64) {
+        let pages = req.len() / ALIGN;
+        let slot = match self.arena.as_mut().and_then(|a| a.take(pages)) {
+            Some(first) => Slot::Arena(first),
+            None => {
+                let b = self.idle.pop().unwrap_or_else(|| {
+                    self.pool.push(AlignedBuf::default());
+                    self.pool.len() - 1
+                });
+                // Not in flight (it was idle), so it may move.
+                self.pool[b].resize(req.len());
+                Slot::Pool(b)
+            }
+        };
+        let op = Op { fd: req.fd(), offset: req.offset(), len: req.len(), done: 0, slot, tag };
+        let no = match self.spare.pop() {
+            Some(no) => {
+                self.ops[no] = Some(op);
+                no
+            }
+            None => {
+                self.ops.push(Some(op));
+                self.ops.len() - 1
+            }
+        };
+        self.backlog.push_back(no);
+    }
+
+    /// Hands the reads added so far to the kernel (as many as the ring has room for).
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.fill();
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(context(e, "io_uring_enter")),
+            }
+        }
+    }
+
+    /// Moves reads from the backlog into the submission queue while the ring has room.
+    fn fill(&mut self) {
+        while self.in_flight < DEPTH as usize {
+            let Some(no) = self.backlog.pop_front() else { break };
+            let op = self.ops[no].as_ref().unwrap_or_else(|| unreachable!("a backlogged read is live"));
+            let len = op.len - op.done;
+            let fd = types::Fd(op.fd);
+            let offset = op.offset + op.done as u64;
+            let sqe = match (op.slot, &self.arena) {
+                (Slot::Arena(first), Some(arena)) => {
+                    // SAFETY: pages first ..< first + len / ALIGN were taken for this read inside
+                    // the arena, and done < op.len, so the range stays inside it.
+                    let ptr = unsafe { arena.base.as_ptr().add(first * ALIGN + op.done) };
+                    opcode::ReadFixed::new(fd, ptr, len as u32, 0).offset(offset).build()
+                }
+                (Slot::Pool(b), _) => {
+                    // SAFETY: done < op.len = pool[b].len(), so the pointer stays inside the buffer.
+                    let ptr = unsafe { self.pool[b].as_mut_ptr().add(op.done) };
+                    opcode::Read::new(fd, ptr, len as u32).offset(offset).build()
+                }
+                (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
+            }
+            .user_data(no as u64);
+            // SAFETY: the buffer stays allocated and is neither read, moved nor handed to another
+            // read until this one completes: its slot is given back only after the completion
+            // (`wait`, `drain`), pool buffers are resized only while idle, and the reader (which
+            // owns arena and pool) drains in Drop. The queue has room: entries in it are counted in
+            // in_flight ≤ DEPTH, the ring's size.
+            unsafe { self.ring.submission().push(&sqe).expect("submission queue has room") };
+            self.in_flight += 1;
+        }
+    }
+
+    /// Waits for at least one read to complete (none: returns at once) and hands each read that
+    /// has arrived whole to `on_done(tag, bytes)`. A read that failed, or a callback that failed,
+    /// makes this return the first error (later completions of the same wake-up are handed
+    /// back unread); the caller then stops and drains.
+    pub fn wait<E: From<io::Error>>(&mut self, mut on_done: impl FnMut(u64, &[u8]) -> Result<(), E>) -> Result<(), E> {
+        self.fill();
+        if self.in_flight == 0 {
+            return Ok(());
+        }
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(E::from(context(e, "io_uring_enter"))),
+            }
+        }
+        let completions: Vec<(usize, i32)> =
+            self.ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
+        // Counted out of the ring at once, and kept where `drain` finds them: a callback that
+        // panics must not leave completions the ring will never deliver again.
+        self.in_flight -= completions.len();
+        self.arrived.extend(completions);
+        let mut first_err: Option<E> = None;
+        while let Some((no, res)) = self.arrived.pop_front() {
+            let op = self.ops[no].as_mut().unwrap_or_else(|| unreachable!("a completed read is live"));
+            if res == -libc::EINTR || res == -libc::EAGAIN {
+                self.backlog.push_front(no);
+                continue;
+            }
+            let outcome = if res < 0 {
+                Err(io::Error::from_raw_os_error(-res))
+            } else if res == 0 {
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file ends before the requested range"))
+            } else {
+                op.done += res as usize;
+                Ok(())
+            };
+            if let Err(e) = outcome {
+                let e = context(e, format_args!("io_uring read of {} bytes at offset {}", op.len, op.offset));
+                first_err.get_or_insert(E::from(e));
+                self.release(no);
+                continue;
+            }
+            if op.done < op.len {
+                self.backlog.push_back(no);
+                continue;
+            }
+            let (slot, len, tag) = (op.slot, op.len, op.tag);
+            // Given back before the callback, which may panic; nothing can take the buffer
+            // while `bytes` lives, since that needs `&mut self`.
+            self.release(no);
+            if first_err.is_some() {
+                continue;
+            }
+            let bytes = match (slot, &self.arena) {
+                // SAFETY: these pages were filled by a completed read and no read in flight
+                // targets them (each read has pages of its own, and none is added before
+                // `bytes` is dropped); the arena outlives `bytes`.
+                (Slot::Arena(first), Some(a)) => unsafe {
+                    std::slice::from_raw_parts(a.base.as_ptr().add(first * ALIGN), len)
+                },
+                (Slot::Pool(b), _) => self.pool[b].as_slice(),
+                (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
+            };
+            if let Err(e) = on_done(tag, bytes) {
+                first_err = Some(e);
+            }
+        }
+        self.fill();
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Gives a read's buffer and number back; the read must not be in flight.
+    fn release(&mut self, no: usize) {
+        let op = self.ops[no].take().unwrap_or_else(|| unreachable!("released once"));
+        match op.slot {
+            Slot::Arena(first) => {
+                if let Some(a) = self.arena.as_mut() {
+                    a.give_back(first, op.len / ALIGN);
+                }
+            }
+            Slot::Pool(b) => self.idle.push(b),
+        }
+        self.spare.push(no);
+    }
+
+    /// Forgets the reads not yet submitted, waits for those in flight and discards them.
+    pub fn drain(&mut self) {
+        while let Some((no, _)) = self.arrived.pop_front() {
+            self.release(no);
+        }
+        while let Some(no) = self.backlog.pop_front() {
+            self.release(no);
+        }
         while self.in_flight > 0 {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -109,130 +352,41 @@ impl UringReader {
                 // The ring is unusable; leaking beats letting the kernel write into freed memory.
                 Err(_) => std::process::abort(),
             }
-            self.in_flight -= self.ring.completion().count();
-        }
-    }
-
-    fn push(&mut self, req: &ReadRequest, slot: Slot, bufs: &mut [AlignedBuf], done: usize, tag: usize) {
-        let len = req.len() - done;
-        let fd = types::Fd(req.fd());
-        let offset = req.offset() + done as u64;
-        let sqe = match (slot, &self.arena) {
-            (Slot::Arena(at), Some(arena)) => {
-                // SAFETY: at + req.len() ≤ ARENA (checked when the slot was assigned) and
-                // done < req.len(), so the range stays inside the registered arena.
-                let ptr = unsafe { arena.base.as_ptr().add(at + done) };
-                opcode::ReadFixed::new(fd, ptr, len as u32, 0).offset(offset).build()
-            }
-            (Slot::Pool(i), _) => {
-                // SAFETY: done < len ≤ bufs[i].len(), so the pointer stays inside the buffer.
-                let ptr = unsafe { bufs[i].as_mut_ptr().add(done) };
-                opcode::Read::new(fd, ptr, len as u32).offset(offset).build()
-            }
-            (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
-        }
-        .user_data(tag as u64);
-        // SAFETY: the buffer stays allocated and untouched by us until this read completes:
-        // read_all does not return (and Drop does not finish) while in_flight > 0, and the
-        // buffers are owned by the thread's Reader, which outlives this engine's calls.
-        // The queue has room: in_flight ≤ DEPTH and every slot is submitted before the next push.
-        unsafe { self.ring.submission().push(&sqe).expect("submission queue has room") };
-        self.in_flight += 1;
-    }
-
-    pub fn read_all<E: From<io::Error>>(
-        &mut self,
-        reqs: &[ReadRequest],
-        bufs: &mut [AlignedBuf],
-        mut on_done: impl FnMut(usize, &[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
-        self.drain();
-        let mut cursor = 0usize;
-        let slots: Vec<Slot> = reqs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                if self.arena.is_some() && cursor + r.len() <= ARENA {
-                    cursor += r.len();
-                    Slot::Arena(cursor - r.len())
-                } else {
-                    bufs[i].resize(r.len());
-                    Slot::Pool(i)
-                }
-            })
-            .collect();
-        let mut done = vec![0usize; reqs.len()];
-        let mut next = 0;
-        let mut first_err: Option<E> = None;
-        loop {
-            while first_err.is_none() && next < reqs.len() && self.in_flight < DEPTH as usize {
-                self.push(&reqs[next], slots[next], bufs, 0, next);
-                next += 1;
-            }
-            if self.in_flight == 0 {
-                break;
-            }
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => {
-                    // Submission itself failed: nothing more is queued; drain what the kernel has.
-                    first_err.get_or_insert(E::from(context(e, "io_uring_enter")));
-                    self.drain();
-                    break;
-                }
-            }
-            let completions: Vec<(usize, i32)> =
-                self.ring.completion().map(|c| (c.user_data() as usize, c.result())).collect();
-            for (tag, res) in completions {
+            let done: Vec<usize> = self.ring.completion().map(|c| c.user_data() as usize).collect();
+            for no in done {
                 self.in_flight -= 1;
-                let req = &reqs[tag];
-                if res == -libc::EINTR || res == -libc::EAGAIN {
-                    if first_err.is_none() {
-                        self.push(req, slots[tag], bufs, done[tag], tag);
-                    }
-                    continue;
-                }
-                let outcome = if res < 0 {
-                    Err(io::Error::from_raw_os_error(-res))
-                } else if res == 0 {
-                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file ends before the requested range"))
-                } else {
-                    done[tag] += res as usize;
-                    Ok(())
-                };
-                if let Err(e) = outcome {
-                    let e = context(e, format_args!("io_uring read of {} bytes at offset {}", req.len(), req.offset()));
-                    first_err.get_or_insert(E::from(e));
-                    continue;
-                }
-                if first_err.is_some() {
-                    continue;
-                }
-                if done[tag] < req.len() {
-                    self.push(req, slots[tag], bufs, done[tag], tag);
-                    continue;
-                }
-                let bytes = match (slots[tag], &self.arena) {
-                    // SAFETY: this region was filled by a completed read and no read in flight
-                    // targets it (regions of one batch are disjoint); the arena outlives `bytes`.
-                    (Slot::Arena(at), Some(a)) => unsafe {
-                        std::slice::from_raw_parts(a.base.as_ptr().add(at), req.len())
-                    },
-                    (Slot::Pool(i), _) => bufs[i].as_slice(),
-                    (Slot::Arena(_), None) => unreachable!("arena slots are only assigned when an arena exists"),
-                };
-                if let Err(e) = on_done(tag, bytes) {
-                    first_err = Some(e);
-                }
+                self.release(no);
             }
         }
-        first_err.map_or(Ok(()), Err)
     }
 }
 
 impl Drop for UringReader {
     fn drop(&mut self) {
         self.drain();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arena_hands_out_the_first_free_run_and_takes_pages_back() {
+        let mut buf = AlignedBuf::default();
+        buf.resize(ALIGN);
+        let base = NonNull::new(buf.as_mut_ptr()).unwrap();
+        let mut a = Arena { _buf: buf, base, free: [u64::MAX; ARENA_PAGES / 64] };
+        assert_eq!(a.take(3), Some(0));
+        assert_eq!(a.take(62), Some(3));
+        assert_eq!(a.take(2), Some(65), "a run may cross a word of the bitmap");
+        a.give_back(0, 3);
+        assert_eq!(a.take(4), Some(67), "a hole too small is passed over");
+        assert_eq!(a.take(2), Some(0), "and filled by what fits");
+        assert_eq!(a.take(1), Some(2));
+        assert_eq!(a.take(ARENA_PAGES), None);
+        a.give_back(0, 71);
+        assert_eq!(a.take(ARENA_PAGES), Some(0), "everything given back is one run again");
+        assert_eq!(a.take(1), None);
     }
 }

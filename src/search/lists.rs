@@ -80,6 +80,25 @@ impl ListStore {
         reader: &mut io::Reader,
         mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived, &[u8]),
     ) -> Result<SearchStats> {
+        let reads = self.scan_cached(probes, &mut scan)?;
+        let engine = reader
+            .read_all::<ReadError>(self.io, &reads.reqs, |i, bytes| self.scan_read(&reads, i, bytes, &mut scan))
+            .map_err(|e| self.error(e))?;
+        let mut stats = reads.stats;
+        if !reads.reqs.is_empty() {
+            stats.io = Some(engine);
+        }
+        Ok(stats)
+    }
+
+    /// The first half of [`scan_probes`](Self::scan_probes): scans the extents the cache
+    /// holds, and returns the reads of the others (in `stats`, what they will cost), for
+    /// [`scan_read`](Self::scan_read) to scan as each arrives.
+    pub fn scan_cached(
+        &self,
+        probes: impl IntoIterator<Item = Probe>,
+        mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived, &[u8]),
+    ) -> Result<ListReads<'_>> {
         let mut pending: Vec<(Probe, u32)> = Vec::new();
         let mut cached: Vec<(Probe, u32, &Cached)> = Vec::new();
         // The cached extents are scanned under one read view of the cache, released before
@@ -100,7 +119,7 @@ impl ListStore {
         let lookups = if self.cache.is_some() { (cached.len() as u64, pending.len() as u64) } else { (0, 0) };
         // `pending` is sorted by extent now: an extent two probes share counts once.
         let distinct = pending.iter().enumerate().filter(|&(i, p)| i == 0 || pending[i - 1].1 != p.1).count();
-        let mut stats = SearchStats {
+        let stats = SearchStats {
             bytes_read: reqs.iter().map(|r| r.len() as u64).sum(),
             extents_read: distinct as u64,
             reads: reqs.len() as u64,
@@ -131,27 +150,29 @@ impl ListStore {
             }
             scan(p.owner, p.list as usize, *x, p.qc, view(*x, &item.bytes), Some(*item), ahead);
         }
-        drop(cached);
-        drop(held);
-        let engine = reader
-            .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
-                let run = &pending[members[i].clone()];
-                self.split(
-                    reqs[i].offset(),
-                    bytes,
-                    run,
-                    |p| p.1,
-                    |&(p, x), bytes, view| {
-                        let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
-                        scan(p.owner, p.list as usize, x, p.qc, view, kept.as_deref(), &[]);
-                    },
-                )
-            })
-            .map_err(|e| self.error(e))?;
-        if !reqs.is_empty() {
-            stats.io = Some(engine);
-        }
-        Ok(stats)
+        Ok(ListReads { pending, reqs, members, stats })
+    }
+
+    /// Read `i` of `reads` has arrived as `bytes`: each extent in it is checked, offered to
+    /// the cache and scanned.
+    pub fn scan_read(
+        &self,
+        reads: &ListReads,
+        i: usize,
+        bytes: &[u8],
+        mut scan: impl FnMut(u32, usize, u32, f32, ExtentView, Derived, &[u8]),
+    ) -> std::result::Result<(), ReadError> {
+        let run = &reads.pending[reads.members[i].clone()];
+        self.split(
+            reads.reqs[i].offset(),
+            bytes,
+            run,
+            |p| p.1,
+            |&(p, x), bytes, view| {
+                let kept = self.cache.as_ref().and_then(|c| c.offer(x, bytes, self.derived_bytes(x)));
+                scan(p.owner, p.list as usize, x, p.qc, view, kept.as_deref(), &[]);
+            },
+        )
     }
 
     /// The reads of the `pending` extents (`extent_of` names each one's extent; sorted here by
@@ -267,9 +288,20 @@ impl ListStore {
         Ok(format::decode_extent(&seg.name, e, self.directory.shape(), bytes)?)
     }
 
-    fn error(&self, e: ReadError) -> Error {
+    pub fn error(&self, e: ReadError) -> Error {
         e.into_error(&self.dir)
     }
+}
+
+/// The reads of a query's (or a wave's) lists that the cache could not serve
+/// ([`ListStore::scan_cached`]).
+pub(crate) struct ListReads<'s> {
+    /// (probe, extent) pairs sorted by extent; read `i` holds `pending[members[i]]`.
+    pending: Vec<(Probe, u32)>,
+    pub reqs: Vec<ReadRequest<'s>>,
+    members: Vec<std::ops::Range<usize>>,
+    /// What the reads cost and what the cache served.
+    pub stats: SearchStats,
 }
 
 /// What can go wrong while extents (or vectors pages) arrive: the read itself (the io layer

@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod cache;
+mod executor;
 mod graph;
 mod lists;
 pub(crate) mod open;

@@ -7,6 +7,7 @@
 //! residuals ([`ScanMode`]); every mode gives exact ADC distances.
 
 use super::lists::{Derived, Probe};
+use super::refine::PageReads;
 use super::{Ivf, SearchParams, SearchStats};
 use crate::codec::{ListCodes, QueryTable, Scanner, Visitor};
 use crate::distance::{self, Metric};
@@ -77,16 +78,20 @@ pub(crate) struct Worker {
 impl Worker {
     /// The scanning scratch, made for `index` on first use.
     pub fn parts(&mut self, index: &Ivf) -> (&mut io::Reader, &mut Scratch) {
-        let scratch = self.scratch.get_or_insert_with(|| Scratch {
-            table: index.codec.query_table().rows_only(),
-            table_for: None,
-            terms: Terms { part: vec![0.0; index.codec.table_len()], part_of: None, terms: Vec::new() },
-            scanner: index.codec.scanner(),
-        });
-        // `table_for` names a query by its address, which a later query may reuse.
-        scratch.table_for = None;
-        (&mut self.reader, scratch)
+        (&mut self.reader, scratch_for(index, &mut self.scratch))
     }
+}
+
+/// A worker's scanning scratch, made for `index` on first use, with no query's table in it.
+pub(crate) fn scratch_for<'w>(index: &Ivf, scratch: &'w mut Option<Scratch>) -> &'w mut Scratch {
+    let scratch = scratch.get_or_insert_with(|| Scratch {
+        table: index.codec.query_table().rows_only(),
+        table_for: None,
+        terms: Terms { part: vec![0.0; index.codec.table_len()], part_of: None, terms: Vec::new() },
+        scanner: index.codec.scanner(),
+    });
+    scratch.forget_table();
+    scratch
 }
 
 /// A thread's scanning scratch.
@@ -111,6 +116,12 @@ struct Terms {
 }
 
 impl Scratch {
+    /// Forgets which (query, list) its table was built for: `table_for` names a query by its
+    /// address, which a later query may reuse.
+    pub fn forget_table(&mut self) {
+        self.table_for = None;
+    }
+
     /// Scans one extent of `list` for several queries, each with its own table
     /// ([`PreparedQuery::table_for`]): the list's terms once, each fast-scan code block once per
     /// four queries.
@@ -167,6 +178,30 @@ pub(crate) fn ids_for(
     reader: &mut io::Reader,
     stats: &mut SearchStats,
 ) -> Result<Option<IdsOf>> {
+    let Some(mut plan) = ids_plan(index, p, lists)? else { return Ok(None) };
+    if let Some(vectors) = &index.vectors {
+        vectors.read(&mut plan.reads, reader, stats)?;
+    }
+    Ok(Some(plan.finish(index)))
+}
+
+/// [`ids_for`] in two halves: what the cache holds, and the reads of the rest
+/// ([`IdsPlan::reads`]); once they have arrived, [`IdsPlan::finish`].
+pub(crate) struct IdsPlan<'s> {
+    xs: Vec<u32>,
+    ids: Vec<Vec<u8>>,
+    /// Which of `xs` the cache did not hold, and those extents.
+    missing: Vec<usize>,
+    wanted: Vec<u32>,
+    pub reads: PageReads<'s>,
+}
+
+/// The first half of [`ids_for`] (None where the scan needs no ids).
+pub(crate) fn ids_plan<'s>(
+    index: &'s Ivf,
+    p: &SearchParams,
+    lists: impl IntoIterator<Item = usize>,
+) -> Result<Option<IdsPlan<'s>>> {
     let filters = p.filter.is_some() || index.hidden.as_ref().is_some_and(|h| !h.is_empty());
     let (Some(vectors), true) = (&index.vectors, filters && index.lists.directory.ids == IdsPlace::WithVectors) else {
         return Ok(None);
@@ -177,14 +212,13 @@ pub(crate) fn ids_for(
     xs.dedup();
     // A block of ids is cached as entry n_extents + x (its bytes copied out: the cache's view
     // may not be held while the lists' reads offer theirs).
-    let key = |x: u32| d.extents.len() as u32 + x;
     let mut ids: Vec<Vec<u8>> = vec![Vec::new(); xs.len()];
     let mut missing: Vec<usize> = Vec::new();
     match &index.lists.cache {
         Some(cache) => {
             let view = cache.view();
             for (j, &x) in xs.iter().enumerate() {
-                match view.get(key(x)) {
+                match view.get(ids_key(index, x)) {
                     Some(c) => ids[j] = c.bytes.clone(),
                     None => missing.push(j),
                 }
@@ -193,13 +227,31 @@ pub(crate) fn ids_for(
         None => missing.extend(0..xs.len()),
     }
     let wanted: Vec<u32> = missing.iter().map(|&j| xs[j]).collect();
-    for (j, bytes) in missing.into_iter().zip(vectors.read_ids(d, &wanted, reader, stats)?) {
-        if let Some(cache) = &index.lists.cache {
-            cache.offer(key(xs[j]), &bytes, 0);
+    let reads = vectors.id_reads(d, &wanted)?;
+    Ok(Some(IdsPlan { xs, ids, missing, wanted, reads }))
+}
+
+/// The list cache's entry for extent `x`'s block of ids.
+fn ids_key(index: &Ivf, x: u32) -> u32 {
+    index.lists.directory.extents.len() as u32 + x
+}
+
+impl IdsPlan<'_> {
+    /// The ids, once [`reads`](Self::reads) have all arrived; the blocks read are offered to
+    /// the cache.
+    pub fn finish(self, index: &Ivf) -> IdsOf {
+        let IdsPlan { xs, mut ids, missing, wanted, reads } = self;
+        if let Some(vectors) = &index.vectors {
+            let read = vectors.ids_from(&index.lists.directory, &wanted, &reads);
+            for (j, bytes) in missing.into_iter().zip(read) {
+                if let Some(cache) = &index.lists.cache {
+                    cache.offer(ids_key(index, xs[j]), &bytes, 0);
+                }
+                ids[j] = bytes;
+            }
         }
-        ids[j] = bytes;
+        IdsOf { xs, ids }
     }
-    Ok(Some(IdsOf { xs, ids }))
 }
 
 /// A cached extent's codes transposed for the 8-bit kernel, made on its first scan (None where
@@ -408,11 +460,22 @@ pub(crate) fn unwave((found, stats): Wave) -> impl Iterator<Item = QueryResult> 
 /// The lists each row of `queries` (normalised) probes, closest first, found as `p.coarse`
 /// says.
 pub(crate) fn probe_all(index: &Ivf, queries: &[f32], p: &SearchParams, w: &mut Worker) -> Vec<Vec<Neighbor>> {
+    probe_rows(index, queries, p, &mut w.visited, &mut w.screen)
+}
+
+/// [`probe_all`] with a worker's coarse-search scratch lent apart.
+pub(crate) fn probe_rows(
+    index: &Ivf,
+    queries: &[f32],
+    p: &SearchParams,
+    visited: &mut VisitedSet,
+    screen: &mut ScreenScratch,
+) -> Vec<Vec<Neighbor>> {
     match p.coarse {
-        CoarseSearch::Exact => index.coarse.probe_exact(queries, p.nprobe, &mut w.screen),
+        CoarseSearch::Exact => index.coarse.probe_exact(queries, p.nprobe, screen),
         CoarseSearch::Graph => queries
             .chunks_exact(index.info.dim)
-            .map(|q| index.coarse.probe(q, p.nprobe, p.ef_search, &mut w.visited))
+            .map(|q| index.coarse.probe(q, p.nprobe, p.ef_search, visited))
             .collect(),
     }
 }

@@ -114,8 +114,15 @@ impl VectorStore {
         reader: &mut io::Reader,
         stats: &mut SearchStats,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        let (vb, rb) = (self.vector_bytes(), self.record_bytes());
-        // Every (segment, page) a candidate touches (a record may straddle two pages).
+        let mut reads = self.rerank_reads(directory, queries)?;
+        self.read(&mut reads, reader, stats)?;
+        stats.refine_pages += reads.pages.len() as u64;
+        Ok(self.ranked(directory, queries, k, &reads))
+    }
+
+    /// The reads of every page a candidate of `queries` lies on (a record may straddle two).
+    pub fn rerank_reads(&self, directory: &Directory, queries: &[Ask]) -> Result<PageReads<'_>> {
+        let rb = self.record_bytes();
         let mut pages: Vec<(u32, u64)> = Vec::new();
         for &(_, at) in queries.iter().flat_map(|(_, c)| c.iter()) {
             if at == NOWHERE {
@@ -127,10 +134,14 @@ impl VectorStore {
             let (seg, start) = self.locate(directory, at);
             pages.extend((start / PAGE..=(start + rb - 1) / PAGE).map(|p| (seg, p)));
         }
-        pages.sort_unstable();
-        pages.dedup();
-        let held = self.read_pages(&pages, reader, stats)?;
-        stats.refine_pages += pages.len() as u64;
+        self.page_reads(pages)
+    }
+
+    /// The `k` nearest of each query's candidates by exact distance, from the pages of
+    /// [`rerank_reads`](Self::rerank_reads) once all have arrived.
+    pub fn ranked(&self, directory: &Directory, queries: &[Ask], k: usize, reads: &PageReads) -> Vec<Vec<Neighbor>> {
+        let (vb, rb) = (self.vector_bytes(), self.record_bytes());
+        let (pages, held) = (&reads.pages, &reads.held);
         let (mut raw, mut v) = (vec![0u8; rb as usize], vec![0f32; self.dim]);
         let mut out = Vec::with_capacity(queries.len());
         for &(q, candidates) in queries {
@@ -166,48 +177,44 @@ impl VectorStore {
             }
             out.push(top.into_sorted_vec());
         }
-        Ok(out)
+        out
     }
 
-    /// The ids of extents `xs` (each `8 · count` bytes, in the order of `xs`) from their blocks in
-    /// the vectors files, in one submission: what a scan that filters needs where the index
-    /// keeps its ids with the vectors.
-    pub fn read_ids(
-        &self,
-        directory: &Directory,
-        xs: &[u32],
-        reader: &mut io::Reader,
-        stats: &mut SearchStats,
-    ) -> Result<Vec<Vec<u8>>> {
-        let block = |x: u32| {
-            let e: &Extent = &directory.extents[x as usize];
-            let h = &self.files[e.segment.get() as usize].table.header;
-            let (first, len) = h.ids_block(e.vectors_page.get() as u64, e.count.get() as u64);
-            (e.segment.get(), first, len)
-        };
+    fn id_block(&self, directory: &Directory, x: u32) -> (u32, u64, u64) {
+        let e: &Extent = &directory.extents[x as usize];
+        let h = &self.files[e.segment.get() as usize].table.header;
+        let (first, len) = h.ids_block(e.vectors_page.get() as u64, e.count.get() as u64);
+        (e.segment.get(), first, len)
+    }
+
+    /// The reads of the pages of the blocks of ids of extents `xs` (each `8 · count` bytes):
+    /// what a scan that filters needs where the index keeps its ids with the vectors.
+    pub fn id_reads(&self, directory: &Directory, xs: &[u32]) -> Result<PageReads<'_>> {
         let mut pages: Vec<(u32, u64)> = Vec::new();
         for &x in xs {
-            let (seg, first, len) = block(x);
+            let (seg, first, len) = self.id_block(directory, x);
             pages.extend((first..first + len.div_ceil(PAGE)).map(|p| (seg, p)));
         }
-        pages.sort_unstable();
-        pages.dedup();
-        let held = self.read_pages(&pages, reader, stats)?;
-        Ok(xs
-            .iter()
-            .map(|&x| {
-                let (seg, first, len) = block(x);
-                let slot = pages.binary_search(&(seg, first)).unwrap_or_else(|_| unreachable!("collected above"));
-                held[slot * PAGE as usize..][..len as usize].to_vec()
-            })
-            .collect())
+        self.page_reads(pages)
     }
 
-    /// Reads `pages` (sorted, distinct), runs of consecutive pages of one file as one request,
-    /// all in one submission, each page checked against its file's table; returns them back
-    /// to back in that order (the bytes and requests go into `stats`; the caller says what the
-    /// pages were).
-    fn read_pages(&self, pages: &[(u32, u64)], reader: &mut io::Reader, stats: &mut SearchStats) -> Result<Vec<u8>> {
+    /// The blocks of ids of extents `xs`, from the pages of [`id_reads`](Self::id_reads) once
+    /// all have arrived.
+    pub fn ids_from(&self, directory: &Directory, xs: &[u32], reads: &PageReads) -> Vec<Vec<u8>> {
+        xs.iter()
+            .map(|&x| {
+                let (seg, first, len) = self.id_block(directory, x);
+                let slot = reads.pages.binary_search(&(seg, first)).unwrap_or_else(|_| unreachable!("collected above"));
+                reads.held[slot * PAGE as usize..][..len as usize].to_vec()
+            })
+            .collect()
+    }
+
+    /// The reads of `pages` (any order, repeats allowed): runs of consecutive pages of one file
+    /// as one request.
+    fn page_reads(&self, mut pages: Vec<(u32, u64)>) -> Result<PageReads<'_>> {
+        pages.sort_unstable();
+        pages.dedup();
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for i in 0..pages.len() {
             match runs.last_mut() {
@@ -230,23 +237,57 @@ impl VectorStore {
                     .map_err(|e| Error::Io { path: self.dir.join(&f.name), source: e })
             })
             .collect::<Result<_>>()?;
-        let mut held = vec![0u8; pages.len() * PAGE as usize];
+        let held = vec![0u8; pages.len() * PAGE as usize];
+        Ok(PageReads { pages, runs, reqs, held })
+    }
+
+    /// Read `i` of `reads` has arrived as `bytes`: each page is checked against its file's table
+    /// and kept.
+    pub fn take_read(&self, reads: &mut PageReads, i: usize, bytes: &[u8]) -> std::result::Result<(), ReadError> {
+        let r = reads.runs[i].clone();
+        let f = &self.files[reads.pages[r.start].0 as usize];
+        for (j, page) in bytes.chunks(PAGE as usize).enumerate() {
+            f.table.check_page(&f.name, reads.pages[r.start + j].1, page)?;
+        }
+        reads.held[r.start * PAGE as usize..r.end * PAGE as usize].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Reads all of `reads` in one submission (the bytes and requests go into `stats`; the
+    /// caller says what the pages were).
+    pub fn read(&self, reads: &mut PageReads, reader: &mut io::Reader, stats: &mut SearchStats) -> Result<()> {
+        let reqs = std::mem::take(&mut reads.reqs);
         let engine = reader
-            .read_all::<ReadError>(self.io, &reqs, |i, bytes| {
-                let r = &runs[i];
-                let f = &self.files[pages[r.start].0 as usize];
-                for (j, page) in bytes.chunks(PAGE as usize).enumerate() {
-                    f.table.check_page(&f.name, pages[r.start + j].1, page)?;
-                }
-                held[r.start * PAGE as usize..r.end * PAGE as usize].copy_from_slice(bytes);
-                Ok(())
-            })
+            .read_all::<ReadError>(self.io, &reqs, |i, bytes| self.take_read(reads, i, bytes))
             .map_err(|e| e.into_error(&self.dir))?;
-        stats.bytes_read += held.len() as u64;
-        stats.reads += reqs.len() as u64;
-        if !reqs.is_empty() {
+        reads.reqs = reqs;
+        reads.charge(stats, engine);
+        Ok(())
+    }
+}
+
+/// Pages of the vectors files a search needs: their reads and, as they arrive, their bytes.
+pub(crate) struct PageReads<'s> {
+    /// (segment, page), sorted and distinct.
+    pages: Vec<(u32, u64)>,
+    /// Read `i` covers `pages[runs[i]]`.
+    runs: Vec<std::ops::Range<usize>>,
+    pub reqs: Vec<ReadRequest<'s>>,
+    /// The pages back to back, in the order of `pages`.
+    held: Vec<u8>,
+}
+
+impl PageReads<'_> {
+    /// Adds what these reads cost to `stats`, read by `engine`.
+    pub fn charge(&self, stats: &mut SearchStats, engine: io::IoEngine) {
+        stats.bytes_read += self.held.len() as u64;
+        stats.reads += self.reqs.len() as u64;
+        if !self.reqs.is_empty() {
             stats.io = stats.io.or(Some(engine));
         }
-        Ok(held)
+    }
+
+    pub fn pages(&self) -> usize {
+        self.pages.len()
     }
 }

@@ -2,11 +2,13 @@
 //! thread, answering batches with per-query latency and statistics. The CLI's measurements go
 //! through it; a server keeps one for its life.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::executor;
 use super::pipeline::{self, Worker};
 use super::{Index, Ivf, SearchParams, SearchResults, SearchStats};
 use crate::distance::amx;
@@ -62,12 +64,13 @@ impl<'i> Searcher<'i> {
         Ok(Searcher { index, inflight: 1, pool, workers })
     }
 
-    /// Each thread takes `n` queries at a time and keeps all their reads in flight over its
-    /// ring, scanning the lists that have arrived (and those cached) while the others are
-    /// still being read: the device sees n × the reads of one query at once. 1 (the default)
-    /// is one query at a time, the lowest latency; more raises QPS where the device, not the
-    /// CPU, sets the pace. A query's latency is then its wave's (it is answered when the
-    /// wave is), and each query's stats are the wave's shared evenly. Results do not change.
+    /// Each thread keeps `n` queries in flight over its ring: their reads outstanding
+    /// together, each list scanned (and each re-rank page kept) for its query as it arrives,
+    /// and a query that is answered making room for the next, whose coarse search runs while
+    /// the others' reads are outstanding. The device so sees up to n × the reads of one query
+    /// at all times. 1 (the default) is one query at a time, the lowest latency; more raises
+    /// QPS where the device, not the CPU, sets the pace. A query's latency is its own, from its
+    /// coarse search to its answer, and so are its stats. Results do not change.
     pub fn with_inflight(mut self, n: usize) -> Result<Self> {
         if n == 0 || n > MAX_INFLIGHT {
             return Err(Error::InvalidParameter(format!("inflight = {n} is out of range: 1 ..= {MAX_INFLIGHT}")));
@@ -94,7 +97,7 @@ impl<'i> Searcher<'i> {
         self.index.check_params(queries, params)?;
         // A graph index reads through memory, not a ring: nothing to keep in flight.
         if let Some(ivf) = self.index.ivf().filter(|_| self.inflight > 1) {
-            return self.search_waves(ivf, queries, params, self.inflight);
+            return self.search_inflight(ivf, queries, params);
         }
         let d = self.index.info().dim;
         let t0 = Instant::now();
@@ -121,6 +124,27 @@ impl<'i> Searcher<'i> {
             results.push(Ok(r));
         }
         let results = self.index.collect(results, params)?;
+        Ok(Batch { results, latencies_ms, per_query, wall_s })
+    }
+
+    /// [`search`](Self::search) with [`inflight`](Self::with_inflight) queries in flight on
+    /// each thread, the threads taking the next query from one counter.
+    fn search_inflight(&self, ivf: &Ivf, queries: &[f32], params: &SearchParams) -> Result<Batch> {
+        let next = AtomicUsize::new(0);
+        let t0 = Instant::now();
+        let per_thread: Vec<Result<Vec<executor::Done>>> = self.pool.broadcast(|ctx| {
+            let mut w = self.workers[ctx.index()].lock().unwrap_or_else(|e| e.into_inner());
+            executor::run(ivf, queries, params, self.inflight, &next, &mut w)
+        });
+        let wall_s = t0.elapsed().as_secs_f64();
+        let mut done = Vec::with_capacity(queries.len() / self.index.info().dim);
+        for r in per_thread {
+            done.extend(r?);
+        }
+        done.sort_unstable_by_key(|d| d.at);
+        let latencies_ms = done.iter().map(|d| d.ms).collect();
+        let per_query = done.iter().map(|d| d.result.stats).collect();
+        let results = self.index.collect(done.into_iter().map(|d| Ok(d.result)).collect(), params)?;
         Ok(Batch { results, latencies_ms, per_query, wall_s })
     }
 

@@ -62,10 +62,10 @@ pub struct Args {
     /// Search threads (0 = one per core); queries run in parallel, each timed on its own.
     #[arg(long, default_value_t = 1, value_parser = args::threads)]
     threads: usize,
-    /// Queries each search thread keeps in flight: it takes them N at a time and reads all
-    /// their lists at once over its io_uring, scanning what has arrived while the rest is read
-    /// (1 = one query at a time, the lowest latency; more = more QPS from a device that has
-    /// queue depth to spare). A query's latency is its wave's. Same results for any N.
+    /// Queries each search thread keeps in flight over its io_uring: their reads outstanding
+    /// together, each list scanned as it arrives, and as one query is answered the next
+    /// starts (1 = one query at a time, the lowest latency; more = more QPS from a device that
+    /// has queue depth to spare). Each query's latency is its own. Same results for any N.
     #[arg(long, default_value_t = 1, value_parser = args::count, conflicts_with = "batch")]
     inflight: usize,
     /// I/O engine.
