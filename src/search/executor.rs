@@ -164,7 +164,7 @@ impl<'s> Executor<'_, 's> {
         visited: &mut crate::hnsw::VisitedSet,
         screen: &mut crate::ivf::ScreenScratch,
     ) -> Result<(), Failed> {
-        loop {
+        while self.next.load(Ordering::Relaxed) < self.nq {
             let free: Vec<usize> = (0..slots.len()).filter(|&s| slots[s].is_none()).collect();
             let mut started = Vec::new();
             for &slot in &free {
@@ -201,6 +201,7 @@ impl<'s> Executor<'_, 's> {
                 self.step(slots, slot, f, scratch)?;
             }
         }
+        Ok(())
     }
 
     /// Read `i` of `live`'s phase has arrived as `bytes`.
