@@ -43,6 +43,29 @@ fn flipped_byte_in_an_extent_is_a_checksum_error_at_search() {
     );
 }
 
+/// Queries in flight meet the damaged extent as one query alone does: the batch fails with the
+/// same checksum error, naming file and offset, on any engine; the searcher's rings are drained
+/// and serve the next batch (which fails the same way, rather than hanging or panicking).
+#[test]
+fn a_damaged_extent_fails_queries_in_flight_and_the_searcher_goes_on() {
+    let (dir, q) = tiny_index();
+    flip_byte(&segment_path(dir.path()), 4096 + 100);
+    let p = SearchParams { k: 5, nprobe: 16, ef_search: 16, ..Default::default() };
+    for io in [quiver::IoMode::Auto, quiver::IoMode::Pread] {
+        let index = Index::open_with(dir.path(), quiver::OpenOptions { io, ..Default::default() }).unwrap();
+        let searcher = quiver::Searcher::new(&index, 2).unwrap().with_inflight(3).unwrap();
+        let many: Vec<f32> = q.repeat(8);
+        for round in 0..2 {
+            match searcher.search(&many, &p) {
+                Err(Error::Format(FormatError::ChecksumMismatch { file, offset, .. })) => {
+                    assert_eq!((file.as_str(), offset), ("seg-000000.qvs", 4096), "{io:?} round {round}");
+                }
+                other => panic!("{io:?} round {round}: expected a checksum error, got {other:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn a_damaged_extent_never_enters_the_cache() {
     let (dir, q) = tiny_index();
