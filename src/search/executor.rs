@@ -123,7 +123,6 @@ impl<'s> Executor<'_, 's> {
         let done = reader.flight::<_, Failed>(index.lists.io, |f| {
             loop {
                 self.start(&mut slots, f, scratch, visited, screen)?;
-                f.submit()?;
                 if f.pending() == 0 {
                     // Every query started has finished (one with reads pending would hold them),
                     // and none is left to start.
@@ -144,6 +143,8 @@ impl<'s> Executor<'_, 's> {
                 for slot in arrived {
                     self.step(&mut slots, slot, f, scratch)?;
                 }
+                // The next phases' reads go out before any new query's coarse search runs.
+                f.submit()?;
             }
         });
         match done {
@@ -199,6 +200,9 @@ impl<'s> Executor<'_, 's> {
                     waiting: 0,
                 });
                 self.step(slots, slot, f, scratch)?;
+                // Its reads go out now, not after the coarse searches of the others started
+                // with it.
+                f.submit()?;
             }
         }
         Ok(())
