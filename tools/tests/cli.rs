@@ -16,6 +16,14 @@ fn field<'a>(obj: &'a str, key: &str) -> &'a str {
     rest[..end].trim_matches('"')
 }
 
+/// `quiver tune --json` on `idx` with queries `q` and ground truth `gt` for `target`, plus
+/// `more` flags; its one JSON object.
+fn tune_json(idx: &str, q: &str, gt: &str, target: &str, more: &[&str]) -> String {
+    let mut args = vec!["tune", "--index", idx, "--queries", q, "--gt", gt, "--target-recall", target, "--json"];
+    args.extend_from_slice(more);
+    ok(&args)
+}
+
 fn fixture(dir: &Path) -> (String, String, String, String) {
     let p = |n: &str| dir.join(n).display().to_string();
     let (base, q, gt, idx) = (p("base.fbin"), p("q.fvecs"), p("gt.ivecs"), p("idx"));
@@ -222,22 +230,7 @@ fn tune_finds_the_cheapest_nprobe_that_meets_the_target() {
             ["search", "--index", &idx, "--queries", &q, "--gt", &gt, "--nprobe", &n, "--coarse", coarse, "--json"];
         field(&ok(&args), "recall_at_10").parse().unwrap()
     };
-    let tune = |target: &str, coarse: &str| {
-        ok(&[
-            "tune",
-            "--index",
-            &idx,
-            "--queries",
-            &q,
-            "--gt",
-            &gt,
-            "--target-recall",
-            target,
-            "--coarse",
-            coarse,
-            "--json",
-        ])
-    };
+    let tune = |target: &str, coarse: &str| tune_json(&idx, &q, &gt, target, &["--coarse", coarse]);
     let recall = |nprobe: usize| recall_with(nprobe, "graph");
     let target = (recall(1) + recall(16)) / 2.0;
     let t = format!("{target:.3}");
@@ -299,11 +292,7 @@ fn rflat_search_and_tune() {
     let plain = ok(&["search", "--index", &idx, "--queries", &q, "--nprobe", "4", "--json"]);
     assert_eq!(field(&plain, "k_factor"), "null");
     // The codes alone stop short of 0.95 here (see the test above); the re-rank reaches it.
-    let tune = |more: &[&str]| {
-        let mut args = vec!["tune", "--index", &rf, "--queries", &q, "--gt", &gt, "--target-recall", "0.95", "--json"];
-        args.extend_from_slice(more);
-        ok(&args)
-    };
+    let tune = |more: &[&str]| tune_json(&rf, &q, &gt, "0.95", more);
     let out = tune(&[]);
     let kf: usize = field(&out, "k_factor").parse().unwrap();
     let got: f64 = field(&out, "recall_at_10").parse().unwrap();
@@ -372,19 +361,7 @@ fn hnsw_flat_through_the_tool() {
         quiver(&["tune", "--index", &idx, "--queries", &q, "--gt", &gt, "--target-recall", "0.9", "--coarse", "exact"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--coarse applies to IVF indexes"));
-    let t: serde_json::Value = serde_json::from_str(&ok(&[
-        "tune",
-        "--index",
-        &idx,
-        "--queries",
-        &q,
-        "--gt",
-        &gt,
-        "--target-recall",
-        "0.95",
-        "--json",
-    ]))
-    .unwrap();
+    let t: serde_json::Value = serde_json::from_str(&tune_json(&idx, &q, &gt, "0.95", &[])).unwrap();
     assert!(t["nprobe"].is_null() && t["k_factor"].is_null(), "{t}");
     assert!(t["ef_search"].as_u64().unwrap() >= 10 && t["recall_at_10"].as_f64().unwrap() >= 0.95, "{t}");
     let info: serde_json::Value = serde_json::from_str(&ok(&["inspect", "--index", &idx, "--json"])).unwrap();
